@@ -1,0 +1,44 @@
+# README's first two commands: `make run` (local stack on 127.0.0.1:3000) and `make test`.
+# Both install what they need into .venv first. NOT FOR CLINICAL USE.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv build validate layer-size bench train clean
+
+$(STAMP): requirements.txt requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m scripts.local_stack
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+train: $(STAMP)
+	$(PY) -m training breast-cancer --no-publish
+
+build: $(STAMP)
+	$(VENV)/bin/sam build
+
+validate: $(STAMP)
+	$(VENV)/bin/sam validate --lint --region us-east-1
+	$(VENV)/bin/cfn-lint template.yaml
+
+layer-size: build
+	$(PY) scripts/layer_size.py
+
+bench: $(STAMP)
+	$(PY) -m scripts.bench
+
+clean:
+	rm -rf .aws-sam build *.egg-info

@@ -1,0 +1,62 @@
+"""Request/response schemas of the predict API (validation + generated OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+_NUMBER_ROW_SCHEMA = {
+    "oneOf": [
+        {"type": "array", "items": {"type": "number"}, "description": "Feature values in manifest order"},
+        {"type": "object", "additionalProperties": {"type": "number"}, "description": "Feature name -> value"},
+    ]
+}
+# Rows are checked against the model's manifest (feature count, names, finite
+# numbers) by domain code, which can say which row and feature is wrong.
+Row = Annotated[Union[list[Any], dict[str, Any]], WithJsonSchema(_NUMBER_ROW_SCHEMA)]
+
+EXAMPLE_MALIGNANT_ROW = [
+    17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871,
+    1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193,
+    25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656, 0.7119, 0.2654, 0.4601, 0.1189,
+]
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"instances": [EXAMPLE_MALIGNANT_ROW]}]},
+    )
+
+    instances: list[Row] | None = Field(
+        default=None, description="One or more rows: lists of numbers in manifest order, or objects keyed by "
+                                  "feature name.")
+    features: Annotated[list[Any] | None, WithJsonSchema({"type": "array"})] = Field(
+        default=None, description="Legacy shape of the Flask services this API replaces: a list of rows, or one "
+                                  "flat row.")
+
+
+class PredictionOut(BaseModel):
+    label: str
+    class_index: int
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    predictions: list[PredictionOut]
+    inference_ms: float
+    notice: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[Any] = []
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

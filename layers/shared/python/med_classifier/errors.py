@@ -1,0 +1,37 @@
+"""Domain errors. Each carries the HTTP status an API adapter should map it to."""
+
+
+class ClassifierError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: list | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidInput(ClassifierError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class UnknownModel(ClassifierError):
+    status_code = 404
+    code = "unknown_model"
+
+
+class PayloadTooLarge(ClassifierError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ModelUnavailable(ClassifierError):
+    """No loadable version: nothing published yet, or every candidate is broken."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
+class IntegrityError(Exception):
+    """A stored artefact does not match what its manifest or pointer promises."""

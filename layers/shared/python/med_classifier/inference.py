@@ -1,0 +1,97 @@
+"""ONNX Runtime inference for a published version, shaped by its manifest."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import IntegrityError
+from .manifest import Manifest
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    class_index: int
+    confidence: float
+    probabilities: dict[str, float]
+
+
+def _session_options():
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # Lambda gives fractional vCPUs: one intra-op thread avoids oversubscription.
+    options.intra_op_num_threads = int(os.environ.get("ORT_INTRA_OP_THREADS", "1"))
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+class OnnxClassifier:
+    """An InferenceSession plus the manifest that says how to read its output."""
+
+    def __init__(self, manifest: Manifest, onnx: bytes):
+        import onnxruntime as ort
+
+        self.manifest = manifest
+        try:
+            self.session = ort.InferenceSession(onnx, sess_options=_session_options(),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise IntegrityError(f"{manifest.model_id}/{manifest.version}: ONNX model does not load: {exc}") from exc
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if manifest.input.input_name not in inputs:
+            raise IntegrityError(f"ONNX graph has no input {manifest.input.input_name!r} (has {sorted(inputs)})")
+        if manifest.outputs.probabilities not in outputs:
+            raise IntegrityError(
+                f"ONNX graph has no output {manifest.outputs.probabilities!r} (has {sorted(outputs)})")
+        # Run once on a neutral input so a graph that loads but cannot execute is refused
+        # before it replaces a working version.
+        try:
+            probe = self.predict_proba(np.zeros((1, *self._item_shape()), dtype=np.float32))
+        except Exception as exc:
+            raise IntegrityError(f"{manifest.model_id}/{manifest.version}: probe run failed: {exc}") from exc
+        if probe.shape != (1, len(manifest.classes)) or not np.all(np.isfinite(probe)):
+            raise IntegrityError(f"probe run returned shape {probe.shape}, expected (1, {len(manifest.classes)})")
+
+    def _item_shape(self) -> tuple[int, ...]:
+        spec = self.manifest.input
+        if spec.kind == "tabular":
+            return (spec.n_features,)
+        if spec.layout == "NCHW":
+            return (spec.channels, spec.height, spec.width)
+        return (spec.height, spec.width, spec.channels)
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self.manifest.outputs
+        (raw,) = self.session.run([outputs.probabilities], {self.manifest.input.input_name: batch})
+        raw = np.asarray(raw, dtype=np.float64)
+        if outputs.probability_format == "sigmoid_positive":
+            positive = raw.reshape(-1)
+            proba = np.empty((positive.shape[0], 2))
+            proba[:, outputs.positive_index] = positive
+            proba[:, 1 - outputs.positive_index] = 1.0 - positive
+            return proba
+        return raw
+
+    def predict(self, batch: np.ndarray) -> tuple[list[Prediction], float]:
+        """Predictions for every row, and the inference time in milliseconds."""
+        started = time.perf_counter()
+        proba = self.predict_proba(batch)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        classes = self.manifest.classes
+        predictions = []
+        for row in proba:
+            index = int(np.argmax(row))
+            predictions.append(Prediction(
+                label=classes[index],
+                class_index=index,
+                confidence=float(row[index]),
+                probabilities={name: float(p) for name, p in zip(classes, row)},
+            ))
+        return predictions, elapsed_ms

@@ -1,0 +1,113 @@
+"""The model contract: everything serving needs to know about a published version."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_SCHEMA_VERSION = 1
+MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+VERSION_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"
+
+
+class TabularInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["tabular"] = "tabular"
+    feature_names: list[str]
+    dtype: Literal["float32"] = "float32"
+    input_name: str
+    # One real row a person can start from (forms, docs, smoke checks).
+    example: list[float] | None = None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+
+class ImageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["image"] = "image"
+    input_name: str
+    height: int
+    width: int
+    channels: Literal[1, 3] = 3
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    mean: list[float]
+    std: list[float]
+
+
+class OnnxOutputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    probabilities: str
+    # "probabilities": the output already holds class probabilities (one column per
+    # class); "sigmoid_positive": a single column holding P(classes[positive_index]).
+    probability_format: Literal["probabilities", "sigmoid_positive"] = "probabilities"
+    positive_index: int = 1
+
+
+class TrainingData(BaseModel):
+    name: str
+    source: str
+    sha256: str
+    n_train: int
+    n_test: int
+    synthetic: bool = False
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    model_id: Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
+    version: Annotated[str, Field(pattern=VERSION_PATTERN)]
+    created_at: datetime
+    description: str = ""
+    task: Literal["binary", "multiclass"]
+    classes: list[str] = Field(min_length=2)
+    input: Annotated[Union[TabularInput, ImageInput], Field(discriminator="kind")]
+    outputs: OnnxOutputs
+    onnx_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    onnx_bytes: int
+    opset: int
+    framework: dict[str, str]
+    converter: dict[str, str]
+    metrics: dict[str, float]
+    gate: dict[str, float | bool | str]
+    parity: dict[str, float | int]
+    training_data: TrainingData
+    estimator: str = ""
+    mlflow: dict[str, str | None] = Field(default_factory=dict)
+
+
+class ProductionPointer(BaseModel):
+    """models/{model}/production.json: which version serves, and which served before."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[str, Field(pattern=VERSION_PATTERN)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    promoted_at: datetime
+    previous: str | None = None
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_version(now: datetime | None = None, content: bytes = b"") -> str:
+    """Sortable, unique version id: UTC timestamp plus a content/entropy suffix."""
+    now = now or datetime.now(timezone.utc)
+    suffix = hashlib.sha256(content + now.isoformat().encode() + os.urandom(8)).hexdigest()[:8]
+    return f"{now:%Y%m%dT%H%M%SZ}-{suffix}"
+
+
+def is_valid_model_id(model_id: str) -> bool:
+    return re.fullmatch(MODEL_ID_PATTERN, model_id) is not None

@@ -1,0 +1,195 @@
+"""S3 model store: immutable versions plus a production pointer per model.
+
+Layout (DESIGN.md):
+    models/{model}/{version}/model.onnx
+    models/{model}/{version}/manifest.json
+    models/{model}/production.json   {"version", "sha256", "promoted_at", "previous"}
+
+A version is written completely or not at all: model first, manifest last (a version
+without a manifest is invisible), and anything written is deleted again on failure.
+The pointer only ever moves to a version that was read back and verified.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .errors import IntegrityError
+from .manifest import Manifest, ProductionPointer, sha256_hex
+
+MODELS_PREFIX = "models/"
+
+
+def s3_client():
+    """boto3 S3 client honouring AWS_ENDPOINT_URL (moto locally); empty means AWS."""
+    import boto3  # deferred: importing boto3 costs cold-start time
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    if endpoint is None:
+        # An empty AWS_ENDPOINT_URL (the template default) would make botocore fail.
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _not_found(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in {"NoSuchKey", "404", "NotFound"}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    manifest: Manifest
+    onnx: bytes
+
+
+class ModelStore:
+    def __init__(self, bucket: str, client=None):
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = s3_client()
+        return self._client
+
+    # keys -----------------------------------------------------------------
+    @staticmethod
+    def version_prefix(model_id: str, version: str) -> str:
+        return f"{MODELS_PREFIX}{model_id}/{version}/"
+
+    @staticmethod
+    def pointer_key(model_id: str) -> str:
+        return f"{MODELS_PREFIX}{model_id}/production.json"
+
+    # reads ----------------------------------------------------------------
+    def _get(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if _not_found(exc):
+                return None
+            raise
+
+    def _child_prefixes(self, prefix: str) -> list[str]:
+        names: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            for entry in page.get("CommonPrefixes", []):
+                names.append(entry["Prefix"][len(prefix):].rstrip("/"))
+        return sorted(names)
+
+    def list_model_ids(self) -> list[str]:
+        return self._child_prefixes(MODELS_PREFIX)
+
+    def list_versions(self, model_id: str) -> list[str]:
+        """Versions that have a manifest (complete ones), oldest first."""
+        prefix = f"{MODELS_PREFIX}{model_id}/"
+        return [
+            v for v in self._child_prefixes(prefix)
+            if self._exists(self.version_prefix(model_id, v) + "manifest.json")
+        ]
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except Exception as exc:
+            if _not_found(exc):
+                return False
+            raise
+
+    def read_pointer(self, model_id: str) -> ProductionPointer | None:
+        raw = self._get(self.pointer_key(model_id))
+        if raw is None:
+            return None
+        try:
+            return ProductionPointer.model_validate_json(raw)
+        except ValueError as exc:
+            raise IntegrityError(f"{model_id}: production.json is not a valid pointer: {exc}") from exc
+
+    def read_manifest(self, model_id: str, version: str) -> Manifest:
+        raw = self._get(self.version_prefix(model_id, version) + "manifest.json")
+        if raw is None:
+            raise IntegrityError(f"{model_id}/{version}: manifest.json is missing")
+        try:
+            manifest = Manifest.model_validate_json(raw)
+        except ValueError as exc:
+            raise IntegrityError(f"{model_id}/{version}: manifest.json is invalid: {exc}") from exc
+        if manifest.model_id != model_id or manifest.version != version:
+            raise IntegrityError(f"{model_id}/{version}: manifest names {manifest.model_id}/{manifest.version}")
+        return manifest
+
+    def read_version(self, model_id: str, version: str, expected_sha256: str | None = None) -> ModelVersion:
+        """Manifest and ONNX bytes of a version, verified against the manifest (and pointer)."""
+        manifest = self.read_manifest(model_id, version)
+        onnx = self._get(self.version_prefix(model_id, version) + "model.onnx")
+        if onnx is None:
+            raise IntegrityError(f"{model_id}/{version}: model.onnx is missing")
+        actual = sha256_hex(onnx)
+        if actual != manifest.onnx_sha256:
+            raise IntegrityError(
+                f"{model_id}/{version}: model.onnx sha256 {actual[:12]}… does not match the manifest's "
+                f"{manifest.onnx_sha256[:12]}…"
+            )
+        if expected_sha256 is not None and expected_sha256 != actual:
+            raise IntegrityError(
+                f"{model_id}/{version}: production.json expects sha256 {expected_sha256[:12]}…, "
+                f"model.onnx has {actual[:12]}…"
+            )
+        return ModelVersion(manifest=manifest, onnx=onnx)
+
+    # writes ---------------------------------------------------------------
+    def publish(self, manifest: Manifest, onnx: bytes, *, promote: bool = True) -> ProductionPointer | None:
+        """Write a complete new version; move the pointer to it when ``promote``."""
+        if sha256_hex(onnx) != manifest.onnx_sha256 or len(onnx) != manifest.onnx_bytes:
+            raise IntegrityError("manifest's onnx_sha256/onnx_bytes do not describe the model bytes")
+        prefix = self.version_prefix(manifest.model_id, manifest.version)
+        if self._exists(prefix + "model.onnx") or self._exists(prefix + "manifest.json"):
+            raise IntegrityError(f"{manifest.model_id}/{manifest.version} already exists: versions are immutable")
+        written: list[str] = []
+        try:
+            for name, body, content_type in (
+                ("model.onnx", onnx, "application/octet-stream"),
+                ("manifest.json", manifest.model_dump_json(indent=2).encode(), "application/json"),
+            ):
+                self.client.put_object(
+                    Bucket=self.bucket, Key=prefix + name, Body=body, ContentType=content_type,
+                    ChecksumAlgorithm="SHA256",
+                )
+                written.append(prefix + name)
+            self.read_version(manifest.model_id, manifest.version)
+        except BaseException:
+            for key in written:
+                try:
+                    self.client.delete_object(Bucket=self.bucket, Key=key)
+                except Exception:  # best effort: the original error matters more
+                    pass
+            raise
+        return self.promote(manifest.model_id, manifest.version) if promote else None
+
+    def promote(self, model_id: str, version: str) -> ProductionPointer:
+        """Point production at ``version`` after verifying it end to end."""
+        checked = self.read_version(model_id, version)
+        current = self.read_pointer_or_none(model_id)
+        pointer = ProductionPointer(
+            version=version,
+            sha256=checked.manifest.onnx_sha256,
+            promoted_at=datetime.now(timezone.utc),
+            previous=current.version if current and current.version != version else None,
+        )
+        self.client.put_object(
+            Bucket=self.bucket, Key=self.pointer_key(model_id),
+            Body=pointer.model_dump_json(indent=2).encode(), ContentType="application/json",
+        )
+        return pointer
+
+    def read_pointer_or_none(self, model_id: str) -> ProductionPointer | None:
+        """The pointer, or None when it is missing or unreadable (a new pointer replaces it)."""
+        try:
+            return self.read_pointer(model_id)
+        except IntegrityError:
+            return None
+

@@ -1,0 +1,138 @@
+"""Per-container model cache with pointer refresh and hot swap.
+
+A warm function keeps one loaded version per model. At most every
+``refresh_seconds`` it re-reads production.json; a new version is loaded and
+verified before it replaces the current one. A version that fails (bad hash,
+bad ONNX, missing file) is refused and the current one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
+from .inference import OnnxClassifier
+from .manifest import Manifest, ProductionPointer, is_valid_model_id
+from .model_store import ModelStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    manifest: Manifest
+    classifier: OnnxClassifier
+    pointer: ProductionPointer
+    loaded_at: float  # wall clock, for humans
+    load_ms: float
+
+
+@dataclass
+class _Entry:
+    current: LoadedModel | None = None
+    checked_at: float = float("-inf")  # monotonic
+    refused: dict[str, str] = field(default_factory=dict)  # version -> why
+
+
+class ModelCache:
+    def __init__(self, store: ModelStore, refresh_seconds: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.store = store
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+
+    def get(self, model_id: str) -> LoadedModel:
+        if not is_valid_model_id(model_id):
+            raise UnknownModel(f"No model named {model_id!r}. GET /models lists the models.")
+        entry = self._entries.setdefault(model_id, _Entry())
+        now = self._clock()
+        if entry.current is not None and now - entry.checked_at < self.refresh_seconds:
+            return entry.current
+        self._refresh(model_id, entry)
+        entry.checked_at = now
+        if entry.current is None:
+            why = "; ".join(f"{v}: {r}" for v, r in entry.refused.items()) or "no production version"
+            raise ModelUnavailable(f"Model {model_id!r} has no loadable version ({why}).")
+        return entry.current
+
+    def _refresh(self, model_id: str, entry: _Entry) -> None:
+        try:
+            pointer = self.store.read_pointer(model_id)
+        except IntegrityError as exc:
+            logger.error("unreadable production pointer, keeping current version", extra={"model": model_id,
+                         "error": str(exc)})
+            entry.refused["production.json"] = str(exc)
+            return
+        except Exception as exc:  # S3 unreachable: a warm container keeps serving what it has
+            if entry.current is None:
+                raise ModelUnavailable(f"Model store unreachable for {model_id!r}.") from exc
+            logger.warning("pointer refresh failed, keeping current version", extra={"model": model_id,
+                           "error": str(exc)})
+            return
+        if pointer is None:
+            if entry.current is None:
+                if self.store.list_versions(model_id):
+                    raise ModelUnavailable(f"Model {model_id!r} has versions but none is promoted to production.")
+                self._entries.pop(model_id, None)
+                raise UnknownModel(f"No model named {model_id!r}. GET /models lists the models.")
+            return
+        entry.refused.pop("production.json", None)
+        if entry.current is not None and entry.current.pointer.version == pointer.version \
+                and entry.current.pointer.sha256 == pointer.sha256:
+            return
+        try:
+            entry.current = self._load(model_id, pointer)
+            entry.refused.pop(pointer.version, None)
+        except IntegrityError as exc:
+            entry.refused[pointer.version] = str(exc)
+            logger.error("refusing broken model version", extra={
+                "model": model_id, "version": pointer.version, "error": str(exc),
+                "serving": entry.current.pointer.version if entry.current else None})
+
+    def _load(self, model_id: str, pointer: ProductionPointer) -> LoadedModel:
+        started = time.perf_counter()
+        version = self.store.read_version(model_id, pointer.version, expected_sha256=pointer.sha256)
+        classifier = OnnxClassifier(version.manifest, version.onnx)
+        load_ms = (time.perf_counter() - started) * 1000.0
+        logger.info("model loaded", extra={"model": model_id, "version": pointer.version, "load_ms": round(load_ms, 1)})
+        return LoadedModel(manifest=version.manifest, classifier=classifier, pointer=pointer,
+                           loaded_at=time.time(), load_ms=load_ms)
+
+    def status(self) -> dict[str, dict]:
+        """What this container has loaded, for /health."""
+        return {
+            model_id: {
+                "version": e.current.pointer.version if e.current else None,
+                "load_ms": round(e.current.load_ms, 1) if e.current else None,
+                "loaded_at": e.current.loaded_at if e.current else None,
+                "refused": dict(e.refused),
+            }
+            for model_id, e in self._entries.items()
+        }
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    model_id: str
+    version: str
+    predictions: list
+    inference_ms: float
+
+
+def predict_rows(cache: ModelCache, model_id: str, rows: list, max_rows: int) -> PredictionResult:
+    """Tabular prediction: resolve the production model, validate rows against its
+    manifest, run it."""
+    from .tabular import rows_to_matrix
+
+    loaded = cache.get(model_id)
+    spec = loaded.manifest.input
+    if spec.kind != "tabular":
+        raise InvalidInput(f"Model {model_id!r} takes images, not feature rows.")
+    matrix = rows_to_matrix(rows, spec, max_rows)
+    predictions, elapsed_ms = loaded.classifier.predict(matrix)
+    return PredictionResult(model_id=model_id, version=loaded.pointer.version,
+                            predictions=predictions, inference_ms=elapsed_ms)

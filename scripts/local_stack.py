@@ -1,0 +1,221 @@
+"""`make run`: the whole product on 127.0.0.1 without Docker.
+
+moto (server mode) stands in for AWS; the models bucket is re-seeded from the
+project's local mirror (.local/s3/) so restarts keep what was published; the
+breast-cancer model is trained and published if no production version exists;
+then SAM's own API Gateway emulation serves template.yaml through the project's
+Docker-free runner. NOT FOR CLINICAL USE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENV_FILE = REPO_ROOT / "events" / "env.json"
+MODELS_TO_SEED = ("breast-cancer",)
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MotoServer:
+    """moto in server mode as a child process on 127.0.0.1."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        self.host, self.port = host, port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "MotoServer":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.process.returncode}; is port {self.port} taken?")
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"moto server did not answer on {self.url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+class BucketMirror:
+    """Keeps .local/s3/{bucket}/ an exact copy of a moto bucket (moto keeps state in
+    memory only), and restores the bucket from it on start."""
+
+    def __init__(self, client, bucket: str, directory: Path):
+        self.client, self.bucket, self.directory = client, bucket, directory
+        self._etags: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def restore(self) -> int:
+        restored = 0
+        if self.directory.is_dir():
+            for path in sorted(p for p in self.directory.rglob("*") if p.is_file() and not p.name.endswith(".tmp")):
+                key = path.relative_to(self.directory).as_posix()
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=path.read_bytes())
+                restored += 1
+        self.sync()
+        return restored
+
+    def sync(self) -> None:
+        seen = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket):
+            for obj in page.get("Contents", []):
+                key, etag = obj["Key"], obj["ETag"]
+                seen.add(key)
+                target = self.directory / key
+                if self._etags.get(key) == etag and target.exists():
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".tmp")
+                partial.write_bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+                partial.replace(target)  # atomic: a crash never leaves a truncated file
+                self._etags[key] = etag
+        for key in set(self._etags) - seen:
+            (self.directory / key).unlink(missing_ok=True)
+            del self._etags[key]
+
+    def run_in_background(self, interval: float = 2.0) -> None:
+        def loop():
+            while not self._stop.wait(interval):
+                try:
+                    self.sync()
+                except Exception as exc:  # moto going away at shutdown must not kill the stack
+                    print(f"[mirror] sync failed: {exc}", file=sys.stderr)
+
+        self._thread = threading.Thread(target=loop, name="bucket-mirror", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.sync()
+
+
+def load_env_file(path: Path) -> dict[str, str]:
+    return {k: str(v) for k, v in json.loads(path.read_text()).get("Parameters", {}).items()}
+
+
+def ensure_models(client, bucket: str, env: dict[str, str], models=MODELS_TO_SEED, extra_args=()) -> None:
+    """Train and publish each model that has no production pointer yet."""
+    for model_id in models:
+        try:
+            client.head_object(Bucket=bucket, Key=f"models/{model_id}/production.json")
+            print(f"[stack] {model_id}: production version present")
+            continue
+        except client.exceptions.ClientError:
+            pass
+        print(f"[stack] {model_id}: no published version, training it now…", flush=True)
+        subprocess.run([sys.executable, "-m", "training", model_id, "--bucket", bucket, *extra_args],
+                       check=True, env={**os.environ, **env}, cwd=REPO_ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local stack: moto + SAM API emulation on 127.0.0.1. "
+                                                 "NOT FOR CLINICAL USE.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--env-vars", type=Path, default=DEFAULT_ENV_FILE)
+    parser.add_argument("--template", type=Path, default=REPO_ROOT / "template.yaml")
+    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("LOCAL_STATE_DIR", REPO_ROOT / ".local")))
+    args = parser.parse_args(argv)
+
+    from scripts.local_runner import LocalApi
+
+    env = load_env_file(args.env_vars)
+    endpoint = urlparse(env["AWS_ENDPOINT_URL"])
+    bucket = env["MODELS_BUCKET"]
+    os.environ.update(LOCAL_CREDENTIALS)
+    os.environ["LOCAL_STATE_DIR"] = str(args.state_dir)
+
+    moto = MotoServer(port=endpoint.port, host=endpoint.hostname).start()
+    api = None
+    mirror = None
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        client = s3_client(moto.url)
+        client.create_bucket(Bucket=bucket)
+        mirror = BucketMirror(client, bucket, args.state_dir / "s3" / bucket)
+        restored = mirror.restore()
+        print(f"[stack] moto on {moto.url}; restored {restored} objects into s3://{bucket} from {mirror.directory}")
+        ensure_models(client, bucket, {**env, **LOCAL_CREDENTIALS})
+        mirror.sync()
+        mirror.run_in_background()
+        api = LocalApi(str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port)
+        api.start()
+        base = f"http://{args.host}:{args.port}"
+        print(f"""
+  Local stack ready — NOT FOR CLINICAL USE
+    API         {base}/health
+    models      {base}/models
+    predict     curl -s -X POST {base}/models/breast-cancer/predict -H 'Content-Type: application/json' \\
+                  -d '{{"instances": [[17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871, 1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193, 25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656, 0.7119, 0.2654, 0.4601, 0.1189]]}}'
+    API docs    {base}/docs      (OpenAPI: {base}/openapi.json)
+    moto        {moto.url}  (bucket {bucket}, mirrored to {mirror.directory})
+    MLflow UI   .venv/bin/mlflow ui --backend-store-uri sqlite:///{args.state_dir}/mlflow/mlflow.db
+  Ctrl-C to stop.
+""", flush=True)
+        while not stopping.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\n[stack] stopping…", flush=True)
+        if api:
+            api.stop()
+        if mirror:
+            try:
+                mirror.stop()
+            except Exception as exc:
+                print(f"[stack] final mirror sync failed: {exc}", file=sys.stderr)
+        moto.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

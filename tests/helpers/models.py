@@ -1,0 +1,53 @@
+"""Train once per session and publish without MLflow (MLflow is tested on its own)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+from med_classifier.manifest import Manifest, new_version
+from med_classifier.model_store import ModelStore
+from training import breast_cancer
+from training.candidate import Candidate
+from training.gate import PromotionGate
+from training.pipeline import build_manifest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MALIGNANT_EXAMPLE = [
+    17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871,
+    1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193,
+    25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656, 0.7119, 0.2654, 0.4601, 0.1189,
+]
+
+
+@functools.lru_cache(maxsize=None)
+def breast_cancer_candidate(seed: int = 42) -> Candidate:
+    return breast_cancer.train(k_folds=5, seed=seed)
+
+
+def manifest_for(candidate: Candidate, version: str | None = None) -> Manifest:
+    gate = PromotionGate().evaluate(candidate.metrics)
+    return build_manifest(candidate, version or new_version(content=candidate.onnx), gate,
+                          run_id="test-run", tracking_uri="sqlite:///test", registry_version=None)
+
+
+def publish(store: ModelStore, candidate: Candidate, promote: bool = True) -> Manifest:
+    manifest = manifest_for(candidate)
+    store.publish(manifest, candidate.onnx, promote=promote)
+    return manifest
+
+
+def load_function_module(function_dir: str, module: str = "app"):
+    """Import a function's handler module the way Lambda does (its folder on sys.path),
+    under a unique name so two functions' app.py never collide."""
+    folder = REPO_ROOT / "functions" / function_dir
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    name = f"function_{function_dir}_{module}"
+    spec = importlib.util.spec_from_file_location(name, folder / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded

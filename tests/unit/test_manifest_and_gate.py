@@ -1,0 +1,37 @@
+import re
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from med_classifier.manifest import ProductionPointer, is_valid_model_id, new_version
+from training.gate import PromotionGate
+
+
+def test_versions_sort_by_time_and_never_collide():
+    early = new_version(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    late = new_version(datetime(2026, 1, 2, tzinfo=timezone.utc))
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", early)
+    assert early < late
+    same_instant = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert len({new_version(same_instant) for _ in range(50)}) == 50
+
+
+@pytest.mark.parametrize("model_id, ok", [("breast-cancer", True), ("chest-ct", True), ("../etc", False),
+                                          ("Breast", False), ("", False), ("a" * 64, False)])
+def test_model_ids_are_restricted_to_safe_names(model_id, ok):
+    assert is_valid_model_id(model_id) is ok
+
+
+def test_pointer_rejects_a_malformed_hash():
+    with pytest.raises(ValidationError):
+        ProductionPointer(version="20260101T000000Z-0123abcd", sha256="nothex", promoted_at=datetime.now())
+
+
+def test_gate_passes_only_when_every_threshold_holds():
+    gate = PromotionGate(min_recall=0.95, max_recall_std=0.05)
+    assert gate.evaluate({"test_recall": 0.97, "cv_recall_std": 0.02}).passed
+    low = gate.evaluate({"test_recall": 0.90, "cv_recall_std": 0.02})
+    assert not low.passed and "test_recall 0.9000 < 0.95" in low.reasons[0]
+    unstable = gate.evaluate({"test_recall": 0.99, "cv_recall_std": 0.08})
+    assert not unstable.passed and "cv_recall_std" in unstable.reasons[0]

@@ -1,0 +1,1 @@
+"""Offline training: train, evaluate, export to ONNX, track in MLflow, gate, publish."""

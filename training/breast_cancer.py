@@ -1,0 +1,190 @@
+"""breast-cancer: 30 Wisconsin features, scikit-learn pipeline chosen by CV, skl2onnx export."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.candidate import Candidate
+
+log = logging.getLogger("training")
+
+MODEL_ID = "breast-cancer"
+# sklearn's target: 0 = malignant, 1 = benign; the ONNX output columns follow it.
+CLASSES = ["malignant", "benign"]
+MALIGNANT = 0
+INPUT_NAME = "features"
+PROBABILITY_OUTPUT = "probabilities"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    sha256: str
+
+
+def load_wisconsin() -> Dataset:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    X = np.ascontiguousarray(data.data, dtype=np.float64)
+    y = np.ascontiguousarray(data.target, dtype=np.int64)
+    digest = hashlib.sha256()
+    digest.update("\n".join(data.feature_names).encode())
+    digest.update(X.tobytes())
+    digest.update(y.tobytes())
+    return Dataset(X=X, y=y, feature_names=[str(n) for n in data.feature_names], sha256=digest.hexdigest())
+
+
+def candidate_pipelines(seed: int) -> dict:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return {
+        "logistic_regression": Pipeline([
+            ("scaler", StandardScaler()),
+            ("classifier", LogisticRegression(C=1.0, max_iter=5000, random_state=seed)),
+        ]),
+        "random_forest": Pipeline([
+            ("scaler", StandardScaler()),
+            ("classifier", RandomForestClassifier(n_estimators=100, max_depth=None, random_state=seed, n_jobs=1)),
+        ]),
+    }
+
+
+def cross_validate_candidates(X, y, k_folds: int, seed: int) -> dict[str, dict[str, float]]:
+    from sklearn.metrics import f1_score, make_scorer, precision_score, recall_score
+    from sklearn.model_selection import StratifiedKFold, cross_validate
+
+    scoring = {
+        "accuracy": "accuracy",
+        "precision": make_scorer(precision_score, pos_label=MALIGNANT, zero_division=0),
+        "recall": make_scorer(recall_score, pos_label=MALIGNANT),
+        "f1": make_scorer(f1_score, pos_label=MALIGNANT),
+    }
+    folds = StratifiedKFold(n_splits=k_folds, shuffle=True, random_state=seed)
+    results = {}
+    for name, pipeline in candidate_pipelines(seed).items():
+        scores = cross_validate(pipeline, X, y, cv=folds, scoring=scoring, n_jobs=1)
+        summary = {}
+        for metric in scoring:
+            values = scores[f"test_{metric}"]
+            summary[f"cv_{metric}_mean"] = float(np.mean(values))
+            summary[f"cv_{metric}_std"] = float(np.std(values))
+        results[name] = summary
+        log.info("  CV %-20s recall %.4f ± %.4f   accuracy %.4f ± %.4f", name,
+                 summary["cv_recall_mean"], summary["cv_recall_std"],
+                 summary["cv_accuracy_mean"], summary["cv_accuracy_std"])
+    return results
+
+
+def choose(cv_results: dict[str, dict[str, float]]) -> str:
+    """Highest CV recall of the malignant class; lower recall std breaks ties."""
+    return max(cv_results, key=lambda n: (round(cv_results[n]["cv_recall_mean"], 6),
+                                          -cv_results[n]["cv_recall_std"]))
+
+
+def test_metrics(y_true, proba) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    y_pred = np.argmax(proba, axis=1)
+    return {
+        "test_accuracy": float(accuracy_score(y_true, y_pred)),
+        "test_precision": float(precision_score(y_true, y_pred, pos_label=MALIGNANT, zero_division=0)),
+        "test_recall": float(recall_score(y_true, y_pred, pos_label=MALIGNANT)),
+        "test_f1": float(f1_score(y_true, y_pred, pos_label=MALIGNANT)),
+        "test_roc_auc": float(roc_auc_score((y_true == MALIGNANT).astype(int), proba[:, MALIGNANT])),
+    }
+
+
+def export_onnx(pipeline, n_features: int) -> bytes:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onnx_model = convert_sklearn(
+        pipeline,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+        # Plain probability tensor instead of a list of {class: p} maps: cheaper to serve.
+        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+    )
+    outputs = [o.name for o in onnx_model.graph.output]
+    if PROBABILITY_OUTPUT not in outputs:  # skl2onnx's naming is part of our contract
+        raise RuntimeError(f"skl2onnx produced outputs {outputs}, expected {PROBABILITY_OUTPUT!r}")
+    return onnx_model.SerializeToString()
+
+
+def parity(pipeline, onnx_bytes: bytes, X: np.ndarray) -> dict[str, float | int]:
+    """Native vs ONNX Runtime on every row: identical labels, max |Δp|."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    X32 = X.astype(np.float32)
+    (onnx_proba,) = session.run([PROBABILITY_OUTPUT], {INPUT_NAME: X32})
+    native_proba = pipeline.predict_proba(X32)
+    return {
+        "rows": int(X.shape[0]),
+        "label_mismatches": int(np.sum(np.argmax(onnx_proba, 1) != np.argmax(native_proba, 1))),
+        "max_abs_prob_diff": float(np.max(np.abs(onnx_proba - native_proba))),
+    }
+
+
+def train(k_folds: int = 10, smoke: bool = False, seed: int = 42, test_size: float = 0.2) -> Candidate:
+    import sklearn
+    import skl2onnx
+    from sklearn.model_selection import train_test_split
+
+    data = load_wisconsin()
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=test_size, stratify=data.y, random_state=seed)
+    if smoke:
+        # Smoke mode: a stratified fifth of the training split and at most 3 folds.
+        X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=0.2, stratify=y_train,
+                                                  random_state=seed)
+        k_folds = min(k_folds, 3)
+    log.info("data: Wisconsin breast cancer, %d train / %d test rows, %d features (sha256 %s…)",
+             len(y_train), len(y_test), data.X.shape[1], data.sha256[:12])
+    log.info("cross-validating %d-fold…", k_folds)
+    cv = cross_validate_candidates(X_train, y_train, k_folds, seed)
+    chosen = choose(cv)
+    log.info("chosen by CV malignant recall: %s", chosen)
+    pipeline = candidate_pipelines(seed)[chosen].fit(X_train, y_train)
+    proba = pipeline.predict_proba(X_test)
+    metrics = {**cv[chosen], **test_metrics(y_test, proba)}
+    log.info("test: accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f  roc_auc %.4f",
+             metrics["test_accuracy"], metrics["test_precision"], metrics["test_recall"],
+             metrics["test_f1"], metrics["test_roc_auc"])
+    onnx_bytes = export_onnx(pipeline, data.X.shape[1])
+    check = parity(pipeline, onnx_bytes, data.X)
+    log.info("ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
+             check["rows"], check["label_mismatches"], check["max_abs_prob_diff"])
+    classifier = pipeline.steps[-1][1]
+    return Candidate(
+        model_id=MODEL_ID,
+        description="Wisconsin diagnostic breast cancer (30 features): malignant vs benign.",
+        task="binary",
+        classes=CLASSES,
+        input_spec={"kind": "tabular", "feature_names": data.feature_names, "input_name": INPUT_NAME,
+                    "example": [float(v) for v in data.X[0]]},
+        outputs={"probabilities": PROBABILITY_OUTPUT, "probability_format": "probabilities"},
+        onnx=onnx_bytes,
+        metrics=metrics,
+        parity=check,
+        parity_limits={"max_abs_prob_diff": 1e-5, "label_mismatches": 0},
+        estimator=chosen,
+        params={"model_type": chosen, "k_folds": k_folds, "smoke": smoke, "random_state": seed,
+                "test_size": test_size, **{f"clf_{k}": v for k, v in classifier.get_params().items()
+                                            if isinstance(v, (int, float, str, bool)) or v is None}},
+        framework={"scikit-learn": sklearn.__version__},
+        converter={"skl2onnx": skl2onnx.__version__},
+        training_data={"name": "wisconsin-diagnostic-breast-cancer", "source": "sklearn.datasets.load_breast_cancer",
+                       "sha256": data.sha256, "n_train": int(len(y_train)), "n_test": int(len(y_test)),
+                       "synthetic": False},
+        evaluation={"y_true": y_test, "proba": proba, "cv": cv},
+    )

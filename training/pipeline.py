@@ -1,0 +1,145 @@
+"""Shared end of every training run: parity, gate, MLflow logging and registry, publish."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from med_classifier.manifest import Manifest, ProductionPointer, new_version, sha256_hex
+from med_classifier.model_store import ModelStore
+from training import tracking
+from training.candidate import Candidate
+from training.gate import GateResult, PromotionGate
+
+log = logging.getLogger("training")
+
+PRODUCTION_ALIAS = "production"
+
+
+class ParityError(RuntimeError):
+    """The exported ONNX model does not reproduce the native model: never publish it."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    model_id: str
+    version: str
+    gate: GateResult
+    published: bool
+    pointer: ProductionPointer | None
+    mlflow_run_id: str
+    registry_version: str | None
+    manifest: Manifest
+
+
+def build_manifest(candidate: Candidate, version: str, gate: GateResult, run_id: str, tracking_uri: str,
+                   registry_version: str | None) -> Manifest:
+    import onnx
+
+    opset = max(o.version for o in onnx.load_from_string(candidate.onnx).opset_import if o.domain in ("", "ai.onnx"))
+    return Manifest(
+        model_id=candidate.model_id, version=version, created_at=datetime.now(timezone.utc),
+        description=candidate.description, task=candidate.task, classes=candidate.classes,
+        input=candidate.input_spec, outputs=candidate.outputs,
+        onnx_sha256=sha256_hex(candidate.onnx), onnx_bytes=len(candidate.onnx), opset=opset,
+        framework=candidate.framework, converter={**candidate.converter, "onnx": onnx.__version__},
+        metrics=candidate.metrics, gate=gate.as_manifest_dict(), parity=candidate.parity,
+        training_data=candidate.training_data, estimator=candidate.estimator,
+        mlflow={"run_id": run_id, "tracking_uri": _redact(tracking_uri), "registered_model": candidate.model_id,
+                "registry_version": registry_version},
+    )
+
+
+def _redact(uri: str) -> str:
+    # Never write credentials of a tracking server into a public-ish manifest.
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return uri
+
+
+def _confusion_matrix_png(candidate: Candidate, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    y_true = candidate.evaluation["y_true"]
+    y_pred = np.argmax(candidate.evaluation["proba"], axis=1)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, display_labels=candidate.classes, ax=ax,
+                                            colorbar=False, labels=list(range(len(candidate.classes))))
+    ax.set_title(f"{candidate.model_id}: test set")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _classification_report(candidate: Candidate) -> str:
+    from sklearn.metrics import classification_report
+
+    y_pred = np.argmax(candidate.evaluation["proba"], axis=1)
+    return classification_report(candidate.evaluation["y_true"], y_pred, target_names=candidate.classes,
+                                 labels=list(range(len(candidate.classes))), digits=4, zero_division=0)
+
+
+def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None) -> Outcome:
+    """Gate, log and (if it passes and a store is given) publish. Raises ParityError
+    before anything is logged as a model when the export is broken."""
+    import mlflow
+    import onnx
+    from mlflow import MlflowClient
+
+    failures = candidate.parity_failures()
+    tracking_uri = tracking.configure(experiment=candidate.model_id)
+    version = new_version(content=candidate.onnx)
+    verdict = gate.evaluate(candidate.metrics)
+    with mlflow.start_run(run_name=f"{candidate.model_id}-{version}") as run:
+        mlflow.set_tags({"model_id": candidate.model_id, "version": version, "estimator": candidate.estimator,
+                         "data_sha256": candidate.training_data["sha256"], "not_for_clinical_use": "true"})
+        mlflow.log_params({**candidate.params, "data_version": candidate.training_data["sha256"],
+                           "n_samples_train": candidate.training_data["n_train"],
+                           "n_samples_test": candidate.training_data["n_test"],
+                           "gate_min_recall": gate.min_recall, "gate_max_recall_std": gate.max_recall_std})
+        mlflow.log_metrics({**candidate.metrics,
+                            **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
+                            "gate_passed": float(verdict.passed and not failures)})
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_path = Path(tmp)
+            _confusion_matrix_png(candidate, tmp_path / "confusion_matrix.png")
+            (tmp_path / "classification_report.txt").write_text(_classification_report(candidate))
+            summary = {"model_id": candidate.model_id, "version": version, "estimator": candidate.estimator,
+                       "metrics": candidate.metrics, "parity": candidate.parity, "parity_failures": failures,
+                       "gate": {"passed": verdict.passed, "reasons": verdict.reasons, **verdict.thresholds},
+                       "training_data": candidate.training_data}
+            (tmp_path / "run_summary.json").write_text(json.dumps(summary, indent=2))
+            for name in ("confusion_matrix.png", "classification_report.txt", "run_summary.json"):
+                mlflow.log_artifact(str(tmp_path / name))
+        if failures:
+            mlflow.set_tag("outcome", "parity_failed")
+            raise ParityError(f"{candidate.model_id}: ONNX export fails parity: {'; '.join(failures)}")
+        # Every exported model stays with its run; only a gate-passing one enters the registry.
+        info = mlflow.onnx.log_model(onnx.load_from_string(candidate.onnx), name="model",
+                                     registered_model_name=candidate.model_id if verdict.passed else None)
+        registry_version = str(info.registered_model_version) if verdict.passed else None
+        manifest = build_manifest(candidate, version, verdict, run.info.run_id, tracking_uri, registry_version)
+        mlflow.log_dict(json.loads(manifest.model_dump_json()), "manifest.json")
+        pointer = None
+        if verdict.passed and store is not None:
+            pointer = store.publish(manifest, candidate.onnx, promote=True)
+            MlflowClient().set_registered_model_alias(candidate.model_id, PRODUCTION_ALIAS, registry_version)
+            mlflow.set_tag("outcome", "published")
+            log.info("published s3://%s/%s (production → %s)", store.bucket,
+                     store.version_prefix(candidate.model_id, version), version)
+        else:
+            mlflow.set_tag("outcome", "gate_passed_not_published" if verdict.passed else "rejected_by_gate")
+        return Outcome(model_id=candidate.model_id, version=version, gate=verdict, published=pointer is not None,
+                       pointer=pointer, mlflow_run_id=run.info.run_id, registry_version=registry_version,
+                       manifest=manifest)
