@@ -1,0 +1,224 @@
+"""The SAM template lints clean and keeps its security and runtime guarantees.
+
+Offline: cfn-lint and `sam validate --lint` need no AWS credentials or network.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+import samtranslator
+from cfnlint.api import ManualArgs, lint_file
+from samcli.yamlhelper import yaml_parse
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+RUNTIME_LAYER_DIR = REPO_ROOT / "layers" / "runtime"
+DEV_LOCK_PATH = REPO_ROOT / "requirements.lock"
+VENV_BIN = Path(sys.executable).parent
+LAMBDA_RUNTIME = "python3.12"
+
+TEMPLATE = yaml_parse(TEMPLATE_PATH.read_text())
+RESOURCES = TEMPLATE["Resources"]
+GLOBAL_FUNCTION = TEMPLATE["Globals"]["Function"]
+
+
+def resources_of_type(resource_type: str) -> dict[str, dict]:
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == resource_type}
+
+
+FUNCTIONS = resources_of_type("AWS::Serverless::Function")
+BUCKETS = resources_of_type("AWS::S3::Bucket")
+BUCKET_POLICIES = resources_of_type("AWS::S3::BucketPolicy")
+
+
+def sam_policy_template_names() -> set[str]:
+    data = Path(samtranslator.__file__).parent / "policy_templates_data" / "policy_templates.json"
+    return set(json.loads(data.read_text())["Templates"])
+
+
+def translated_template() -> dict:
+    """The CloudFormation that the SAM transform makes of the template, offline."""
+    sam_template = copy.deepcopy(TEMPLATE)
+    for resource in sam_template["Resources"].values():
+        properties = resource.get("Properties", {})
+        for uri_key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(uri_key), str):  # local paths become S3 URIs on package
+                properties[uri_key] = "s3://placeholder-bucket/placeholder-key"
+    # An explicit region keeps the transform independent of the environment; no AWS call is made.
+    session = boto3.session.Session(region_name="us-east-1")
+    translator = Translator(managed_policy_map=None, sam_parser=Parser(), plugins=[], boto_session=session)
+    return translator.translate(sam_template, parameter_values={}, get_managed_policy_map=lambda: {})
+
+
+# --- linters ----------------------------------------------------------------------------
+
+
+def test_cfn_lint_reports_nothing():
+    matches = lint_file(TEMPLATE_PATH, config=ManualArgs(regions=["us-east-1"]))
+    assert [str(m) for m in matches] == []
+
+
+def test_sam_validate_lint_passes():
+    result = subprocess.run(
+        [str(VENV_BIN / "sam"), "validate", "--lint", "--template-file", str(TEMPLATE_PATH), "--region", "us-east-1"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- buckets: private, encrypted, TLS only ---------------------------------------------------
+
+
+@pytest.mark.parametrize("bucket", sorted(BUCKETS))
+def test_bucket_blocks_all_public_access(bucket):
+    block = BUCKETS[bucket]["Properties"]["PublicAccessBlockConfiguration"]
+    assert block == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+
+
+@pytest.mark.parametrize("bucket", sorted(BUCKETS))
+def test_bucket_is_encrypted_at_rest(bucket):
+    rules = BUCKETS[bucket]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    algorithms = {rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules}
+    assert algorithms and algorithms <= {"AES256", "aws:kms", "aws:kms:dsse"}
+
+
+@pytest.mark.parametrize("bucket", sorted(BUCKETS))
+def test_bucket_policy_denies_insecure_transport(bucket):
+    policies = [p for p in BUCKET_POLICIES.values() if p["Properties"]["Bucket"] == {"Ref": bucket}]
+    assert len(policies) == 1, f"{bucket} needs exactly one bucket policy"
+    statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
+    bucket_arn = {"Fn::GetAtt": [bucket, "Arn"]}
+    objects_arn = {"Fn::Sub": "${" + bucket + ".Arn}/*"}
+
+    def denies_plain_http(statement: dict) -> bool:
+        secure_transport = statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
+        return (
+            statement["Effect"] == "Deny"
+            and statement["Principal"] in ("*", {"AWS": "*"})
+            and statement["Action"] in ("s3:*", ["s3:*"])
+            and bucket_arn in statement["Resource"]
+            and objects_arn in statement["Resource"]
+            and str(secure_transport).lower() == "false"
+        )
+
+    assert any(denies_plain_http(s) for s in statements)
+
+
+# --- functions: runtime, endpoint override, least privilege -------------------------------
+
+
+def test_functions_run_python312_set_once_in_globals():
+    assert GLOBAL_FUNCTION["Runtime"] == LAMBDA_RUNTIME
+    overriding = [name for name, f in FUNCTIONS.items() if "Runtime" in f.get("Properties", {})]
+    assert overriding == []
+
+
+def test_aws_endpoint_url_is_declared_in_globals_and_empty():
+    # Empty on AWS; local env-vars files point it at moto.
+    assert GLOBAL_FUNCTION["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    for name, function in FUNCTIONS.items():
+        variables = function.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        assert variables.get("AWS_ENDPOINT_URL", "") == "", f"{name} overrides AWS_ENDPOINT_URL"
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_function_permissions_come_from_sam_policy_templates_only(function):
+    properties = FUNCTIONS[function]["Properties"]
+    assert "Role" not in properties, "a custom role bypasses the policy-template check"
+    known_templates = sam_policy_template_names()
+    policies = properties.get("Policies", [])
+    assert isinstance(policies, list) and policies, "every function declares its (least) privileges"
+    for policy in policies:
+        # A policy template is a one-key mapping; strings are managed policies, Statement lists are inline.
+        assert isinstance(policy, dict) and len(policy) == 1, policy
+        [(template_name, template_parameters)] = policy.items()
+        assert template_name in known_templates, f"{template_name} is not a SAM policy template"
+        assert "*" not in json.dumps(template_parameters), f"wildcard parameter in {template_name}"
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def is_wildcard_resource(resource) -> bool:
+    """`*`, `arn:aws:s3:::*`, `arn:aws:s3:::*/*`; not `arn:aws:s3:::${bucketName}/*`."""
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        # Policy templates put their parameters in the Sub's variable map: fill in the literal ones.
+        text, *variables = as_list(resource["Fn::Sub"])
+        for name, value in (variables[0] if variables else {}).items():
+            if isinstance(value, str):
+                text = text.replace("${" + name + "}", value)
+        resource = text
+    if not isinstance(resource, str):  # Ref / GetAtt of a specific resource
+        return False
+    return set(resource.rsplit(":", 1)[-1]) <= {"*", "/"}
+
+
+def test_generated_iam_policies_have_no_wildcard_actions_or_resources():
+    roles = {n: r for n, r in translated_template()["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert roles
+    for role_name, role in roles.items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in as_list(policy["PolicyDocument"]["Statement"]):
+                actions = as_list(statement["Action"])
+                resources = as_list(statement["Resource"])
+                assert not [a for a in actions if a == "*" or a.endswith(":*")], (role_name, actions)
+                assert not [r for r in resources if is_wildcard_resource(r)], (role_name, resources)
+
+
+# --- the inference runtime layer ---------------------------------------------------------
+
+
+def test_runtime_layer_is_built_by_its_makefile():
+    layer = RESOURCES["InferenceRuntimeLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}
+    assert layer["Properties"]["CompatibleRuntimes"] == [LAMBDA_RUNTIME]
+    makefile = (RUNTIME_LAYER_DIR / "Makefile").read_text()
+    assert re.search(r"^build-InferenceRuntimeLayer:", makefile, re.MULTILINE)
+
+
+def test_architecture_parameter_defaults_to_x86_64():
+    # onnxruntime has crashed on arm64 zip/layer Lambdas (onnxruntime#10038).
+    parameter = TEMPLATE["Parameters"]["Architecture"]
+    assert parameter["Default"] == "x86_64"
+    assert set(parameter["AllowedValues"]) == {"x86_64", "arm64"}
+    assert GLOBAL_FUNCTION["Architectures"] == [{"Ref": "Architecture"}]
+
+
+def pinned_versions(requirements_text: str) -> dict[str, str]:
+    pins = {}
+    for line in requirements_text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    return pins
+
+
+def test_runtime_layer_pins_match_the_dev_lock():
+    # Local serving (dev venv) and Lambda must run the same code.
+    layer_pins = pinned_versions((RUNTIME_LAYER_DIR / "requirements.txt").read_text())
+    lock_pins = pinned_versions(DEV_LOCK_PATH.read_text())
+    assert {name: lock_pins.get(name) for name in layer_pins} == layer_pins
+    assert "boto3" not in layer_pins and "botocore" not in layer_pins  # the Lambda runtime provides them
