@@ -18,6 +18,8 @@ import pytest
 import samtranslator
 from cfnlint.api import ManualArgs, lint_file
 from samcli.yamlhelper import yaml_parse
+
+from scripts.local_runner.api import yaml_safe_loader_preserved
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
@@ -28,7 +30,8 @@ DEV_LOCK_PATH = REPO_ROOT / "requirements.lock"
 VENV_BIN = Path(sys.executable).parent
 LAMBDA_RUNTIME = "python3.12"
 
-TEMPLATE = yaml_parse(TEMPLATE_PATH.read_text())
+with yaml_safe_loader_preserved():  # SAM's parser would change yaml.safe_load for the whole test run
+    TEMPLATE = yaml_parse(TEMPLATE_PATH.read_text())
 RESOURCES = TEMPLATE["Resources"]
 GLOBAL_FUNCTION = TEMPLATE["Globals"]["Function"]
 

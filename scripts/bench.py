@@ -1,0 +1,575 @@
+"""`make bench`: our ONNX-on-Lambda serving path vs the native scikit-learn service, in one run, on the same rows.
+
+One model (breast-cancer, trained here once), published to S3 in a moto server on 127.0.0.1, then:
+
+  warm latency, p50/p99 for 1 row and 100 rows (after warm-up)
+    - onnxruntime ``InferenceSession.run``, with the session serving builds (same options: 1 intra-op thread)
+    - scikit-learn ``predict_proba`` of the same pipeline (the baseline of the in-process paths)
+    - our Lambda handler in-process: API Gateway event in, response out
+    - a Flask app serving the joblib-pickled pipeline (scripts/flask_baseline.py), over loopback HTTP
+      (the baseline of the HTTP paths)
+    - our API over loopback HTTP: template.yaml served by the Docker-free local runner
+  cold start, fresh process -> first response, median of a few runs
+    - our handler: interpreter, imports, S3 reads (moto), ONNX session, first predict
+    - native: interpreter, import scikit-learn, joblib.load, first predict_proba
+
+A benchmark, not a test: it prints a table and asserts no timing. Dummy AWS credentials; loopback only.
+Research and education only - NOT FOR CLINICAL USE.
+
+    .venv/bin/python -m scripts.bench [--quick] [--markdown PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Callable
+
+import joblib
+import numpy as np
+import requests
+from sklearn.model_selection import train_test_split
+
+from med_classifier.inference import OnnxClassifier
+from med_classifier.manifest import Manifest
+from med_classifier.model_store import ModelStore
+from scripts.local_runner import LocalApi, LocalFunctions
+from scripts.local_stack import LOCAL_CREDENTIALS, MotoServer, free_port, s3_client
+from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, load_function_module, publish
+from training.breast_cancer import candidate_pipelines, load_wisconsin
+from training.candidate import Candidate
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FUNCTION_DIR = REPO_ROOT / "functions" / "predict"
+SHARED_LAYER = REPO_ROOT / "layers" / "shared" / "python"
+PREDICT_EVENT = REPO_ROOT / "events" / "api-predict-breast-cancer.json"
+BUCKET = "med-classifier-models-bench"
+MODEL_ID = "breast-cancer"
+SEED = 42
+BATCH_ROWS = 100
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+# The measured paths, as the table names them.
+ONNX_PATH = "onnxruntime `InferenceSession.run`, serving's options"
+SKLEARN_PATH = "scikit-learn `predict_proba`, native pipeline"
+HANDLER_PATH = "our Lambda handler in-process, API Gateway event → response"
+FLASK_PATH = "Flask + scikit-learn, loopback HTTP"
+OURS_HTTP_PATH = "our API via the local runner, loopback HTTP"
+HTTP_PATHS = (FLASK_PATH, OURS_HTTP_PATH)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Iterations per measurement (1 row, 100 rows); each measurement also stops after ``cap_s`` seconds."""
+
+    onnx: tuple[int, int]
+    sklearn: tuple[int, int]
+    handler: tuple[int, int]
+    http: tuple[int, int]
+    cold_starts: int
+    cap_s: float
+
+
+# Sized so the default run stays under ~3 minutes on a 2-core machine.
+DEFAULT_BUDGET = Budget(onnx=(5000, 2000), sklearn=(2000, 1000), handler=(2000, 500), http=(2000, 500),
+                        cold_starts=5, cap_s=20.0)
+QUICK_BUDGET = Budget(onnx=(500, 200), sklearn=(200, 100), handler=(200, 50), http=(100, 30),
+                      cold_starts=2, cap_s=5.0)
+
+
+class Context:
+    """The attributes of Lambda's context object that Powertools reads."""
+
+    function_name = "PredictFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
+    aws_request_id = "bench"
+
+
+# --- measuring -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Latency:
+    samples_us: np.ndarray
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.samples_us, 50))
+
+    @property
+    def p99(self) -> float:
+        return float(np.percentile(self.samples_us, 99))
+
+    @property
+    def n(self) -> int:
+        return len(self.samples_us)
+
+
+def measure(call: Callable[[], object], iterations: int, cap_s: float) -> Latency:
+    # Warm-up first: lazy imports, first-call caches, the allocator, the keep-alive connection.
+    for _ in range(max(20, iterations // 10)):
+        call()
+    samples = []
+    deadline = time.perf_counter() + cap_s
+    for _ in range(iterations):
+        started = time.perf_counter_ns()
+        call()
+        samples.append(time.perf_counter_ns() - started)
+        if time.perf_counter() > deadline:
+            break
+    return Latency(np.asarray(samples, dtype=np.float64) / 1000.0)
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+# --- the model, the rows ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setup:
+    candidate: Candidate
+    manifest: Manifest
+    pipeline: object  # the fitted scikit-learn pipeline
+    rows: dict[int, np.ndarray]  # n rows -> float64 matrix
+
+
+def train_and_publish(client) -> Setup:
+    candidate = breast_cancer_candidate(SEED)  # training.breast_cancer.train(k_folds=5, seed=SEED)
+    manifest = publish(ModelStore(BUCKET, client), candidate)
+    # train() returns the ONNX bytes, not the fitted pipeline. Refitting the pipeline it chose on the split it
+    # used (same arguments as train(), same seed) gives the same model: checked against the ONNX below.
+    data = load_wisconsin()
+    X_train, X_test, y_train, _ = train_test_split(data.X, data.y, test_size=0.2, stratify=data.y,
+                                                   random_state=SEED)
+    pipeline = candidate_pipelines(SEED)[candidate.estimator].fit(X_train, y_train)
+    # 1 row: the public malignant example; 100 rows: held-out test rows the model never saw.
+    rows = {1: np.asarray([MALIGNANT_EXAMPLE], dtype=np.float64), BATCH_ROWS: X_test[:BATCH_ROWS]}
+    return Setup(candidate=candidate, manifest=manifest, pipeline=pipeline, rows=rows)
+
+
+def labels_of_body(body: dict) -> list[int]:
+    return [p["class_index"] for p in body["predictions"]]
+
+
+def function_environment(env_file: Path) -> dict[str, str]:
+    """PredictFunction's environment as SAM resolves it for the local runner (template Globals, the env-vars
+    file, the AWS_LAMBDA_* variables): the in-process and cold-start handlers run with the same one."""
+    functions = LocalFunctions(str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file))
+    try:
+        runner = functions.lambda_runner
+        return runner.get_invoke_config(runner.get_function("PredictFunction")).env_vars.resolve()
+    finally:
+        functions.stop()
+
+
+# --- cold start ------------------------------------------------------------------------------------------
+
+# Run as `python -c` in the function's folder, with the shared layer on PYTHONPATH, like a Lambda container.
+# boto3 and onnxruntime would be imported by the first call anyway; importing them first only splits the time.
+OURS_COLD_START = r"""
+import os, sys, time
+spawned = float(os.environ["BENCH_SPAWNED_AT"])
+phases, mark = [], time.time()
+phases.append(("interpreter", mark - spawned))
+def lap(name):
+    global mark
+    now = time.time()
+    phases.append((name, now - mark))
+    mark = now
+import json
+import app
+lap("import handler")
+import boto3
+lap("import boto3")
+import onnxruntime
+lap("import onnxruntime")
+class Context:
+    function_name = "PredictFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
+    aws_request_id = "bench-cold"
+with open(sys.argv[1]) as file:
+    event = json.load(file)
+response = app.lambda_handler(event, Context())
+lap("first call: S3 + session + predict")
+label = json.loads(response["body"])["predictions"][0]["class_index"] if response["statusCode"] == 200 else None
+print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases, "label": label}))
+"""
+
+NATIVE_COLD_START = r"""
+import os, sys, time
+spawned = float(os.environ["BENCH_SPAWNED_AT"])
+phases, mark = [], time.time()
+phases.append(("interpreter", mark - spawned))
+def lap(name):
+    global mark
+    now = time.time()
+    phases.append((name, now - mark))
+    mark = now
+import importlib, json
+import joblib
+for module in sys.argv[3:]:
+    importlib.import_module(module)
+lap("import sklearn")
+pipeline = joblib.load(sys.argv[1])
+lap("joblib.load")
+proba = pipeline.predict_proba(json.loads(sys.argv[2]))
+lap("first predict_proba")
+print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases,
+                                    "label": int(proba.argmax())}))
+"""
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    totals_s: list[float]
+    phases_s: dict[str, list[float]]
+
+
+def cold_start_once(code: str, args: list[str], cwd: Path, env: dict[str, str], expected_label: int) -> dict:
+    env = {**env, "BENCH_SPAWNED_AT": repr(time.time())}
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+    # The handler prints its EMF metrics on stdout too: the result is the marked line.
+    results = [line for line in done.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
+    if done.returncode != 0 or not results:
+        raise RuntimeError(f"cold-start process failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    result = json.loads(results[-1].removeprefix("BENCH_RESULT "))
+    if result["label"] != expected_label:
+        raise RuntimeError(f"cold-start process predicted {result['label']}, expected {expected_label}:\n"
+                           f"{done.stdout[-2000:]}")
+    return result
+
+
+def cold_starts(setup: Setup, model_file: Path, event_file: Path, function_env: dict[str, str],
+                repeats: int) -> dict[str, ColdStart]:
+    ours_env = {**os.environ, **function_env, "PYTHONPATH": str(SHARED_LAYER)}
+    sklearn_modules = sorted({"sklearn.pipeline"} | {type(step).__module__ for _, step in setup.pipeline.steps})
+    row = setup.rows[1]
+    label = int(np.argmax(setup.pipeline.predict_proba(row)))
+    runs: dict[str, list[dict]] = {"ours": [], "native": []}
+    for _ in range(repeats):  # alternate, so drift on the machine hits both alike
+        runs["ours"].append(cold_start_once(OURS_COLD_START, [str(event_file)], FUNCTION_DIR, ours_env, label))
+        runs["native"].append(cold_start_once(NATIVE_COLD_START, [str(model_file), json.dumps(row.tolist()),
+                                                                  *sklearn_modules],
+                                              model_file.parent, dict(os.environ), label))
+    summary = {}
+    for path, results in runs.items():
+        phases: dict[str, list[float]] = {}
+        for result in results:
+            for name, seconds in result["phases"]:
+                phases.setdefault(name, []).append(seconds)
+        summary[path] = ColdStart(totals_s=[r["total"] for r in results], phases_s=phases)
+    return summary
+
+
+# --- servers ---------------------------------------------------------------------------------------------
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def wait_until_up(url: str, process: subprocess.Popen | None, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {process.returncode}:\n{tail(log)}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{tail(log)}")
+
+
+@contextlib.contextmanager
+def flask_baseline(model_file: Path, log: Path):
+    port = free_port()
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.flask_baseline", "--model", str(model_file), "--port", str(port)],
+            cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True)  # Ctrl-C is ours to handle: we stop it in order
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{url}/health", process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def stderr_to(log: Path):
+    """Sends file descriptor 2 to ``log``: the local runner writes SAM's and werkzeug's request log there, and
+    its workers' stdout (the handler's EMF metrics, one line per request) goes there too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log, "ab") as output:
+        os.dup2(output.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def local_api(env_file: Path, log: Path):
+    port = free_port()
+    api = LocalApi(str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), host="127.0.0.1", port=port)
+    try:
+        with stderr_to(log):
+            api.start()
+            try:
+                wait_until_up(f"{api.url}/health", None, log)
+                yield api.url
+            finally:
+                api.stop()
+    except Exception as error:
+        raise RuntimeError(f"local runner: {error}\n--- its log ---\n{tail(log)}") from error
+
+
+def http_post(session, url: str, body: bytes) -> Callable[[], dict]:
+    def call() -> dict:
+        response = session.post(url, data=body, headers=JSON_HEADERS)
+        if response.status_code != 200:
+            raise RuntimeError(f"POST {url}: {response.status_code} {response.text[:500]}")
+        return response.json()
+
+    return call
+
+
+def measure_http(url: str, bodies: dict[int, bytes], budget: Budget) -> tuple[dict[int, Latency], dict[int, dict]]:
+    with requests.Session() as session:  # one keep-alive connection, as a steady client would have
+        calls = {n: http_post(session, url, body) for n, body in bodies.items()}
+        answers = {n: call() for n, call in calls.items()}
+        latencies = {n: measure(calls[n], iterations, budget.cap_s)
+                     for n, iterations in zip(calls, budget.http)}
+    return latencies, answers
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+def machine_line() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    packages = ", ".join(f"{name} {installed_version(name)}" for name in
+                         ("onnxruntime", "scikit-learn", "numpy", "Flask", "aws-lambda-powertools", "aws-sam-cli"))
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}; {packages}")
+
+
+def fmt_time(us: float) -> str:
+    """About three significant digits, in µs, ms or s."""
+    value, unit = (us, "µs") if us < 1e3 else (us / 1e3, "ms") if us < 1e6 else (us / 1e6, "s")
+    decimals = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:.{decimals}f} {unit}"
+
+
+def fmt_ratio(ratio: float) -> str:
+    if ratio >= 10:
+        return f"{ratio:.0f}×"
+    if ratio >= 1:
+        return f"{ratio:.2f}×"
+    return f"{ratio:.2g}×"
+
+
+def ratio_cell(path: dict[int, Latency], baseline: dict[int, Latency]) -> str:
+    return " / ".join(fmt_ratio(path[n].p50 / baseline[n].p50) for n in sorted(path))
+
+
+def report(setup: Setup, warm: dict[str, dict[int, Latency]], cold: dict[str, ColdStart], parity: float,
+           sizes: dict[str, int], quick: bool, started: datetime, load: float, elapsed_s: float) -> str:
+    lines = [
+        "## Benchmark: breast-cancer, ONNX on Lambda vs native scikit-learn (NOT FOR CLINICAL USE)",
+        "",
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC{' (--quick run)' if quick else ''}; whole run {elapsed_s:.0f} s; "
+        f"load average {load:.2f} at the start (anything else running skews the numbers)",
+        f"- Machine: {machine_line()}",
+        f"- Model: `{setup.candidate.estimator}` pipeline (StandardScaler + classifier), ONNX {sizes['onnx']:,} B, "
+        f"joblib {sizes['joblib']:,} B; native vs ONNX max |Δp| on the bench rows {parity:.1e}",
+        f"- Rows: 1 = the public malignant example; {BATCH_ROWS} = held-out Wisconsin test rows; "
+        "the same rows on every path",
+        "",
+        f"| path | 1 row p50 | 1 row p99 | {BATCH_ROWS} rows p50 | {BATCH_ROWS} rows p99 "
+        f"| p50 ÷ sklearn `predict_proba` (1 / {BATCH_ROWS}) | p50 ÷ Flask HTTP (1 / {BATCH_ROWS}) "
+        f"| n (1 / {BATCH_ROWS}) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, latencies in warm.items():
+        one, batch = latencies[1], latencies[BATCH_ROWS]
+        vs_flask = ratio_cell(latencies, warm[FLASK_PATH]) if name in HTTP_PATHS else "—"
+        lines.append(f"| {name} | {fmt_time(one.p50)} | {fmt_time(one.p99)} | {fmt_time(batch.p50)} "
+                     f"| {fmt_time(batch.p99)} | {ratio_cell(latencies, warm[SKLEARN_PATH])} | {vs_flask} "
+                     f"| {one.n} / {batch.n} |")
+    repeats = len(cold["ours"].totals_s)
+    lines += [
+        "",
+        f"Cold start: fresh process → first response (1 row), median of {repeats}; page cache warm, S3 is moto on "
+        "loopback, so real Lambda cold starts (runtime init, S3 over the network) take longer.",
+        "",
+        "| path | median | min – max | where the time goes (medians) | ÷ native |",
+        "| --- | ---: | ---: | --- | ---: |",
+    ]
+    titles = {"ours": "our handler: import, S3 read + sha256, ONNX session, predict",
+              "native": "native: import scikit-learn, `joblib.load`, `predict_proba`"}
+    native_median = statistics.median(cold["native"].totals_s)
+    for path, result in cold.items():
+        median = statistics.median(result.totals_s)
+        phases = " · ".join(f"{name} {fmt_time(statistics.median(values) * 1e6)}"
+                            for name, values in result.phases_s.items())
+        lines.append(f"| {titles[path]} | {fmt_time(median * 1e6)} | {fmt_time(min(result.totals_s) * 1e6)} – "
+                     f"{fmt_time(max(result.totals_s) * 1e6)} | {phases} | {fmt_ratio(median / native_median)} |")
+    lines += [
+        "",
+        "Paths: `InferenceSession.run` and `predict_proba` take a ready numpy array (float32 / float64). The handler "
+        "path is `lambda_handler(event, context)` with the API Gateway event (JSON parsing, validation, Powertools "
+        "logging and EMF metrics included). Flask: scripts/flask_baseline.py, werkzeug's threaded server in a "
+        "subprocess, body `{\"features\": rows}`. Our API: template.yaml served by scripts/local_runner (SAM CLI's "
+        "API Gateway emulation, handler in a warm worker process), body `{\"instances\": rows}`. Both HTTP paths: "
+        "one keep-alive `requests.Session` on 127.0.0.1, client and server sharing the machine's cores; the local "
+        "runner's overhead is SAM's emulation, not API Gateway + Lambda on AWS.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+def check_same_model(setup: Setup, session) -> tuple[float, list[int]]:
+    """Max |Δp| between the refitted pipeline and the published ONNX on the bench rows, and the labels of the
+    100 rows, which every path must reproduce: timing different models would compare nothing."""
+    input_name, output_name = setup.manifest.input.input_name, setup.manifest.outputs.probabilities
+    onnx = {n: session.run([output_name], {input_name: rows.astype(np.float32)})[0] for n, rows in setup.rows.items()}
+    native = {n: setup.pipeline.predict_proba(rows) for n, rows in setup.rows.items()}
+    parity = max(float(np.max(np.abs(onnx[n] - native[n]))) for n in setup.rows)
+    labels = np.argmax(native[BATCH_ROWS], axis=1).tolist()
+    if parity > 1e-4 or np.argmax(onnx[BATCH_ROWS], axis=1).tolist() != labels:
+        raise RuntimeError(f"the refitted pipeline is not the published model (max |Δp| {parity:.1e})")
+    return parity, labels
+
+
+def measure_in_process(setup: Setup, session, events: dict[int, dict], expected_labels: list[int],
+                       budget: Budget) -> dict[str, dict[int, Latency]]:
+    input_name, output_name = setup.manifest.input.input_name, setup.manifest.outputs.probabilities
+    rows32 = {n: rows.astype(np.float32) for n, rows in setup.rows.items()}
+    warm = {
+        ONNX_PATH: {n: measure(lambda n=n: session.run([output_name], {input_name: rows32[n]}), iterations,
+                               budget.cap_s)
+                    for n, iterations in zip(setup.rows, budget.onnx)},
+        SKLEARN_PATH: {n: measure(lambda n=n: setup.pipeline.predict_proba(setup.rows[n]), iterations, budget.cap_s)
+                       for n, iterations in zip(setup.rows, budget.sklearn)},
+    }
+    handler = load_function_module("predict").lambda_handler
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # one EMF metrics line per call
+        answer = handler(events[BATCH_ROWS], Context())
+        if answer["statusCode"] != 200 or labels_of_body(json.loads(answer["body"])) != expected_labels:
+            raise RuntimeError(f"in-process handler answered {answer['statusCode']}: {answer['body'][:500]}")
+        warm[HANDLER_PATH] = {n: measure(lambda n=n: handler(events[n], Context()), iterations, budget.cap_s)
+                              for n, iterations in zip(setup.rows, budget.handler)}
+    return warm
+
+
+def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
+    started_at, started, load = datetime.now(timezone.utc), time.perf_counter(), os.getloadavg()[0]
+    with contextlib.ExitStack() as cleanup:
+        workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        progress("starting moto on 127.0.0.1…")
+        moto = MotoServer(port=free_port()).start()
+        cleanup.callback(moto.stop)
+        client = s3_client(moto.url)
+        client.create_bucket(Bucket=BUCKET)
+        env_file = workdir / "env.json"
+        env_file.write_text(json.dumps({"Parameters": {
+            "AWS_ENDPOINT_URL": moto.url, "MODELS_BUCKET": BUCKET, "POINTER_REFRESH_SECONDS": "60"}}))
+        function_env = function_environment(env_file)
+        os.environ.update(function_env)  # the in-process handler reads them at its first call
+
+        progress("training breast-cancer (5-fold CV) and publishing it to moto S3…")
+        setup = train_and_publish(client)
+        model_file = workdir / "breast_cancer_pipeline.joblib"
+        joblib.dump(setup.pipeline, model_file)
+        # The serving class builds the session, so the options are serving's (1 intra-op thread, ORT_ENABLE_ALL).
+        session = OnnxClassifier(setup.manifest, setup.candidate.onnx).session
+        parity, expected_labels = check_same_model(setup, session)
+        rows_as_lists = {n: rows.tolist() for n, rows in setup.rows.items()}
+        event_template = json.loads(PREDICT_EVENT.read_text())
+        events = {n: {**event_template, "body": json.dumps({"instances": rows})} for n, rows in rows_as_lists.items()}
+
+        progress("warm, in-process: onnxruntime, scikit-learn, our handler…")
+        warm = measure_in_process(setup, session, events, expected_labels, budget)
+
+        progress(f"cold start: {budget.cold_starts} fresh processes each, ours and native…")
+        event_file = workdir / "event.json"
+        event_file.write_text(json.dumps(events[1]))
+        cold = cold_starts(setup, model_file, event_file, function_env, budget.cold_starts)
+
+        progress("warm, loopback HTTP: Flask baseline…")
+        with flask_baseline(model_file, workdir / "flask.log") as url:
+            bodies = {n: json.dumps({"features": rows}).encode() for n, rows in rows_as_lists.items()}
+            warm[FLASK_PATH], answers = measure_http(f"{url}/predict", bodies, budget)
+            if answers[BATCH_ROWS]["predictions"] != expected_labels:
+                raise RuntimeError("the Flask baseline does not predict what the pipeline predicts")
+
+        progress("warm, loopback HTTP: our API through the local runner…")
+        with local_api(env_file, workdir / "local-runner.log") as url:
+            bodies = {n: json.dumps({"instances": rows}).encode() for n, rows in rows_as_lists.items()}
+            warm[OURS_HTTP_PATH], answers = measure_http(f"{url}/models/{MODEL_ID}/predict", bodies, budget)
+            if labels_of_body(answers[BATCH_ROWS]) != expected_labels:
+                raise RuntimeError("our API does not predict what the pipeline predicts")
+
+        sizes = {"onnx": len(setup.candidate.onnx), "joblib": model_file.stat().st_size}
+    table = report(setup, warm, cold, parity, sizes, quick, started_at, load, time.perf_counter() - started)
+    print()
+    print(table, end="")
+    if markdown is not None:
+        markdown.write_text(table)
+        progress(f"table written to {markdown}")
+
+
+def interrupt(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every server and temp file is cleaned up either way."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run: fewer iterations and cold starts")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
+    args = parser.parse_args(argv)
+    os.environ.update({**LOCAL_CREDENTIALS, "SAM_CLI_TELEMETRY": "0"})
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        run(QUICK_BUDGET if args.quick else DEFAULT_BUDGET, args.quick, args.markdown)
+    except KeyboardInterrupt:
+        progress("interrupted; servers stopped")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

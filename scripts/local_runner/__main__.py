@@ -1,0 +1,81 @@
+"""Command line: ``python -m scripts.local_runner start-api --template template.yaml --env-vars events/env.json``.
+
+Serves the template's API like ``sam local start-api`` (same routes, events and responses) until SIGINT/SIGTERM.
+"""
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import List, Optional, Tuple
+
+from scripts.local_runner.api import LocalApi
+
+LOG = logging.getLogger("scripts.local_runner")
+
+
+def parameter_override(text: str) -> Tuple[str, str]:
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scripts.local_runner", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    start_api_parser = commands.add_parser("start-api", help="serve the template's API until interrupted")
+    start_api_parser.add_argument("--template", "-t", default="template.yaml", help="default: %(default)s")
+    start_api_parser.add_argument(
+        "--env-vars", "-n", help='SAM env-vars file: {"Parameters": {...all functions...}, "<LogicalId>": {...}}'
+    )
+    start_api_parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    start_api_parser.add_argument("--port", "-p", type=int, default=3000, help="port to bind (default: %(default)s)")
+    start_api_parser.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        type=parameter_override,
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameter values",
+    )
+    start_api_parser.add_argument(
+        "--warm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start every function's worker at startup rather than on its first request (default: on)",
+    )
+    return parser
+
+
+def start_api(args: argparse.Namespace) -> int:
+    overrides = dict(args.parameter_overrides)
+    api = LocalApi(args.template, args.env_vars, args.host, args.port, overrides, warm=args.warm)
+
+    stop_requested = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop_requested.set())
+
+    api.start()
+    try:
+        for line in api.route_lines():
+            LOG.info("%s", line)
+        LOG.info("Serving on %s; Ctrl+C to stop.", api.url)
+        while not stop_requested.wait(timeout=1.0):
+            pass
+    finally:
+        LOG.info("Stopping")
+        api.stop()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Like sam local: SAM CLI's own INFO messages and the request log go to stderr.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return start_api(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

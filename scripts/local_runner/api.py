@@ -1,0 +1,198 @@
+"""The template's functions and API, served like ``sam local start-api`` by SAM CLI's own code, without Docker.
+
+SAM CLI reads the template (``SamLocalStackProvider``, ``SamFunctionProvider``, ``ApiProvider``), resolves each
+invocation (``LocalLambdaRunner``: code path, layers, environment variables, timeout) and emulates API Gateway
+(``LocalApigwService``: routes, event construction, response parsing, binary media types). Only the runtime is
+ours: ``WorkerProcessRuntime`` runs the handlers in warm worker processes.
+"""
+
+import json
+import logging
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional
+
+import yaml
+
+from samcli.commands.local.cli_common.invoke_context import InvokeContext
+from samcli.commands.local.lib.exceptions import NoApisDefined
+from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
+from samcli.lib.providers.api_provider import ApiProvider
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
+from samcli.lib.utils.stream_writer import StreamWriter
+from samcli.local.apigw.local_apigw_service import LocalApigwService
+from samcli.local.apigw.route import Route
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from scripts.local_runner.runtime import InvocationResult, UnsupportedFunctionError, WorkerProcessRuntime
+
+LOG = logging.getLogger(__name__)
+
+
+@contextmanager
+def yaml_safe_loader_preserved() -> Iterator[None]:
+    """Undoes what SAM CLI's template parsing does to PyYAML process-wide.
+
+    ``samcli.yamlhelper.yaml_parse`` registers constructors on ``yaml.SafeLoader`` (mappings become OrderedDicts,
+    timestamps stay strings, ``!`` tags become intrinsics), which breaks ``yaml.safe_load`` users sharing the
+    process, e.g. MLflow. SAM CLI re-registers them on every parse, so restoring them afterwards is safe.
+    """
+    classes = (yaml.constructor.SafeConstructor, yaml.SafeLoader)
+    names = ("yaml_constructors", "yaml_multi_constructors")
+    saved = {(cls, name): dict(cls.__dict__[name]) for cls in classes for name in names if name in cls.__dict__}
+    try:
+        yield
+    finally:
+        for cls in classes:
+            for name in names:
+                if (cls, name) in saved:
+                    setattr(cls, name, saved[cls, name])
+                elif name in cls.__dict__:
+                    delattr(cls, name)
+
+
+class FunctionError(Exception):
+    """A direct invocation failed: the handler raised, its init failed, it timed out or its process died."""
+
+    def __init__(self, function_name: str, result: InvocationResult) -> None:
+        super().__init__(f"{function_name} failed with {result.error_type}: {result.payload}")
+        self.function_name = function_name
+        self.error_type = result.error_type
+        self.payload = result.payload
+
+
+class LocalFunctions:
+    """The template's Lambda functions, resolved by SAM CLI and run in warm worker processes.
+
+    ``env_vars_path`` is a SAM env-vars file: ``{"Parameters": {...all functions...}, "<LogicalId>": {...}}``
+    (or a .env file). ``parameter_overrides`` maps template parameter names to values.
+    """
+
+    def __init__(
+        self,
+        template: str,
+        env_vars_path: Optional[str] = None,
+        parameter_overrides: Optional[Dict[str, str]] = None,
+    ) -> None:
+        self.template_path = os.path.abspath(template)
+        # sam local resolves CodeUri and layer ContentUri against the template's directory.
+        self.base_dir = os.path.dirname(self.template_path)
+        with yaml_safe_loader_preserved():
+            self.stacks, _ = SamLocalStackProvider.get_stacks(
+                self.template_path, parameter_overrides=parameter_overrides
+            )
+        self.function_provider = SamFunctionProvider(self.stacks)
+        self.runtime = WorkerProcessRuntime(self.base_dir)
+        self.lambda_runner = LocalLambdaRunner(
+            local_runtime=self.runtime,
+            function_provider=self.function_provider,
+            cwd=self.base_dir,
+            real_path=self.base_dir,
+            env_vars_values=InvokeContext._get_env_vars_value(env_vars_path),
+        )
+        self.log_stream = StreamWriter(sys.stderr, auto_flush=True)
+
+    def start_workers(self) -> None:
+        """Starts every function's worker so that their init runs now rather than on the first request."""
+        for function in self.function_provider.get_all():
+            config = self.lambda_runner.get_invoke_config(function)
+            try:
+                self.runtime.start_worker(config)
+            except UnsupportedFunctionError as error:
+                LOG.warning("Not started: %s", error)
+
+    def invoke_function(self, logical_id: str, event: Any) -> Any:
+        """Invokes a function directly, as Lambda's Invoke API would, and returns its decoded JSON result.
+
+        Raises ``FunctionError`` if the invocation failed.
+        """
+        config = self.lambda_runner.get_invoke_config(self.lambda_runner.get_function(logical_id))
+        result = self.runtime.run(config, json.dumps(event), self.log_stream)
+        if result.error_type:
+            raise FunctionError(logical_id, result)
+        return json.loads(result.payload)
+
+    def stop(self) -> None:
+        self.runtime.stop()
+
+
+class LocalApi:
+    """``sam local start-api`` in-process: ``start()`` serves in a background thread, ``stop()`` ends everything.
+
+    Usable as a context manager. ``warm`` starts every function's worker at ``start()``.
+    """
+
+    def __init__(
+        self,
+        template: str,
+        env_vars_path: Optional[str] = None,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        parameter_overrides: Optional[Dict[str, str]] = None,
+        warm: bool = True,
+    ) -> None:
+        self.functions = LocalFunctions(template, env_vars_path, parameter_overrides)
+        with yaml_safe_loader_preserved():  # a DefinitionUri is parsed here
+            self.api = ApiProvider(self.functions.stacks, cwd=self.functions.base_dir).api
+        self.host = host
+        self.port = port
+        self.warm = warm
+        self._server: Optional[BaseWSGIServer] = None
+        self._serve_thread: Optional[threading.Thread] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def routes(self) -> List[Route]:
+        return list(self.api.routes)
+
+    def route_lines(self) -> List[str]:
+        """The routes as ``sam local start-api`` announces them."""
+        return [
+            f"Mounting {route.function_name} at {self.url}{route.path} [{', '.join(route.methods)}]"
+            for route in self.routes
+        ]
+
+    def start(self) -> None:
+        if not self.api.routes:
+            raise NoApisDefined("No APIs available in template")
+        service = LocalApigwService(
+            api=self.api,
+            lambda_runner=self.functions.lambda_runner,
+            port=self.port,
+            host=self.host,
+            stderr=self.functions.log_stream,
+        )
+        service.create()
+        # LocalApigwService.run() blocks and installs signal handlers (main thread only); serving its Flask app
+        # with werkzeug's server directly is what that run() does, minus those, and can be shut down.
+        self._server = make_server(self.host, self.port, service._app, threaded=True)
+        self._serve_thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
+        self._serve_thread.start()
+        if self.warm:
+            self.functions.start_workers()
+
+    def stop(self) -> None:
+        """Stops serving, frees the port and ends the worker processes."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._serve_thread.join()
+            self._server = None
+        self.functions.stop()
+
+    def invoke_function(self, logical_id: str, event: Any) -> Any:
+        """See ``LocalFunctions.invoke_function``."""
+        return self.functions.invoke_function(logical_id, event)
+
+    def __enter__(self) -> "LocalApi":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

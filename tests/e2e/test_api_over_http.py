@@ -1,0 +1,85 @@
+"""HTTP against the local stack: the same requests a user sends with curl."""
+
+import json
+import time
+
+import pytest
+
+from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, publish
+
+PREDICT = "/models/breast-cancer/predict"
+
+
+def test_health_and_registry(stack):
+    http, url = stack["http"], stack["url"]
+    health = http.get(url + "/health", timeout=30)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    models = http.get(url + "/models", timeout=30).json()["models"]
+    assert [m["model"] for m in models] == ["breast-cancer"]
+    one = http.get(url + "/models/breast-cancer", timeout=30).json()
+    assert one["production_version"] and len(one["input"]["feature_names"]) == 30
+
+
+def test_public_example_row_comes_back_malignant(stack):
+    response = stack["http"].post(stack["url"] + PREDICT, json={"instances": [MALIGNANT_EXAMPLE]}, timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+    (prediction,) = response.json()["predictions"]
+    assert prediction["label"] == "malignant" and prediction["confidence"] > 0.9
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ({"instances": [MALIGNANT_EXAMPLE[:10]]}, 422, "expected 30 features, got 10"),
+    ('{"instances": [[NaN' + ", 1" * 29 + "]]}", 422, "finite number"),
+    ('{"instances": [[Infinity' + ", 1" * 29 + "]]}", 422, "finite number"),
+    ({"instances": [["big"] * 30]}, 422, "expected a number, got str"),
+    ({"instances": []}, 422, "at least one row"),
+    ({"instances": [MALIGNANT_EXAMPLE] * 101}, 413, "at most 100 rows"),
+    ("this is not json", 400, "not valid JSON"),
+])
+def test_bad_input_over_http_is_a_clear_4xx(stack, body, status, fragment):
+    kwargs = {"json": body} if not isinstance(body, str) else {
+        "data": body, "headers": {"Content-Type": "application/json"}}
+    response = stack["http"].post(stack["url"] + PREDICT, timeout=30, **kwargs)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert fragment in error["message"] + json.dumps(error["details"])
+
+
+def test_unknown_model_is_404(stack):
+    response = stack["http"].post(stack["url"] + "/models/no-such-model/predict",
+                                  json={"instances": [MALIGNANT_EXAMPLE]}, timeout=30)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_model"
+
+
+def test_docs_and_openapi(stack):
+    docs = stack["http"].get(stack["url"] + "/docs", timeout=30)
+    assert docs.status_code == 200 and "text/html" in docs.headers["Content-Type"]
+    spec = stack["http"].get(stack["url"] + "/openapi.json", timeout=30).json()
+    assert {"/health", "/models", "/models/{model}", "/models/{model}/predict"} <= set(spec["paths"])
+
+
+def wait_for_version(stack, version, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        served = stack["http"].post(stack["url"] + PREDICT, json={"instances": [MALIGNANT_EXAMPLE]},
+                                    timeout=30).json()["version"]
+        if served == version:
+            return served
+        time.sleep(0.5)
+    return served
+
+
+def test_hot_swap_then_broken_version_is_refused(stack):
+    """Runs last in this module: it moves production."""
+    newer = publish(stack["store"], breast_cancer_candidate())
+    assert wait_for_version(stack, newer.version) == newer.version
+
+    broken = publish(stack["store"], breast_cancer_candidate())
+    stack["s3"].put_object(Bucket=stack["store"].bucket, Key=f"models/breast-cancer/{broken.version}/model.onnx",
+                           Body=b"truncated upload")
+    time.sleep(2.5)  # more than the 1 s refresh interval
+    for _ in range(3):
+        response = stack["http"].post(stack["url"] + PREDICT, json={"instances": [MALIGNANT_EXAMPLE]}, timeout=30)
+        assert response.status_code == 200 and response.json()["version"] == newer.version
+    refused = stack["http"].get(stack["url"] + "/health", timeout=30).json()["models"]["breast-cancer"]["refused"]
+    assert broken.version in refused
