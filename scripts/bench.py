@@ -181,7 +181,8 @@ def function_environment(env_file: Path) -> dict[str, str]:
 
 # Run as `python -c` in the function's folder, with the shared layer on PYTHONPATH, like a Lambda container.
 # boto3 and onnxruntime would be imported by the first call anyway; importing them first only splits the time.
-OURS_COLD_START = r"""
+# Both cold-start scripts time their phases the same way, from the moment the parent spawned them.
+COLD_START_PROLOGUE = r"""
 import os, sys, time
 spawned = float(os.environ["BENCH_SPAWNED_AT"])
 phases, mark = [], time.time()
@@ -191,6 +192,9 @@ def lap(name):
     now = time.time()
     phases.append((name, now - mark))
     mark = now
+"""
+
+OURS_COLD_START = COLD_START_PROLOGUE + r"""
 import json
 import app
 lap("import handler")
@@ -211,16 +215,7 @@ label = json.loads(response["body"])["predictions"][0]["class_index"] if respons
 print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases, "label": label}))
 """
 
-NATIVE_COLD_START = r"""
-import os, sys, time
-spawned = float(os.environ["BENCH_SPAWNED_AT"])
-phases, mark = [], time.time()
-phases.append(("interpreter", mark - spawned))
-def lap(name):
-    global mark
-    now = time.time()
-    phases.append((name, now - mark))
-    mark = now
+NATIVE_COLD_START = COLD_START_PROLOGUE + r"""
 import importlib, json
 import joblib
 for module in sys.argv[3:]:
