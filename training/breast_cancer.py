@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.candidate import Candidate
+from training.candidate import Candidate, TrainOptions
+from training.gate import PromotionGate
 
 log = logging.getLogger("training")
 
@@ -18,6 +19,9 @@ CLASSES = ["malignant", "benign"]
 MALIGNANT = 0
 INPUT_NAME = "features"
 PROBABILITY_OUTPUT = "probabilities"
+# Missing a malignancy costs far more than a false alarm: gate on its recall, and on
+# how much that recall varies across folds.
+DEFAULT_GATE = PromotionGate(minimums={"test_recall": 0.95}, maximums={"cv_recall_std": 0.05})
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,12 @@ def parity(pipeline, onnx_bytes: bytes, X: np.ndarray) -> dict[str, float | int]
     }
 
 
-def train(k_folds: int = 10, smoke: bool = False, seed: int = 42, test_size: float = 0.2) -> Candidate:
+def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Candidate:
     import sklearn
     import skl2onnx
     from sklearn.model_selection import train_test_split
 
+    k_folds, smoke, seed = options.k_folds, options.smoke, options.seed
     data = load_wisconsin()
     X_train, X_test, y_train, y_test = train_test_split(
         data.X, data.y, test_size=test_size, stratify=data.y, random_state=seed)

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options every trainer accepts; each ignores what does not apply to it."""
+
+    smoke: bool = False            # tiny, fast run for tests and CI
+    seed: int = 42
+    k_folds: int = 10              # cross-validation folds (tabular models)
+    data_dir: Path | None = None   # the public data set in its published layout; None = synthetic
+    epochs: int | None = None      # None: the trainer's default (fewer in smoke mode)
+    batch_size: int | None = None
+    pretrained: Path | None = None  # local weights file to start from; nothing is ever downloaded
+    quantize: bool = True          # try a static INT8 variant (image models)
 
 
 @dataclass
@@ -24,8 +39,12 @@ class Candidate:
     framework: dict[str, str]
     converter: dict[str, str]
     training_data: dict[str, Any]
-    # Raw material for plots and reports: y_true, proba, anything trainer-specific.
+    # Raw material for plots, reports and quantisation: y_true and proba (test set,
+    # class-probability columns) always; image trainers add x_eval (the test tensors
+    # exactly as serving builds them), x_calibration, and history (per-epoch metrics).
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # Set by the pipeline when a quantised variant replaced the fp32 export.
+    quantization: dict[str, Any] | None = None
 
     def parity_failures(self) -> list[str]:
         return [f"{name} = {self.parity[name]} exceeds {limit}"

@@ -10,8 +10,19 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
-TRAINERS = ("breast-cancer",)
+from training.trainers import TRAINERS
+
+
+def _threshold(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected METRIC=VALUE, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,15 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model, export it to ONNX, check parity, log to MLflow, and publish it to the "
                     "S3 model store if it passes the promotion gate. NOT FOR CLINICAL USE.",
     )
-    parser.add_argument("model", choices=TRAINERS, help="model to train")
-    parser.add_argument("--k-folds", type=int, default=10, help="cross-validation folds (default: 10)")
+    parser.add_argument("model", choices=tuple(TRAINERS), help="model to train")
     parser.add_argument("--smoke", action="store_true",
-                        help="fast run on a fifth of the training data with at most 3 folds (tests, CI)")
+                        help="small, fast run (tests, CI): less data, fewer folds and epochs")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    parser.add_argument("--min-recall", type=float, default=0.95,
-                        help="gate: minimum test recall of the malignant class (default: 0.95)")
-    parser.add_argument("--max-recall-std", type=float, default=0.05,
-                        help="gate: maximum CV recall standard deviation (default: 0.05)")
+    parser.add_argument("--k-folds", type=int, default=10, help="cross-validation folds, tabular models (default: 10)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the public data set in its published layout (HAM10000: HAM10000_metadata.csv + "
+                             "image folders; chest CT: one folder per class, optional train/valid/test). "
+                             "Default: a deterministic synthetic set generated under .local/data")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs, image/Keras models")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size, image/Keras models")
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="local weights file to start from (never downloaded); default: from scratch")
+    parser.add_argument("--no-quantize", action="store_true", help="skip the static INT8 variant (image models)")
+    parser.add_argument("--min", dest="minimums", type=_threshold, action="append", default=[],
+                        metavar="METRIC=VALUE", help="gate: lowest acceptable value of a metric (repeatable)")
+    parser.add_argument("--max", dest="maximums", type=_threshold, action="append", default=[],
+                        metavar="METRIC=VALUE", help="gate: highest acceptable value of a metric (repeatable)")
+    parser.add_argument("--min-recall", type=float, default=None,
+                        help="breast-cancer gate: minimum malignant test recall (same as --min test_recall=X)")
+    parser.add_argument("--max-recall-std", type=float, default=None,
+                        help="breast-cancer gate: maximum CV recall std (same as --max cv_recall_std=X)")
     parser.add_argument("--bucket", default=os.environ.get("MODELS_BUCKET"),
                         help="models bucket to publish to (default: $MODELS_BUCKET); S3 endpoint from "
                              "$AWS_ENDPOINT_URL")
@@ -37,23 +61,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.k_folds < 2:
-        build_parser().error("--k-folds must be at least 2")
+        parser.error("--k-folds must be at least 2")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a directory")
+    if args.pretrained is not None and not args.pretrained.is_file():
+        parser.error(f"--pretrained {args.pretrained} is not a file")
     if not args.no_publish and not args.bucket:
-        build_parser().error("no bucket: pass --bucket, set MODELS_BUCKET, or use --no-publish")
+        parser.error("no bucket: pass --bucket, set MODELS_BUCKET, or use --no-publish")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s  %(message)s", datefmt="%H:%M:%S")
     log = logging.getLogger("training")
     started = time.perf_counter()
 
     from med_classifier.model_store import ModelStore
-    from training import breast_cancer
-    from training.gate import PromotionGate
+    from training.candidate import TrainOptions
     from training.pipeline import ParityError, finish
+    from training.trainers import trainer
 
+    module = trainer(args.model)
+    minimums = dict(args.minimums)
+    maximums = dict(args.maximums)
+    if args.min_recall is not None:
+        minimums["test_recall"] = args.min_recall
+    if args.max_recall_std is not None:
+        maximums["cv_recall_std"] = args.max_recall_std
+    gate = module.DEFAULT_GATE.with_overrides(minimums, maximums)
+    options = TrainOptions(smoke=args.smoke, seed=args.seed, k_folds=args.k_folds, data_dir=args.data_dir,
+                           epochs=args.epochs, batch_size=args.batch_size, pretrained=args.pretrained,
+                           quantize=not args.no_quantize)
     log.info("training %s%s — NOT FOR CLINICAL USE", args.model, " (smoke)" if args.smoke else "")
-    candidate = breast_cancer.train(k_folds=args.k_folds, smoke=args.smoke, seed=args.seed)
-    gate = PromotionGate(min_recall=args.min_recall, max_recall_std=args.max_recall_std)
+    candidate = module.train(options)
     store = None if args.no_publish else ModelStore(args.bucket)
     try:
         outcome = finish(candidate, gate, store)

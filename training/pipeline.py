@@ -107,7 +107,7 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None) 
         mlflow.log_params({**candidate.params, "data_version": candidate.training_data["sha256"],
                            "n_samples_train": candidate.training_data["n_train"],
                            "n_samples_test": candidate.training_data["n_test"],
-                           "gate_min_recall": gate.min_recall, "gate_max_recall_std": gate.max_recall_std})
+                           **{f"gate_{k}": v for k, v in gate.thresholds().items()}})
         mlflow.log_metrics({**candidate.metrics,
                             **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
                             "gate_passed": float(verdict.passed and not failures)})

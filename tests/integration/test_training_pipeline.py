@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from training import cli
+from training import breast_cancer, cli
 from training.gate import PromotionGate
 from training.pipeline import PRODUCTION_ALIAS, ParityError, finish
 from tests.helpers.models import breast_cancer_candidate
@@ -27,7 +27,7 @@ def test_cli_smoke_run_logs_to_mlflow_and_publishes(s3, store, state_dir, capsys
     assert manifest.parity["rows"] == 569 and manifest.parity["label_mismatches"] == 0
     assert manifest.parity["max_abs_prob_diff"] <= 1e-5
     assert manifest.training_data.sha256 and manifest.converter["skl2onnx"]
-    assert manifest.gate["passed"] is True and manifest.gate["max_recall_std"] == 0.1
+    assert manifest.gate["passed"] is True and manifest.gate["max_cv_recall_std"] == 0.1
     assert manifest.metrics["test_recall"] >= 0.95
 
     assert (state_dir / "mlflow" / "mlflow.db").exists()  # default store inside the state dir
@@ -50,7 +50,7 @@ def test_cli_smoke_run_logs_to_mlflow_and_publishes(s3, store, state_dir, capsys
 
 
 def test_gate_rejection_publishes_nothing(s3, store, state_dir):
-    strict = PromotionGate(min_recall=1.01)
+    strict = PromotionGate(minimums={"test_recall": 1.01})
     outcome = finish(breast_cancer_candidate(), strict, store)
     assert not outcome.gate.passed and not outcome.published
     assert model_keys(s3) == []
@@ -67,7 +67,7 @@ def test_parity_failure_fails_the_run_and_publishes_nothing(s3, store, state_dir
     broken = dataclasses.replace(breast_cancer_candidate(),
                                  parity={"rows": 569, "label_mismatches": 3, "max_abs_prob_diff": 0.2})
     with pytest.raises(ParityError, match="label_mismatches = 3"):
-        finish(broken, PromotionGate(), store)
+        finish(broken, breast_cancer.DEFAULT_GATE, store)
     assert model_keys(s3) == []
 
 

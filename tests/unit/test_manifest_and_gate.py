@@ -29,7 +29,7 @@ def test_pointer_rejects_a_malformed_hash():
 
 
 def test_gate_passes_only_when_every_threshold_holds():
-    gate = PromotionGate(min_recall=0.95, max_recall_std=0.05)
+    gate = PromotionGate(minimums={"test_recall": 0.95}, maximums={"cv_recall_std": 0.05})
     assert gate.evaluate({"test_recall": 0.97, "cv_recall_std": 0.02}).passed
     low = gate.evaluate({"test_recall": 0.90, "cv_recall_std": 0.02})
     assert not low.passed and "test_recall 0.9000 < 0.95" in low.reasons[0]

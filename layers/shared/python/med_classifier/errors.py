@@ -33,5 +33,10 @@ class ModelUnavailable(ClassifierError):
     code = "model_unavailable"
 
 
+class UnsupportedMediaType(ClassifierError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class IntegrityError(Exception):
     """A stored artefact does not match what its manifest or pointer promises."""

@@ -1,0 +1,1 @@
+"""Data sets: loaders for the public layouts and deterministic synthetic stand-ins."""

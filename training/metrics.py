@@ -1,0 +1,34 @@
+"""Classification metrics shared by every trainer (test split unless told otherwise)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str],
+                           prefix: str = "test_") -> dict[str, float]:
+    """Accuracy, macro F1, per-class precision and recall, ROC AUC (binary: of class 1
+    vs 0; multiclass: macro one-vs-rest over the classes present)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
+
+    y_true = np.asarray(y_true)
+    y_pred = np.argmax(proba, axis=1)
+    labels = list(range(len(classes)))
+    precision, recall, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    metrics = {
+        f"{prefix}accuracy": float(accuracy_score(y_true, y_pred)),
+        f"{prefix}macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+    }
+    for index, name in enumerate(classes):
+        metric_name = name.replace("-", "_").replace(" ", "_")
+        metrics[f"{prefix}precision_{metric_name}"] = float(precision[index])
+        metrics[f"{prefix}recall_{metric_name}"] = float(recall[index])
+    present = np.unique(y_true)
+    if len(present) >= 2:
+        if len(classes) == 2:
+            metrics[f"{prefix}roc_auc"] = float(roc_auc_score(y_true, proba[:, 1]))
+        else:
+            # Classes absent from a small test split cannot enter a one-vs-rest AUC.
+            aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present]
+            metrics[f"{prefix}roc_auc"] = float(np.mean(aucs))
+    return metrics
