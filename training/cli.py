@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     candidate = module.train(options)
     store = None if args.no_publish else ModelStore(args.bucket)
     try:
-        outcome = finish(candidate, gate, store)
+        outcome = finish(candidate, gate, store, quantize=options.quantize)
     except ParityError as exc:
         log.error("FAILED: %s", exc)
         return 3

@@ -53,6 +53,7 @@ def build_manifest(candidate: Candidate, version: str, gate: GateResult, run_id:
         training_data=candidate.training_data, estimator=candidate.estimator,
         mlflow={"run_id": run_id, "tracking_uri": _redact(tracking_uri), "registered_model": candidate.model_id,
                 "registry_version": registry_version},
+        quantization=candidate.quantization,
     )
 
 
@@ -82,6 +83,48 @@ def _confusion_matrix_png(candidate: Candidate, path: Path) -> None:
     plt.close(fig)
 
 
+def _roc_png(candidate: Candidate, path: Path) -> None:
+    """ROC curve(s) on the test set: the positive class for binary models, one-vs-rest
+    per class for multiclass ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import RocCurveDisplay
+
+    y_true = np.asarray(candidate.evaluation["y_true"])
+    proba = np.asarray(candidate.evaluation["proba"])
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    positives = [1] if len(candidate.classes) == 2 else range(len(candidate.classes))
+    for index in positives:
+        if 0 < np.sum(y_true == index) < len(y_true):
+            RocCurveDisplay.from_predictions(y_true == index, proba[:, index], name=candidate.classes[index], ax=ax)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set_title(f"{candidate.model_id}: ROC, test set")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def apply_quantization(candidate: Candidate, gate: PromotionGate) -> tuple[Candidate, bytes | None, bytes | None]:
+    """Try the static INT8 variant of an image model; returns the candidate to serve
+    (INT8 only if it pays) and the fp32 and int8 files for the run's artefacts."""
+    from dataclasses import replace
+
+    from training.quantize import evaluate_int8
+
+    if candidate.input_spec.get("kind") != "image" or "x_calibration" not in candidate.evaluation:
+        return candidate, None, None
+    report = evaluate_int8(candidate.onnx, candidate.classes, candidate.input_spec,
+                           candidate.outputs["probabilities"], candidate.evaluation, gate)
+    quantization = report.as_manifest_dict(sha256_hex(candidate.onnx))
+    if not report.chosen:
+        return replace(candidate, quantization=quantization), candidate.onnx, report.onnx_int8
+    return replace(candidate, onnx=report.onnx_int8, quantization=quantization,
+                   metrics={**candidate.metrics, **report.int8_metrics},
+                   evaluation={**candidate.evaluation, "proba": report.int8_proba}), candidate.onnx, report.onnx_int8
+
+
 def _classification_report(candidate: Candidate) -> str:
     from sklearn.metrics import classification_report
 
@@ -90,7 +133,7 @@ def _classification_report(candidate: Candidate) -> str:
                                  labels=list(range(len(candidate.classes))), digits=4, zero_division=0)
 
 
-def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None) -> Outcome:
+def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, quantize: bool = True) -> Outcome:
     """Gate, log and (if it passes and a store is given) publish. Raises ParityError
     before anything is logged as a model when the export is broken."""
     import mlflow
@@ -98,6 +141,9 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None) 
     from mlflow import MlflowClient
 
     failures = candidate.parity_failures()
+    fp32_onnx = int8_onnx = None
+    if quantize and not failures:
+        candidate, fp32_onnx, int8_onnx = apply_quantization(candidate, gate)
     tracking_uri = tracking.configure(experiment=candidate.model_id)
     version = new_version(content=candidate.onnx)
     verdict = gate.evaluate(candidate.metrics)
@@ -111,17 +157,30 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None) 
         mlflow.log_metrics({**candidate.metrics,
                             **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
                             "gate_passed": float(verdict.passed and not failures)})
+        for epoch in candidate.evaluation.get("history", []):
+            mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in epoch.items() if k != "epoch"},
+                               step=int(epoch["epoch"]))
+        if candidate.quantization:
+            q = candidate.quantization
+            mlflow.log_metrics({**{f"fp32_{k}": v for k, v in q["fp32"].items()},
+                                **{f"int8_{k}": v for k, v in q["int8"].items()},
+                                "int8_served": float(q["chosen"])})
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
             _confusion_matrix_png(candidate, tmp_path / "confusion_matrix.png")
+            _roc_png(candidate, tmp_path / "roc.png")
             (tmp_path / "classification_report.txt").write_text(_classification_report(candidate))
             summary = {"model_id": candidate.model_id, "version": version, "estimator": candidate.estimator,
                        "metrics": candidate.metrics, "parity": candidate.parity, "parity_failures": failures,
                        "gate": {"passed": verdict.passed, "reasons": verdict.reasons, **verdict.thresholds},
-                       "training_data": candidate.training_data}
+                       "training_data": candidate.training_data, "quantization": candidate.quantization}
             (tmp_path / "run_summary.json").write_text(json.dumps(summary, indent=2))
-            for name in ("confusion_matrix.png", "classification_report.txt", "run_summary.json"):
+            for name in ("confusion_matrix.png", "roc.png", "classification_report.txt", "run_summary.json"):
                 mlflow.log_artifact(str(tmp_path / name))
+            for name, data in (("model-fp32.onnx", fp32_onnx), ("model-int8.onnx", int8_onnx)):
+                if data is not None:  # both variants stay with the run, whichever is served
+                    (tmp_path / name).write_bytes(data)
+                    mlflow.log_artifact(str(tmp_path / name), artifact_path="onnx-variants")
         if failures:
             mlflow.set_tag("outcome", "parity_failed")
             raise ParityError(f"{candidate.model_id}: ONNX export fails parity: {'; '.join(failures)}")

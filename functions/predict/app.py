@@ -6,20 +6,20 @@ responses. NOT FOR CLINICAL USE.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.metrics import MetricUnit
-from api_models import ErrorResponse, PredictRequest, PredictResponse, PredictionOut
 
 from med_classifier import NOT_FOR_CLINICAL_USE
-from med_classifier.errors import ClassifierError, InvalidInput
+from med_classifier.api_errors import error_doc, register_error_handlers
+from med_classifier.api_schemas import PredictRequest, PredictResponse, PredictionOut
+from med_classifier.errors import InvalidInput
 from med_classifier.model_store import ModelStore
 from med_classifier.registry import RegistryView
 from med_classifier.serving import ModelCache, predict_rows
@@ -51,17 +51,8 @@ def _services() -> tuple[ModelCache, RegistryView]:
     return _cache, _registry
 
 
-def _error(status: int, code: str, message: str, details: list | None = None) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body={"error": {"code": code, "message": message, "details": details or []}})
-
-
-def _error_doc(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
-
-
-ERRORS = {404: _error_doc("Unknown model"), 422: _error_doc("Invalid input (the message says which row and "
-          "feature)"), 503: _error_doc("Model not loadable")}
+ERRORS = {404: error_doc("Unknown model"), 422: error_doc("Invalid input (the message says which row and "
+          "feature)"), 503: error_doc("Model not loadable")}
 
 
 @app.get("/health", summary="Liveness, uptime and the models this container has loaded")
@@ -84,13 +75,21 @@ def get_model(model: Annotated[str, Path(description="Model id, e.g. breast-canc
     return registry.describe(model)
 
 
-@app.post("/models/<model>/predict", summary="Classify one or many rows",
-          responses={400: _error_doc("Body is not JSON"), 413: _error_doc("Too many rows"), **ERRORS})
+@app.post("/models/<model>/predict", summary="Classify one or many rows (tabular) or images (image models)",
+          description="Tabular models: JSON rows. Image models (served by their own function): a raw image/jpeg "
+                      'or image/png body, or JSON {"images": ["<base64>", ...]}. ' + NOT_FOR_CLINICAL_USE,
+          responses={400: error_doc("Body is not JSON"), 413: error_doc("Too many rows or too large an image"),
+                     415: error_doc("Media type not accepted"), **ERRORS})
 def predict(
     model: Annotated[str, Path(description="Model id, e.g. breast-cancer")],
     request: Annotated[PredictRequest, Body(embed=False)],
 ) -> PredictResponse:
     cache, _ = _services()
+    if request.images is not None:
+        kind = cache.get(model).manifest.input.kind
+        raise InvalidInput(f'Model {model!r} takes feature rows: send "instances".' if kind == "tabular" else
+                           f"Image model {model!r} is not routed to the image function in this deployment "
+                           "(template.yaml, ImagePredictFunction events).")
     if (request.instances is None) == (request.features is None):
         raise InvalidInput('Send exactly one of "instances" (preferred) or "features".')
     rows = request.instances if request.instances is not None else request.features
@@ -109,36 +108,19 @@ def predict(
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_json():  # no return annotation: Response is not a schema type
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
-                    body=app.get_openapi_json_schema(**OPENAPI))
+                    body=_with_image_bodies(json.loads(app.get_openapi_json_schema(**OPENAPI))))
 
 
-@app.exception_handler(ClassifierError)
-def handle_domain_error(exc: ClassifierError) -> Response:
-    logger.info("request refused", extra={"code": exc.code, "reason": exc.message})
-    return _error(exc.status_code, exc.code, exc.message, exc.details)
+def _with_image_bodies(spec: dict) -> dict:
+    """The image function shares the predict route; its raw-image bodies are not a
+    pydantic model, so add them to the generated spec here."""
+    body = spec["paths"]["/models/{model}/predict"]["post"]["requestBody"]["content"]
+    for media_type in ("image/jpeg", "image/png"):
+        body[media_type] = {"schema": {"type": "string", "format": "binary"}}
+    return spec
 
 
-@app.exception_handler(RequestValidationError)
-def handle_validation_error(exc: RequestValidationError) -> Response:
-    problems = exc.errors()
-    if any(p.get("type") == "json_invalid" for p in problems):
-        return _error(400, "invalid_json", "The request body is not valid JSON. Send "
-                      '{"instances": [[...numbers...]]} with Content-Type: application/json.')
-    details = [f"{'.'.join(str(part) for part in p.get('loc', ()))}: {p.get('msg')}" for p in problems]
-    return _error(422, "invalid_request", "The request does not match the schema: " + details[0], details)
-
-
-@app.not_found
-def handle_not_found(exc: NotFoundError) -> Response:
-    return _error(404, "not_found", f"No route {app.current_event.http_method} {app.current_event.path}. "
-                  "See /docs for the API.")
-
-
-@app.exception_handler(Exception)
-def handle_unexpected(exc: Exception) -> Response:
-    logger.exception("unhandled error")
-    return _error(500, "internal_error", "Internal error; it has been logged. Request id: "
-                  f"{app.lambda_context.aws_request_id if app.lambda_context else 'n/a'}")
+register_error_handlers(app, logger)
 
 
 @logger.inject_lambda_context(clear_state=True)

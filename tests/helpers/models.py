@@ -51,3 +51,13 @@ def load_function_module(function_dir: str, module: str = "app"):
     sys.modules[name] = loaded
     spec.loader.exec_module(loaded)
     return loaded
+
+
+class LambdaContext:
+    """The parts of a Lambda context that Powertools reads."""
+
+    def __init__(self, function_name: str = "PredictFunction", memory_mb: int = 1024):
+        self.function_name = function_name
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = "test-request"

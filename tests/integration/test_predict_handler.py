@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.models import MALIGNANT_EXAMPLE, REPO_ROOT, breast_cancer_candidate, load_function_module, publish
+from tests.helpers.models import (MALIGNANT_EXAMPLE, REPO_ROOT, LambdaContext, breast_cancer_candidate,
+                                  load_function_module, publish)
 from tests.integration.conftest import BUCKET
 
 EVENTS = REPO_ROOT / "events"
-
-
-class Context:
-    function_name = "PredictFunction"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
-    aws_request_id = "test-request"
 
 
 @pytest.fixture
@@ -28,7 +22,7 @@ def handler(store, monkeypatch):
     publish(store, breast_cancer_candidate())
     module = load_function_module("predict")
     module._store = None  # fresh container for each test
-    return lambda event: module.lambda_handler(event, Context())
+    return lambda event: module.lambda_handler(event, LambdaContext())
 
 
 def event(name: str, **changes) -> dict:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,6 +85,8 @@ class Manifest(BaseModel):
     training_data: TrainingData
     estimator: str = ""
     mlflow: dict[str, str | None] = Field(default_factory=dict)
+    # Static INT8 variant: tried or not, fp32 vs int8 size, latency, accuracy, and which is served.
+    quantization: dict[str, Any] | None = None
 
 
 class ProductionPointer(BaseModel):

@@ -23,6 +23,7 @@ SUPPORTED_FORMATS = ("JPEG", "PNG")
 # A decompression bomb is a small file that decodes to a huge bitmap. 40 MP covers
 # every camera and dermatoscope we know of and bounds decode memory to ~160 MB.
 DEFAULT_MAX_PIXELS = 40_000_000
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -44,6 +45,8 @@ def decode_image(data: bytes, spec: ImageInput, pixel_limit: int | None = None):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError as exc:
+        if data.startswith(_SIGNATURES):  # looks like one of ours, but its header is cut or broken
+            raise InvalidInput("The image is truncated or corrupt (its header cannot be read).") from exc
         raise UnsupportedMediaType("Not a JPEG or PNG image.") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"The image decodes to more than {pixel_limit} pixels.") from exc

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
+from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
 from .inference import OnnxClassifier
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
 from .model_store import ModelStore
@@ -134,5 +134,31 @@ def predict_rows(cache: ModelCache, model_id: str, rows: list, max_rows: int) ->
         raise InvalidInput(f"Model {model_id!r} takes images, not feature rows.")
     matrix = rows_to_matrix(rows, spec, max_rows)
     predictions, elapsed_ms = loaded.classifier.predict(matrix)
+    return PredictionResult(model_id=model_id, version=loaded.pointer.version,
+                            predictions=predictions, inference_ms=elapsed_ms)
+
+
+def predict_images(cache: ModelCache, model_id: str, images: list[bytes]) -> PredictionResult:
+    """Image prediction: resolve the production model, preprocess every image with the
+    manifest's spec (the same code training evaluated with), run them as one batch."""
+    import numpy as np
+
+    from .preprocessing import tensor_from_bytes
+
+    loaded = cache.get(model_id)
+    spec = loaded.manifest.input
+    if spec.kind != "image":
+        raise InvalidInput(f'Model {model_id!r} takes feature rows, not images: send {{"instances": [...]}} '
+                           "as application/json.")
+    tensors = []
+    for index, data in enumerate(images):
+        try:
+            tensors.append(tensor_from_bytes(data, spec))
+        except ClassifierError as exc:
+            if len(images) > 1:  # say which image of the batch is bad
+                exc.message = f"images[{index}]: {exc.message}"
+                exc.args = (exc.message,)
+            raise
+    predictions, elapsed_ms = loaded.classifier.predict(np.stack(tensors))
     return PredictionResult(model_id=model_id, version=loaded.pointer.version,
                             predictions=predictions, inference_ms=elapsed_ms)

@@ -1,4 +1,5 @@
-"""Request/response schemas of the predict API (validation + generated OpenAPI)."""
+"""Request/response schemas of the HTTP API, shared by the tabular and image
+functions (Powertools validation and the generated OpenAPI)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ EXAMPLE_MALIGNANT_ROW = [
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"instances": [EXAMPLE_MALIGNANT_ROW]}]},
+        json_schema_extra={"examples": [{"instances": [EXAMPLE_MALIGNANT_ROW]}, {"images": ["<base64 PNG>"]}]},
     )
 
     instances: list[Row] | None = Field(
@@ -35,6 +36,10 @@ class PredictRequest(BaseModel):
     features: Annotated[list[Any] | None, WithJsonSchema({"type": "array"})] = Field(
         default=None, description="Legacy shape of the Flask services this API replaces: a list of rows, or one "
                                   "flat row.")
+    images: list[str] | None = Field(
+        default=None, description="Image models: one or more base64-encoded JPEG or PNG files (a data: URL prefix "
+                                  "is accepted). A single image can also be sent as the raw body with "
+                                  "Content-Type image/jpeg or image/png.")
 
 
 class PredictionOut(BaseModel):

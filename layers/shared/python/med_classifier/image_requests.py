@@ -1,0 +1,80 @@
+"""Turn an HTTP request body into image files: a raw JPEG/PNG body, or JSON with
+base64 images. Size and count limits live here so every adapter enforces the same."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+
+from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png")
+# Lambda's synchronous payload limit is 6 MB and a binary body arrives base64-encoded
+# (4/3 larger), so a raw image above ~4 MB could never reach the function on AWS.
+DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_IMAGES = 16
+
+
+def limits() -> tuple[int, int]:
+    return (int(os.environ.get("MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)),
+            int(os.environ.get("MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES)))
+
+
+def _too_large(model_id: str, what: str, max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{what} is larger than {max_bytes} bytes. Send a smaller (downscaled) image, or upload it to S3 "
+        f"with POST /models/{model_id}/uploads.",
+        details=[{"max_image_bytes": max_bytes, "upload_path": f"/models/{model_id}/uploads"}])
+
+
+def images_from_body(model_id: str, content_type: str | None, body: bytes) -> list[bytes]:
+    """The image files in a request body. Raises UnsupportedMediaType, PayloadTooLarge
+    or InvalidInput; image bytes are not decoded here (preprocessing does that)."""
+    max_bytes, max_images = limits()
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in IMAGE_CONTENT_TYPES:
+        if not body:
+            raise InvalidInput("The request body is empty: send the image file as the body.")
+        if len(body) > max_bytes:
+            raise _too_large(model_id, "The image", max_bytes)
+        return [body]
+    if media_type not in ("application/json", ""):
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type!r} is not accepted: send image/jpeg or image/png, or application/json "
+            'with {"images": ["<base64>", ...]}.')
+    # Base64 inflates by 4/3; JSON adds a little. Refuse before parsing a huge document.
+    if len(body) > max_images * max_bytes * 4 // 3 + 4096:
+        raise _too_large(model_id, "The request", max_bytes)
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput('The body is neither an image nor JSON. Send image/jpeg or image/png, or '
+                           '{"images": ["<base64>", ...]} as application/json.') from None
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list) or \
+            set(document) - {"images"}:
+        raise InvalidInput('Expected {"images": ["<base64 JPEG or PNG>", ...]} for an image model.')
+    encoded = document["images"]
+    if not encoded:
+        raise InvalidInput('"images" is empty: send at least one image.')
+    if len(encoded) > max_images:
+        raise PayloadTooLarge(f"{len(encoded)} images in one request; at most {max_images} are accepted.",
+                              details=[{"max_images": max_images}])
+    return [_decode_base64(model_id, index, item, max_bytes) for index, item in enumerate(encoded)]
+
+
+def _decode_base64(model_id: str, index: int, item, max_bytes: int) -> bytes:
+    if not isinstance(item, str):
+        raise InvalidInput(f"images[{index}] must be a base64 string.")
+    if item.startswith("data:"):  # data:image/png;base64,....
+        item = item.split(",", 1)[1] if "," in item else ""
+    if len(item) > max_bytes * 4 // 3 + 4:
+        raise _too_large(model_id, f"images[{index}]", max_bytes)
+    try:
+        data = base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"images[{index}] is not valid base64.") from None
+    if not data:
+        raise InvalidInput(f"images[{index}] is empty.")
+    return data

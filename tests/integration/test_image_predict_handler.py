@@ -1,0 +1,132 @@
+"""The image function's handler on API Gateway events against moto, with a tiny
+hand-built ONNX image model (the trained models are tested in their own files and
+over HTTP)."""
+
+import base64
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers.image_models import colour_candidate, image_bytes
+from tests.helpers.models import REPO_ROOT, LambdaContext, breast_cancer_candidate, load_function_module, publish
+from tests.integration.conftest import BUCKET
+
+TEMPLATE_EVENT = json.loads((REPO_ROOT / "events" / "api-predict-breast-cancer.json").read_text())
+
+
+@pytest.fixture
+def handler(store, monkeypatch):
+    monkeypatch.setenv("MODELS_BUCKET", BUCKET)
+    monkeypatch.setenv("POINTER_REFRESH_SECONDS", "0")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
+    publish(store, colour_candidate("colour-test"))
+    publish(store, colour_candidate("colour-nhwc", layout="NHWC"))
+    module = load_function_module("image_predict")
+    module._cache = None  # fresh container for each test
+    context = LambdaContext("ImagePredictFunction", 2048)
+    return lambda event: module.lambda_handler(event, context)
+
+
+def image_event(body: bytes | str, content_type: str, model: str = "colour-test", binary: bool | None = None) -> dict:
+    event = copy.deepcopy(TEMPLATE_EVENT)
+    binary = content_type.startswith("image/") if binary is None else binary
+    event["body"] = base64.b64encode(body).decode() if binary else (body.decode() if isinstance(body, bytes) else body)
+    event["isBase64Encoded"] = binary
+    event["headers"]["Content-Type"] = content_type
+    event["multiValueHeaders"]["Content-Type"] = [content_type]
+    event["pathParameters"] = {"model": model}
+    event["path"] = f"/models/{model}/predict"
+    return event
+
+
+def call(handler, event) -> tuple[int, dict]:
+    response = handler(event)
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.mark.parametrize("fmt, content_type", [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_raw_binary_body(handler, fmt, content_type):
+    status, body = call(handler, image_event(image_bytes("green", fmt=fmt), content_type))
+    assert status == 200, body
+    (prediction,) = body["predictions"]
+    assert prediction["label"] == "green" and prediction["confidence"] > 0.9
+    assert set(prediction["probabilities"]) == {"red", "green", "blue"}
+    assert body["model"] == "colour-test" and "NOT FOR CLINICAL USE" in body["notice"]
+
+
+def test_json_batch_of_base64_images_keeps_order(handler):
+    colours = ["blue", "red", "green", "red"]
+    images = [base64.b64encode(image_bytes(c)).decode() for c in colours]
+    images[1] = "data:image/png;base64," + images[1]
+    for model in ("colour-test", "colour-nhwc"):
+        status, body = call(handler, image_event(json.dumps({"images": images}), "application/json", model))
+        assert status == 200, body
+        assert [p["label"] for p in body["predictions"]] == colours
+
+
+def truncated_png() -> bytes:
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    return buffer.getvalue()[:2000]
+
+
+def bomb_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 6000)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+BAD_REQUESTS = [
+    ("text as PNG", lambda: image_event(b"hello, not an image", "image/png"), 415, "unsupported_media_type"),
+    ("truncated PNG", lambda: image_event(truncated_png(), "image/png"), 422, "invalid_input"),
+    ("decompression bomb", lambda: image_event(bomb_png(), "image/png"), 413, "payload_too_large"),
+    ("GIF content type", lambda: image_event(b"GIF89a", "image/gif", binary=True), 415, "unsupported_media_type"),
+    ("empty body", lambda: image_event(b"", "image/png"), 422, "invalid_input"),
+    ("bad JSON", lambda: image_event("{nope", "application/json"), 422, "invalid_input"),
+    ("bad one in a batch", lambda: image_event(json.dumps({"images": [
+        base64.b64encode(image_bytes("red")).decode(), base64.b64encode(b"junk").decode()]}), "application/json"),
+     415, "unsupported_media_type"),
+    ("unknown model", lambda: image_event(image_bytes(), "image/png", model="no-such-model"), 404, "unknown_model"),
+    ("bad model id", lambda: image_event(image_bytes(), "image/png", model="..%2Fetc"), 404, "unknown_model"),
+]
+
+
+@pytest.mark.parametrize("name, make_event, status, code", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_get_json_4xx_and_the_worker_keeps_serving(handler, name, make_event, status, code):
+    got_status, body = call(handler, make_event())
+    assert (got_status, body["error"]["code"]) == (status, code), body
+    assert body["error"]["message"] and "Traceback" not in json.dumps(body)
+    ok_status, ok = call(handler, image_event(image_bytes("blue"), "image/png"))
+    assert ok_status == 200 and ok["predictions"][0]["label"] == "blue"
+
+
+def test_batch_error_names_the_bad_image(handler):
+    images = [base64.b64encode(image_bytes("red")).decode(), base64.b64encode(truncated_png()).decode()]
+    status, body = call(handler, image_event(json.dumps({"images": images}), "application/json"))
+    assert status == 422 and body["error"]["message"].startswith("images[1]:")
+
+
+def test_oversized_image_is_413_with_the_upload_path(handler, monkeypatch):
+    monkeypatch.setenv("MAX_IMAGE_BYTES", "1000")
+    big = Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG")
+    status, body = call(handler, image_event(buffer.getvalue(), "image/png"))
+    assert status == 413 and body["error"]["details"][0]["upload_path"] == "/models/colour-test/uploads"
+
+
+def test_tabular_model_on_the_image_function_and_images_on_the_tabular_function(handler, store, monkeypatch):
+    publish(store, breast_cancer_candidate())
+    status, body = call(handler, image_event(image_bytes(), "image/png", model="breast-cancer"))
+    assert status == 422 and "takes feature rows" in body["error"]["message"]
+    monkeypatch.setenv("MAX_PREDICT_ROWS", "50")
+    tabular = load_function_module("predict")
+    tabular._store = None
+    images = json.dumps({"images": [base64.b64encode(image_bytes()).decode()]})
+    response = tabular.lambda_handler(image_event(images, "application/json", model="breast-cancer"), LambdaContext())
+    assert response["statusCode"] == 422 and "takes feature rows" in json.loads(response["body"])["error"]["message"]

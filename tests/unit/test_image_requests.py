@@ -1,0 +1,59 @@
+"""Request bodies -> image files: raw bodies, base64 JSON, limits, media types."""
+
+import base64
+import json
+
+import pytest
+
+from med_classifier.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from med_classifier.image_requests import images_from_body
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100  # contents are checked later, by preprocessing
+
+
+def as_json(*items) -> bytes:
+    return json.dumps({"images": list(items)}).encode()
+
+
+def test_raw_image_body_and_content_type_parameters():
+    assert images_from_body("skin-lesion", "image/png", PNG) == [PNG]
+    assert images_from_body("skin-lesion", "Image/JPEG; charset=binary", b"\xff\xd8data") == [b"\xff\xd8data"]
+
+
+def test_json_with_base64_images_and_data_urls():
+    encoded = base64.b64encode(PNG).decode()
+    body = as_json(encoded, "data:image/png;base64," + encoded)
+    assert images_from_body("skin-lesion", "application/json", body) == [PNG, PNG]
+
+
+@pytest.mark.parametrize("content_type, body, error, text", [
+    ("text/plain", b"hello", UnsupportedMediaType, "text/plain"),
+    ("image/gif", b"GIF89a", UnsupportedMediaType, "image/gif"),
+    ("image/png", b"", InvalidInput, "empty"),
+    ("application/json", b"{not json", InvalidInput, "neither an image nor JSON"),
+    ("application/json", b'{"instances": [[1, 2]]}', InvalidInput, '"images"'),
+    ("application/json", b'{"images": []}', InvalidInput, "at least one"),
+    ("application/json", b'{"images": ["%%%"]}', InvalidInput, "images[0] is not valid base64"),
+    ("application/json", b'{"images": [42]}', InvalidInput, "images[0] must be a base64 string"),
+])
+def test_bad_bodies_are_refused_with_a_reason(content_type, body, error, text):
+    with pytest.raises(error, match=text.replace("[", r"\[").replace("]", r"\]")):
+        images_from_body("skin-lesion", content_type, body)
+
+
+def test_oversized_image_points_to_the_upload_path(monkeypatch):
+    monkeypatch.setenv("MAX_IMAGE_BYTES", "64")
+    with pytest.raises(PayloadTooLarge) as raw:
+        images_from_body("skin-lesion", "image/png", PNG)
+    assert "/models/skin-lesion/uploads" in raw.value.message
+    assert raw.value.details == [{"max_image_bytes": 64, "upload_path": "/models/skin-lesion/uploads"}]
+    with pytest.raises(PayloadTooLarge):
+        images_from_body("skin-lesion", "application/json", as_json(base64.b64encode(PNG).decode()))
+
+
+def test_too_many_images(monkeypatch):
+    monkeypatch.setenv("MAX_IMAGES_PER_REQUEST", "2")
+    encoded = base64.b64encode(PNG).decode()
+    assert len(images_from_body("chest-ct", "application/json", as_json(encoded, encoded))) == 2
+    with pytest.raises(PayloadTooLarge, match="at most 2"):
+        images_from_body("chest-ct", "application/json", as_json(encoded, encoded, encoded))
