@@ -24,8 +24,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+MODEL ?= breast-cancer
 train: $(STAMP)
-	$(PY) -m training breast-cancer --no-publish
+	$(PY) -m training $(MODEL) --no-publish
 
 build: $(STAMP)
 	$(VENV)/bin/sam build
@@ -39,6 +40,7 @@ layer-size: build
 
 bench: $(STAMP)
 	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench_images
 
 clean:
 	rm -rf .aws-sam build *.egg-info

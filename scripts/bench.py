@@ -166,13 +166,13 @@ def labels_of_body(body: dict) -> list[int]:
     return [p["class_index"] for p in body["predictions"]]
 
 
-def function_environment(env_file: Path) -> dict[str, str]:
-    """PredictFunction's environment as SAM resolves it for the local runner (template Globals, the env-vars
+def function_environment(env_file: Path, function: str = "PredictFunction") -> dict[str, str]:
+    """A function's environment as SAM resolves it for the local runner (template Globals, the env-vars
     file, the AWS_LAMBDA_* variables): the in-process and cold-start handlers run with the same one."""
     functions = LocalFunctions(str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file))
     try:
         runner = functions.lambda_runner
-        return runner.get_invoke_config(runner.get_function("PredictFunction")).env_vars.resolve()
+        return runner.get_invoke_config(runner.get_function(function)).env_vars.resolve()
     finally:
         functions.stop()
 

@@ -7,7 +7,9 @@ import requests
 
 from med_classifier.model_store import ModelStore
 from scripts.local_stack import MotoServer, free_port, s3_client
+from tests.helpers.keras_models import breast_cancer_lite_candidate, chest_ct_candidate
 from tests.helpers.models import REPO_ROOT, breast_cancer_candidate, publish
+from tests.helpers.skin_lesion import skin_lesion_candidate
 
 BUCKET = "med-classifier-models-e2e"
 
@@ -34,6 +36,8 @@ def stack(moto_server, tmp_path_factory):
     client.create_bucket(Bucket=BUCKET)
     store = ModelStore(BUCKET, client)
     first = publish(store, breast_cancer_candidate())
+    for candidate in (breast_cancer_lite_candidate(), chest_ct_candidate(), skin_lesion_candidate()):
+        publish(store, candidate)  # smoke-trained on synthetic data, once per session
     env_file = write_env_file(tmp_path_factory.mktemp("env") / "env.json", moto_server.url)
     port = free_port()
     api = LocalApi(str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), host="127.0.0.1", port=port)

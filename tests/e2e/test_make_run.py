@@ -12,6 +12,7 @@ import requests
 
 from scripts.local_stack import free_port
 from tests.helpers.models import MALIGNANT_EXAMPLE, REPO_ROOT
+from training.datasets import chest_ct, ham10000
 
 READY = "Local stack ready"
 
@@ -20,9 +21,9 @@ def start_stack(env_file, state_dir, port, log_path):
     log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "scripts.local_stack", "--port", str(port), "--env-vars", str(env_file),
-         "--state-dir", str(state_dir)],
+         "--state-dir", str(state_dir), "--quick-train"],
         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 900  # first start trains all four models
     while time.monotonic() < deadline:
         if READY in log_path.read_text():
             return process
@@ -57,10 +58,27 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
     try:
         served = predict(api_port)
         assert served["predictions"][0]["label"] == "malignant"
+        models = requests.get(f"http://127.0.0.1:{api_port}/models", timeout=60).json()["models"]
+        assert sorted(m["model"] for m in models) == ["breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion"]
+        assert all(m["production_version"] for m in models)
+        for model_id, data in (("skin-lesion", ham10000), ("chest-ct", chest_ct)):
+            label = data.CLASSES[-1]
+            answer = requests.post(f"http://127.0.0.1:{api_port}/models/{model_id}/predict",
+                                   data=data.example_image(label), headers={"Content-Type": "image/png"}, timeout=60)
+            assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == label, answer.text
     finally:
         stop_stack(first)
     first_log = (tmp_path / "first.log").read_text()
-    assert "no published version, training it now" in first_log and "gate PASSED" in first_log
+    assert "no published version, training it now" in first_log and first_log.count("gate PASSED") == 4
+    # Each converter published a model in this run, with its parity figure in the manifest.
+    converters = {}
+    for model_id in ("breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion"):
+        folder = state / "s3" / "models-make-run" / "models" / model_id
+        pointer = json.loads((folder / "production.json").read_text())
+        manifest = json.loads((folder / pointer["version"] / "manifest.json").read_text())
+        converters.update(manifest["converter"])
+        assert manifest["parity"]["label_mismatches"] == 0 and manifest["parity"]["max_abs_prob_diff"] <= 1e-4
+    assert {"skl2onnx", "tf2onnx", "torch.onnx"} <= set(converters)
     assert (state / "mlflow" / "mlflow.db").exists()
     mirrored = state / "s3" / "models-make-run" / "models" / "breast-cancer"
     assert (mirrored / "production.json").exists()
