@@ -78,3 +78,14 @@ def test_cli_help_and_argument_errors(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["breast-cancer", "--k-folds", "1", "--no-publish"])
     assert info.value.code == 2
+    for bad in (["--min", "test_recall"], ["--max", "=0.1"], ["--min", "test_recall=high"], ["--epochs", "0"],
+                ["--data-dir", "/no/such/folder"], ["--pretrained", "/no/such/weights.pt"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["breast-cancer", "--no-publish", *bad])
+        assert info.value.code == 2, bad
+
+
+def test_cli_gate_overrides_reach_the_gate(s3, store, state_dir):
+    # An unreachable threshold set on the command line rejects the model: exit 2, nothing published.
+    assert cli.main(["breast-cancer", "--smoke", "--min", "test_accuracy=1.01", "--bucket", BUCKET]) == 2
+    assert store.read_pointer_or_none("breast-cancer") is None

@@ -65,6 +65,14 @@ def summary(manifest: Manifest) -> dict:
         "estimator": manifest.estimator,
         "framework": manifest.framework,
         "converter": manifest.converter,
+        "parity": manifest.parity,
+        "quantization": _quantization_summary(manifest.quantization),
         "training_data": manifest.training_data.model_dump(),
         "mlflow": manifest.mlflow,
     }
+
+
+def _quantization_summary(quantization: dict | None) -> dict | None:
+    if not quantization:
+        return None
+    return {key: quantization.get(key) for key in ("scheme", "chosen", "reasons", "fp32", "int8")}
