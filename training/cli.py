@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max", dest="maximums", type=_threshold, action="append", default=[],
                         metavar="METRIC=VALUE", help="gate: highest acceptable value of a metric (repeatable)")
     parser.add_argument("--min-recall", type=float, default=None,
-                        help="breast-cancer gate: minimum malignant test recall (same as --min test_recall=X)")
+                        help="gate: minimum malignant test recall, breast-cancer models (same as --min test_recall=X)")
     parser.add_argument("--max-recall-std", type=float, default=None,
-                        help="breast-cancer gate: maximum CV recall std (same as --max cv_recall_std=X)")
+                        help="gate: maximum CV recall std, breast-cancer models (same as --max cv_recall_std=X)")
     parser.add_argument("--bucket", default=os.environ.get("MODELS_BUCKET"),
                         help="models bucket to publish to (default: $MODELS_BUCKET); S3 endpoint from "
                              "$AWS_ENDPOINT_URL")
