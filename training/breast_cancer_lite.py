@@ -209,5 +209,6 @@ def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Can
         training_data={"name": "wisconsin-diagnostic-breast-cancer", "source": "sklearn.datasets.load_breast_cancer",
                        "sha256": data.sha256, "n_train": int(len(y_train)), "n_test": int(len(y_test)),
                        "synthetic": False},
-        evaluation={"y_true": y_test, "proba": proba, "history": keras_export.history_records(final.history)},
+        evaluation={"y_true": y_test, "proba": proba, "history": keras_export.history_records(final.history),
+                    "native_model": final.model},  # in memory only: the benchmark compares against it
     )

@@ -41,7 +41,8 @@ class Candidate:
     training_data: dict[str, Any]
     # Raw material for plots, reports and quantisation: y_true and proba (test set,
     # class-probability columns) always; image trainers add x_eval (the test tensors
-    # exactly as serving builds them), x_calibration, and history (per-epoch metrics).
+    # exactly as serving builds them), x_calibration, history (per-epoch metrics) and
+    # native_model (the trained Keras/PyTorch model, for benchmarks; never serialised).
     evaluation: dict[str, Any] = field(default_factory=dict)
     # Set by the pipeline when a quantised variant replaced the fp32 export.
     quantization: dict[str, Any] | None = None

@@ -254,5 +254,6 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         converter=converter,
         training_data=dataset.training_data(dataset.sha256(), len(y_train), len(y_test)),
         evaluation={"y_true": y_test, "proba": proba, "x_eval": x_test,
-                    "x_calibration": x_train[calibration], "history": keras_export.history_records(history)},
+                    "x_calibration": x_train[calibration], "history": keras_export.history_records(history),
+                    "native_model": model},  # in memory only: the benchmark compares against it
     )
