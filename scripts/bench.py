@@ -366,17 +366,17 @@ def measure_http(url: str, bodies: dict[int, bytes], budget: Budget) -> tuple[di
 
 # --- report ----------------------------------------------------------------------------------------------
 
-def machine_line() -> str:
+def machine_line(packages: tuple[str, ...] = ("onnxruntime", "scikit-learn", "numpy", "Flask",
+                                               "aws-lambda-powertools", "aws-sam-cli")) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    packages = ", ".join(f"{name} {installed_version(name)}" for name in
-                         ("onnxruntime", "scikit-learn", "numpy", "Flask", "aws-lambda-powertools", "aws-sam-cli"))
+    versions = ", ".join(f"{name} {installed_version(name)}" for name in packages)
     return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; {packages}")
+            f"Python {platform.python_version()}; {versions}")
 
 
 def fmt_time(us: float) -> str:

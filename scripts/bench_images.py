@@ -36,7 +36,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +81,7 @@ class ModelResult:
     sizes: dict[str, int]
     accuracy: dict[str, float]
     int8_served: bool | None
+    int8_speedup: float | None = None
 
 
 def _limit_native_threads() -> None:
@@ -254,7 +254,7 @@ def bench_image_model(model_id: str, candidate, example: bytes, expected_label: 
         model_id=model_id, framework=framework, warm=warm, cold=cold,
         sizes={"fp32": len(candidate.onnx), "int8": int(q.int8.get("bytes", 0)), "native": native_file.stat().st_size},
         accuracy={"fp32": q.fp32["test_accuracy"], "int8": q.int8.get("test_accuracy", float("nan"))},
-        int8_served=q.chosen)
+        int8_served=q.chosen, int8_speedup=q.int8.get("speedup_vs_fp32"))
 
 
 def bench_lite(candidate, store, budget: Budget) -> ModelResult:
@@ -281,13 +281,12 @@ def _loose_gate():
 
 
 def report(results: list[ModelResult], quick: bool, started: datetime, load: float, elapsed_s: float) -> str:
-    packages = ", ".join(f"{n} {installed_version(n)}" for n in ("onnxruntime", "torch", "tensorflow", "keras"))
     lines = [
         "## Benchmark: image and Keras models, ONNX on Lambda vs native PyTorch / Keras (NOT FOR CLINICAL USE)",
         "",
         f"- Date: {started:%Y-%m-%d %H:%M} UTC{' (--quick run)' if quick else ''}; whole run {elapsed_s:.0f} s; "
         f"load average {load:.2f} at the start",
-        f"- Machine: {machine_line()}; {packages}",
+        f"- Machine: {machine_line(('onnxruntime', 'numpy', 'pillow', 'torch', 'tensorflow', 'keras'))}",
         "- Inputs: each model's known example image (PNG) of its synthetic data, through the shared preprocessing; "
         "breast-cancer-lite: Wisconsin row 0. Batch 1, 1 thread on every path. Models: smoke-trained here.",
         "",
@@ -311,15 +310,17 @@ def report(results: list[ModelResult], quick: bool, started: datetime, load: flo
             lines.append(f"| {result.model_id} | {fmt_time(ours * 1e6)} | {fmt_time(native * 1e6)} "
                          f"| {fmt_ratio(ours / native)} |")
     lines += ["", "Size and held-out accuracy (synthetic test split), fp32 vs static QDQ INT8:", "",
-              "| model | ONNX fp32 | ONNX INT8 | native file | accuracy fp32 | accuracy INT8 | INT8 would be served |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+              "| model | ONNX fp32 | ONNX INT8 | native file | accuracy fp32 | accuracy INT8 "
+              "| INT8 speed-up (decision's paired timing) | INT8 would be served |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for result in results:
         int8 = f"{result.sizes['int8'] / 1024:,.0f} KiB" if result.sizes.get("int8") else "—"
         native = f"{result.sizes['native'] / 1024:,.0f} KiB" if result.sizes.get("native") else "—"
         acc8 = f"{result.accuracy['int8']:.4f}" if "int8" in result.accuracy else "—"
         served = "—" if result.int8_served is None else ("yes" if result.int8_served else "no")
+        speedup = f"{result.int8_speedup:.2f}×" if result.int8_speedup else "—"
         lines.append(f"| {result.model_id} | {result.sizes['fp32'] / 1024:,.0f} KiB | {int8} | {native} "
-                     f"| {result.accuracy['fp32']:.4f} | {acc8} | {served} |")
+                     f"| {result.accuracy['fp32']:.4f} | {acc8} | {speedup} | {served} |")
     lines += ["", "INT8 is published only if it passes the model's gate, loses at most 1 point of accuracy and is "
               "at least 5 % faster at batch 1 on the training machine (training/quantize.py); the last column is "
               "that decision on this machine."]

@@ -57,16 +57,20 @@ def _run(session, input_name: str, output_name: str, batch: np.ndarray) -> np.nd
     return np.asarray(out, dtype=np.float64)
 
 
-def latency_ms(session, input_name: str, output_name: str, item: np.ndarray, repeats: int = 30) -> float:
-    """Median batch-1 latency after warm-up."""
-    for _ in range(3):
-        _run(session, input_name, output_name, item)
-    times = []
+def paired_latency_ms(first, second, input_name: str, output_name: str, item: np.ndarray,
+                      repeats: int = 300) -> tuple[float, float]:
+    """Median batch-1 latency of two sessions, measured interleaved after warm-up so
+    that drift on the machine hits both alike (sub-millisecond models are noisy)."""
+    for _ in range(10):
+        _run(first, input_name, output_name, item)
+        _run(second, input_name, output_name, item)
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        started = time.perf_counter()
-        _run(session, input_name, output_name, item)
-        times.append((time.perf_counter() - started) * 1000.0)
-    return statistics.median(times)
+        for session, samples in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            _run(session, input_name, output_name, item)
+            samples.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 class _Calibration:
@@ -106,9 +110,8 @@ def evaluate_int8(onnx_fp32: bytes, classes: list[str], input_spec: dict, output
     fp32_session = _session(onnx_fp32)
     fp32_proba = _run(fp32_session, input_name, output_name, x_eval)
     fp32_metrics = classification_metrics(y_true, fp32_proba, classes)
-    item = x_eval[:1]
-    fp32 = {"bytes": float(len(onnx_fp32)), "latency_ms_p50": latency_ms(fp32_session, input_name, output_name, item),
-            "test_accuracy": fp32_metrics["test_accuracy"], "test_macro_f1": fp32_metrics["test_macro_f1"]}
+    fp32 = {"bytes": float(len(onnx_fp32)), "test_accuracy": fp32_metrics["test_accuracy"],
+            "test_macro_f1": fp32_metrics["test_macro_f1"]}
     try:
         onnx_int8 = quantize_static_int8(onnx_fp32, input_name, evaluation["x_calibration"])
         int8_session = _session(onnx_int8)
@@ -117,7 +120,9 @@ def evaluate_int8(onnx_fp32: bytes, classes: list[str], input_spec: dict, output
         return QuantizationReport(False, [f"quantisation failed: {exc}"], None, fp32)
     int8_proba = _run(int8_session, input_name, output_name, x_eval)
     int8_metrics = classification_metrics(y_true, int8_proba, classes)
-    int8 = {"bytes": float(len(onnx_int8)), "latency_ms_p50": latency_ms(int8_session, input_name, output_name, item),
+    fp32["latency_ms_p50"], int8_ms = paired_latency_ms(fp32_session, int8_session, input_name, output_name,
+                                                        x_eval[:1])
+    int8 = {"bytes": float(len(onnx_int8)), "latency_ms_p50": int8_ms,
             "test_accuracy": int8_metrics["test_accuracy"], "test_macro_f1": int8_metrics["test_macro_f1"],
             "label_agreement_with_fp32": float(np.mean(np.argmax(int8_proba, 1) == np.argmax(fp32_proba, 1))),
             "max_abs_prob_diff_vs_fp32": float(np.max(np.abs(int8_proba - fp32_proba)))}
