@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m scripts.local_stack
+	$(PY) -m scripts.local_stack $(RUN_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest
