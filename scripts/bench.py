@@ -194,7 +194,9 @@ def lap(name):
     mark = now
 """
 
-OURS_COLD_START = COLD_START_PROLOGUE + r"""
+def ours_cold_start(function_name: str, memory_mb: int) -> str:
+    """The cold-start script for one of our functions (run in its folder, shared layer on PYTHONPATH)."""
+    return COLD_START_PROLOGUE + r"""
 import json
 import app
 lap("import handler")
@@ -203,9 +205,9 @@ lap("import boto3")
 import onnxruntime
 lap("import onnxruntime")
 class Context:
-    function_name = "PredictFunction"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
+    function_name = "%(name)s"
+    memory_limit_in_mb = %(memory)d
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:%(name)s"
     aws_request_id = "bench-cold"
 with open(sys.argv[1]) as file:
     event = json.load(file)
@@ -213,7 +215,8 @@ response = app.lambda_handler(event, Context())
 lap("first call: S3 + session + predict")
 label = json.loads(response["body"])["predictions"][0]["class_index"] if response["statusCode"] == 200 else None
 print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases, "label": label}))
-"""
+""" % {"name": function_name, "memory": memory_mb}
+
 
 NATIVE_COLD_START = COLD_START_PROLOGUE + r"""
 import importlib, json
@@ -259,7 +262,8 @@ def cold_starts(setup: Setup, model_file: Path, event_file: Path, function_env: 
     label = int(np.argmax(setup.pipeline.predict_proba(row)))
     runs: dict[str, list[dict]] = {"ours": [], "native": []}
     for _ in range(repeats):  # alternate, so drift on the machine hits both alike
-        runs["ours"].append(cold_start_once(OURS_COLD_START, [str(event_file)], FUNCTION_DIR, ours_env, label))
+        runs["ours"].append(cold_start_once(ours_cold_start("PredictFunction", 1024), [str(event_file)],
+                                            FUNCTION_DIR, ours_env, label))
         runs["native"].append(cold_start_once(NATIVE_COLD_START, [str(model_file), json.dumps(row.tolist()),
                                                                   *sklearn_modules],
                                               model_file.parent, dict(os.environ), label))

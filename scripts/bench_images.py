@@ -44,7 +44,8 @@ from med_classifier.inference import OnnxClassifier
 from med_classifier.manifest import ImageInput
 from med_classifier.preprocessing import tensor_from_bytes
 from scripts.bench import (COLD_START_PROLOGUE, LOCAL_CREDENTIALS, Latency, cold_start_once, fmt_ratio, fmt_time,
-                           function_environment, interrupt, machine_line, measure, progress)
+                           function_environment, interrupt, machine_line, measure, ours_cold_start,
+                           progress)
 from scripts.local_stack import MotoServer, free_port, s3_client
 from tests.helpers.models import LambdaContext, load_function_module, publish
 
@@ -132,27 +133,6 @@ def _save_native(framework: str, model, batch: np.ndarray, folder: Path) -> Path
     model.save(path)
     return path
 
-
-OURS_COLD_START = COLD_START_PROLOGUE + r"""
-import json
-import app
-lap("import handler")
-import boto3
-lap("import boto3")
-import onnxruntime
-lap("import onnxruntime")
-class Context:
-    function_name = "ImagePredictFunction"
-    memory_limit_in_mb = 2048
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ImagePredictFunction"
-    aws_request_id = "bench-cold"
-with open(sys.argv[1]) as file:
-    event = json.load(file)
-response = app.lambda_handler(event, Context())
-lap("first call: S3 + session + predict")
-label = json.loads(response["body"])["predictions"][0]["class_index"] if response["statusCode"] == 200 else None
-print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases, "label": label}))
-"""
 
 # argv: framework, model file, input file (.npy of the preprocessed batch, or the image + spec JSON)
 NATIVE_COLD_START = COLD_START_PROLOGUE + r"""
@@ -244,8 +224,8 @@ def bench_image_model(model_id: str, candidate, example: bytes, expected_label: 
     native_env = {**os.environ, "PYTHONPATH": str(SHARED_LAYER)}
     cold: dict[str, list[float]] = {"ours": [], "native": []}
     for _ in range(budget.cold_starts):  # alternate, so drift hits both alike
-        cold["ours"].append(cold_start_once(OURS_COLD_START, [str(event_file)], REPO_ROOT / "functions" /
-                                            "image_predict", ours_env, expected)["total"])
+        cold["ours"].append(cold_start_once(ours_cold_start("ImagePredictFunction", 2048), [str(event_file)],
+                                            REPO_ROOT / "functions" / "image_predict", ours_env, expected)["total"])
         cold["native"].append(cold_start_once(NATIVE_COLD_START, [framework, str(native_file), str(image_file),
                                                                   json.dumps(candidate.input_spec)],
                                               workdir, native_env, expected)["total"])

@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE
 from med_classifier.api_errors import register_error_handlers
-from med_classifier.api_schemas import PredictionOut, PredictResponse
+from med_classifier.api_schemas import PredictResponse
 from med_classifier.errors import InvalidInput
 from med_classifier.image_requests import images_from_body
 from med_classifier.model_store import ModelStore
@@ -60,10 +60,7 @@ def predict(model: Annotated[str, Path(description="Model id, e.g. skin-lesion")
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedImages", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
-    return PredictResponse(
-        model=result.model_id, version=result.version, inference_ms=round(result.inference_ms, 3),
-        predictions=[PredictionOut(**vars(p)) for p in result.predictions], notice=NOT_FOR_CLINICAL_USE,
-    )
+    return PredictResponse.from_result(result, NOT_FOR_CLINICAL_USE)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE
 from med_classifier.api_errors import error_doc, register_error_handlers
-from med_classifier.api_schemas import PredictRequest, PredictResponse, PredictionOut
+from med_classifier.api_schemas import PredictRequest, PredictResponse
 from med_classifier.errors import InvalidInput
 from med_classifier.model_store import ModelStore
 from med_classifier.registry import RegistryView
@@ -99,10 +99,7 @@ def predict(
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
-    return PredictResponse(
-        model=result.model_id, version=result.version, inference_ms=round(result.inference_ms, 3),
-        predictions=[PredictionOut(**vars(p)) for p in result.predictions], notice=NOT_FOR_CLINICAL_USE,
-    )
+    return PredictResponse.from_result(result, NOT_FOR_CLINICAL_USE)
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -56,6 +56,12 @@ class PredictResponse(BaseModel):
     inference_ms: float
     notice: str
 
+    @classmethod
+    def from_result(cls, result, notice: str) -> "PredictResponse":
+        """From a med_classifier.serving.PredictionResult."""
+        return cls(model=result.model_id, version=result.version, inference_ms=round(result.inference_ms, 3),
+                   predictions=[PredictionOut(**vars(p)) for p in result.predictions], notice=notice)
+
 
 class ErrorBody(BaseModel):
     code: str
