@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from scripts.local_stack import free_port
@@ -71,6 +72,9 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
     first_log = (tmp_path / "first.log").read_text()
     assert "no published version, training it now" in first_log and first_log.count("gate PASSED") == 4
     # Each converter published a model in this run, with its parity figure in the manifest.
+    from mlflow import MlflowClient
+
+    mlflow_client = MlflowClient(tracking_uri=f"sqlite:///{state}/mlflow/mlflow.db")
     converters = {}
     for model_id in ("breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion"):
         folder = state / "s3" / "models-make-run" / "models" / model_id
@@ -78,6 +82,9 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
         manifest = json.loads((folder / pointer["version"] / "manifest.json").read_text())
         converters.update(manifest["converter"])
         assert manifest["parity"]["label_mismatches"] == 0 and manifest["parity"]["max_abs_prob_diff"] <= 1e-4
+        logged = mlflow_client.get_run(manifest["mlflow"]["run_id"]).data.metrics
+        assert logged["parity_max_abs_prob_diff"] == pytest.approx(manifest["parity"]["max_abs_prob_diff"])
+        assert logged["parity_label_mismatches"] == 0
     assert {"skl2onnx", "tf2onnx", "torch.onnx"} <= set(converters)
     assert (state / "mlflow" / "mlflow.db").exists()
     mirrored = state / "s3" / "models-make-run" / "models" / "breast-cancer"
