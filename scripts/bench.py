@@ -555,19 +555,24 @@ def interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_main(argv: list[str] | None, description: str, run_bench: Callable, default_budget, quick_budget) -> int:
+    """Command line shared by the bench scripts: --quick, --markdown, clean stop on Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a short run: fewer iterations and cold starts")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
     args = parser.parse_args(argv)
     os.environ.update({**LOCAL_CREDENTIALS, "SAM_CLI_TELEMETRY": "0"})
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        run(QUICK_BUDGET if args.quick else DEFAULT_BUDGET, args.quick, args.markdown)
+        run_bench(quick_budget if args.quick else default_budget, args.quick, args.markdown)
     except KeyboardInterrupt:
         progress("interrupted; servers stopped")
         return 130
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(argv, __doc__.splitlines()[0], run, DEFAULT_BUDGET, QUICK_BUDGET)
 
 
 if __name__ == "__main__":

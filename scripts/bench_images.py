@@ -24,12 +24,10 @@ Research and education only - NOT FOR CLINICAL USE.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -43,9 +41,8 @@ import numpy as np
 from med_classifier.inference import OnnxClassifier
 from med_classifier.manifest import ImageInput
 from med_classifier.preprocessing import tensor_from_bytes
-from scripts.bench import (COLD_START_PROLOGUE, LOCAL_CREDENTIALS, Latency, cold_start_once, fmt_ratio, fmt_time,
-                           function_environment, interrupt, machine_line, measure, ours_cold_start,
-                           progress)
+from scripts.bench import (COLD_START_PROLOGUE, Latency, bench_main, cold_start_once, fmt_ratio, fmt_time,
+                           function_environment, machine_line, measure, ours_cold_start, progress)
 from scripts.local_stack import MotoServer, free_port, s3_client
 from tests.helpers.models import LambdaContext, load_function_module, publish
 
@@ -348,18 +345,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run: fewer iterations and cold starts")
-    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
-    args = parser.parse_args(argv)
-    os.environ.update({**LOCAL_CREDENTIALS, "SAM_CLI_TELEMETRY": "0"})
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        run(QUICK_BUDGET if args.quick else DEFAULT_BUDGET, args.quick, args.markdown)
-    except KeyboardInterrupt:
-        progress("interrupted; servers stopped")
-        return 130
-    return 0
+    return bench_main(argv, __doc__.splitlines()[0], run, DEFAULT_BUDGET, QUICK_BUDGET)
 
 
 if __name__ == "__main__":

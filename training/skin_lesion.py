@@ -266,7 +266,7 @@ def fit(model, x_train, y_train, x_valid, y_valid, *, epochs: int, batch_size: i
     std = torch.tensor(STD, dtype=torch.float32).view(1, 3, 1, 1)
     weight = torch.tensor(weights, dtype=torch.float32)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64))
-    xv, yv = torch.from_numpy(x_valid), torch.from_numpy(y_valid.astype(np.int64))
+    yv = torch.from_numpy(y_valid.astype(np.int64))
     steps_per_epoch = max(1, math.ceil(len(xt) / batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
     total = epochs * steps_per_epoch
