@@ -1,0 +1,65 @@
+"""Presigned POSTs for labelled uploads: the policy S3 will enforce (moto does not)."""
+
+import base64
+import json
+
+import boto3
+import pytest
+
+from med_classifier.errors import InvalidInput, UnknownModel, UnsupportedMediaType
+from med_classifier.uploads import presigned_upload
+from tests.helpers.image_models import colour_candidate
+from tests.helpers.models import breast_cancer_candidate, manifest_for
+
+BUCKET = "uploads-test"
+
+
+@pytest.fixture(scope="module")
+def client():
+    # Signing is local: no request is sent.
+    return boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="module")
+def image_manifest():
+    return manifest_for(colour_candidate("colour-test"))
+
+
+def test_policy_pins_key_content_type_size_and_expiry(client, image_manifest, monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "5000000")
+    ticket = presigned_upload(client, BUCKET, image_manifest, "colour-test", "green", "image/png",
+                              new_id=lambda: "abc123")
+    assert ticket.key == "uploads/colour-test/green/abc123.png" and ticket.fields["key"] == ticket.key
+    assert ticket.fields["Content-Type"] == "image/png" and ticket.max_bytes == 5000000
+    policy = json.loads(base64.b64decode(ticket.fields["policy"]))
+    conditions = policy["conditions"]
+    assert {"bucket": BUCKET} in conditions
+    assert ["eq", "$key", ticket.key] in conditions
+    assert ["eq", "$Content-Type", "image/png"] in conditions
+    assert ["content-length-range", 1, 5000000] in conditions
+    assert policy["expiration"].endswith("Z") and ticket.expires_in == 900
+
+
+def test_jpeg_gets_a_jpg_key_and_every_upload_a_fresh_key(client, image_manifest):
+    first = presigned_upload(client, BUCKET, image_manifest, "colour-test", "red", "image/jpeg")
+    second = presigned_upload(client, BUCKET, image_manifest, "colour-test", "red", "image/jpeg")
+    assert first.key.endswith(".jpg") and first.key != second.key
+
+
+@pytest.mark.parametrize("label, content_type, error", [
+    ("purple", "image/png", InvalidInput),
+    ("../red", "image/png", InvalidInput),
+    ("red", "image/gif", UnsupportedMediaType),
+    ("red", "", UnsupportedMediaType),
+])
+def test_bad_label_or_type_is_refused(client, image_manifest, label, content_type, error):
+    with pytest.raises(error):
+        presigned_upload(client, BUCKET, image_manifest, "colour-test", label, content_type)
+
+
+def test_unknown_and_tabular_models_are_refused(client):
+    with pytest.raises(UnknownModel):
+        presigned_upload(client, BUCKET, None, "nope", "red", "image/png")
+    with pytest.raises(InvalidInput, match="feature rows"):
+        presigned_upload(client, BUCKET, manifest_for(breast_cancer_candidate()), "breast-cancer", "malignant",
+                         "image/png")
