@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from med_classifier.manifest import OnnxOutputs
 from training.breast_cancer import CLASSES, MALIGNANT, load_wisconsin, test_metrics
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
@@ -23,6 +24,8 @@ MODEL_ID = "breast-cancer-lite"
 FEATURES = ["mean radius", "mean texture", "mean smoothness", "mean perimeter"]
 INPUT_NAME = "features"
 OUTPUT_NAME = "p_malignant"
+# The sigmoid is P(malignant): serving expands it to both class columns.
+OUTPUTS = {"probabilities": OUTPUT_NAME, "probability_format": "sigmoid_positive", "positive_index": MALIGNANT}
 # Gate, measured for seeds 42 and 0-9: malignant test recall 0.905-0.976 (seed 42:
 # 0.929 in both the default and the smoke run); CV recall std 0.060-0.092 over 10
 # folds (seed 42: 0.063) and 0.008-0.061 over the smoke run's 3 (seed 42: 0.008). A
@@ -57,12 +60,11 @@ def malignant_target(y: np.ndarray) -> np.ndarray:
 
 
 def class_columns(p_malignant: np.ndarray) -> np.ndarray:
-    """Sigmoid outputs -> (n, 2) class-probability columns in CLASSES order."""
-    p = np.asarray(p_malignant, dtype=np.float64).reshape(-1)
-    proba = np.empty((p.shape[0], 2))
-    proba[:, MALIGNANT] = p
-    proba[:, 1 - MALIGNANT] = 1.0 - p
-    return proba
+    """Sigmoid outputs -> (n, 2) class-probability columns in CLASSES order, the way
+    serving reads them."""
+    from med_classifier.inference import class_probabilities
+
+    return class_probabilities(p_malignant, OnnxOutputs(**OUTPUTS))
 
 
 def class_weights(y_malignant: np.ndarray) -> dict[int, float]:
@@ -191,8 +193,7 @@ def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Can
         classes=CLASSES,
         input_spec={"kind": "tabular", "feature_names": FEATURES, "input_name": INPUT_NAME,
                     "example": [float(v) for v in X[0]]},
-        outputs={"probabilities": OUTPUT_NAME, "probability_format": "sigmoid_positive",
-                 "positive_index": MALIGNANT},
+        outputs=OUTPUTS,
         onnx=onnx_bytes,
         metrics=metrics,
         parity=check,

@@ -44,12 +44,12 @@ class QuantizationReport:
 
 
 def _session(onnx_bytes: bytes):
+    """A session with serving's options, so the latency compared is the one Lambda sees."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # as on Lambda (see med_classifier.inference)
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    from med_classifier.inference import session_options
+
+    return ort.InferenceSession(onnx_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
 
 
 def _run(session, input_name: str, output_name: str, batch: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import IntegrityError
-from .manifest import Manifest
+from .manifest import Manifest, OnnxOutputs
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,20 @@ class Prediction:
     probabilities: dict[str, float]
 
 
-def _session_options():
+def class_probabilities(raw: np.ndarray, outputs: OnnxOutputs) -> np.ndarray:
+    """A model's raw output -> (n, n_classes) float64 class probabilities, as the
+    manifest's output format says (a sigmoid column is expanded to both classes)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if outputs.probability_format == "sigmoid_positive":
+        positive = raw.reshape(-1)
+        proba = np.empty((positive.shape[0], 2))
+        proba[:, outputs.positive_index] = positive
+        proba[:, 1 - outputs.positive_index] = 1.0 - positive
+        return proba
+    return raw
+
+
+def session_options():
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -39,7 +52,7 @@ class OnnxClassifier:
 
         self.manifest = manifest
         try:
-            self.session = ort.InferenceSession(onnx, sess_options=_session_options(),
+            self.session = ort.InferenceSession(onnx, sess_options=session_options(),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise IntegrityError(f"{manifest.model_id}/{manifest.version}: ONNX model does not load: {exc}") from exc
@@ -70,14 +83,7 @@ class OnnxClassifier:
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         outputs = self.manifest.outputs
         (raw,) = self.session.run([outputs.probabilities], {self.manifest.input.input_name: batch})
-        raw = np.asarray(raw, dtype=np.float64)
-        if outputs.probability_format == "sigmoid_positive":
-            positive = raw.reshape(-1)
-            proba = np.empty((positive.shape[0], 2))
-            proba[:, outputs.positive_index] = positive
-            proba[:, 1 - outputs.positive_index] = 1.0 - positive
-            return proba
-        return raw
+        return class_probabilities(raw, outputs)
 
     def predict(self, batch: np.ndarray) -> tuple[list[Prediction], float]:
         """Predictions for every row, and the inference time in milliseconds."""
