@@ -10,6 +10,7 @@ import numpy as np
 
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
+from training.metrics import parity_figures
 
 log = logging.getLogger("training")
 
@@ -131,12 +132,7 @@ def parity(pipeline, onnx_bytes: bytes, X: np.ndarray) -> dict[str, float | int]
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     X32 = X.astype(np.float32)
     (onnx_proba,) = session.run([PROBABILITY_OUTPUT], {INPUT_NAME: X32})
-    native_proba = pipeline.predict_proba(X32)
-    return {
-        "rows": int(X.shape[0]),
-        "label_mismatches": int(np.sum(np.argmax(onnx_proba, 1) != np.argmax(native_proba, 1))),
-        "max_abs_prob_diff": float(np.max(np.abs(onnx_proba - native_proba))),
-    }
+    return parity_figures(pipeline.predict_proba(X32), onnx_proba)
 
 
 def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Candidate:

@@ -148,15 +148,11 @@ def parity(model, onnx_bytes: bytes, input_name: str, output_name: str, x: np.nd
            to_proba: Callable[[np.ndarray], np.ndarray] = lambda raw: raw) -> dict[str, float | int]:
     """Keras vs onnxruntime on the same float32 rows: identical labels and max |Δp| of the
     class-probability columns (`to_proba` turns a raw output into those columns)."""
+    from training.metrics import parity_figures
+
     native = to_proba(np.asarray(keras_outputs(model, x), dtype=np.float64))
     exported = to_proba(np.asarray(onnx_outputs(onnx_bytes, input_name, output_name, x), dtype=np.float64))
-    if native.shape != exported.shape:
-        raise RuntimeError(f"Keras gives shape {native.shape}, ONNX {exported.shape}")
-    return {
-        "rows": int(x.shape[0]),
-        "label_mismatches": int(np.sum(np.argmax(native, 1) != np.argmax(exported, 1))),
-        "max_abs_prob_diff": float(np.max(np.abs(native - exported))) if len(x) else 0.0,
-    }
+    return parity_figures(native, exported)
 
 
 def log_parity(check: dict[str, Any]) -> None:

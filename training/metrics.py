@@ -32,3 +32,17 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
             aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present]
             metrics[f"{prefix}roc_auc"] = float(np.mean(aucs))
     return metrics
+
+
+def parity_figures(native_proba: np.ndarray, exported_proba: np.ndarray) -> dict[str, float | int]:
+    """Native model vs its ONNX export on the same rows: rows, label mismatches and the
+    largest absolute class-probability difference (what Candidate.parity_limits bound)."""
+    native = np.asarray(native_proba, dtype=np.float64)
+    exported = np.asarray(exported_proba, dtype=np.float64)
+    if native.shape != exported.shape:
+        raise RuntimeError(f"native model gives shape {native.shape}, ONNX {exported.shape}")
+    return {
+        "rows": int(native.shape[0]),
+        "label_mismatches": int(np.sum(np.argmax(native, 1) != np.argmax(exported, 1))),
+        "max_abs_prob_diff": float(np.max(np.abs(native - exported))) if len(native) else 0.0,
+    }

@@ -26,7 +26,7 @@ from training.candidate import Candidate, TrainOptions
 from training.datasets import ham10000
 from training.datasets.common import ImageDataset, split, tensors
 from training.gate import PromotionGate
-from training.metrics import classification_metrics
+from training.metrics import classification_metrics, parity_figures
 
 log = logging.getLogger("training")
 
@@ -380,10 +380,7 @@ def parity(model, onnx_bytes: bytes, x: np.ndarray) -> tuple[dict[str, float | i
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     (onnx_proba,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
     native = _predict(with_softmax(model), x).astype(np.float64)
-    onnx_proba = np.asarray(onnx_proba, dtype=np.float64)
-    return {"rows": int(len(x)),
-            "label_mismatches": int(np.sum(np.argmax(onnx_proba, 1) != np.argmax(native, 1))),
-            "max_abs_prob_diff": float(np.max(np.abs(onnx_proba - native))) if len(x) else 0.0}, native
+    return parity_figures(native, onnx_proba), native
 
 
 # ------------------------------------------------------------------------------ train
