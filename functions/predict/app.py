@@ -84,9 +84,9 @@ def predict(
     model: Annotated[str, Path(description="Model id, e.g. breast-cancer")],
     request: Annotated[PredictRequest, Body(embed=False)],
 ) -> PredictResponse:
-    cache, _ = _services()
-    if request.images is not None:
-        kind = cache.get(model).manifest.input.kind
+    cache, registry = _services()
+    if request.images is not None:  # the manifest says which kind; no need to load the model here
+        kind = registry.production_manifest(model).input.kind
         raise InvalidInput(f'Model {model!r} takes feature rows: send "instances".' if kind == "tabular" else
                            f"Image model {model!r} is not routed to the image function in this deployment "
                            "(template.yaml, ImagePredictFunction events).")

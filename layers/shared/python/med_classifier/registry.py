@@ -21,6 +21,14 @@ class RegistryView:
                 return None
         return self._manifests[key]
 
+    def production_manifest(self, model_id: str) -> Manifest:
+        """The manifest of the version in production (no ONNX is read)."""
+        pointer = self.store.read_pointer_or_none(model_id) if is_valid_model_id(model_id) else None
+        manifest = self._manifest(model_id, pointer.version) if pointer else None
+        if manifest is None:
+            raise UnknownModel(f"No model named {model_id!r} in production. GET /models lists the models.")
+        return manifest
+
     def list_models(self) -> list[dict]:
         return [self.describe(model_id, include_versions=False) for model_id in self.store.list_model_ids()]
 

@@ -155,10 +155,10 @@ def predict_images(cache: ModelCache, model_id: str, images: list[bytes]) -> Pre
         try:
             tensors.append(tensor_from_bytes(data, spec))
         except ClassifierError as exc:
-            if len(images) > 1:  # say which image of the batch is bad
-                exc.message = f"images[{index}]: {exc.message}"
-                exc.args = (exc.message,)
-            raise
+            if len(images) == 1:
+                raise
+            # Same error class (same status), saying which image of the batch is bad.
+            raise type(exc)(f"images[{index}]: {exc.message}", details=exc.details) from exc
     predictions, elapsed_ms = loaded.classifier.predict(np.stack(tensors))
     return PredictionResult(model_id=model_id, version=loaded.pointer.version,
                             predictions=predictions, inference_ms=elapsed_ms)
