@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -14,6 +16,8 @@ from med_classifier.manifest import ImageInput
 from med_classifier.preprocessing import batch_from_files
 
 log = logging.getLogger("training")
+
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 
 @dataclass(frozen=True)
@@ -96,3 +100,33 @@ def _stratified(dataset: ImageDataset, indices: np.ndarray, fraction: float, see
 def tensors(dataset: ImageDataset, indices: np.ndarray, spec: ImageInput) -> np.ndarray:
     """Preprocess images exactly as serving does (med_classifier.preprocessing)."""
     return batch_from_files([dataset.paths[i] for i in indices], spec)
+
+
+def write_synthetic_set(root: Path, notice: str, settings: dict, write: Callable[[Path], dict],
+                        intact: Callable[[Path], bool] = lambda root: True) -> bool:
+    """The safe, idempotent part every synthetic generator shares. Reuses a complete set
+    written with the same `settings` (and still `intact`); refuses a non-empty folder
+    without our marker (it may be the real data set); otherwise `write`s the set into a
+    staging folder, adds the marker last (its presence means complete) and puts the set
+    in place. `write(folder)` returns figures for the marker. True if it wrote."""
+    root = Path(root)
+    marker = root / SYNTHETIC_MARKER
+    try:
+        recorded = json.loads(marker.read_text().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        recorded = None
+    if isinstance(recorded, dict) and all(recorded.get(k) == v for k, v in settings.items()) and intact(root):
+        return False
+    if root.exists() and any(root.iterdir()) and not marker.is_file():
+        raise ValueError(f"{root} is not empty and holds no {SYNTHETIC_MARKER}: refusing to write a synthetic set "
+                         "over what may be the real data set")
+    staging = root.with_name(f"{root.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    figures = write(staging)
+    (staging / SYNTHETIC_MARKER).write_text(notice.rstrip() + " NOT FOR CLINICAL USE.\n"
+                                            + json.dumps({**settings, **figures}, sort_keys=True) + "\n")
+    if root.exists():
+        shutil.rmtree(root)  # an incomplete or different synthetic set of ours
+    staging.rename(root)
+    return True

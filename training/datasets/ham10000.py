@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from training.datasets.common import ImageDataset
+from training.datasets.common import SYNTHETIC_MARKER, ImageDataset, write_synthetic_set
 
 log = logging.getLogger("training")
 
@@ -45,7 +43,6 @@ IMAGE_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
 COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
 GENERATOR_VERSION = 1
 
 
@@ -311,20 +308,6 @@ def example_image(class_name: str, size: int = 128, seed: int = 0) -> bytes:
     return _encode(_render(lesion, size, rng, prototypical=True), "PNG")
 
 
-def _marker_text(settings: dict, complete: bool) -> str:
-    return ("SYNTHETIC HAM10000-layout data written by training.datasets.ham10000.write_synthetic.\n"
-            "These images are drawn by a program; they are not dermatoscopy and say nothing about real "
-            "lesions. NOT FOR CLINICAL USE.\n"
-            + json.dumps({**settings, "complete": complete}, sort_keys=True) + "\n")
-
-
-def _read_marker(root: Path) -> dict | None:
-    try:
-        return json.loads((root / SYNTHETIC_MARKER).read_text().strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def write_synthetic(root: Path, n_per_class: int, seed: int, size: int = 128) -> Path:
     """Write a deterministic synthetic data set in the public HAM10000 layout under
     ``root`` and return root: ``HAM10000_metadata.csv`` plus JPEGs split over the two
@@ -339,21 +322,18 @@ def write_synthetic(root: Path, n_per_class: int, seed: int, size: int = 128) ->
     root = Path(root)
     settings = {"generator_version": GENERATOR_VERSION, "n_per_class": int(n_per_class), "seed": int(seed),
                 "size": int(size)}
-    marker = _read_marker(root)
-    if (marker and marker.get("complete") is True and all(marker.get(k) == v for k, v in settings.items())
-            and (root / METADATA_FILE).is_file()):
+    wrote = write_synthetic_set(
+        root, "SYNTHETIC HAM10000-layout data written by training.datasets.ham10000.write_synthetic. These images "
+              "are drawn by a program; they are not dermatoscopy and say nothing about real lesions.",
+        settings, lambda folder: _write_images(folder, n_per_class, seed, size),
+        intact=lambda root: (root / METADATA_FILE).is_file())
+    if not wrote:
         log.info("data: reusing synthetic HAM10000 set in %s", root)
-        return root
-    if not (root / SYNTHETIC_MARKER).is_file() and root.exists() and any(root.iterdir()):
-        raise ValueError(f"{root} is not empty and holds no {SYNTHETIC_MARKER}: refusing to write synthetic "
-                         "data over what may be the real data set")
-    # Start over: an older or partial synthetic set of ours is removed first.
-    for folder in IMAGE_FOLDERS:
-        shutil.rmtree(root / folder, ignore_errors=True)
-    (root / METADATA_FILE).unlink(missing_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / SYNTHETIC_MARKER).write_text(_marker_text(settings, complete=False))
+    return root
 
+
+def _write_images(root: Path, n_per_class: int, seed: int, size: int) -> dict:
+    """The images and metadata of one synthetic set, into `root` (a staging folder)."""
     rows = []  # (lesion_id, class, lesion index, image index within the lesion)
     lesion_number = 0
     for class_index, class_name in enumerate(CLASSES):
@@ -394,8 +374,6 @@ def write_synthetic(root: Path, n_per_class: int, seed: int, size: int = 128) ->
         writer = csv.DictWriter(handle, fieldnames=list(COLUMNS), lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
-    (root / SYNTHETIC_MARKER).write_text(_marker_text({**settings, "images": len(records),
-                                                       "lesions": len(lesions)}, complete=True))
-    log.info("data: wrote %d synthetic HAM10000 images (%d lesions, %dx%d) to %s", len(records), len(lesions),
-             size, size, root)
-    return root
+    log.info("data: wrote %d synthetic HAM10000 images (%d lesions, %dx%d)", len(records), len(lesions),
+             size, size)
+    return {"images": len(records), "lesions": len(lesions)}
