@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from med_classifier.inference import OnnxClassifier
-from med_classifier.manifest import ImageInput
+from med_classifier.inference import OnnxClassifier, class_probabilities
+from med_classifier.manifest import ImageInput, OnnxOutputs
 from med_classifier.preprocessing import tensor_from_bytes
 from scripts.bench import (COLD_START_PROLOGUE, Latency, bench_main, cold_start_once, fmt_ratio, fmt_time,
                            function_environment, machine_line, measure, ours_cold_start, progress)
@@ -108,14 +108,7 @@ def _native_callable(framework: str, model, batch: np.ndarray):
 
 
 def _native_proba(framework: str, model, batch: np.ndarray, outputs: dict) -> np.ndarray:
-    raw = np.asarray(_native_callable(framework, model, batch)(), dtype=np.float64)
-    if outputs.get("probability_format") == "sigmoid_positive":
-        positive = raw.reshape(-1)
-        proba = np.empty((len(positive), 2))
-        proba[:, outputs.get("positive_index", 1)] = positive
-        proba[:, 1 - outputs.get("positive_index", 1)] = 1 - positive
-        return proba
-    return raw
+    return class_probabilities(_native_callable(framework, model, batch)(), OnnxOutputs(**outputs))
 
 
 def _save_native(framework: str, model, batch: np.ndarray, folder: Path) -> Path:
@@ -176,6 +169,7 @@ def image_event(model_id: str, image: bytes) -> dict:
 def bench_image_model(model_id: str, candidate, example: bytes, expected_label: str, store, function_env: dict,
                       workdir: Path, budget: Budget) -> ModelResult:
     from training.quantize import evaluate_int8
+    from training.trainers import trainer
 
     framework = "torch" if "torch" in candidate.framework else "keras"
     native = candidate.evaluation["native_model"]
@@ -186,7 +180,7 @@ def bench_image_model(model_id: str, candidate, example: bytes, expected_label: 
 
     fp32 = OnnxClassifier(manifest, candidate.onnx)
     report = evaluate_int8(candidate.onnx, candidate.classes, candidate.input_spec, candidate.outputs["probabilities"],
-                           candidate.evaluation, _loose_gate())
+                           candidate.evaluation, trainer(model_id).DEFAULT_GATE)  # the decision training makes
     int8 = OnnxClassifier(manifest, report.onnx_int8) if report.onnx_int8 else None
     checks = {"fp32": fp32.predict_proba(batch), "native": _native_proba(framework, native, batch, candidate.outputs)}
     if int(np.argmax(checks["fp32"])) != expected or int(np.argmax(checks["native"])) != expected:
@@ -249,12 +243,6 @@ def bench_lite(candidate, store, budget: Budget) -> ModelResult:
     return ModelResult(model_id="breast-cancer-lite", framework="keras", warm=warm, cold={},
                        sizes={"fp32": len(candidate.onnx)}, accuracy={"fp32": candidate.metrics["test_accuracy"]},
                        int8_served=None)
-
-
-def _loose_gate():
-    from training.gate import PromotionGate
-
-    return PromotionGate(minimums={"test_accuracy": 0.0})  # the bench measures; the training run decides
 
 
 def report(results: list[ModelResult], quick: bool, started: datetime, load: float, elapsed_s: float) -> str:
