@@ -22,6 +22,7 @@ from med_classifier.api_schemas import PredictRequest, PredictResponse
 from med_classifier.errors import InvalidInput
 from med_classifier.model_store import ModelStore
 from med_classifier.registry import RegistryView
+from med_classifier.retraining import Retraining
 from med_classifier.serving import ModelCache, predict_rows
 
 logger = Logger()
@@ -39,6 +40,7 @@ app.enable_swagger(path="/docs", **OPENAPI)
 _store: ModelStore | None = None
 _cache: ModelCache | None = None
 _registry: RegistryView | None = None
+_retraining: Retraining | None = None
 
 
 def _services() -> tuple[ModelCache, RegistryView]:
@@ -68,11 +70,17 @@ def list_models() -> dict:
     return {"models": registry.list_models(), "notice": NOT_FOR_CLINICAL_USE}
 
 
-@app.get("/models/<model>", summary="One model: versions, production pointer, metrics, input schema",
-         responses={404: ERRORS[404]})
+@app.get("/models/<model>", summary="One model: versions, production pointer, metrics, input schema, "
+         "upload counter and recent retraining jobs", responses={404: ERRORS[404]})
 def get_model(model: Annotated[str, Path(description="Model id, e.g. breast-cancer")]) -> dict:
+    global _retraining
     _, registry = _services()
-    return registry.describe(model)
+    view = registry.describe(model)
+    if view.get("input", {}).get("kind") == "image" and os.environ.get("UPLOAD_COUNTS_TABLE"):
+        if _retraining is None:
+            _retraining = Retraining.from_environment(launch=False)
+        view["retraining"] = _retraining.status(model)
+    return view
 
 
 @app.post("/models/<model>/predict", summary="Classify one or many rows (tabular) or images (image models)",

@@ -144,8 +144,11 @@ def test_aws_endpoint_url_is_declared_in_globals_and_empty():
         assert variables.get("AWS_ENDPOINT_URL", "") == "", f"{name} overrides AWS_ENDPOINT_URL"
 
 
+MANAGED_POLICIES = resources_of_type("AWS::IAM::ManagedPolicy")
+
+
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_function_permissions_come_from_sam_policy_templates_only(function):
+def test_function_permissions_come_from_sam_policy_templates_or_this_templates_managed_policies(function):
     properties = FUNCTIONS[function]["Properties"]
     assert "Role" not in properties, "a custom role bypasses the policy-template check"
     known_templates = sam_policy_template_names()
@@ -155,6 +158,9 @@ def test_function_permissions_come_from_sam_policy_templates_only(function):
         # A policy template is a one-key mapping; strings are managed policies, Statement lists are inline.
         assert isinstance(policy, dict) and len(policy) == 1, policy
         [(template_name, template_parameters)] = policy.items()
+        if template_name == "Ref":  # SAM has no policy template for CreateTrainingJob/SubmitJob
+            assert template_parameters in MANAGED_POLICIES, f"{template_parameters} is not defined here"
+            continue
         assert template_name in known_templates, f"{template_name} is not a SAM policy template"
         assert "*" not in json.dumps(template_parameters), f"wildcard parameter in {template_name}"
 
@@ -174,19 +180,64 @@ def is_wildcard_resource(resource) -> bool:
         resource = text
     if not isinstance(resource, str):  # Ref / GetAtt of a specific resource
         return False
-    return set(resource.rsplit(":", 1)[-1]) <= {"*", "/"}
+    # The resource part of arn:partition:service:region:account:resource (which may hold colons).
+    return set(resource.split(":", 5)[-1]) <= {"*", "/"}
+
+
+# The one action AWS offers no resource-level permission for; the training role needs it to pull its image.
+RESOURCELESS_ACTIONS = {"ecr:GetAuthorizationToken"}
+
+
+def policy_statements(resource: dict) -> list[dict]:
+    properties = resource["Properties"]
+    documents = [properties["PolicyDocument"]] if "PolicyDocument" in properties else [
+        p["PolicyDocument"] for p in properties.get("Policies", [])]
+    statements = [s for document in documents for s in as_list(document["Statement"])]
+    # Conditional statements (Fn::If [condition, statement, AWS::NoValue]) count as their statement.
+    return [s["Fn::If"][1] if "Fn::If" in s else s for s in statements]
 
 
 def test_generated_iam_policies_have_no_wildcard_actions_or_resources():
-    roles = {n: r for n, r in translated_template()["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-    assert roles
-    for role_name, role in roles.items():
-        for policy in role["Properties"].get("Policies", []):
-            for statement in as_list(policy["PolicyDocument"]["Statement"]):
-                actions = as_list(statement["Action"])
-                resources = as_list(statement["Resource"])
-                assert not [a for a in actions if a == "*" or a.endswith(":*")], (role_name, actions)
-                assert not [r for r in resources if is_wildcard_resource(r)], (role_name, resources)
+    resources = translated_template()["Resources"]
+    holders = {n: r for n, r in resources.items() if r["Type"] in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy")}
+    assert any(r["Type"] == "AWS::IAM::Role" for r in holders.values())
+    for name, resource in holders.items():
+        for statement in policy_statements(resource):
+            actions = as_list(statement["Action"])
+            resources_ = as_list(statement["Resource"])
+            assert not [a for a in actions if a == "*" or a.endswith(":*")], (name, actions)
+            if set(actions) <= RESOURCELESS_ACTIONS:
+                continue
+            assert not [r for r in resources_ if is_wildcard_resource(r)], (name, resources_)
+
+
+def test_only_sagemaker_may_receive_the_training_role():
+    statements = policy_statements(RESOURCES["RetrainLaunchPolicy"])
+    (pass_role,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["TrainingJobRole", "Arn"]}
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_retrain_route_needs_an_api_key_and_the_others_do_not():
+    events = FUNCTIONS["RetrainingApiFunction"]["Properties"]["Events"]
+    assert events["StartRetrain"]["Properties"]["Auth"] == {"ApiKeyRequired": True}
+    assert RESOURCES["MedClassifierApi"]["Properties"]["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
+    keyed = [(f, e) for f, fn in FUNCTIONS.items() for e, ev in fn["Properties"].get("Events", {}).items()
+             if ev["Properties"].get("Auth", {}).get("ApiKeyRequired")]
+    assert keyed == [("RetrainingApiFunction", "StartRetrain")]
+
+
+def test_upload_notifications_reach_the_counter_through_a_queue_with_a_dead_letter_queue():
+    bucket = RESOURCES["UploadsBucket"]["Properties"]
+    (notification,) = bucket["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification["Queue"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "uploads/"}]
+    queue = RESOURCES["UploadQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}
+    counter = FUNCTIONS["UploadCounterFunction"]["Properties"]
+    (source,) = counter["Events"].values()
+    assert source["Type"] == "SQS" and source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["VisibilityTimeout"] >= 6 * counter["Timeout"]  # Lambda's advice for SQS sources
 
 
 # --- the inference runtime layer ---------------------------------------------------------

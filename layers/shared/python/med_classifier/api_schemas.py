@@ -71,3 +71,71 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# --- uploads and retraining ------------------------------------------------------------
+
+MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"label": "mel", "content_type": "image/jpeg"}]})
+
+    label: str = Field(min_length=1, max_length=64, description="The image's class, one of the model's classes")
+    content_type: str = Field(default="image/jpeg", description="image/jpeg or image/png")
+
+
+class UploadTicketResponse(BaseModel):
+    model: str
+    label: str
+    key: str = Field(description="Where the image will be stored: uploads/{model}/{label}/{uuid}.{ext}")
+    url: str = Field(description="POST the form here: every field of `fields`, then the file as `file` (last)")
+    fields: dict[str, str]
+    content_type: str
+    max_bytes: int
+    expires_in: int = Field(description="Seconds the form stays valid")
+    notice: str
+
+
+class GateOverrides(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: dict[MetricName, float] = Field(default_factory=dict, description="metric -> stricter minimum")
+    max: dict[MetricName, float] = Field(default_factory=dict, description="metric -> stricter maximum")
+
+
+class RetrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"reason": "new dermatoscope"}, {"gate": {"min": {"test_macro_f1": 0.6}}}]})
+
+    reason: str | None = Field(default=None, max_length=200, description="Recorded with the job")
+    gate: GateOverrides | None = Field(default=None, description="A stricter promotion gate for this job only "
+                                                                 "(the job never loosens the model's own gate)")
+
+    def hyperparameters(self) -> dict[str, str]:
+        gate = self.gate or GateOverrides()
+        return {**{f"gate_min_{k}": repr(v) for k, v in gate.min.items()},
+                **{f"gate_max_{k}": repr(v) for k, v in gate.max.items()}}
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    model: str
+    trigger: str
+    backend: str
+    state: str
+    created_at: str
+    updated_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    uploads: int | None = None
+    reason: str | None = None
+    backend_job: str | None = None
+    service_status: str | None = None
+    outcome: str | None = None
+    version: str | None = None
+    production_version: str | None = None
+    reasons: list[str] = []
+    metrics: dict[str, float] = {}
+    failure_reason: str | None = None

@@ -38,5 +38,12 @@ class UnsupportedMediaType(ClassifierError):
     code = "unsupported_media_type"
 
 
+class Conflict(ClassifierError):
+    """The request clashes with the current state (e.g. a retraining job is already running)."""
+
+    status_code = 409
+    code = "conflict"
+
+
 class IntegrityError(Exception):
     """A stored artefact does not match what its manifest or pointer promises."""

@@ -60,6 +60,7 @@ class TrainingData(BaseModel):
     n_train: int
     n_test: int
     synthetic: bool = False
+    n_uploads: int = 0  # labelled uploads added to the training split (included in n_train)
 
 
 class Manifest(BaseModel):

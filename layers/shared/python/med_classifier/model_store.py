@@ -12,10 +12,10 @@ The pointer only ever moves to a version that was read back and verified.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .aws_clients import aws_client
 from .errors import IntegrityError
 from .manifest import Manifest, ProductionPointer, sha256_hex
 
@@ -23,14 +23,7 @@ MODELS_PREFIX = "models/"
 
 
 def s3_client():
-    """boto3 S3 client honouring AWS_ENDPOINT_URL (moto locally); empty means AWS."""
-    import boto3  # deferred: importing boto3 costs cold-start time
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
-    if endpoint is None:
-        # An empty AWS_ENDPOINT_URL (the template default) would make botocore fail.
-        os.environ.pop("AWS_ENDPOINT_URL", None)
-    return boto3.client("s3", endpoint_url=endpoint)
+    return aws_client("s3")
 
 
 def _not_found(exc: Exception) -> bool:

@@ -16,6 +16,7 @@ from .errors import InvalidInput, UnknownModel, UnsupportedMediaType
 from .manifest import Manifest
 
 UPLOAD_CONTENT_TYPES = {"image/jpeg": "jpg", "image/png": "png"}
+UPLOADS_PREFIX = "uploads/"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_EXPIRES_SECONDS = 900
 
@@ -33,7 +34,7 @@ class UploadTicket:
 
 
 def upload_key(model_id: str, label: str, upload_id: str, extension: str) -> str:
-    return f"uploads/{model_id}/{label}/{upload_id}.{extension}"
+    return f"{UPLOADS_PREFIX}{model_id}/{label}/{upload_id}.{extension}"
 
 
 def upload_limits() -> tuple[int, int]:

@@ -1,0 +1,37 @@
+"""JobState: SageMaker training-job and Batch job state changes (EventBridge) → jobs table.
+
+At a terminal state the model's claim ends, and the next job starts if enough uploads
+arrived while this one ran. Events for jobs this product did not start are ignored.
+NOT FOR CLINICAL USE.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+
+from med_classifier.retraining import Retraining, state_change_from_event
+
+logger = Logger()
+_retraining: Retraining | None = None
+
+
+def _service() -> Retraining:
+    global _retraining
+    if _retraining is None:
+        _retraining = Retraining.from_environment()
+    return _retraining
+
+
+@logger.inject_lambda_context(clear_state=True)
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context) -> dict:
+    change = state_change_from_event(event.source, event.detail)
+    if change is None:
+        logger.info("status not tracked", extra={"source": event.source, "detail_type": event.detail_type})
+        return {"recorded": False}
+    record = _service().on_state_change(change)
+    logger.info("job state", extra={"job_id": change.job_id, "state": change.state,
+                                    "service_status": change.service_status, "known": record is not None})
+    return {"recorded": record is not None, "job_id": change.job_id,
+            "state": record.state if record else None}

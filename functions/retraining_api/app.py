@@ -1,0 +1,113 @@
+"""Retraining API: labelled uploads (presigned POST), manual retraining, job status.
+
+Thin adapter over med_classifier.uploads and med_classifier.retraining. The retrain
+route needs an API key (API Gateway usage plan). NOT FOR CLINICAL USE.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.metrics import MetricUnit
+
+from med_classifier import NOT_FOR_CLINICAL_USE
+from med_classifier.api_errors import error_doc, register_error_handlers
+from med_classifier.api_schemas import JobResponse, RetrainRequest, UploadRequest, UploadTicketResponse
+from med_classifier.aws_clients import aws_client
+from med_classifier.errors import InvalidInput, UnknownModel
+from med_classifier.model_store import ModelStore
+from med_classifier.registry import RegistryView
+from med_classifier.retraining import Retraining
+from med_classifier.uploads import presigned_upload
+
+logger = Logger()
+metrics = Metrics()
+app = APIGatewayRestResolver(enable_validation=True)
+register_error_handlers(app, logger)
+
+_registry: RegistryView | None = None
+_retraining: Retraining | None = None
+_uploads_s3 = None
+
+
+def _services() -> tuple[RegistryView, Retraining]:
+    # Built on first use, not at import: boto3 and clients cost cold-start time.
+    global _registry, _retraining
+    if _registry is None:
+        _registry = RegistryView(ModelStore(os.environ["MODELS_BUCKET"]))
+        _retraining = Retraining.from_environment()
+    return _registry, _retraining
+
+
+def _image_model(model: str):
+    manifest = _services()[0].production_manifest(model)
+    if manifest.input.kind != "image":
+        raise InvalidInput(f"Model {model!r} takes feature rows; only image models are retrained from uploads.")
+    return manifest
+
+
+def _json(status: int, body: dict) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+ModelId = Annotated[str, Path(description="Image model id, e.g. skin-lesion")]
+
+
+@app.post("/models/<model>/uploads", summary="A presigned POST for one labelled image",
+          description="POST the returned form straight to S3 (`fields`, then `file`). S3 refuses other content "
+                      "types, sizes or keys. " + NOT_FOR_CLINICAL_USE,
+          responses={201: {"description": "Upload form", "content": {"application/json": {
+              "model": UploadTicketResponse}}},
+                     404: error_doc("Unknown model"), 415: error_doc("Not image/jpeg or image/png"),
+                     422: error_doc("Unknown label, or a tabular model")})
+def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=False)]):  # Response: not a schema type
+    global _uploads_s3
+    try:
+        manifest = _services()[0].production_manifest(model)
+    except UnknownModel:
+        manifest = None
+    if _uploads_s3 is None:
+        _uploads_s3 = aws_client("s3")
+    ticket = presigned_upload(_uploads_s3, os.environ["UPLOADS_BUCKET"], manifest, model, request.label,
+                              request.content_type)
+    metrics.add_dimension(name="model", value=model)
+    metrics.add_metric(name="UploadTicketsIssued", unit=MetricUnit.Count, value=1)
+    response = UploadTicketResponse(model=model, label=ticket.label, key=ticket.key, url=ticket.url,
+                                    fields=ticket.fields, content_type=ticket.content_type,
+                                    max_bytes=ticket.max_bytes, expires_in=ticket.expires_in,
+                                    notice=NOT_FOR_CLINICAL_USE)
+    return _json(201, response.model_dump())
+
+
+@app.post("/models/<model>/retrain", summary="Start a retraining job now (needs an API key)",
+          responses={202: {"description": "Job started", "content": {"application/json": {"model": JobResponse}}},
+                     404: error_doc("Unknown model"), 409: error_doc("A job for this model is already running"),
+                     422: error_doc("Invalid request, or a tabular model")})
+def start_retrain(model: ModelId,
+                  request: Annotated[Optional[RetrainRequest], Body(embed=False)] = None):
+    _image_model(model)
+    request = request or RetrainRequest()
+    job = _services()[1].start_manual(model, request.reason, request.hyperparameters())
+    metrics.add_dimension(name="model", value=model)
+    metrics.add_metric(name="RetrainJobsStarted", unit=MetricUnit.Count, value=1)
+    return _json(202, JobResponse(**job.public()).model_dump())
+
+
+@app.get("/models/<model>/retrain/<job_id>", summary="A retraining job's state and outcome",
+         responses={404: error_doc("Unknown model or job")})
+def get_retrain_job(model: ModelId, job_id: Annotated[str, Path(description="Job id from POST .../retrain")]
+                    ) -> JobResponse:
+    job = _services()[1].jobs.get(job_id)
+    if job is None or job.model != model:
+        raise UnknownModel(f"No retraining job {job_id!r} for model {model!r}.")
+    return JobResponse(**job.public())
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    return app.resolve(event, context)

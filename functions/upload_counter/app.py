@@ -1,0 +1,47 @@
+"""UploadCounter: S3 upload notifications from SQS → per-model counters → retraining jobs.
+
+Powertools' batch utility reports failed messages only (ReportBatchItemFailures), so
+one bad message is retried alone and reaches the dead-letter queue after the queue's
+maxReceiveCount. Counting is idempotent per object (med_classifier.upload_counter);
+the single job per threshold is decided by a conditional write. NOT FOR CLINICAL USE.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from med_classifier.retraining import Retraining
+from med_classifier.upload_counter import uploads_in_notification
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+_retraining: Retraining | None = None
+
+
+def _service() -> Retraining:
+    global _retraining
+    if _retraining is None:
+        _retraining = Retraining.from_environment()
+    return _retraining
+
+
+def record_handler(record: SQSRecord) -> None:
+    # A body that is not an S3 notification raises: retried, then dead-lettered, never silently dropped.
+    for upload in uploads_in_notification(record.body):
+        outcome = _service().record_upload(upload)
+        logger.info("upload", extra={"key": upload.key, "model": upload.model, "counted": outcome.counted,
+                                     "started_job": outcome.started.job_id if outcome.started else None})
+        metrics.add_metric(name="UploadsCounted" if outcome.counted else "UploadsRedelivered",
+                           unit=MetricUnit.Count, value=1)
+        if outcome.started:
+            metrics.add_metric(name="RetrainJobsStarted", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

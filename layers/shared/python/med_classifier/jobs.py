@@ -1,0 +1,167 @@
+"""The jobs table: one item per retraining job (DynamoDB, key `job_id`, index `by-model`).
+
+Written by three parties: the function that starts a job (Pending), the job itself
+(InProgress, then its outcome), and the services' state-change events (SageMaker or
+Batch, through EventBridge). States only move forward and a terminal state is final,
+so late or repeated events never undo what is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from .aws_clients import aws_client
+
+PENDING, IN_PROGRESS, COMPLETED, FAILED, STOPPED = "Pending", "InProgress", "Completed", "Failed", "Stopped"
+TERMINAL_STATES = (COMPLETED, FAILED, STOPPED)
+STATES = (PENDING, IN_PROGRESS, *TERMINAL_STATES)
+MODEL_INDEX = "by-model"
+# What a finished job concluded (set by the job itself).
+PROMOTED, REJECTED = "promoted", "rejected"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_job_id(model_id: str, now: datetime | None = None) -> str:
+    """Unique, sortable, and a valid SageMaker training-job and Batch job name
+    (letters, digits, hyphens; at most 63 characters)."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    return f"{model_id[:40]}-{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    model: str
+    trigger: str                  # "uploads" (threshold reached) or "manual" (POST .../retrain)
+    backend: str                  # "sagemaker" or "batch"
+    state: str = PENDING
+    created_at: str = field(default_factory=utc_now)
+    updated_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    uploads: int | None = None    # uploads counted since the previous job when this one was triggered
+    reason: str | None = None     # why it was started (manual requests may say)
+    backend_job: str | None = None     # the training job's name / Batch job id
+    service_status: str | None = None  # the service's own status word, as last reported
+    outcome: str | None = None    # "promoted" / "rejected", once the job has decided
+    version: str | None = None    # the version the job trained (published only if promoted)
+    production_version: str | None = None  # production when the job evaluated (the one it had to beat)
+    reasons: list[str] = field(default_factory=list)  # why the gate rejected it
+    metrics: dict[str, float] = field(default_factory=dict)
+    failure_reason: str | None = None
+
+    def public(self) -> dict:
+        return asdict(self)
+
+
+_JSON_FIELDS = ("reasons", "metrics")
+
+
+def _to_item(record: JobRecord) -> dict:
+    item = {}
+    for name, value in asdict(record).items():
+        if value is None:
+            continue
+        if name in _JSON_FIELDS:
+            item[name] = {"S": json.dumps(value)}
+        elif isinstance(value, int):
+            item[name] = {"N": str(value)}
+        else:
+            item[name] = {"S": str(value)}
+    return item
+
+
+def _from_item(item: dict) -> JobRecord:
+    values = {}
+    for name, typed in item.items():
+        if name not in JobRecord.__dataclass_fields__:
+            continue
+        (kind, raw), = typed.items()
+        values[name] = json.loads(raw) if name in _JSON_FIELDS else int(raw) if kind == "N" else raw
+    return JobRecord(**values)
+
+
+class JobsTable:
+    def __init__(self, table_name: str, client=None):
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = aws_client("dynamodb")
+        return self._client
+
+    def create(self, record: JobRecord) -> None:
+        self.client.put_item(TableName=self.table_name, Item=_to_item(record),
+                             ConditionExpression="attribute_not_exists(job_id)")
+
+    def get(self, job_id: str) -> JobRecord | None:
+        item = self.client.get_item(TableName=self.table_name, Key={"job_id": {"S": job_id}},
+                                    ConsistentRead=True).get("Item")
+        return _from_item(item) if item else None
+
+    def recent(self, model_id: str, limit: int = 5) -> list[JobRecord]:
+        """The model's latest jobs, newest first."""
+        response = self.client.query(
+            TableName=self.table_name, IndexName=MODEL_INDEX, KeyConditionExpression="model = :model",
+            ExpressionAttributeValues={":model": {"S": model_id}}, ScanIndexForward=False, Limit=limit)
+        return [_from_item(item) for item in response.get("Items", [])]
+
+    def set_state(self, job_id: str, state: str, *, service_status: str | None = None,
+                  failure_reason: str | None = None, backend_job: str | None = None,
+                  at: str | None = None) -> bool:
+        """Moves a job forward to `state`. Returns False (and changes nothing) if the job
+        is unknown, already terminal, or already past `state`."""
+        if state not in STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        at = at or utc_now()
+        sets = {"state": state, "updated_at": at, "service_status": service_status,
+                "failure_reason": failure_reason, "backend_job": backend_job}
+        if state == IN_PROGRESS:
+            sets["started_at"] = at
+        if state in TERMINAL_STATES:
+            sets["ended_at"] = at
+        allowed_from = {PENDING: (PENDING,), IN_PROGRESS: (PENDING, IN_PROGRESS)}.get(state, (PENDING, IN_PROGRESS))
+        return self._update(job_id, sets, allowed_from,
+                            keep_first=("started_at",) if state == IN_PROGRESS else ())
+
+    def set_backend_job(self, job_id: str, backend_job: str) -> bool:
+        """The service's id for the job, known once the launch call returns (whatever
+        state the job has reached by then)."""
+        return self._update(job_id, {"backend_job": backend_job}, STATES)
+
+    def record_outcome(self, job_id: str, *, outcome: str, version: str | None, metrics: dict[str, float],
+                       reasons: list[str], production_version: str | None) -> bool:
+        """What the job concluded; the job calls it once, then its process exits and the
+        service reports Completed. Also marks the job Completed at once, so readers need
+        not wait for the service's event."""
+        at = utc_now()
+        sets = {"outcome": outcome, "version": version, "metrics": metrics, "reasons": reasons,
+                "production_version": production_version, "state": COMPLETED, "ended_at": at, "updated_at": at}
+        return self._update(job_id, sets, (PENDING, IN_PROGRESS))
+
+    def _update(self, job_id: str, sets: dict, allowed_from: tuple[str, ...], keep_first: tuple[str, ...] = ()) -> bool:
+        names, values, clauses = {"#state": "state"}, {}, []
+        for index, (name, value) in enumerate((k, v) for k, v in sets.items() if v is not None):
+            names[f"#a{index}"] = name
+            values[f":a{index}"] = ({"S": json.dumps(value)} if name in _JSON_FIELDS else
+                                    {"N": str(value)} if isinstance(value, int) else {"S": str(value)})
+            clauses.append(f"#a{index} = if_not_exists(#a{index}, :a{index})" if name in keep_first
+                           else f"#a{index} = :a{index}")
+        allowed = [f":from{i}" for i in range(len(allowed_from))]
+        values.update({f":from{i}": {"S": state} for i, state in enumerate(allowed_from)})
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key={"job_id": {"S": job_id}}, UpdateExpression="SET " + ", ".join(clauses),
+                ConditionExpression=f"attribute_exists(job_id) AND #state IN ({', '.join(allowed)})",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False

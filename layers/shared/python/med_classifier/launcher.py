@@ -1,0 +1,136 @@
+"""Starting a retraining job: SageMaker CreateTrainingJob or AWS Batch SubmitJob.
+
+Both run the same training image and entry point (`python -m training.retrain`, see
+training/job_contract.py) with the same hyperparameters and input channels:
+`uploads` (s3://<uploads bucket>/uploads/<model>/, laid out <label>/<file>) and, when an
+original-data prefix is configured, `original` (s3://<uploads bucket>/<prefix>/<model>/,
+the data set's published layout; without it the job uses the deterministic synthetic set).
+The backend is chosen by the template parameter RetrainBackend (RETRAIN_BACKEND).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from .aws_clients import aws_client
+
+SAGEMAKER, BATCH = "sagemaker", "batch"
+BACKENDS = (SAGEMAKER, BATCH)
+ENTRY_POINT = ["python", "-m", "training.retrain"]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    job_id: str
+    model: str
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """Everything a launcher needs, from the function's environment (the template)."""
+
+    backend: str
+    uploads_bucket: str
+    models_bucket: str
+    jobs_table: str
+    training_image: str = ""
+    role_arn: str = ""
+    output_uri: str = ""
+    original_data_prefix: str = ""  # "" = the job generates its synthetic data set
+    instance_type: str = "ml.m5.xlarge"
+    volume_gb: int = 30
+    max_runtime_seconds: int = 3 * 3600
+    job_queue: str = ""
+    job_definition: str = ""
+    extra_hyperparameters: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls, environ=os.environ) -> "LaunchSettings":
+        backend = environ.get("RETRAIN_BACKEND", SAGEMAKER).strip().lower()
+        if backend not in BACKENDS:
+            raise ValueError(f"RETRAIN_BACKEND must be one of {BACKENDS}, not {backend!r}")
+        extra = json.loads(environ.get("RETRAIN_HYPERPARAMETERS") or "{}")
+        return cls(backend=backend, uploads_bucket=environ["UPLOADS_BUCKET"], models_bucket=environ["MODELS_BUCKET"],
+                   jobs_table=environ["JOBS_TABLE"], training_image=environ.get("TRAINING_IMAGE_URI", ""),
+                   role_arn=environ.get("TRAINING_ROLE_ARN", ""), output_uri=environ.get("TRAINING_OUTPUT_URI", ""),
+                   original_data_prefix=environ.get("ORIGINAL_DATA_PREFIX", ""),
+                   instance_type=environ.get("TRAINING_INSTANCE_TYPE", "ml.m5.xlarge"),
+                   max_runtime_seconds=int(environ.get("TRAINING_MAX_RUNTIME_SECONDS", 3 * 3600)),
+                   job_queue=environ.get("BATCH_JOB_QUEUE", ""), job_definition=environ.get("BATCH_JOB_DEFINITION", ""),
+                   extra_hyperparameters={str(k): str(v) for k, v in extra.items()})
+
+    def channels(self, model: str) -> dict[str, str]:
+        channels = {"uploads": f"s3://{self.uploads_bucket}/uploads/{model}/"}
+        if self.original_data_prefix.strip("/"):
+            channels["original"] = f"s3://{self.uploads_bucket}/{self.original_data_prefix.strip('/')}/{model}/"
+        return channels
+
+    def hyperparameters(self, request: JobRequest) -> dict[str, str]:
+        # Configured values first: what a request asks for (e.g. a stricter gate) wins.
+        return {**self.extra_hyperparameters, **request.hyperparameters, "model": request.model,
+                "job_id": request.job_id, "models_bucket": self.models_bucket, "jobs_table": self.jobs_table}
+
+
+class SageMakerLauncher:
+    backend = SAGEMAKER
+
+    def __init__(self, settings: LaunchSettings, client=None):
+        self.settings = settings
+        self._client = client
+
+    def request(self, job: JobRequest) -> dict:
+        s = self.settings
+        return {
+            "TrainingJobName": job.job_id,
+            "AlgorithmSpecification": {"TrainingImage": s.training_image, "TrainingInputMode": "File"},
+            "RoleArn": s.role_arn,
+            "HyperParameters": s.hyperparameters(job),
+            "InputDataConfig": [
+                {"ChannelName": name, "ContentType": "application/x-image" if name == "uploads" else "application/x-directory",
+                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                                 "S3DataDistributionType": "FullyReplicated"}}}
+                for name, uri in s.channels(job.model).items()],
+            "OutputDataConfig": {"S3OutputPath": s.output_uri},
+            "ResourceConfig": {"InstanceType": s.instance_type, "InstanceCount": 1, "VolumeSizeInGB": s.volume_gb},
+            "StoppingCondition": {"MaxRuntimeInSeconds": s.max_runtime_seconds},
+            "Tags": [{"Key": "model", "Value": job.model}, {"Key": "job_id", "Value": job.job_id}],
+        }
+
+    def start(self, job: JobRequest) -> str:
+        client = self._client or aws_client("sagemaker")
+        return client.create_training_job(**self.request(job))["TrainingJobArn"]
+
+
+class BatchLauncher:
+    backend = BATCH
+
+    def __init__(self, settings: LaunchSettings, client=None):
+        self.settings = settings
+        self._client = client
+
+    def request(self, job: JobRequest) -> dict:
+        s = self.settings
+        environment = {"RETRAIN_HYPERPARAMETERS": json.dumps(s.hyperparameters(job), sort_keys=True),
+                       "RETRAIN_CHANNELS": json.dumps(s.channels(job.model), sort_keys=True),
+                       "ML_ROOT": "/tmp/ml"}
+        return {
+            "jobName": job.job_id,
+            "jobQueue": s.job_queue,
+            "jobDefinition": s.job_definition,
+            "containerOverrides": {"command": ENTRY_POINT,
+                                   "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())]},
+            "timeout": {"attemptDurationSeconds": s.max_runtime_seconds},
+            "tags": {"model": job.model, "job_id": job.job_id},
+        }
+
+    def start(self, job: JobRequest) -> str:
+        client = self._client or aws_client("batch")
+        return client.submit_job(**self.request(job))["jobId"]
+
+
+def launcher_from_environment(environ=os.environ):
+    settings = LaunchSettings.from_environment(environ)
+    return (SageMakerLauncher if settings.backend == SAGEMAKER else BatchLauncher)(settings)

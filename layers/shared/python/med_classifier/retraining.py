@@ -1,0 +1,140 @@
+"""The retraining loop's decisions: count an upload, start exactly one job when a model
+has enough new uploads (or when asked), and follow the job's state to its end.
+
+Knows nothing about Lambda, SQS or EventBridge: the functions translate their events
+into these calls. The counter, jobs table and launcher are passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .errors import Conflict
+from .jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES, JobRecord, JobsTable, new_job_id
+from .launcher import JobRequest
+from .upload_counter import CounterState, UploadCounter, UploadedObject
+
+log = logging.getLogger(__name__)
+
+UPLOADS_TRIGGER, MANUAL_TRIGGER = "uploads", "manual"
+
+# The services' status words → the jobs table's states.
+SAGEMAKER_STATES = {"InProgress": IN_PROGRESS, "Stopping": IN_PROGRESS, "Completed": COMPLETED,
+                    "Failed": FAILED, "Stopped": STOPPED}
+BATCH_STATES = {"SUBMITTED": PENDING, "PENDING": PENDING, "RUNNABLE": PENDING, "STARTING": IN_PROGRESS,
+                "RUNNING": IN_PROGRESS, "SUCCEEDED": COMPLETED, "FAILED": FAILED}
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    upload: UploadedObject
+    counted: bool               # False: counted before (a redelivery)
+    started: JobRecord | None   # the job this upload's arrival started, if any
+
+
+@dataclass(frozen=True)
+class JobStateChange:
+    job_id: str
+    state: str
+    service_status: str
+    failure_reason: str | None = None
+
+
+def state_change_from_event(source: str, detail: dict) -> JobStateChange | None:
+    """A SageMaker training-job or Batch job state-change event's detail → JobStateChange;
+    None for statuses this product does not track."""
+    if source == "aws.sagemaker":
+        status = detail.get("TrainingJobStatus", "")
+        state = SAGEMAKER_STATES.get(status)
+        return state and JobStateChange(detail.get("TrainingJobName", ""), state, status, detail.get("FailureReason"))
+    if source == "aws.batch":
+        status = detail.get("status", "")
+        state = BATCH_STATES.get(status)
+        reason = detail.get("statusReason") or (detail.get("container") or {}).get("reason")
+        return state and JobStateChange(detail.get("jobName", ""), state, status, reason if state == FAILED else None)
+    return None
+
+
+class Retraining:
+    def __init__(self, counter: UploadCounter, jobs: JobsTable, launcher,
+                 thresholds: tuple[int, dict[str, int]]):
+        self.counter = counter
+        self.jobs = jobs
+        self.launcher = launcher
+        self.default_threshold, self.threshold_overrides = thresholds
+
+    @classmethod
+    def from_environment(cls, launch: bool = True, environ=None) -> "Retraining":
+        """From the function's environment (the template's Globals). `launch=False` for
+        readers that never start a job."""
+        import os
+
+        from .launcher import launcher_from_environment
+        from .upload_counter import thresholds_from_environment
+
+        environ = os.environ if environ is None else environ
+        return cls(UploadCounter(environ["UPLOAD_COUNTS_TABLE"]), JobsTable(environ["JOBS_TABLE"]),
+                   launcher_from_environment(environ) if launch else None, thresholds_from_environment(environ))
+
+    def threshold(self, model: str) -> int:
+        return self.threshold_overrides.get(model, self.default_threshold)
+
+    def record_upload(self, upload: UploadedObject) -> UploadOutcome:
+        counted = self.counter.count(upload)
+        # Also after a redelivery: the first delivery may have counted and then failed to start the job.
+        return UploadOutcome(upload, counted, self.start_if_due(upload.model))
+
+    def start_if_due(self, model: str) -> JobRecord | None:
+        return self._start(model, UPLOADS_TRIGGER, self.threshold(model))
+
+    def start_manual(self, model: str, reason: str | None = None,
+                     hyperparameters: dict[str, str] | None = None) -> JobRecord:
+        job = self._start(model, MANUAL_TRIGGER, None, reason, hyperparameters)
+        if job is None:
+            active = self.counter.state(model).active_job
+            raise Conflict(f"A retraining job for {model!r} is already running: {active}. "
+                           f"GET /models/{model}/retrain/{active} shows it.", details=[{"active_job": active}])
+        return job
+
+    def _start(self, model: str, trigger: str, threshold: int | None, reason: str | None = None,
+               hyperparameters: dict[str, str] | None = None) -> JobRecord | None:
+        job_id = new_job_id(model)
+        pending = self.counter.claim(model, job_id, threshold)
+        if pending is None:
+            return None
+        record = JobRecord(job_id=job_id, model=model, trigger=trigger, backend=self.launcher.backend,
+                           uploads=pending, reason=reason)
+        try:
+            self.jobs.create(record)
+            record.backend_job = self.launcher.start(JobRequest(job_id, model, dict(hyperparameters or {})))
+        except Exception as exc:
+            # Never leave the model claimed by a job that did not start: give the uploads back.
+            log.exception("could not start %s", job_id)
+            try:
+                self.jobs.set_state(job_id, FAILED, failure_reason=f"could not start the job: {exc}")
+            finally:
+                self.counter.release(model, job_id, restore_pending=pending)
+            raise
+        self.jobs.set_backend_job(job_id, record.backend_job)
+        log.info("started %s (%s, %s uploads pending) on %s", job_id, trigger, pending, self.launcher.backend)
+        return record
+
+    def on_state_change(self, change: JobStateChange) -> JobRecord | None:
+        """Records a service-reported state. At a terminal state the model's claim ends,
+        and if enough uploads arrived meanwhile the next job starts. Returns the job's
+        record (None for jobs this product did not start)."""
+        record = self.jobs.get(change.job_id)
+        if record is None:
+            return None
+        self.jobs.set_state(change.job_id, change.state, service_status=change.service_status,
+                            failure_reason=change.failure_reason)
+        if change.state in TERMINAL_STATES:
+            if self.counter.release(record.model, change.job_id):
+                self.start_if_due(record.model)
+        return self.jobs.get(change.job_id)
+
+    def status(self, model: str, recent: int = 5) -> dict:
+        state: CounterState = self.counter.state(model)
+        return {**state.public(self.threshold(model)),
+                "jobs": [job.public() for job in self.jobs.recent(model, recent)]}

@@ -1,0 +1,110 @@
+"""Creates the template's buckets, queues and tables in moto, as `sam deploy` would on AWS.
+
+Read from template.yaml itself, so local and deployed resources cannot drift apart:
+table keys and indexes, queue attributes and redrive policies, bucket notifications.
+Physical names come from the env-vars file (the variable that `!Ref`s a resource in
+the Globals names it, e.g. MODELS_BUCKET for ModelsBucket); other resources get
+`<logical-id>-local`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from samcli.yamlhelper import yaml_parse
+
+from scripts.local_runner.api import yaml_safe_loader_preserved
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+TYPES = ("AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::DynamoDB::Table")
+
+
+@dataclass
+class LocalResources:
+    names: dict[str, str] = field(default_factory=dict)       # logical id -> physical name
+    queue_urls: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
+
+
+def _kebab(logical_id: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", logical_id).lower()
+
+
+def load_template(path: Path) -> dict:
+    with yaml_safe_loader_preserved():
+        return yaml_parse(Path(path).read_text())
+
+
+def physical_names(template: dict, env: dict[str, str]) -> dict[str, str]:
+    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    named = {value["Ref"]: env[name] for name, value in variables.items()
+             if isinstance(value, dict) and "Ref" in value and name in env}
+    return {logical_id: named.get(logical_id, f"{_kebab(logical_id)}-local")
+            for logical_id, resource in template["Resources"].items() if resource["Type"] in TYPES}
+
+
+def _arn(resource_type: str, name: str) -> str:
+    if resource_type == "AWS::SQS::Queue":
+        return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+    if resource_type == "AWS::S3::Bucket":
+        return f"arn:aws:s3:::{name}"
+    return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+
+def _resolve(value, template: dict, names: dict[str, str]):
+    """Ref / GetAtt .Arn of this template's resources → local names and ARNs."""
+    if isinstance(value, dict) and len(value) == 1:
+        [(key, argument)] = value.items()
+        if key == "Ref" and argument in names:
+            return names[argument]
+        if key == "Fn::GetAtt":
+            logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+            if attribute == "Arn" and logical_id in names:
+                return _arn(template["Resources"][logical_id]["Type"], names[logical_id])
+    if isinstance(value, dict):
+        return {k: _resolve(v, template, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, template, names) for v in value]
+    return value
+
+
+def provision(session_client, template_path: Path, env: dict[str, str]) -> LocalResources:
+    """`session_client(service)` returns a boto3 client for moto. Idempotent."""
+    template = load_template(template_path)
+    names = physical_names(template, env)
+    resources = LocalResources(names=names)
+    by_type = {t: {lid: template["Resources"][lid] for lid in names if template["Resources"][lid]["Type"] == t}
+               for t in TYPES}
+    dynamodb, sqs, s3 = session_client("dynamodb"), session_client("sqs"), session_client("s3")
+    existing_tables = set(dynamodb.list_tables()["TableNames"])
+    for logical_id, resource in by_type["AWS::DynamoDB::Table"].items():
+        if names[logical_id] in existing_tables:
+            continue
+        props = resource["Properties"]
+        dynamodb.create_table(TableName=names[logical_id], BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+                              KeySchema=props["KeySchema"], AttributeDefinitions=props["AttributeDefinitions"],
+                              **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]}
+                                 if "GlobalSecondaryIndexes" in props else {}))
+    # Dead-letter queues first: a redrive policy names its target's ARN.
+    queues = sorted(by_type["AWS::SQS::Queue"].items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {}))
+    for logical_id, resource in queues:
+        props = _resolve(resource.get("Properties", {}), template, names)
+        attributes = {k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in props.items()
+                      if k in ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds")}
+        resources.queue_urls[logical_id] = sqs.create_queue(QueueName=names[logical_id], Attributes=attributes)["QueueUrl"]
+    for logical_id, resource in by_type["AWS::S3::Bucket"].items():
+        bucket = names[logical_id]
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        notifications = _resolve(resource.get("Properties", {}).get("NotificationConfiguration"), template, names)
+        if notifications:
+            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": q["Queue"], "Events": [q["Event"]],
+                     **({"Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}} if "Filter" in q else {})}
+                    for q in notifications.get("QueueConfigurations", [])]})
+    return resources
