@@ -74,11 +74,15 @@ class MotoServer:
                 self.process.wait()
 
 
-def s3_client(endpoint: str):
+def aws_client(service: str, endpoint: str):
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def s3_client(endpoint: str):
+    return aws_client("s3", endpoint)
 
 
 class BucketMirror:
@@ -159,6 +163,33 @@ def ensure_models(client, bucket: str, env: dict[str, str], models=MODELS_TO_SEE
                        check=True, env={**os.environ, **env}, cwd=REPO_ROOT)
 
 
+DEFAULT_API_KEY = "local-retrain-key"
+
+
+class EventEmulation:
+    """What `sam local` lacks, for the API's functions: Lambda's SQS event sources
+    (UploadCounter) and the training jobs the functions create in moto, run as local
+    processes that report their state changes through the template's EventBridge rules."""
+
+    def __init__(self, api, queue_urls: dict[str, str], moto_url: str):
+        from scripts.local_runner.event_sources import sqs_event_sources
+        from scripts.local_runner.training_jobs import LocalTrainingJobs
+
+        self.sources = sqs_event_sources(api.functions, queue_urls, aws_client("sqs", moto_url))
+        self.jobs = LocalTrainingJobs(api.functions, moto_url)
+
+    def start(self) -> "EventEmulation":
+        for source in self.sources:
+            source.start()
+        self.jobs.start()
+        return self
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        for source in self.sources:
+            source.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Local stack: moto + SAM API emulation on 127.0.0.1. "
                                                  "NOT FOR CLINICAL USE.")
@@ -171,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("LOCAL_STATE_DIR", REPO_ROOT / ".local")))
     args = parser.parse_args(argv)
 
+    from scripts.local_resources import provision
     from scripts.local_runner import LocalApi
 
     env = load_env_file(args.env_vars)
@@ -181,20 +213,24 @@ def main(argv: list[str] | None = None) -> int:
 
     moto = MotoServer(port=endpoint.port, host=endpoint.hostname).start()
     api = None
+    emulation = None
     mirror = None
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         client = s3_client(moto.url)
-        client.create_bucket(Bucket=bucket)
+        resources = provision(lambda service: aws_client(service, moto.url), args.template, env)
         mirror = BucketMirror(client, bucket, args.state_dir / "s3" / bucket)
         restored = mirror.restore()
         print(f"[stack] moto on {moto.url}; restored {restored} objects into s3://{bucket} from {mirror.directory}")
         ensure_models(client, bucket, {**env, **LOCAL_CREDENTIALS}, quick=args.quick_train)
         mirror.sync()
         mirror.run_in_background()
-        api = LocalApi(str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port)
+        api_key = os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY
+        api = LocalApi(str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port,
+                       api_key=api_key)
         api.start()
+        emulation = EventEmulation(api, resources.queue_urls, moto.url).start()
         base = f"http://{args.host}:{args.port}"
         print(f"""
   Local stack ready — NOT FOR CLINICAL USE
@@ -205,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     image       curl -s -X POST {base}/models/skin-lesion/predict -H 'Content-Type: image/png' \
                   --data-binary @events/images/skin-lesion-mel.png
                 (also: events/images/chest-ct-*.png → /models/chest-ct/predict)
+    retraining  python -m scripts.upload_labelled --model chest-ct --label normal --copies {env.get("RETRAIN_THRESHOLD", "?")} events/images/chest-ct-normal.png
+                (threshold {env.get("RETRAIN_THRESHOLD", "?")} uploads per model; then watch: curl -s {base}/models/chest-ct)
+                by hand: curl -s -X POST {base}/models/chest-ct/retrain -H 'x-api-key: {api_key}'
     API docs    {base}/docs      (OpenAPI: {base}/openapi.json)
     moto        {moto.url}  (bucket {bucket}, mirrored to {mirror.directory})
     MLflow UI   .venv/bin/mlflow ui --backend-store-uri sqlite:///{args.state_dir}/mlflow/mlflow.db
@@ -216,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         print("\n[stack] stopping…", flush=True)
+        if emulation:
+            emulation.stop()
         if api:
             api.stop()
         if mirror:

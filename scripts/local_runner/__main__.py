@@ -5,6 +5,7 @@ Serves the template's API like ``sam local start-api`` (same routes, events and 
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="template parameter values",
     )
     start_api_parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LOCAL_API_KEY"),
+        help="the key routes with ApiKeyRequired accept in x-api-key (default: $LOCAL_API_KEY; none: they answer 403)",
+    )
+    start_api_parser.add_argument(
         "--warm",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -51,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def start_api(args: argparse.Namespace) -> int:
     overrides = dict(args.parameter_overrides)
-    api = LocalApi(args.template, args.env_vars, args.host, args.port, overrides, warm=args.warm)
+    api = LocalApi(args.template, args.env_vars, args.host, args.port, overrides, warm=args.warm, api_key=args.api_key)
 
     stop_requested = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

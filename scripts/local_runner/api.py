@@ -9,6 +9,7 @@ ours: ``WorkerProcessRuntime`` runs the handlers in warm worker processes.
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from contextlib import contextmanager
@@ -119,10 +120,44 @@ class LocalFunctions:
         self.runtime.stop()
 
 
+def api_key_routes(stacks) -> List[tuple]:
+    """(method, path regex) of every Api event with ``Auth: {ApiKeyRequired: true}``."""
+    routes = []
+    for stack in stacks:
+        for resource in stack.resources.values():
+            if resource.get("Type") != "AWS::Serverless::Function":
+                continue
+            for event in (resource.get("Properties", {}).get("Events") or {}).values():
+                properties = event.get("Properties", {})
+                if event.get("Type") == "Api" and (properties.get("Auth") or {}).get("ApiKeyRequired"):
+                    pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(properties["Path"]))
+                    routes.append((properties["Method"].upper(), re.compile(f"^{pattern}$")))
+    return routes
+
+
+class ApiKeyCheck:
+    """API Gateway's API-key check, which ``sam local`` does not emulate: a route with
+    ``ApiKeyRequired`` answers 403 ``{"message": "Forbidden"}`` without a valid ``x-api-key``."""
+
+    def __init__(self, app, routes: List[tuple], api_key: Optional[str]) -> None:
+        self.app, self.routes, self.api_key = app, routes, api_key
+
+    def __call__(self, environ, start_response):
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        if any(method == m and pattern.match(path) for m, pattern in self.routes):
+            if not self.api_key or environ.get("HTTP_X_API_KEY") != self.api_key:
+                body = b'{"message":"Forbidden"}'
+                start_response("403 FORBIDDEN", [("Content-Type", "application/json"),
+                                                 ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
+
+
 class LocalApi:
     """``sam local start-api`` in-process: ``start()`` serves in a background thread, ``stop()`` ends everything.
 
-    Usable as a context manager. ``warm`` starts every function's worker at ``start()``.
+    Usable as a context manager. ``warm`` starts every function's worker at ``start()``. ``api_key`` is the key
+    that routes with ``ApiKeyRequired`` accept (as a usage plan's key would); without one they answer 403.
     """
 
     def __init__(
@@ -133,8 +168,10 @@ class LocalApi:
         port: int = 3000,
         parameter_overrides: Optional[Dict[str, str]] = None,
         warm: bool = True,
+        api_key: Optional[str] = None,
     ) -> None:
         self.functions = LocalFunctions(template, env_vars_path, parameter_overrides)
+        self.api_key = api_key
         with yaml_safe_loader_preserved():  # a DefinitionUri is parsed here
             self.api = ApiProvider(self.functions.stacks, cwd=self.functions.base_dir).api
         self.host = host
@@ -171,7 +208,8 @@ class LocalApi:
         service.create()
         # LocalApigwService.run() blocks and installs signal handlers (main thread only); serving its Flask app
         # with werkzeug's server directly is what that run() does, minus those, and can be shut down.
-        self._server = make_server(self.host, self.port, service._app, threaded=True)
+        app = ApiKeyCheck(service._app, api_key_routes(self.functions.stacks), self.api_key)
+        self._server = make_server(self.host, self.port, app, threaded=True)
         self._serve_thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
         self._serve_thread.start()
         if self.warm:

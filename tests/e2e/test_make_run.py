@@ -50,9 +50,9 @@ def predict(port):
 def test_make_run_serves_and_restarts_without_retraining(tmp_path):
     moto_port, api_port = free_port(), free_port()
     env_file = tmp_path / "env.json"
+    local = json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"]
     env_file.write_text(json.dumps({"Parameters": {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}", "MODELS_BUCKET": "models-make-run",
-        "POINTER_REFRESH_SECONDS": "5"}}))
+        **local, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}", "MODELS_BUCKET": "models-make-run"}}))
     state = tmp_path / "state"
 
     first = start_stack(env_file, state, api_port, tmp_path / "first.log")
