@@ -19,6 +19,9 @@ class TrainOptions:
     batch_size: int | None = None
     pretrained: Path | None = None  # local weights file to start from; nothing is ever downloaded
     quantize: bool = True          # try a static INT8 variant (image models)
+    # Labelled uploads (image path, class name) that image trainers add to the training
+    # split only; labels are checked by the caller (training.retrain).
+    extra_train: tuple[tuple[Path, str], ...] = ()
 
 
 @dataclass

@@ -180,7 +180,7 @@ def load_data(options: TrainOptions):
 
 def train(options: TrainOptions = TrainOptions()) -> Candidate:
     from training import keras_export
-    from training.datasets.common import tensors
+    from training.datasets.common import add_uploads, tensors
     from training.metrics import classification_metrics
 
     smoke, seed = options.smoke, options.seed
@@ -195,6 +195,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     started = time.perf_counter()
     x_train, x_valid, x_test = (tensors(dataset, getattr(parts, s), spec) for s in ("train", "valid", "test"))
     y_train, y_valid, y_test = (dataset.labels[getattr(parts, s)] for s in ("train", "valid", "test"))
+    x_train, y_train = add_uploads(dataset, x_train, y_train, options.extra_train, spec)
     log.info("tensors (shared preprocessing, %dx%d grayscale, NHWC): %d train %s / %d valid / %d test %s in %.1f s",
              IMAGE_SIZE, IMAGE_SIZE, len(y_train), dataset.class_counts(parts.train), len(y_valid), len(y_test),
              dataset.class_counts(parts.test), time.perf_counter() - started)
@@ -252,7 +253,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
                 "smoke": smoke, "seed": seed},
         framework=framework,
         converter=converter,
-        training_data=dataset.training_data(dataset.sha256(), len(y_train), len(y_test)),
+        training_data=dataset.training_data(len(y_train), len(y_test), options.extra_train),
         evaluation={"y_true": y_test, "proba": proba, "x_eval": x_test,
                     "x_calibration": x_train[calibration], "history": keras_export.history_records(history),
                     "native_model": model},  # in memory only: the benchmark compares against it

@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from med_classifier.manifest import Manifest, ProductionPointer, new_version, sh
 from med_classifier.model_store import ModelStore
 from training import tracking
 from training.candidate import Candidate
+from training.champion import ChampionResult
 from training.gate import GateResult, PromotionGate
 
 log = logging.getLogger("training")
@@ -36,6 +38,7 @@ class Outcome:
     mlflow_run_id: str
     registry_version: str | None
     manifest: Manifest
+    champion: ChampionResult | None = None  # the comparison with production, when finish was asked for one
 
 
 def build_manifest(candidate: Candidate, version: str, gate: GateResult, run_id: str, tracking_uri: str,
@@ -133,9 +136,12 @@ def _classification_report(candidate: Candidate) -> str:
                                  labels=list(range(len(candidate.classes))), digits=4, zero_division=0)
 
 
-def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, quantize: bool = True) -> Outcome:
+def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, quantize: bool = True,
+           champion: Callable[[Candidate], ChampionResult] | None = None) -> Outcome:
     """Gate, log and (if it passes and a store is given) publish. Raises ParityError
-    before anything is logged as a model when the export is broken."""
+    before anything is logged as a model when the export is broken. `champion` compares
+    the candidate as it would be served (after quantisation) with production: its
+    reasons reject a candidate that passes the gate (training.champion)."""
     import mlflow
     import onnx
     from mlflow import MlflowClient
@@ -147,16 +153,25 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, 
     tracking_uri = tracking.configure(experiment=candidate.model_id)
     version = new_version(content=candidate.onnx)
     verdict = gate.evaluate(candidate.metrics)
+    gate_passed = verdict.passed
+    comparison = champion(candidate) if champion is not None else None
+    if comparison is not None and comparison.reasons:
+        verdict = GateResult(passed=False, reasons=verdict.reasons + comparison.reasons,
+                             thresholds=verdict.thresholds)
     with mlflow.start_run(run_name=f"{candidate.model_id}-{version}") as run:
         mlflow.set_tags({"model_id": candidate.model_id, "version": version, "estimator": candidate.estimator,
                          "data_sha256": candidate.training_data["sha256"], "not_for_clinical_use": "true"})
         mlflow.log_params({**candidate.params, "data_version": candidate.training_data["sha256"],
                            "n_samples_train": candidate.training_data["n_train"],
                            "n_samples_test": candidate.training_data["n_test"],
+                           "n_uploads": candidate.training_data.get("n_uploads", 0),
                            **{f"gate_{k}": v for k, v in gate.thresholds().items()}})
         mlflow.log_metrics({**candidate.metrics,
                             **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
-                            "gate_passed": float(verdict.passed and not failures)})
+                            "gate_passed": float(gate_passed and not failures)})
+        if comparison is not None and comparison.production_version is not None:
+            mlflow.set_tag("production_version", comparison.production_version)
+            mlflow.log_metrics({f"production_{k}": v for k, v in comparison.production_metrics.items()})
         for epoch in candidate.evaluation.get("history", []):
             mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in epoch.items() if k != "epoch"},
                                step=int(epoch["epoch"]))
@@ -198,7 +213,8 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, 
             log.info("published s3://%s/%s (production → %s)", store.bucket,
                      store.version_prefix(candidate.model_id, version), version)
         else:
-            mlflow.set_tag("outcome", "gate_passed_not_published" if verdict.passed else "rejected_by_gate")
+            mlflow.set_tag("outcome", "gate_passed_not_published" if verdict.passed else
+                           "rejected_by_gate" if not gate_passed else "rejected_worse_than_production")
         return Outcome(model_id=candidate.model_id, version=version, gate=verdict, published=pointer is not None,
                        pointer=pointer, mlflow_run_id=run.info.run_id, registry_version=registry_version,
-                       manifest=manifest)
+                       manifest=manifest, champion=comparison)

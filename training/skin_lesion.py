@@ -24,7 +24,7 @@ import numpy as np
 
 from training.candidate import Candidate, TrainOptions
 from training.datasets import ham10000
-from training.datasets.common import ImageDataset, split, tensors
+from training.datasets.common import ImageDataset, add_uploads, split, tensors
 from training.gate import PromotionGate
 from training.metrics import classification_metrics, parity_figures
 
@@ -79,6 +79,12 @@ BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 2), (6, 96, 1,
 def input_spec() -> dict:
     return {"kind": "image", "input_name": INPUT_NAME, "height": IMAGE_SIZE, "width": IMAGE_SIZE, "channels": 3,
             "layout": "NCHW", "mean": list(MEAN), "std": list(STD)}
+
+
+def image_input():
+    from med_classifier.manifest import ImageInput
+
+    return ImageInput(**input_spec())
 
 
 # ---------------------------------------------------------------------------- model
@@ -414,8 +420,6 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     import onnxscript
     import torch
 
-    from med_classifier.manifest import ImageInput
-
     started = time.perf_counter()
     seed, smoke = options.seed, options.smoke
     torch.set_num_threads(2)
@@ -429,9 +433,10 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     parts = split(dataset, seed)
     if smoke and options.data_dir is not None:
         parts = _smoke_subset(parts, seed)
-    spec = ImageInput(**input_spec())
+    spec = image_input()
     x_train, x_valid, x_test = (tensors(dataset, idx, spec) for idx in (parts.train, parts.valid, parts.test))
     y_train, y_valid, y_test = (dataset.labels[idx] for idx in (parts.train, parts.valid, parts.test))
+    x_train, y_train = add_uploads(dataset, x_train, y_train, options.extra_train, spec)
     log.info("split by lesion: %d train / %d valid / %d test images; train per class %s; "
              "data and tensors ready in %.1f s",
              len(y_train), len(y_valid), len(y_test), dataset.class_counts(parts.train),
@@ -489,7 +494,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
                 "parameters": n_params, "smoke": smoke, "seed": seed, "opset": OPSET},
         framework={"torch": torch.__version__},
         converter={"torch.onnx": torch.__version__, "onnxscript": onnxscript.__version__},
-        training_data=dataset.training_data(dataset.sha256(), len(y_train), len(y_test)),
+        training_data=dataset.training_data(len(y_train), len(y_test), options.extra_train),
         evaluation={"y_true": y_test, "proba": proba, "x_eval": x_test, "x_calibration": calibration,
                     "history": fitted.history,
                     # In memory only (benchmarks): eval-mode PyTorch, image tensor -> probabilities.

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import boto3
 
+from med_classifier.launcher import IMAGE_COMMAND, IMAGE_ENTRY_POINT
 from scripts.local_runner.api import LocalFunctions
 from scripts.local_runner.event_sources import deliver_event, event_rules
 from training.job_contract import JobPaths, stage
@@ -33,7 +34,8 @@ LOG = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAGEMAKER, BATCH = "sagemaker", "batch"
 ACCOUNT_ID = "123456789012"  # moto's
-DEFAULT_COMMAND = (sys.executable, "-m", "training.retrain", "train")  # SageMaker runs the image with "train"
+# The training image's ENTRYPOINT, run by this interpreter.
+DEFAULT_ENTRY_POINT = (sys.executable, *IMAGE_ENTRY_POINT[1:])
 # What a job process gets from the runner's environment (what any process needs, and where the caller keeps local
 # state such as MLflow's store); the rest is the job's own environment and the local AWS settings.
 HOST_VARIABLES = (
@@ -66,8 +68,9 @@ class JobRecord:
 class LocalTrainingJobs:
     """Runs the SageMaker training jobs and Batch jobs created in moto (at ``endpoint_url``) after ``start()``.
 
-    SageMaker jobs run ``command`` in a fresh job root staged from the job's HyperParameters and S3 channels;
-    Batch jobs run their container command (a leading ``python`` is this interpreter) with their environment.
+    Both run the image's ``entry_point`` with what the service passes it: SageMaker jobs with "train", in a fresh
+    job root staged from the job's HyperParameters and S3 channels; Batch jobs with their container command (which
+    replaces the image's CMD) and environment.
     Both get ML_ROOT, moto's endpoint and dummy credentials, LOCAL_STATE_DIR (and MLFLOW_TRACKING_URI) when the
     runner has them, and run in ``repo_root``.
     """
@@ -76,13 +79,13 @@ class LocalTrainingJobs:
         self,
         functions: LocalFunctions,
         endpoint_url: str,
-        command: Sequence[str] = DEFAULT_COMMAND,
+        entry_point: Sequence[str] = DEFAULT_ENTRY_POINT,
         poll_seconds: float = 1.0,
         region: str = "us-east-1",
         repo_root: Path = REPO_ROOT,
     ) -> None:
         self.endpoint_url = endpoint_url
-        self.command = list(command)
+        self.entry_point = list(entry_point)
         self.poll_seconds = poll_seconds
         self.region = region
         self.repo_root = repo_root
@@ -200,7 +203,7 @@ class LocalTrainingJobs:
             except Exception as error:
                 status, secondary, record.reason = "Failed", "Failed", f"ClientError: Data download failed: {error}"
             else:
-                timed_out = self._execute(record, self.command, {"ML_ROOT": root}, max_seconds)
+                timed_out = self._execute(record, [*self.entry_point, *IMAGE_COMMAND], {"ML_ROOT": root}, max_seconds)
                 if timed_out:
                     status, secondary = "Stopped", "MaxRuntimeExceeded"
                     record.reason = f"Training job exceeded MaxRuntimeInSeconds ({max_seconds} s)"
@@ -217,9 +220,7 @@ class LocalTrainingJobs:
         record = JobRecord(job["jobName"], BATCH, job_id)
         self.jobs.append(record)
         container = job.get("container", {})
-        command = list(container.get("command", []))
-        if command[:1] in (["python"], ["python3"]):
-            command[0] = sys.executable
+        command = [*self.entry_point, *container.get("command", IMAGE_COMMAND)]
         environment = _batch_environment(job)
         max_seconds = job.get("timeout", {}).get("attemptDurationSeconds")
         for status in ("RUNNABLE", "STARTING"):

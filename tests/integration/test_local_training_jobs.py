@@ -140,7 +140,7 @@ def functions(project):
 
 @pytest.fixture
 def local_jobs(project, functions, moto):
-    jobs = LocalTrainingJobs(functions, moto.url, command=[sys.executable, str(project / "job.py"), "train"],
+    jobs = LocalTrainingJobs(functions, moto.url, entry_point=[sys.executable, str(project / "job.py")],
                              poll_seconds=0.2)
     jobs.start()
     yield jobs
@@ -166,7 +166,6 @@ def submit_batch_job(moto, project, hyperparameters=None, **overrides):
     name = f"batch-{uuid.uuid4().hex[:8]}"
     request = BatchLauncher(settings(**overrides)).request(
         JobRequest(name, "breast-cancer", {**EXPECT, **(hyperparameters or {})}))
-    request["containerOverrides"]["command"] = ["python", str(project / "job.py")]  # instead of training.retrain
     client = boto3.client("batch", endpoint_url=moto.url, region_name="us-east-1")
     return name, client.submit_job(**request)["jobId"]
 
@@ -254,7 +253,7 @@ def test_batch_job_runs_its_command_and_reports_runnable_to_succeeded(project, m
 
     job = record(local_jobs, name)
     assert (job.backend, job.job_id, job.status, job.exit_code, job.reason) == ("batch", job_id, "SUCCEEDED", 0, "")
-    assert f"[job {name}] argv [] files {UPLOADS}" in capfd.readouterr().err
+    assert f"[job {name}] argv ['train'] files {UPLOADS}" in capfd.readouterr().err
     events = received(project, "JobStateFunction", name)
     assert [e["detail"]["status"] for e in events] == ["RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"]
     assert {e["detail-type"] for e in events} == {"Batch Job State Change"}
@@ -298,7 +297,7 @@ def test_batch_job_over_its_attempt_duration_is_killed(project, moto, local_jobs
 def test_jobs_created_before_start_are_not_run(project, moto, functions):
     earlier_training_job = start_sagemaker_job(moto)
     earlier_batch_job, _ = submit_batch_job(moto, project)
-    local_jobs = LocalTrainingJobs(functions, moto.url, command=[sys.executable, str(project / "job.py")],
+    local_jobs = LocalTrainingJobs(functions, moto.url, entry_point=[sys.executable, str(project / "job.py")],
                                    poll_seconds=0.2)
     local_jobs.start()
     try:

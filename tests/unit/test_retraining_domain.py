@@ -103,7 +103,7 @@ def test_batch_request_carries_the_same_contract_in_container_overrides():
     request = BatchLauncher(settings).request(JobRequest("job-2", "chest-ct"))
     assert (request["jobName"], request["jobQueue"], request["jobDefinition"]) == ("job-2", "queue", "jobdef")
     overrides = request["containerOverrides"]
-    assert overrides["command"] == ["python", "-m", "training.retrain"]
+    assert overrides["command"] == ["train"]  # replaces the image's CMD; its ENTRYPOINT runs training.retrain
     environment = {e["name"]: e["value"] for e in overrides["environment"]}
     assert json.loads(environment["RETRAIN_CHANNELS"]) == {"uploads": "s3://uploads-b/uploads/chest-ct/"}
     assert json.loads(environment["RETRAIN_HYPERPARAMETERS"])["job_id"] == "job-2"

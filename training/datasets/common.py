@@ -37,13 +37,17 @@ class ImageDataset:
         if len(self.paths) == 0:
             raise ValueError(f"{self.name}: no images found in {self.source}")
 
-    def sha256(self) -> str:
-        """Content hash of the data set (relative path, label and bytes of every image):
-        the data version recorded in MLflow and the manifest."""
+    def sha256(self, uploads: Sequence[tuple[Path, str]] = ()) -> str:
+        """Content hash of the data set (relative path, label and bytes of every image),
+        and of the uploads added to its training split: the data version recorded in
+        MLflow and the manifest."""
         digest = hashlib.sha256()
         digest.update("\n".join(self.classes).encode())
         for path, label in sorted(zip((str(p) for p in self.paths), self.labels.tolist())):
             digest.update(f"{Path(path).name}:{label}\n".encode())
+            digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+        for path, name in sorted((str(p), n) for p, n in uploads):
+            digest.update(f"upload:{Path(path).name}:{name}\n".encode())
             digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
         return digest.hexdigest()
 
@@ -51,9 +55,9 @@ class ImageDataset:
         labels = self.labels if indices is None else self.labels[np.asarray(indices, dtype=np.int64)]
         return {name: int(np.sum(labels == i)) for i, name in enumerate(self.classes)}
 
-    def training_data(self, sha256: str, n_train: int, n_test: int) -> dict:
-        return {"name": self.name, "source": self.source, "sha256": sha256, "n_train": int(n_train),
-                "n_test": int(n_test), "synthetic": self.synthetic}
+    def training_data(self, n_train: int, n_test: int, uploads: Sequence[tuple[Path, str]] = ()) -> dict:
+        return {"name": self.name, "source": self.source, "sha256": self.sha256(uploads), "n_train": int(n_train),
+                "n_test": int(n_test), "synthetic": self.synthetic, "n_uploads": len(uploads)}
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,19 @@ def _stratified(dataset: ImageDataset, indices: np.ndarray, fraction: float, see
 def tensors(dataset: ImageDataset, indices: np.ndarray, spec: ImageInput) -> np.ndarray:
     """Preprocess images exactly as serving does (med_classifier.preprocessing)."""
     return batch_from_files([dataset.paths[i] for i in indices], spec)
+
+
+def add_uploads(dataset: ImageDataset, x_train: np.ndarray, y_train: np.ndarray,
+                uploads: Sequence[tuple[Path, str]], spec: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled uploads (path, class name) join the training split only: valid and test
+    stay the data set's own, so a retrained version is measured as its predecessor was."""
+    if not uploads:
+        return x_train, y_train
+    paths, names = zip(*uploads)
+    y = np.asarray([dataset.classes.index(name) for name in names], dtype=np.int64)
+    log.info("%s: %d labelled uploads join the training split %s", dataset.name, len(y),
+             {name: int(np.sum(y == i)) for i, name in enumerate(dataset.classes)})
+    return np.concatenate([x_train, batch_from_files(paths, spec)]), np.concatenate([y_train, y])
 
 
 def write_synthetic_set(root: Path, notice: str, settings: dict, write: Callable[[Path], dict],

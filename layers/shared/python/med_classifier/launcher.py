@@ -18,7 +18,10 @@ from .aws_clients import aws_client
 
 SAGEMAKER, BATCH = "sagemaker", "batch"
 BACKENDS = (SAGEMAKER, BATCH)
-ENTRY_POINT = ["python", "-m", "training.retrain"]
+# The training image (training/Dockerfile): ENTRYPOINT + CMD. SageMaker runs it with the
+# argument "train"; a Batch job's command override replaces CMD, never the ENTRYPOINT.
+IMAGE_ENTRY_POINT = ["python", "-m", "training.retrain"]
+IMAGE_COMMAND = ["train"]
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class BatchLauncher:
             "jobName": job.job_id,
             "jobQueue": s.job_queue,
             "jobDefinition": s.job_definition,
-            "containerOverrides": {"command": ENTRY_POINT,
+            "containerOverrides": {"command": IMAGE_COMMAND,
                                    "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())]},
             "timeout": {"attemptDurationSeconds": s.max_runtime_seconds},
             "tags": {"model": job.model, "job_id": job.job_id},

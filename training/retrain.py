@@ -1,0 +1,228 @@
+"""python -m training.retrain [train] — the retraining job (SageMaker training job or
+AWS Batch, same image; see training/job_contract.py). NOT FOR CLINICAL USE.
+
+Trains an image model on its data set (channel `original`, else the deterministic
+synthetic set) plus the labelled uploads (channel `uploads`, <label>/<file>), then runs
+the shared pipeline: parity, INT8, the promotion gate, and a comparison with the
+production version on the same test tensors. Publishes only a candidate that passes
+both. Writes model/outcome.json (and the published model.onnx + manifest.json) and
+records the outcome in the jobs table. Exit 0 when the job decided (promoted or
+rejected), 1 when it failed (output/failure says why; nothing is half-published).
+
+Hyperparameters (strings, as SageMaker passes them): model (required), models_bucket
+(required), job_id, jobs_table, smoke, seed, epochs, batch_size, quantize,
+max_regression, gate_min_<metric>, gate_max_<metric>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Mapping
+
+from med_classifier.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED, JobsTable
+from med_classifier.model_store import ModelStore, s3_client
+from training.gate import PromotionGate
+from training.job_contract import JobPaths, stage_from_environment
+
+log = logging.getLogger("training")
+
+UPLOAD_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    model: str
+    models_bucket: str
+    gate: PromotionGate
+    job_id: str | None = None
+    jobs_table: str | None = None
+    smoke: bool = False
+    seed: int = 42
+    epochs: int | None = None
+    batch_size: int | None = None
+    quantize: bool = True
+    max_regression: float = 0.0   # how far below production a metric with a gate minimum may fall
+
+
+@dataclass(frozen=True)
+class Uploads:
+    images: tuple[tuple[Path, str], ...]   # (file, class name), sorted: training is reproducible
+    skipped: int
+
+
+def _bool(name: str, text: str) -> bool:
+    if text.strip().lower() not in ("true", "false"):
+        raise ValueError(f"hyperparameter {name}={text!r}: expected true or false")
+    return text.strip().lower() == "true"
+
+
+def _number(kind: type, minimum: float):
+    def parse(name: str, text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"hyperparameter {name}={text!r}: expected {kind.__name__}") from None
+        if not math.isfinite(value) or value < minimum:
+            raise ValueError(f"hyperparameter {name}={text!r}: expected a finite number >= {minimum}")
+        return value
+    return parse
+
+
+# Optional hyperparameters -> parser; absent ones keep JobSettings' defaults.
+_OPTIONAL = {"job_id": lambda name, text: text, "jobs_table": lambda name, text: text, "smoke": _bool,
+             "seed": _number(int, 0), "epochs": _number(int, 1), "batch_size": _number(int, 1), "quantize": _bool,
+             "max_regression": _number(float, 0.0)}
+_REQUIRED = ("model", "models_bucket")
+_GATE_PREFIXES = ("gate_min_", "gate_max_")
+
+
+def tightened_gate(default: PromotionGate, hyperparameters: Mapping[str, str]) -> PromotionGate:
+    """The model's gate, with gate_min_<metric> / gate_max_<metric> applied only where
+    they are stricter: a job can raise the bar, never lower it (looser values are
+    ignored, with a warning). A metric the gate does not bound yet is added."""
+    minimums, maximums = dict(default.minimums), dict(default.maximums)
+    for key, text in hyperparameters.items():
+        if not key.startswith(_GATE_PREFIXES):
+            continue
+        bounds, stricter = (minimums, max) if key.startswith("gate_min_") else (maximums, min)
+        metric, value = key.split("_", 2)[2], _number(float, -math.inf)(key, text)
+        kept = stricter(bounds.get(metric, value), value)
+        if kept != value:
+            log.warning("ignoring %s=%s: looser than the model's gate (%s)", key, text, kept)
+        bounds[metric] = kept
+    return PromotionGate(minimums=minimums, maximums=maximums)
+
+
+def image_trainer(model: str) -> ModuleType:
+    """The model's trainer module; only image models learn from labelled uploads."""
+    from training.trainers import TRAINERS, trainer
+
+    if model not in TRAINERS:
+        raise ValueError(f"unknown model {model!r}; expected one of {sorted(TRAINERS)}")
+    module = trainer(model)
+    if not hasattr(module, "image_input"):
+        raise ValueError(f"{model} is a tabular model: retraining jobs train image models from labelled uploads")
+    return module
+
+
+def parse_hyperparameters(hyperparameters: Mapping[str, str]) -> JobSettings:
+    h = hyperparameters
+    unknown = sorted(k for k in h if k not in _OPTIONAL and k not in _REQUIRED and not k.startswith(_GATE_PREFIXES))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)}")
+    missing = [name for name in _REQUIRED if not h.get(name)]
+    if missing:
+        raise ValueError(f"hyperparameter(s) required: {', '.join(missing)}")
+    if h.get("jobs_table") and not h.get("job_id"):
+        raise ValueError("hyperparameter job_id is required with jobs_table")
+    return JobSettings(model=h["model"], models_bucket=h["models_bucket"],
+                       gate=tightened_gate(image_trainer(h["model"]).DEFAULT_GATE, h),
+                       **{name: parse(name, h[name]) for name, parse in _OPTIONAL.items() if h.get(name)})
+
+
+def collect_uploads(channel: Path, classes: list[str], spec) -> Uploads:
+    """Every <label>/<file>.jpg|jpeg|png under the channel whose label is a class and
+    that the shared preprocessing decodes; anything else is skipped, counted and logged."""
+    from med_classifier.errors import ClassifierError
+    from med_classifier.preprocessing import decode_image
+
+    images, skipped = [], 0
+    files = sorted(p for p in channel.rglob("*") if p.is_file()) if channel.is_dir() else []
+    for path in files:
+        relative = path.relative_to(channel)
+        label = relative.parts[0] if len(relative.parts) == 2 else None
+        if label not in classes or path.suffix.lower() not in UPLOAD_SUFFIXES:
+            problem = "not <label>/<image>.jpg|jpeg|png with a label in " + ", ".join(classes)
+        else:
+            try:
+                decode_image(path.read_bytes(), spec)
+                images.append((path, label))
+                continue
+            except ClassifierError as exc:
+                problem = exc.message
+        skipped += 1
+        log.warning("skipping upload %s: %s", relative, problem)
+    return Uploads(tuple(images), skipped)
+
+
+def run(paths: JobPaths, settings: JobSettings) -> dict:
+    """Train, compare, gate and (maybe) publish; returns what outcome.json holds."""
+    from training.candidate import TrainOptions
+    from training.champion import compare_with_production
+    from training.pipeline import finish
+
+    jobs = JobsTable(settings.jobs_table) if settings.jobs_table else None
+    if jobs is not None and not jobs.set_state(settings.job_id, IN_PROGRESS):
+        log.warning("job %s: the jobs table did not accept InProgress (unknown or already finished)", settings.job_id)
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    module = image_trainer(settings.model)
+    uploads = collect_uploads(paths.channel("uploads"), list(module.CLASSES), module.image_input())
+    original = paths.channel("original")
+    data_dir = original if original.is_dir() and any(original.iterdir()) else None
+    log.info("%s: %d uploads (%d skipped); data: %s; gate %s; max regression vs production %s", settings.model,
+             len(uploads.images), uploads.skipped, data_dir or "synthetic", settings.gate.thresholds(),
+             settings.max_regression)
+    options = TrainOptions(smoke=settings.smoke, seed=settings.seed, data_dir=data_dir, epochs=settings.epochs,
+                           batch_size=settings.batch_size, quantize=settings.quantize, extra_train=uploads.images)
+    candidate = module.train(options)
+    store = ModelStore(settings.models_bucket)
+    outcome = finish(candidate, settings.gate, store, quantize=settings.quantize,
+                     champion=lambda c: compare_with_production(c, settings.gate, store, settings.max_regression))
+    result = {"job_id": settings.job_id, "model": settings.model,
+              "outcome": PROMOTED if outcome.published else REJECTED, "version": outcome.version,
+              "reasons": outcome.gate.reasons, "metrics": dict(outcome.manifest.metrics),
+              "production_version": outcome.champion.production_version, "n_uploads": len(uploads.images),
+              "skipped_uploads": uploads.skipped}
+    if outcome.published:
+        published = store.read_version(settings.model, outcome.version)  # read back: the bytes that serve
+        (paths.model_dir / "model.onnx").write_bytes(published.onnx)
+        (paths.model_dir / "manifest.json").write_text(published.manifest.model_dump_json(indent=2))
+    (paths.model_dir / "outcome.json").write_text(json.dumps(result, indent=2))
+    if jobs is not None and not jobs.record_outcome(
+            settings.job_id, outcome=result["outcome"], version=result["version"], metrics=result["metrics"],
+            reasons=result["reasons"], production_version=result["production_version"]):
+        log.warning("job %s: the jobs table did not accept the outcome (unknown or already finished)",
+                    settings.job_id)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.retrain",
+                                     description="Retraining job (SageMaker/Batch container). NOT FOR CLINICAL USE.")
+    parser.add_argument("command", nargs="?", choices=("train",), help="SageMaker passes 'train'; ignored")
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log.info("retraining job starting — NOT FOR CLINICAL USE")
+    paths = JobPaths.from_environment()
+    hyperparameters: dict[str, str] = {}
+    try:
+        staged = stage_from_environment(paths, s3_client())
+        if staged is not None:
+            log.info("staged from the environment (Batch): files per channel %s", staged)
+        hyperparameters = paths.read_hyperparameters()
+        result = run(paths, parse_hyperparameters(hyperparameters))
+    except Exception as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
+        log.exception("retraining job FAILED: %s", reason)
+        paths.write_failure(reason)
+        job_id, table = hyperparameters.get("job_id"), hyperparameters.get("jobs_table")
+        if job_id and table:
+            try:
+                JobsTable(table).set_state(job_id, FAILED, failure_reason=reason)
+            except Exception:  # the failure file still reports it; the service's event marks it Failed too
+                log.exception("could not mark job %s Failed in %s", job_id, table)
+        return 1
+    log.info("job %s: %s version %s%s", result["job_id"], result["outcome"], result["version"],
+             "".join(f"; {reason}" for reason in result["reasons"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
