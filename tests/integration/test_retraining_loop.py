@@ -134,6 +134,7 @@ def test_job_states_only_move_forward_and_the_jobs_own_outcome_sticks(aws):
     retraining.on_state_change(JobStateChange(job.job_id, COMPLETED, "Completed"))
     stored = jobs.get(job.job_id)
     assert (stored.state, stored.outcome, stored.metrics) == (COMPLETED, PROMOTED, {"test_accuracy": 0.97})
+    assert stored.service_status == "Completed"  # noted, though the job had recorded its end first
     assert retraining.counter.state("chest-ct").active_job is None
 
 

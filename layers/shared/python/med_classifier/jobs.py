@@ -129,8 +129,12 @@ class JobsTable:
         if state in TERMINAL_STATES:
             sets["ended_at"] = at
         allowed_from = {PENDING: (PENDING,), IN_PROGRESS: (PENDING, IN_PROGRESS)}.get(state, (PENDING, IN_PROGRESS))
-        return self._update(job_id, sets, allowed_from,
-                            keep_first=("started_at",) if state == IN_PROGRESS else ())
+        if self._update(job_id, sets, allowed_from, keep_first=("started_at",) if state == IN_PROGRESS else ()):
+            return True
+        if state in TERMINAL_STATES and service_status:
+            # The job recorded its own end first: keep that, but note what the service says.
+            self._update(job_id, {"service_status": service_status}, (state,))
+        return False
 
     def set_backend_job(self, job_id: str, backend_job: str) -> bool:
         """The service's id for the job, known once the launch call returns (whatever

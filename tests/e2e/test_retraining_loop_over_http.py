@@ -1,0 +1,140 @@
+"""The retraining loop over HTTP against the local stack: presigned POSTs, real uploads
+to S3 (moto), S3 → SQS → UploadCounter, exactly one SageMaker job, the job run as a
+local process, EventBridge state changes, and the new version served without a
+redeploy; then a job the gate rejects, which leaves production serving."""
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from scripts.upload_labelled import upload
+from tests.e2e.conftest import API_KEY, RETRAIN_THRESHOLDS
+from training.datasets import chest_ct
+
+MODEL = "chest-ct"
+THRESHOLD = RETRAIN_THRESHOLDS[MODEL]
+JOB_TIMEOUT = 300
+
+
+def get_model(stack) -> dict:
+    response = stack["http"].get(f"{stack['url']}/models/{MODEL}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def job_status(stack, job_id) -> dict:
+    response = stack["http"].get(f"{stack['url']}/models/{MODEL}/retrain/{job_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def predict_version(stack) -> str:
+    response = stack["http"].post(f"{stack['url']}/models/{MODEL}/predict", data=chest_ct.example_image("normal"),
+                                  headers={"Content-Type": "image/png"}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["version"]
+
+
+def images(tmp_path, count):
+    paths = []
+    for i in range(count):
+        label = chest_ct.CLASSES[i % 2]
+        path = tmp_path / f"{label}-{i}.png"
+        path.write_bytes(chest_ct.example_image(label))
+        paths.append((label, path))
+    return paths
+
+
+def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(stack, tmp_path):
+    before = get_model(stack)
+    production = before["production_version"]
+    assert before["retraining"]["total_uploads"] == 0 and before["retraining"]["threshold"] == THRESHOLD
+    assert predict_version(stack) == production
+
+    # More than one threshold's worth at once, uploaded concurrently: one job, not two.
+    batch = images(tmp_path, 2 * THRESHOLD - 1)
+    with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+        keys = list(pool.map(lambda item: upload(stack["http"], stack["url"], MODEL, item[0], item[1]), batch))
+    uploaded_at = time.monotonic()
+    assert len(set(keys)) == len(batch) and all(k.startswith(f"uploads/{MODEL}/") for k in keys)
+
+    # S3 delivers at least once: a repeated notification for an uploaded object does not count again.
+    sqs = stack["emulation"].sources[0]._sqs
+    sqs.send_message(QueueUrl=stack["resources"].queue_urls["UploadQueue"], MessageBody=json.dumps({"Records": [{
+        "eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": stack["env"]["UPLOADS_BUCKET"]},
+                                                  "object": {"key": keys[0], "size": 10}}}]}))
+
+    counted = wait_for(lambda: (view := get_model(stack))["retraining"]["total_uploads"] == len(batch) and view,
+                       60, "the counter to reach the number of uploads")
+    jobs = counted["retraining"]["jobs"]
+    assert len(jobs) == 1, jobs
+    job = jobs[0]
+    assert job["trigger"] == "uploads" and job["backend"] == "sagemaker" and job["uploads"] >= THRESHOLD
+    assert counted["retraining"]["active_job"] == job["job_id"]
+
+    finished = wait_for(lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
+                        JOB_TIMEOUT, "the job to finish", interval=1)
+    assert finished["state"] == "Completed", finished
+    assert finished["outcome"] == "promoted", finished
+    assert finished["production_version"] == production and finished["version"] != production
+    assert finished["started_at"] and finished["ended_at"] and finished["metrics"]["test_accuracy"] > 0
+    new_version = finished["version"]
+
+    wait_for(lambda: predict_version(stack) == new_version, 30, "predict to answer with the new version")
+    elapsed = time.monotonic() - uploaded_at
+    print(f"\n[loop] threshold-crossing uploads -> new version serving: {elapsed:.1f} s; job record: "
+          + json.dumps({k: finished[k] for k in ("job_id", "state", "service_status", "outcome", "version",
+                                                 "uploads", "created_at", "started_at", "ended_at")}))
+
+    after = get_model(stack)
+    assert after["production_version"] == new_version
+    manifest = stack["store"].read_manifest(MODEL, new_version)
+    assert manifest.training_data.n_uploads == len(batch)
+    # The job's EventBridge "Completed" released the model: no job active, the rest of the uploads pending.
+    wait_for(lambda: get_model(stack)["retraining"]["active_job"] is None, 30, "the model to be released")
+    assert get_model(stack)["retraining"]["uploads_since_last_job"] == len(batch) - job["uploads"]
+    assert job_status(stack, job["job_id"])["service_status"] == "Completed"  # SageMaker's word, via EventBridge
+    (ran,) = [j for j in stack["emulation"].jobs.jobs if j.name == job["job_id"]]
+    assert ran.status == "Completed" and ran.exit_code == 0
+
+
+def test_a_job_the_gate_rejects_leaves_production_serving(stack):
+    production = get_model(stack)["production_version"]
+    versions_before = stack["store"].list_versions(MODEL)
+    url = f"{stack['url']}/models/{MODEL}/retrain"
+    assert stack["http"].post(url, json={}, timeout=30).status_code == 403  # no API key
+    response = stack["http"].post(url, json={"reason": "e2e: impossible gate",
+                                             "gate": {"min": {"test_accuracy": 1.01}}},
+                                  headers={"x-api-key": API_KEY}, timeout=30)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["trigger"] == "manual" and job["state"] == "Pending"
+    conflict = stack["http"].post(url, json={}, headers={"x-api-key": API_KEY}, timeout=30)
+    assert conflict.status_code == 409 and job["job_id"] in conflict.json()["error"]["message"]
+
+    finished = wait_for(lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
+                        JOB_TIMEOUT, "the job to finish", interval=1)
+    assert (finished["state"], finished["outcome"]) == ("Completed", "rejected"), finished
+    assert any("test_accuracy" in reason for reason in finished["reasons"]), finished["reasons"]
+    assert get_model(stack)["production_version"] == production
+    assert predict_version(stack) == production
+    assert stack["store"].list_versions(MODEL) == versions_before  # nothing half-published
+
+
+@pytest.mark.parametrize("body, status", [({"label": "not-a-class", "content_type": "image/png"}, 422),
+                                          ({"label": "normal", "content_type": "image/gif"}, 415)])
+def test_bad_upload_requests_are_4xx_over_http(stack, body, status):
+    response = stack["http"].post(f"{stack['url']}/models/{MODEL}/uploads", json=body, timeout=30)
+    assert response.status_code == status and response.json()["error"]["message"], response.text
