@@ -238,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     models      {base}/models
     predict     curl -s -X POST {base}/models/breast-cancer/predict -H 'Content-Type: application/json' \\
                   -d '{{"instances": [[17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871, 1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193, 25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656, 0.7119, 0.2654, 0.4601, 0.1189]]}}'
-    image       curl -s -X POST {base}/models/skin-lesion/predict -H 'Content-Type: image/png' \
+    image       curl -s -X POST {base}/models/skin-lesion/predict -H 'Content-Type: image/png' \\
                   --data-binary @events/images/skin-lesion-mel.png
                 (also: events/images/chest-ct-*.png → /models/chest-ct/predict)
-    retraining  python -m scripts.upload_labelled --model chest-ct --label normal --copies {env.get("RETRAIN_THRESHOLD", "?")} events/images/chest-ct-normal.png
+    retraining  .venv/bin/python -m scripts.upload_labelled --model chest-ct --label normal --copies {env.get("RETRAIN_THRESHOLD", "?")} events/images/chest-ct-normal.png
                 (threshold {env.get("RETRAIN_THRESHOLD", "?")} uploads per model; then watch: curl -s {base}/models/chest-ct)
                 by hand: curl -s -X POST {base}/models/chest-ct/retrain -H 'x-api-key: {api_key}'
     API docs    {base}/docs      (OpenAPI: {base}/openapi.json)

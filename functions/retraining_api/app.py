@@ -71,7 +71,10 @@ def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=F
     except UnknownModel:
         manifest = None
     if _uploads_s3 is None:
-        _uploads_s3 = aws_client("s3")
+        from botocore.config import Config
+
+        # Signature V4: S3 refuses V2-signed POST policies in newer regions and for KMS-encrypted buckets.
+        _uploads_s3 = aws_client("s3", config=Config(signature_version="s3v4"))
     ticket = presigned_upload(_uploads_s3, os.environ["UPLOADS_BUCKET"], manifest, model, request.label,
                               request.content_type)
     metrics.add_dimension(name="model", value=model)

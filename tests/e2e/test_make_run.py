@@ -13,6 +13,7 @@ import requests
 
 from scripts.local_stack import free_port
 from tests.helpers.models import MALIGNANT_EXAMPLE, REPO_ROOT
+from tests.helpers.polling import wait_for
 from training.datasets import chest_ct, ham10000
 
 READY = "Local stack ready"
@@ -47,6 +48,25 @@ def predict(port):
     return response.json()
 
 
+def retrain_as_the_readme_shows(port):
+    """README, "Retraining from labelled uploads": five uploads by the script, then the
+    new chest-ct version answers predict."""
+    base = f"http://127.0.0.1:{port}"
+    before = requests.get(f"{base}/models/chest-ct", timeout=60).json()
+    threshold = before["retraining"]["threshold"]
+    subprocess.run([sys.executable, "-m", "scripts.upload_labelled", "--api", base, "--model", "chest-ct",
+                    "--label", "normal", "--copies", str(threshold), "events/images/chest-ct-normal.png"],
+                   cwd=REPO_ROOT, check=True, timeout=120)
+    job = wait_for(lambda: (jobs := requests.get(f"{base}/models/chest-ct", timeout=60).json()["retraining"]["jobs"])
+                   and jobs[0]["state"] in ("Completed", "Failed") and jobs[0], 300, "the retraining job", interval=1)
+    assert (job["trigger"], job["state"], job["outcome"]) == ("uploads", "Completed", "promoted"), job
+
+    def served_version():
+        return requests.post(f"{base}/models/chest-ct/predict", data=chest_ct.example_image("normal"),
+                             headers={"Content-Type": "image/png"}, timeout=60).json()["version"]
+    wait_for(lambda: served_version() == job["version"] != before["production_version"], 60, "the new version")
+
+
 def test_make_run_serves_and_restarts_without_retraining(tmp_path):
     moto_port, api_port = free_port(), free_port()
     env_file = tmp_path / "env.json"
@@ -67,10 +87,11 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
             answer = requests.post(f"http://127.0.0.1:{api_port}/models/{model_id}/predict",
                                    data=data.example_image(label), headers={"Content-Type": "image/png"}, timeout=60)
             assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == label, answer.text
+        retrain_as_the_readme_shows(api_port)
     finally:
         stop_stack(first)
     first_log = (tmp_path / "first.log").read_text()
-    assert "no published version, training it now" in first_log and first_log.count("gate PASSED") == 4
+    assert "no published version, training it now" in first_log and sum("gate PASSED" in line for line in first_log.splitlines() if not line.startswith("[job ")) == 4
     # Each converter published a model in this run, with its parity figure in the manifest.
     from mlflow import MlflowClient
 

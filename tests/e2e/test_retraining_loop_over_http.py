@@ -11,6 +11,7 @@ import pytest
 
 from scripts.upload_labelled import upload
 from tests.e2e.conftest import API_KEY, RETRAIN_THRESHOLDS
+from tests.helpers.polling import wait_for
 from training.datasets import chest_ct
 
 MODEL = "chest-ct"
@@ -22,16 +23,6 @@ def get_model(stack) -> dict:
     response = stack["http"].get(f"{stack['url']}/models/{MODEL}", timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def job_status(stack, job_id) -> dict:

@@ -2,7 +2,6 @@
 tensor training evaluates (datasets.common.tensors) is bit-identical to the one the
 serving path feeds to ONNX Runtime (serving.predict_images)."""
 
-import io
 
 import numpy as np
 import pytest
