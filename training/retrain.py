@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +194,13 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
     return result
 
 
+def keep_mlflow_with_artefacts(paths: JobPaths, environ=os.environ) -> None:
+    """In a container with no tracking server, the MLflow run goes with the model artefacts
+    that SageMaker uploads (model.tar.gz), not into a folder that dies with the container."""
+    if not environ.get("MLFLOW_TRACKING_URI") and not environ.get("LOCAL_STATE_DIR"):
+        environ["MLFLOW_LOCAL_DIR"] = str(paths.model_dir / "mlflow")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.retrain",
                                      description="Retraining job (SageMaker/Batch container). NOT FOR CLINICAL USE.")
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     log.info("retraining job starting — NOT FOR CLINICAL USE")
     paths = JobPaths.from_environment()
+    keep_mlflow_with_artefacts(paths)
     hyperparameters: dict[str, str] = {}
     try:
         staged = stage_from_environment(paths, s3_client())

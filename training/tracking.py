@@ -1,4 +1,5 @@
-"""MLflow set-up: a SQLite store in the project's state dir unless MLFLOW_TRACKING_URI says otherwise."""
+"""MLflow set-up: a SQLite store in the project's state dir (or MLFLOW_LOCAL_DIR) unless
+MLFLOW_TRACKING_URI says otherwise."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def configure(experiment: str) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     artifact_root = None
     if not uri:
-        root = state_dir() / "mlflow"
+        root = Path(os.environ.get("MLFLOW_LOCAL_DIR") or state_dir() / "mlflow")
         root.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{root / 'mlflow.db'}"
         artifact_root = (root / "artifacts").as_uri()

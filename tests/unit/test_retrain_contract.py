@@ -185,3 +185,16 @@ def test_the_image_runs_the_launchers_entry_point_with_locked_packages():
     wanted = [line for line in (REPO_ROOT / "training" / "requirements-job.txt").read_text().splitlines()
               if line and not line.startswith("#")]
     assert wanted and all(name.lower() in locked for name in wanted)
+
+
+def test_without_a_tracking_server_the_mlflow_run_goes_with_the_model_artefacts(tmp_path):
+    from training.job_contract import JobPaths
+
+    paths = JobPaths(tmp_path / "ml")
+    environ = {}
+    retrain.keep_mlflow_with_artefacts(paths, environ)
+    assert environ == {"MLFLOW_LOCAL_DIR": str(tmp_path / "ml" / "model" / "mlflow")}
+    for configured in ({"MLFLOW_TRACKING_URI": "https://mlflow.example"}, {"LOCAL_STATE_DIR": "/state"}):
+        environ = dict(configured)
+        retrain.keep_mlflow_with_artefacts(paths, environ)
+        assert environ == configured  # a tracking server, or the local stack's shared store, wins

@@ -96,6 +96,16 @@ def test_sagemaker_request_has_image_role_channels_output_and_string_hyperparame
     assert request["HyperParameters"] == {"smoke": "true", "gate_min_test_macro_f1": "0.6", "model": "skin-lesion",
                                           "job_id": "job-1", "models_bucket": "models-b", "jobs_table": "jobs-t"}
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
+    assert "Environment" not in request  # no tracking server: the run stays with the job's artefacts
+
+
+def test_a_tracking_server_reaches_both_backends_jobs_as_mlflow_tracking_uri():
+    settings = LaunchSettings.from_environment({**ENV, "RETRAIN_MLFLOW_TRACKING_URI": "https://mlflow.example"})
+    sagemaker = SageMakerLauncher(settings).request(JobRequest("job-4", "chest-ct"))
+    assert sagemaker["Environment"] == {"MLFLOW_TRACKING_URI": "https://mlflow.example"}
+    batch = BatchLauncher(settings).request(JobRequest("job-4", "chest-ct"))
+    environment = {e["name"]: e["value"] for e in batch["containerOverrides"]["environment"]}
+    assert environment["MLFLOW_TRACKING_URI"] == "https://mlflow.example"
 
 
 def test_batch_request_carries_the_same_contract_in_container_overrides():

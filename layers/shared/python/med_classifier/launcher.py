@@ -49,6 +49,7 @@ class LaunchSettings:
     job_queue: str = ""
     job_definition: str = ""
     extra_hyperparameters: dict[str, str] = field(default_factory=dict)
+    mlflow_tracking_uri: str = ""  # "" = the job's MLflow store stays in its own artefacts
 
     @classmethod
     def from_environment(cls, environ=os.environ) -> "LaunchSettings":
@@ -63,13 +64,17 @@ class LaunchSettings:
                    instance_type=environ.get("TRAINING_INSTANCE_TYPE", "ml.m5.xlarge"),
                    max_runtime_seconds=int(environ.get("TRAINING_MAX_RUNTIME_SECONDS", 3 * 3600)),
                    job_queue=environ.get("BATCH_JOB_QUEUE", ""), job_definition=environ.get("BATCH_JOB_DEFINITION", ""),
-                   extra_hyperparameters={str(k): str(v) for k, v in extra.items()})
+                   extra_hyperparameters={str(k): str(v) for k, v in extra.items()},
+                   mlflow_tracking_uri=environ.get("RETRAIN_MLFLOW_TRACKING_URI", ""))
 
     def channels(self, model: str) -> dict[str, str]:
         channels = {"uploads": f"s3://{self.uploads_bucket}/uploads/{model}/"}
         if self.original_data_prefix.strip("/"):
             channels["original"] = f"s3://{self.uploads_bucket}/{self.original_data_prefix.strip('/')}/{model}/"
         return channels
+
+    def environment(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.mlflow_tracking_uri} if self.mlflow_tracking_uri else {}
 
     def hyperparameters(self, request: JobRequest) -> dict[str, str]:
         # Configured values first: what a request asks for (e.g. a stricter gate) wins.
@@ -100,6 +105,7 @@ class SageMakerLauncher:
             "ResourceConfig": {"InstanceType": s.instance_type, "InstanceCount": 1, "VolumeSizeInGB": s.volume_gb},
             "StoppingCondition": {"MaxRuntimeInSeconds": s.max_runtime_seconds},
             "Tags": [{"Key": "model", "Value": job.model}, {"Key": "job_id", "Value": job.job_id}],
+            **({"Environment": s.environment()} if s.environment() else {}),
         }
 
     def start(self, job: JobRequest) -> str:
@@ -118,7 +124,7 @@ class BatchLauncher:
         s = self.settings
         environment = {"RETRAIN_HYPERPARAMETERS": json.dumps(s.hyperparameters(job), sort_keys=True),
                        "RETRAIN_CHANNELS": json.dumps(s.channels(job.model), sort_keys=True),
-                       "ML_ROOT": "/tmp/ml"}
+                       "ML_ROOT": "/tmp/ml", **s.environment()}
         return {
             "jobName": job.job_id,
             "jobQueue": s.job_queue,
