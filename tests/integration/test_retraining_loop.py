@@ -298,3 +298,51 @@ def test_model_view_shows_the_upload_counter_and_recent_jobs(api, aws):
     assert view["retraining"]["threshold"] == int(ENV["RETRAIN_THRESHOLD"])
     assert [j["trigger"] for j in view["retraining"]["jobs"]] == ["manual"]
     assert view["retraining"]["active_job"] == view["retraining"]["jobs"][0]["job_id"]
+
+
+# --- the sample events in events/ go through their functions -----------------------------
+
+
+def sample_event(name):
+    return json.loads((REPO_ROOT / "events" / name).read_text())
+
+
+def test_sample_sqs_event_is_counted(aws):
+    module = load_function_module("upload_counter")
+    module._retraining = None
+    assert module.lambda_handler(sample_event("sqs-upload-notification.json"),
+                                 LambdaContext("UploadCounterFunction", 256)) == {"batchItemFailures": []}
+    assert module._service().counter.state("chest-ct").total == 1
+
+
+@pytest.mark.parametrize("name, state", [("eventbridge-sagemaker-job-state-change.json", FAILED),
+                                         ("eventbridge-batch-job-state-change.json", COMPLETED)])
+def test_sample_state_change_events_are_recorded(aws, name, state):
+    from med_classifier.jobs import JobRecord
+
+    event = sample_event(name)
+    job_id = event["detail"].get("TrainingJobName") or event["detail"]["jobName"]
+    module = load_function_module("job_state")
+    module._retraining = None
+    retraining = module._service()
+    retraining.jobs.create(JobRecord(job_id=job_id, model="chest-ct", trigger="uploads", backend="sagemaker"))
+    assert retraining.counter.claim("chest-ct", job_id, threshold=None) == 0
+    assert module.lambda_handler(event, LambdaContext("JobStateFunction", 256))["state"] == state
+    assert retraining.counter.state("chest-ct").active_job is None
+    if state == FAILED:
+        assert retraining.jobs.get(job_id).failure_reason == event["detail"]["FailureReason"]
+
+
+def test_sample_api_events_reach_the_retraining_routes(aws):
+    from tests.helpers.keras_models import chest_ct_candidate
+
+    publish(ModelStore(ENV["MODELS_BUCKET"], boto3.client("s3", region_name="us-east-1")), chest_ct_candidate())
+    module = load_function_module("retraining_api")
+    module._registry = module._retraining = module._uploads_s3 = None
+    context = LambdaContext("RetrainingApiFunction", 512)
+    upload_response = module.lambda_handler(sample_event("api-create-upload.json"), context)
+    assert upload_response["statusCode"] == 201, upload_response["body"]
+    assert json.loads(upload_response["body"])["key"].startswith("uploads/chest-ct/normal/")
+    retrain_response = module.lambda_handler(sample_event("api-retrain.json"), context)
+    assert retrain_response["statusCode"] == 202, retrain_response["body"]
+    assert json.loads(retrain_response["body"])["reason"] == "new scanner"
