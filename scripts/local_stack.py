@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     mirror = None
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Ctrl-C stops the stack even when started from a background job, which inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         client = s3_client(moto.url)
         resources = provision(lambda service: aws_client(service, moto.url), args.template, env)
