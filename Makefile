@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv build validate layer-size bench train clean
+.PHONY: run test venv chromium build validate layer-size bench train clean
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -18,11 +18,22 @@ $(STAMP): requirements.txt requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# Debian's Chromium for the browser tests (tests/browser; Playwright drives this binary and
+# never downloads a browser of its own). Instant when it is already installed.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  command -v apt-get >/dev/null || { echo "Chromium is needed at $(CHROMIUM) (set CHROMIUM=/path/to/chromium)" >&2; exit 1; }; \
+	  echo "Installing Debian's chromium (browser tests, web page screenshots)..."; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	  test -x $(CHROMIUM); }
+
 run: $(STAMP)
 	$(PY) -m scripts.local_stack $(RUN_ARGS)
 
-test: $(STAMP)
-	$(PY) -m pytest
+test: $(STAMP) chromium
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
 MODEL ?= breast-cancer
 train: $(STAMP)

@@ -1,7 +1,8 @@
 """Creates the template's buckets, queues and tables in moto, as `sam deploy` would on AWS.
 
 Read from template.yaml itself, so local and deployed resources cannot drift apart:
-table keys and indexes, queue attributes and redrive policies, bucket notifications.
+table keys and indexes, queue attributes and redrive policies, bucket notifications and
+CORS rules (the web page POSTs uploads straight to the bucket).
 Physical names come from the env-vars file (the variable that `!Ref`s a resource in
 the Globals names it, e.g. MODELS_BUCKET for ModelsBucket); other resources get
 `<logical-id>-local`.
@@ -70,6 +71,16 @@ def _resolve(value, template: dict, names: dict[str, str]):
     return value
 
 
+# CloudFormation's CorsRule property names → S3's CORSRule names.
+_CORS_RULE_NAMES = {"AllowedHeaders": "AllowedHeaders", "AllowedMethods": "AllowedMethods",
+                    "AllowedOrigins": "AllowedOrigins", "ExposedHeaders": "ExposeHeaders", "Id": "ID",
+                    "MaxAge": "MaxAgeSeconds"}
+
+
+def _cors_rules(cors: dict) -> list[dict]:
+    return [{_CORS_RULE_NAMES[k]: v for k, v in rule.items() if k in _CORS_RULE_NAMES} for rule in cors["CorsRules"]]
+
+
 def provision(session_client, template_path: Path, env: dict[str, str]) -> LocalResources:
     """`session_client(service)` returns a boto3 client for moto. Idempotent."""
     template = load_template(template_path)
@@ -100,6 +111,9 @@ def provision(session_client, template_path: Path, env: dict[str, str]) -> Local
             s3.create_bucket(Bucket=bucket)
         except s3.exceptions.BucketAlreadyOwnedByYou:
             pass
+        cors = resource.get("Properties", {}).get("CorsConfiguration")
+        if cors:
+            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": _cors_rules(cors)})
         notifications = _resolve(resource.get("Properties", {}).get("NotificationConfiguration"), template, names)
         if notifications:
             s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={

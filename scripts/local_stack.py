@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://{args.host}:{args.port}"
         print(f"""
   Local stack ready — NOT FOR CLINICAL USE
+    web page    {base}/   (predict, upload labelled images, watch retraining)
     API         {base}/health
     models      {base}/models
     predict     curl -s -X POST {base}/models/breast-cancer/predict -H 'Content-Type: application/json' \\

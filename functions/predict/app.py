@@ -1,4 +1,4 @@
-"""Predict function: health, registry view, tabular predict, OpenAPI.
+"""Predict function: the web page, health, registry view, tabular predict, OpenAPI.
 
 Thin adapter: translate API Gateway events to med_classifier calls and shape the
 responses. NOT FOR CLINICAL USE.
@@ -6,10 +6,16 @@ responses. NOT FOR CLINICAL USE.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import json
 import os
 import time
+from html.parser import HTMLParser
+from pathlib import Path as FilePath
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -55,6 +61,75 @@ def _services() -> tuple[ModelCache, RegistryView]:
 
 ERRORS = {404: error_doc("Unknown model"), 422: error_doc("Invalid input (the message says which row and "
           "feature)"), 503: error_doc("Model not loadable")}
+
+
+PAGE = FilePath(__file__).resolve().parent / "static" / "index.html"
+
+
+class _InlineBlocks(HTMLParser):
+    """The text of each inline <script> and <style> element, as the browser hashes it."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=False)
+        self.blocks: list[tuple[str, str]] = []
+        self._open: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style") and not dict(attrs).get("src"):
+            self._open = tag
+            self.blocks.append((tag, ""))
+
+    def handle_data(self, data):
+        if self._open:
+            tag, text = self.blocks[-1]
+            self.blocks[-1] = (tag, text + data)
+
+    def handle_endtag(self, tag):
+        if tag == self._open:
+            self._open = None
+
+
+def upload_origin() -> str:
+    """Where the page's presigned POSTs go. Locally the endpoint override (moto);
+    on AWS an S3 host under amazonaws.com, virtual-hosted or path style, global or
+    regional as botocore picks, so the whole domain is allowed: the signed policy and
+    the bucket, not this header, decide what may be written."""
+    endpoint = urlsplit(os.environ.get("AWS_ENDPOINT_URL") or "")
+    return f"{endpoint.scheme}://{endpoint.netloc}" if endpoint.scheme and endpoint.netloc else "https://*.amazonaws.com"
+
+
+def content_security_policy(html: str, uploads: str) -> str:
+    """Only this page's own inline <script> and <style> (by hash), this API, and the uploads endpoint."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    parser = _InlineBlocks()
+    parser.feed(html)
+    parser.close()
+    for tag, body in parser.blocks:
+        hashes[tag].append("'sha256-%s'" % base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode())
+    return "; ".join([
+        "default-src 'none'",
+        "script-src " + (" ".join(hashes["script"]) or "'none'"),
+        "style-src " + (" ".join(hashes["style"]) or "'none'"),
+        "img-src 'self' blob: data:",  # previews of the chosen images; the empty favicon
+        f"connect-src 'self' {uploads}",
+        "base-uri 'none'",
+        "form-action 'none'",  # every form is sent by script
+        "frame-ancestors 'none'",
+    ])
+
+
+@functools.lru_cache(maxsize=1)
+def _page(uploads: str) -> tuple[str, str]:
+    html = PAGE.read_text(encoding="utf-8")
+    return html, content_security_policy(html, uploads)
+
+
+@app.get("/", include_in_schema=False)
+def page():  # no return annotation: Response is not a schema type
+    html, policy = _page(upload_origin())
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=html, headers={
+        "Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache"})
 
 
 @app.get("/health", summary="Liveness, uptime and the models this container has loaded")

@@ -38,7 +38,12 @@ def start_stack(env_file, state_dir, port, log_path):
 
 def stop_stack(process):
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    assert process.wait(timeout=60) == 0
+    try:
+        assert process.wait(timeout=60) == 0
+    except subprocess.TimeoutExpired:
+        process.terminate()  # never leave a stack (and its moto) running after the test
+        process.wait(timeout=30)
+        raise
 
 
 def predict(port):
@@ -79,6 +84,11 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
     try:
         served = predict(api_port)
         assert served["predictions"][0]["label"] == "malignant"
+        page = requests.get(f"http://127.0.0.1:{api_port}/", timeout=60)  # the web page (tests/browser drives it)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html"), page.text[:300]
+        assert "NOT FOR CLINICAL USE" in page.text
+        assert f"http://127.0.0.1:{moto_port}" in page.headers["Content-Security-Policy"]  # presigned POSTs go there
+        assert f"web page    http://127.0.0.1:{api_port}/" in (tmp_path / "first.log").read_text()
         models = requests.get(f"http://127.0.0.1:{api_port}/models", timeout=60).json()["models"]
         assert sorted(m["model"] for m in models) == ["breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion"]
         assert all(m["production_version"] for m in models)

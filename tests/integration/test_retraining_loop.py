@@ -56,6 +56,12 @@ def upload(i, model="chest-ct", label="normal"):
     return UploadedObject(ENV["UPLOADS_BUCKET"], f"uploads/{model}/{label}/{i}.png", model, label)
 
 
+def test_the_local_uploads_bucket_gets_the_templates_cors_rules(aws):
+    # The web page POSTs the presigned form from the API's origin straight to the bucket.
+    (rule,) = boto3.client("s3", region_name="us-east-1").get_bucket_cors(Bucket=ENV["UPLOADS_BUCKET"])["CORSRules"]
+    assert rule["AllowedMethods"] == ["POST"] and rule["AllowedOrigins"] == ["*"] and rule["MaxAgeSeconds"] == 3600
+
+
 def test_each_object_counts_once_however_often_it_is_delivered(aws):
     retraining = service(RecordingLauncher(), threshold=100)
     assert [retraining.record_upload(upload(1)).counted for _ in range(3)] == [True, False, False]

@@ -227,6 +227,19 @@ def test_retrain_route_needs_an_api_key_and_the_others_do_not():
     assert keyed == [("RetrainingApiFunction", "StartRetrain")]
 
 
+def test_the_web_page_is_served_at_the_root_by_the_predict_function_without_a_key():
+    pages = [(f, ev["Properties"]) for f, fn in FUNCTIONS.items() for ev in fn["Properties"].get("Events", {}).values()
+             if ev["Type"] == "Api" and ev["Properties"]["Path"] == "/"]
+    assert [(f, p["Method"], p["RestApiId"]) for f, p in pages] == [("PredictFunction", "GET",
+                                                                      {"Ref": "MedClassifierApi"})]
+    assert "Auth" not in pages[0][1]
+    code = REPO_ROOT / FUNCTIONS["PredictFunction"]["Properties"]["CodeUri"]
+    assert (code / "static" / "index.html").is_file()  # shipped with the function's code
+    # The page's presigned POSTs are cross-origin: the uploads bucket must allow them.
+    (rule,) = RESOURCES["UploadsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert "POST" in rule["AllowedMethods"]
+
+
 def test_upload_notifications_reach_the_counter_through_a_queue_with_a_dead_letter_queue():
     bucket = RESOURCES["UploadsBucket"]["Properties"]
     (notification,) = bucket["NotificationConfiguration"]["QueueConfigurations"]

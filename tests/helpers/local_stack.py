@@ -1,0 +1,76 @@
+"""The local stack that HTTP-level tests start themselves (tests/e2e, tests/browser):
+moto in server mode, the template's resources provisioned in it, the four models
+published (smoke-trained once per session), the Docker-free SAM runner serving the API
+and the event emulation (SQS event source, training jobs, EventBridge)."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import requests
+
+from med_classifier.model_store import ModelStore
+from scripts.local_resources import provision
+from scripts.local_stack import EventEmulation, MotoServer, aws_client, free_port, s3_client
+from tests.helpers.keras_models import breast_cancer_lite_candidate, chest_ct_candidate
+from tests.helpers.models import REPO_ROOT, breast_cancer_candidate, publish
+from tests.helpers.skin_lesion import skin_lesion_candidate
+
+
+def write_env_file(path, moto_url: str, bucket: str, retrain_thresholds: dict[str, int], refresh_seconds: int = 1):
+    local = json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"]
+    path.write_text(json.dumps({"Parameters": {
+        **local, "AWS_ENDPOINT_URL": moto_url, "MODELS_BUCKET": bucket, "POINTER_REFRESH_SECONDS": str(refresh_seconds),
+        "MAX_PREDICT_ROWS": "100", "POWERTOOLS_LOG_LEVEL": "WARNING", "RETRAIN_THRESHOLD": "1000",
+        "RETRAIN_THRESHOLDS": json.dumps(retrain_thresholds),
+        "TRAINING_OUTPUT_URI": f"s3://{bucket}/training-output/"}}))
+    return path
+
+
+@contextmanager
+def running_moto() -> Iterator[MotoServer]:
+    server = MotoServer(port=free_port()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def running_stack(moto_server: MotoServer, tmp_path_factory, *, bucket: str, api_key: str,
+                  retrain_thresholds: dict[str, int]) -> Iterator[dict]:
+    """Yields {"url", "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "api_key"}."""
+    from scripts.local_runner import LocalApi
+
+    client = s3_client(moto_server.url)
+    env_file = write_env_file(tmp_path_factory.mktemp("env") / "env.json", moto_server.url, bucket, retrain_thresholds)
+    env = json.loads(env_file.read_text())["Parameters"]
+    resources = provision(lambda service: aws_client(service, moto_server.url), REPO_ROOT / "template.yaml", env)
+    store = ModelStore(bucket, client)
+    first = publish(store, breast_cancer_candidate())
+    for candidate in (breast_cancer_lite_candidate(), chest_ct_candidate(), skin_lesion_candidate()):
+        publish(store, candidate)  # smoke-trained on synthetic data, once per session
+    port = free_port()
+    api = LocalApi(str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), host="127.0.0.1", port=port,
+                   api_key=api_key)
+    api.start()
+    # Retraining jobs run as processes of their own; their MLflow runs go to this stack's folder.
+    saved_state_dir = os.environ.get("LOCAL_STATE_DIR")
+    os.environ["LOCAL_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    emulation = EventEmulation(api, resources.queue_urls, moto_server.url).start()
+    session = requests.Session()
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "store": store, "s3": client, "first": first, "http": session,
+               "env": env, "resources": resources, "emulation": emulation, "moto_url": moto_server.url,
+               "api_key": api_key}
+    finally:
+        session.close()
+        emulation.stop()
+        api.stop()
+        if saved_state_dir is None:
+            os.environ.pop("LOCAL_STATE_DIR", None)
+        else:
+            os.environ["LOCAL_STATE_DIR"] = saved_state_dir
