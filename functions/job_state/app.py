@@ -7,20 +7,20 @@ NOT FOR CLINICAL USE.
 
 from __future__ import annotations
 
+import functools
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from med_classifier.retraining import Retraining, state_change_from_event
 
 logger = Logger()
-_retraining: Retraining | None = None
 
 
+@functools.cache
 def _service() -> Retraining:
-    global _retraining
-    if _retraining is None:
-        _retraining = Retraining.from_environment()
-    return _retraining
+    # Built on first use, not at import: boto3 and clients cost cold-start time.
+    return Retraining.from_environment()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -8,6 +8,8 @@ the single job per threshold is decided by a conditional write. NOT FOR CLINICAL
 
 from __future__ import annotations
 
+import functools
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -19,14 +21,12 @@ from med_classifier.upload_counter import uploads_in_notification
 logger = Logger()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
-_retraining: Retraining | None = None
 
 
+@functools.cache
 def _service() -> Retraining:
-    global _retraining
-    if _retraining is None:
-        _retraining = Retraining.from_environment()
-    return _retraining
+    # Built on first use, not at import: boto3 and clients cost cold-start time.
+    return Retraining.from_environment()
 
 
 def record_handler(record: SQSRecord) -> None:

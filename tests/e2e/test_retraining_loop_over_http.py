@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from scripts.local_stack import aws_client
 from scripts.upload_labelled import upload
 from tests.e2e.conftest import API_KEY, RETRAIN_THRESHOLDS
 from tests.helpers.polling import wait_for
@@ -62,7 +63,7 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
     assert len(set(keys)) == len(batch) and all(k.startswith(f"uploads/{MODEL}/") for k in keys)
 
     # S3 delivers at least once: a repeated notification for an uploaded object does not count again.
-    sqs = stack["emulation"].sources[0]._sqs
+    sqs = aws_client("sqs", stack["moto_url"])
     sqs.send_message(QueueUrl=stack["resources"].queue_urls["UploadQueue"], MessageBody=json.dumps({"Records": [{
         "eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": stack["env"]["UPLOADS_BUCKET"]},
                                                   "object": {"key": keys[0], "size": 10}}}]}))

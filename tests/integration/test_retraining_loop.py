@@ -203,8 +203,7 @@ def s3_notification(*keys):
 
 def test_upload_counter_function_reports_only_the_bad_message(aws, monkeypatch):
     monkeypatch.setenv("RETRAIN_THRESHOLD", "2")
-    module = load_function_module("upload_counter")
-    module._retraining = None
+    module = load_function_module("upload_counter")  # a fresh module: a cold start
     event = sqs_event(s3_notification("uploads/chest-ct/normal/a.png"), "garbage",
                       s3_notification("uploads/chest-ct/normal/a.png", "uploads/chest-ct/adenocarcinoma/b.png"))
     result = module.lambda_handler(event, LambdaContext("UploadCounterFunction", 256))
@@ -216,8 +215,7 @@ def test_upload_counter_function_reports_only_the_bad_message(aws, monkeypatch):
 
 
 def test_job_state_function_records_eventbridge_state_changes(aws):
-    module = load_function_module("job_state")
-    module._retraining = None
+    module = load_function_module("job_state")  # a fresh module: a cold start
     job = module._service().start_manual("chest-ct")
     event = {"version": "0", "id": "e1", "detail-type": "SageMaker Training Job State Change",
              "source": "aws.sagemaker", "account": "123456789012", "time": "2026-11-23T10:00:00Z",
@@ -314,8 +312,7 @@ def sample_event(name):
 
 
 def test_sample_sqs_event_is_counted(aws):
-    module = load_function_module("upload_counter")
-    module._retraining = None
+    module = load_function_module("upload_counter")  # a fresh module: a cold start
     assert module.lambda_handler(sample_event("sqs-upload-notification.json"),
                                  LambdaContext("UploadCounterFunction", 256)) == {"batchItemFailures": []}
     assert module._service().counter.state("chest-ct").total == 1
@@ -328,8 +325,7 @@ def test_sample_state_change_events_are_recorded(aws, name, state):
 
     event = sample_event(name)
     job_id = event["detail"].get("TrainingJobName") or event["detail"]["jobName"]
-    module = load_function_module("job_state")
-    module._retraining = None
+    module = load_function_module("job_state")  # a fresh module: a cold start
     retraining = module._service()
     retraining.jobs.create(JobRecord(job_id=job_id, model="chest-ct", trigger="uploads", backend="sagemaker"))
     assert retraining.counter.claim("chest-ct", job_id, threshold=None) == 0

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from .aws_clients import aws_client
+from .aws_clients import ServiceAdapter
 
 PENDING, IN_PROGRESS, COMPLETED, FAILED, STOPPED = "Pending", "InProgress", "Completed", "Failed", "Stopped"
 TERMINAL_STATES = (COMPLETED, FAILED, STOPPED)
@@ -63,18 +63,15 @@ class JobRecord:
 _JSON_FIELDS = ("reasons", "metrics")
 
 
+def _attribute(name: str, value) -> dict:
+    """A JobRecord field as a DynamoDB attribute value."""
+    if name in _JSON_FIELDS:
+        return {"S": json.dumps(value)}
+    return {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
+
+
 def _to_item(record: JobRecord) -> dict:
-    item = {}
-    for name, value in asdict(record).items():
-        if value is None:
-            continue
-        if name in _JSON_FIELDS:
-            item[name] = {"S": json.dumps(value)}
-        elif isinstance(value, int):
-            item[name] = {"N": str(value)}
-        else:
-            item[name] = {"S": str(value)}
-    return item
+    return {name: _attribute(name, value) for name, value in asdict(record).items() if value is not None}
 
 
 def _from_item(item: dict) -> JobRecord:
@@ -87,16 +84,12 @@ def _from_item(item: dict) -> JobRecord:
     return JobRecord(**values)
 
 
-class JobsTable:
-    def __init__(self, table_name: str, client=None):
-        self.table_name = table_name
-        self._client = client
+class JobsTable(ServiceAdapter):
+    service = "dynamodb"
 
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = aws_client("dynamodb")
-        return self._client
+    def __init__(self, table_name: str, client=None):
+        super().__init__(client)
+        self.table_name = table_name
 
     def create(self, record: JobRecord) -> None:
         self.client.put_item(TableName=self.table_name, Item=_to_item(record),
@@ -155,8 +148,7 @@ class JobsTable:
         names, values, clauses = {"#state": "state"}, {}, []
         for index, (name, value) in enumerate((k, v) for k, v in sets.items() if v is not None):
             names[f"#a{index}"] = name
-            values[f":a{index}"] = ({"S": json.dumps(value)} if name in _JSON_FIELDS else
-                                    {"N": str(value)} if isinstance(value, int) else {"S": str(value)})
+            values[f":a{index}"] = _attribute(name, value)
             clauses.append(f"#a{index} = if_not_exists(#a{index}, :a{index})" if name in keep_first
                            else f"#a{index} = :a{index}")
         allowed = [f":from{i}" for i in range(len(allowed_from))]

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .aws_clients import aws_client
+from .aws_clients import ServiceAdapter
 
 SAGEMAKER, BATCH = "sagemaker", "batch"
 BACKENDS = (SAGEMAKER, BATCH)
@@ -82,12 +82,14 @@ class LaunchSettings:
                 "job_id": request.job_id, "models_bucket": self.models_bucket, "jobs_table": self.jobs_table}
 
 
-class SageMakerLauncher:
-    backend = SAGEMAKER
-
+class _Launcher(ServiceAdapter):
     def __init__(self, settings: LaunchSettings, client=None):
+        super().__init__(client)
         self.settings = settings
-        self._client = client
+
+
+class SageMakerLauncher(_Launcher):
+    backend = service = SAGEMAKER
 
     def request(self, job: JobRequest) -> dict:
         s = self.settings
@@ -109,16 +111,11 @@ class SageMakerLauncher:
         }
 
     def start(self, job: JobRequest) -> str:
-        client = self._client or aws_client("sagemaker")
-        return client.create_training_job(**self.request(job))["TrainingJobArn"]
+        return self.client.create_training_job(**self.request(job))["TrainingJobArn"]
 
 
-class BatchLauncher:
-    backend = BATCH
-
-    def __init__(self, settings: LaunchSettings, client=None):
-        self.settings = settings
-        self._client = client
+class BatchLauncher(_Launcher):
+    backend = service = BATCH
 
     def request(self, job: JobRequest) -> dict:
         s = self.settings
@@ -136,8 +133,7 @@ class BatchLauncher:
         }
 
     def start(self, job: JobRequest) -> str:
-        client = self._client or aws_client("batch")
-        return client.submit_job(**self.request(job))["jobId"]
+        return self.client.submit_job(**self.request(job))["jobId"]
 
 
 def launcher_from_environment(environ=os.environ):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .aws_clients import aws_client
+from .aws_clients import ServiceAdapter, aws_client
 from .errors import IntegrityError
 from .manifest import Manifest, ProductionPointer, sha256_hex
 
@@ -37,16 +37,12 @@ class ModelVersion:
     onnx: bytes
 
 
-class ModelStore:
-    def __init__(self, bucket: str, client=None):
-        self.bucket = bucket
-        self._client = client
+class ModelStore(ServiceAdapter):
+    service = "s3"
 
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = s3_client()
-        return self._client
+    def __init__(self, bucket: str, client=None):
+        super().__init__(client)
+        self.bucket = bucket
 
     # keys -----------------------------------------------------------------
     @staticmethod

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from .aws_clients import aws_client
+from .aws_clients import ServiceAdapter
 from .manifest import is_valid_model_id
 from .uploads import UPLOAD_CONTENT_TYPES, UPLOADS_PREFIX
 
@@ -96,16 +96,12 @@ def thresholds_from_environment(environ=os.environ) -> tuple[int, dict[str, int]
     return default, overrides
 
 
-class UploadCounter:
-    def __init__(self, table_name: str, client=None):
-        self.table_name = table_name
-        self._client = client
+class UploadCounter(ServiceAdapter):
+    service = "dynamodb"
 
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = aws_client("dynamodb")
-        return self._client
+    def __init__(self, table_name: str, client=None):
+        super().__init__(client)
+        self.table_name = table_name
 
     def _model_key(self, model: str) -> dict:
         return {"pk": {"S": f"model#{model}"}}
