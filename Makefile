@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv chromium build validate layer-size bench train clean
+.PHONY: run test test-fast mutation venv chromium build validate layer-size bench train clean
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -35,6 +35,21 @@ run: $(STAMP)
 test: $(STAMP) chromium
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
+# Contributors' inner loop: unit and integration tests that train nothing and start no stack,
+# server or browser, spread over the cores. `make test` still runs everything.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit tests/integration -m "not slow" -n auto -q
+
+# Mutation testing of the shared package's core (minutes; not part of `make test`). Prints
+# the score and the surviving mutants per module; README "Mutation testing" has the last table.
+MUTATION_STAMP := $(VENV)/.mutation-installed
+$(MUTATION_STAMP): requirements-mutation.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-mutation.txt
+	touch $(MUTATION_STAMP)
+
+mutation: $(MUTATION_STAMP)
+	$(PY) -m scripts.mutation $(MUTATION_ARGS)
+
 MODEL ?= breast-cancer
 train: $(STAMP)
 	$(PY) -m training $(MODEL) --no-publish
@@ -54,4 +69,4 @@ bench: $(STAMP)
 	$(PY) -m scripts.bench_images
 
 clean:
-	rm -rf .aws-sam build *.egg-info
+	rm -rf .aws-sam build *.egg-info .mutation

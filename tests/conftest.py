@@ -18,3 +18,17 @@ def state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path / "state"
+
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+LAYERS = ("unit", "integration", "e2e", "browser")
+
+
+def pytest_collection_modifyitems(items):
+    """Every test carries the marker of its folder (unit, integration, e2e, browser), so
+    `-m` selects layers the same way whatever files are added later."""
+    for item in items:
+        layer = os.path.relpath(str(item.path), TESTS_DIR).split(os.sep)[0]
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(LAYERS)}}}/")
+        item.add_marker(layer)

@@ -28,7 +28,8 @@ from types import ModuleType
 from typing import Mapping
 
 from med_classifier.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED, JobsTable
-from med_classifier.model_store import ModelStore, s3_client
+from med_classifier.aws_clients import aws_client
+from med_classifier.model_store import ModelStore
 from training.gate import PromotionGate
 from training.job_contract import JobPaths, stage_from_environment
 
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_mlflow_with_artefacts(paths)
     hyperparameters: dict[str, str] = {}
     try:
-        staged = stage_from_environment(paths, s3_client())
+        staged = stage_from_environment(paths, aws_client("s3"))
         if staged is not None:
             log.info("staged from the environment (Batch): files per channel %s", staged)
         hyperparameters = paths.read_hyperparameters()

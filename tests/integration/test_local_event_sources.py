@@ -23,6 +23,8 @@ from scripts.local_runner import (
 )
 from scripts.local_stack import MotoServer, free_port
 
+pytestmark = pytest.mark.slow
+
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
 Transform: AWS::Serverless-2016-10-31

@@ -70,7 +70,7 @@ def test_on_aws_uploads_may_go_to_s3_hosts_only(handler, monkeypatch):
     assert policy["connect-src"] == ["'self'", "https://*.amazonaws.com"]
 
 
-def test_the_page_works_offline_and_under_a_stage_path():
+def test_the_page_loads_nothing_from_other_hosts_and_calls_the_api_by_relative_urls():
     html = PAGE_FILE.read_text(encoding="utf-8")
     # Nothing from another host: no CDN, no fonts, no analytics.
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", html)

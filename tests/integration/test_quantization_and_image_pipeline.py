@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import onnx
+import pytest
 
 from med_classifier.manifest import ImageInput
 from med_classifier.preprocessing import tensor_from_bytes
@@ -12,6 +13,8 @@ from tests.helpers.image_models import COLOURS, colour_candidate, image_bytes
 from training.gate import PromotionGate
 from training.pipeline import finish
 from training.quantize import MAX_ACCURACY_DROP, MIN_SPEEDUP, evaluate_int8
+
+pytestmark = pytest.mark.slow
 
 
 def evaluated_colour_candidate():

@@ -21,6 +21,8 @@ from tests.helpers.keras_models import chest_ct_candidate
 from tests.helpers.models import publish
 from tests.integration.conftest import BUCKET
 
+pytestmark = pytest.mark.slow
+
 MODEL = "chest-ct"
 TABLE = "med-classifier-jobs-test"
 UPLOADS_BUCKET = "med-classifier-uploads-test"

@@ -335,6 +335,7 @@ def test_sample_state_change_events_are_recorded(aws, name, state):
         assert retraining.jobs.get(job_id).failure_reason == event["detail"]["FailureReason"]
 
 
+@pytest.mark.slow  # trains the chest-ct model the sample events name
 def test_sample_api_events_reach_the_retraining_routes(aws):
     from tests.helpers.keras_models import chest_ct_candidate
 

@@ -13,6 +13,8 @@ from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import publish
 from training.datasets.common import ImageDataset, tensors
 
+pytestmark = pytest.mark.slow
+
 
 def write_images(folder) -> list:
     rng = np.random.default_rng(7)

@@ -13,6 +13,8 @@ from training.datasets.chest_ct import example_image
 from tests.helpers.keras_models import breast_cancer_lite_candidate, chest_ct_candidate
 from tests.helpers.models import manifest_for
 
+pytestmark = pytest.mark.slow
+
 
 def _onnx_ops(onnx_bytes: bytes) -> set[str]:
     import onnx

@@ -16,6 +16,8 @@ from training import cli, skin_lesion
 from training.candidate import TrainOptions
 from training.datasets import ham10000
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def candidate():

@@ -11,6 +11,8 @@ from training.pipeline import PRODUCTION_ALIAS, ParityError, finish
 from tests.helpers.models import breast_cancer_candidate
 from tests.integration.conftest import BUCKET
 
+pytestmark = pytest.mark.slow
+
 
 def model_keys(s3):
     return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="models/").get("Contents", [])]

@@ -89,3 +89,31 @@ def test_batch_from_files_stacks_items(tmp_path):
     assert batch.shape == (2, 3, 8, 6)
     np.testing.assert_array_equal(batch[1], tensor_from_bytes(paths[1].read_bytes(), RGB_NCHW))
     assert batch_from_files([], RGB_NCHW).shape == (0, 3, 8, 6)
+
+
+# --- each step on its own, against a hand computation ---------------------------------------
+
+def noise(size=(30, 20), mode="RGB", seed=1):
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8), mode=mode)
+
+
+def test_resizing_is_bilinear_then_scaled_normalised_and_transposed():
+    image = noise()
+    expected = np.asarray(image.resize((6, 8), Image.Resampling.BILINEAR), dtype=np.float32) / np.float32(255)
+    expected = ((expected - np.float32([0.5, 0.25, 0.0])) / np.float32([0.5, 0.25, 1.0])).transpose(2, 0, 1)
+    tensor = tensor_from_bytes(encode(image), RGB_NCHW)
+    np.testing.assert_allclose(tensor, expected, rtol=0, atol=1e-6)
+    assert tensor.dtype == np.float32
+
+
+def test_an_image_of_the_models_size_is_not_resampled():
+    image = noise(size=(8, 8), mode="L")
+    tensor = tensor_from_bytes(encode(image), GRAY_NHWC)
+    np.testing.assert_allclose(tensor[:, :, 0], (np.asarray(image) / 255 - 0.5) / 0.25, rtol=0, atol=1e-6)
+
+
+def test_an_empty_batch_has_the_models_item_shape_in_either_layout():
+    for spec, shape in ((RGB_NCHW, (0, 3, 8, 6)), (GRAY_NHWC, (0, 8, 8, 1))):
+        batch = batch_from_files([], spec)
+        assert batch.shape == shape and batch.dtype == np.float32

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from med_classifier.manifest import ProductionPointer, is_valid_model_id, new_version
+from med_classifier.manifest import ProductionPointer, TabularInput, is_valid_model_id, new_version, sha256_hex
 from training.gate import PromotionGate
 
 
@@ -35,3 +35,28 @@ def test_gate_passes_only_when_every_threshold_holds():
     assert not low.passed and "test_recall 0.9000 < 0.95" in low.reasons[0]
     unstable = gate.evaluate({"test_recall": 0.99, "cv_recall_std": 0.08})
     assert not unstable.passed and "cv_recall_std" in unstable.reasons[0]
+
+
+def test_model_ids_up_to_63_characters_and_never_with_a_trailing_newline():
+    assert is_valid_model_id("a" * 63) and is_valid_model_id("0-a")
+    assert not is_valid_model_id("chest-ct\n") and not is_valid_model_id("-chest") and not is_valid_model_id("a_b")
+
+
+def test_sha256_hex_is_the_hex_digest():
+    assert sha256_hex(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_a_version_is_the_utc_timestamp_and_eight_hex_digits():
+    version = new_version(datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc), content=b"model")
+    assert re.fullmatch(r"20260304T050607Z-[0-9a-f]{8}", version)
+
+
+def test_a_version_defaults_to_now_in_utc():
+    before = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = new_version().split("-")[0]
+    after = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    assert before <= stamp <= after
+
+
+def test_a_tabular_input_counts_its_features():
+    assert TabularInput(feature_names=["a", "b", "c"], input_name="x").n_features == 3

@@ -91,9 +91,21 @@ def test_parsed_gate_cannot_be_loosened_below_the_models_default():
     assert settings.gate.minimums == {"test_accuracy": 0.85, "test_recall_adenocarcinoma": 0.95}
 
 
-def test_the_command_line_takes_train_or_nothing():
-    with pytest.raises(SystemExit):
+def test_the_command_line_refuses_anything_but_train(capsys):
+    with pytest.raises(SystemExit) as info:
         retrain.main(["serve"])
+    assert info.value.code == 2
+    assert "argument command: invalid choice: 'serve' (choose from 'train')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train"], []], ids=["train", "nothing"])
+def test_the_command_line_takes_train_or_nothing_and_runs_the_job(argv, tmp_path, monkeypatch):
+    # An empty job root: the job starts, finds no hyperparameters and reports that as its failure.
+    monkeypatch.setenv("ML_ROOT", str(tmp_path))
+    for name in ("RETRAIN_CHANNELS", "RETRAIN_HYPERPARAMETERS"):
+        monkeypatch.delenv(name, raising=False)
+    assert retrain.main(argv) == 1
+    assert (tmp_path / "output" / "failure").read_text() == "ValueError: hyperparameter(s) required: model, models_bucket"
 
 
 # --- uploads --------------------------------------------------------------------------------

@@ -135,3 +135,31 @@ def test_retrain_request_turns_gate_overrides_into_hyperparameters():
     assert request.hyperparameters() == {"gate_min_test_accuracy": "0.9", "gate_max_cv_std": "0.1"}
     with pytest.raises(ValueError):
         RetrainRequest.model_validate({"gate": {"min": {"Bad-Name": 1}}})
+
+
+@pytest.mark.parametrize("source, detail", [
+    ("aws.sagemaker", {"TrainingJobStatus": "Completed"}), ("aws.sagemaker", {"TrainingJobName": "", "TrainingJobStatus": "Completed"}),
+    ("aws.batch", {"status": "SUCCEEDED"}), ("aws.batch", {"jobName": "j"}), ("aws.sagemaker", {"TrainingJobName": "j"}),
+])
+def test_events_naming_no_job_or_no_status_are_not_tracked(source, detail):
+    assert state_change_from_event(source, detail) is None
+
+
+def test_a_batch_failure_without_a_status_reason_takes_the_containers():
+    change = state_change_from_event("aws.batch", {"jobName": "j", "status": "FAILED",
+                                                   "container": {"reason": "OutOfMemoryError: Container killed"}})
+    assert change.failure_reason == "OutOfMemoryError: Container killed"
+    assert state_change_from_event("aws.batch", {"jobName": "j", "status": "FAILED"}).failure_reason is None
+
+
+def test_a_batch_success_carries_no_failure_reason():
+    change = state_change_from_event("aws.batch", {"jobName": "j", "status": "SUCCEEDED",
+                                                   "statusReason": "Essential container in task exited",
+                                                   "container": {"reason": "exit 0"}})
+    assert (change.state, change.failure_reason) == (COMPLETED, None)
+
+
+def test_a_stopped_sagemaker_job_keeps_the_reason_it_was_stopped():
+    change = state_change_from_event("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopped",
+                                                       "FailureReason": "MaxRuntimeInSeconds exceeded"})
+    assert (change.state, change.failure_reason) == (STOPPED, "MaxRuntimeInSeconds exceeded")

@@ -15,15 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .aws_clients import ServiceAdapter, aws_client
+from .aws_clients import ServiceAdapter
 from .errors import IntegrityError
 from .manifest import Manifest, ProductionPointer, sha256_hex
 
 MODELS_PREFIX = "models/"
-
-
-def s3_client():
-    return aws_client("s3")
 
 
 def _not_found(exc: Exception) -> bool:
@@ -67,7 +63,7 @@ class ModelStore(ServiceAdapter):
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
             for entry in page.get("CommonPrefixes", []):
-                names.append(entry["Prefix"][len(prefix):].rstrip("/"))
+                names.append(entry["Prefix"][len(prefix):-1])  # a common prefix ends with the delimiter
         return sorted(names)
 
     def list_model_ids(self) -> list[str]:

@@ -43,17 +43,21 @@ class JobStateChange:
 
 def state_change_from_event(source: str, detail: dict) -> JobStateChange | None:
     """A SageMaker training-job or Batch job state-change event's detail → JobStateChange;
-    None for statuses this product does not track."""
+    None for statuses this product does not track and for events that name no job."""
     if source == "aws.sagemaker":
-        status = detail.get("TrainingJobStatus", "")
+        name, status = detail.get("TrainingJobName"), detail.get("TrainingJobStatus")
         state = SAGEMAKER_STATES.get(status)
-        return state and JobStateChange(detail.get("TrainingJobName", ""), state, status, detail.get("FailureReason"))
-    if source == "aws.batch":
-        status = detail.get("status", "")
+        reason = detail.get("FailureReason")  # also says why a job was Stopped
+    elif source == "aws.batch":
+        name, status = detail.get("jobName"), detail.get("status")
         state = BATCH_STATES.get(status)
-        reason = detail.get("statusReason") or (detail.get("container") or {}).get("reason")
-        return state and JobStateChange(detail.get("jobName", ""), state, status, reason if state == FAILED else None)
-    return None
+        # Batch gives a reason for every ending ("Essential container in task exited"): keep failures' only.
+        reason = (detail.get("statusReason") or (detail.get("container") or {}).get("reason")) if state == FAILED else None
+    else:
+        return None
+    if not name or state is None:
+        return None
+    return JobStateChange(name, state, status, reason)
 
 
 class Retraining:

@@ -55,7 +55,8 @@ def parse_upload_key(bucket: str, key: str, size: int = 0) -> UploadedObject | N
     parts = key.split("/")
     if len(parts) != 4 or f"{parts[0]}/" != UPLOADS_PREFIX or not is_valid_model_id(parts[1]) or not parts[2]:
         return None
-    if parts[3].rpartition(".")[2].lower() not in set(UPLOAD_CONTENT_TYPES.values()):
+    stem, _, extension = parts[3].rpartition(".")
+    if not stem or extension.lower() not in set(UPLOAD_CONTENT_TYPES.values()):
         return None
     return UploadedObject(bucket=bucket, key=key, model=parts[1], label=parts[2], size=size)
 

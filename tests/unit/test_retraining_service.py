@@ -1,0 +1,197 @@
+"""The retraining loop's decisions (med_classifier.retraining.Retraining) with in-memory
+counter, jobs table and launcher: when a job starts, what it records, what happens when
+it cannot start, and what a state change does. The DynamoDB adapters are tested against
+moto in tests/integration/test_retraining_loop.py."""
+
+import logging
+from dataclasses import replace
+
+import pytest
+
+from med_classifier.errors import Conflict
+from med_classifier.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, STATES, TERMINAL_STATES
+from med_classifier.retraining import MANUAL_TRIGGER, UPLOADS_TRIGGER, JobStateChange, Retraining
+from med_classifier.upload_counter import CounterState, UploadedObject
+
+
+class MemoryCounter:
+    def __init__(self):
+        self.states, self.seen = {}, set()
+
+    def state(self, model):
+        return self.states.get(model, CounterState(model))
+
+    def count(self, upload):
+        if upload.key in self.seen:
+            return False
+        self.seen.add(upload.key)
+        state = self.state(upload.model)
+        self.states[upload.model] = replace(state, total=state.total + 1, pending=state.pending + 1)
+        return True
+
+    def claim(self, model, job_id, threshold):
+        state = self.state(model)
+        if state.active_job or (threshold is not None and state.pending < threshold):
+            return None
+        self.states[model] = replace(state, active_job=job_id, last_job=job_id, pending=0)
+        return state.pending
+
+    def release(self, model, job_id, restore_pending=0):
+        state = self.state(model)
+        if state.active_job != job_id:
+            return False
+        self.states[model] = replace(state, active_job=None, pending=state.pending + restore_pending)
+        return True
+
+
+class MemoryJobs:
+    def __init__(self):
+        self.records = {}
+
+    def create(self, record):
+        assert record.job_id not in self.records
+        self.records[record.job_id] = replace(record)
+
+    def get(self, job_id):
+        record = self.records.get(job_id)
+        return replace(record) if record else None
+
+    def set_state(self, job_id, state, *, service_status=None, failure_reason=None, **_):
+        record = self.records.get(job_id)
+        if record is None or record.state in TERMINAL_STATES or STATES.index(state) < STATES.index(record.state):
+            return False
+        record.state, record.service_status, record.failure_reason = state, service_status, failure_reason
+        return True
+
+    def set_backend_job(self, job_id, backend_job):
+        self.records[job_id].backend_job = backend_job
+        return True
+
+    def recent(self, model, limit=5):
+        mine = [r for r in self.records.values() if r.model == model]
+        return sorted(mine, key=lambda r: r.job_id, reverse=True)[:limit]
+
+
+class Launcher:
+    backend = "sagemaker"
+
+    def __init__(self, error=None):
+        self.started, self.error = [], error
+
+    def start(self, request):
+        if self.error:
+            raise self.error
+        self.started.append(request)
+        return f"arn:training-job/{request.job_id}"
+
+
+def service(threshold=3, overrides=None, launcher=None):
+    return Retraining(MemoryCounter(), MemoryJobs(), launcher or Launcher(), (threshold, overrides or {}))
+
+
+def upload(i, model="chest-ct"):
+    return UploadedObject("bucket", f"uploads/{model}/normal/{i}.png", model, "normal")
+
+
+def test_a_job_starts_when_pending_uploads_reach_the_threshold_not_before():
+    retraining = service(threshold=3)
+    assert [retraining.record_upload(upload(i)).started for i in range(2)] == [None, None]
+    outcome = retraining.record_upload(upload(2))
+    assert outcome.counted and outcome.upload == upload(2)
+    job = outcome.started
+    assert (job.model, job.trigger, job.backend, job.uploads, job.state) == ("chest-ct", UPLOADS_TRIGGER,
+                                                                              "sagemaker", 3, PENDING)
+    (request,) = retraining.launcher.started
+    assert (request.job_id, request.model, request.hyperparameters) == (job.job_id, "chest-ct", {})
+    stored = retraining.jobs.get(job.job_id)
+    assert stored.backend_job == f"arn:training-job/{job.job_id}" == job.backend_job
+
+
+def test_per_model_thresholds_override_the_default():
+    retraining = service(threshold=100, overrides={"chest-ct": 1})
+    assert (retraining.threshold("chest-ct"), retraining.threshold("skin-lesion")) == (1, 100)
+    assert retraining.record_upload(upload(1)).started is not None
+    assert retraining.record_upload(upload(1, "skin-lesion")).started is None
+
+
+def test_a_redelivered_upload_is_not_counted_but_may_start_a_due_job():
+    retraining = service(threshold=1, launcher=Launcher(error=RuntimeError("capacity")))
+    with pytest.raises(RuntimeError):
+        retraining.record_upload(upload(1))
+    retraining.launcher.error = None
+    again = retraining.record_upload(upload(1))
+    assert not again.counted and again.started is not None
+
+
+def test_a_job_that_cannot_start_is_failed_and_gives_its_uploads_back(caplog):
+    retraining = service(threshold=2, launcher=Launcher(error=RuntimeError("ResourceLimitExceeded: 0 instances")))
+    retraining.record_upload(upload(1))
+    with caplog.at_level(logging.ERROR, logger="med_classifier.retraining"), \
+            pytest.raises(RuntimeError, match="^ResourceLimitExceeded: 0 instances$"):
+        retraining.record_upload(upload(2))
+    (job,) = retraining.jobs.records.values()
+    assert (job.state, job.failure_reason) == (FAILED, "could not start the job: ResourceLimitExceeded: 0 instances")
+    assert retraining.counter.state("chest-ct") == CounterState("chest-ct", total=2, pending=2, active_job=None,
+                                                                last_job=job.job_id)
+    assert f"could not start {job.job_id}" in caplog.text
+
+
+def test_a_manual_job_records_its_reason_and_hyperparameters_and_ignores_the_threshold():
+    retraining = service(threshold=50)
+    job = retraining.start_manual("chest-ct", reason="new scanner", hyperparameters={"epochs": "3"})
+    assert (job.trigger, job.reason, job.uploads) == (MANUAL_TRIGGER, "new scanner", 0)
+    assert retraining.launcher.started[0].hyperparameters == {"epochs": "3"}
+
+
+def test_a_manual_job_while_one_runs_is_a_conflict_naming_it():
+    retraining = service()
+    running = retraining.start_manual("chest-ct")
+    with pytest.raises(Conflict) as info:
+        retraining.start_manual("chest-ct")
+    assert info.value.message == (f"A retraining job for 'chest-ct' is already running: {running.job_id}. "
+                                  f"GET /models/chest-ct/retrain/{running.job_id} shows it.")
+    assert info.value.details == [{"active_job": running.job_id}]
+    assert len(retraining.launcher.started) == 1
+
+
+def test_a_progress_event_records_the_state_and_keeps_the_model_claimed():
+    retraining = service(threshold=1)
+    job = retraining.record_upload(upload(1)).started
+    record = retraining.on_state_change(JobStateChange(job.job_id, IN_PROGRESS, "InProgress"))
+    assert (record.state, record.service_status) == (IN_PROGRESS, "InProgress")
+    assert retraining.counter.state("chest-ct").active_job == job.job_id
+
+
+@pytest.mark.parametrize("state", TERMINAL_STATES)
+def test_a_terminal_event_releases_the_model_and_starts_the_next_due_job(state):
+    retraining = service(threshold=1)
+    first = retraining.record_upload(upload(1)).started
+    retraining.record_upload(upload(2))  # arrives while the first job runs
+    record = retraining.on_state_change(JobStateChange(first.job_id, state, "X", failure_reason="why"))
+    assert (record.state, record.failure_reason) == (state, "why")
+    assert len(retraining.launcher.started) == 2
+    assert retraining.counter.state("chest-ct").active_job == retraining.launcher.started[1].job_id
+
+
+def test_a_terminal_event_for_a_job_that_no_longer_holds_the_model_starts_nothing():
+    retraining = service(threshold=1)
+    first = retraining.record_upload(upload(1)).started
+    retraining.on_state_change(JobStateChange(first.job_id, COMPLETED, "Completed"))
+    second_upload = retraining.record_upload(upload(2)).started
+    retraining.record_upload(upload(3))
+    # A repeated "Completed" for the first job: the second one holds the model, nothing is released or started.
+    retraining.on_state_change(JobStateChange(first.job_id, STOPPED, "Stopped"))
+    assert retraining.counter.state("chest-ct").active_job == second_upload.job_id
+    assert len(retraining.launcher.started) == 2
+
+
+def test_status_shows_the_counter_against_the_models_threshold_and_its_recent_jobs():
+    retraining = service(threshold=10, overrides={"chest-ct": 2})
+    for i in range(7):
+        retraining.record_upload(upload(i))
+        if retraining.counter.state("chest-ct").active_job:
+            retraining.on_state_change(JobStateChange(retraining.counter.state("chest-ct").active_job, COMPLETED, "C"))
+    status = retraining.status("chest-ct", recent=2)
+    assert status["threshold"] == 2 and status["total_uploads"] == 7
+    assert len(status["jobs"]) == 2 and set(status["jobs"][0]) >= {"job_id", "state", "trigger", "outcome"}
+    assert len(retraining.status("chest-ct")["jobs"]) == 3  # five by default; three ran

@@ -1,0 +1,197 @@
+"""The upload counter's DynamoDB requests and how it reads DynamoDB's answers, each guard on
+its own, with botocore's Stubber (no AWS, no moto): what exactly is written, and which
+errors mean "already counted" or "lost the claim" and which must propagate."""
+
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from med_classifier import upload_counter
+from med_classifier.upload_counter import (
+    DEFAULT_THRESHOLD, SEEN_TTL_DAYS, CounterState, UploadCounter, UploadedObject, parse_upload_key,
+    thresholds_from_environment, uploads_in_notification,
+)
+
+TABLE = "counts"
+UPLOAD = UploadedObject("bucket", "uploads/chest-ct/normal/a.png", "chest-ct", "normal", 10)
+
+
+@pytest.fixture
+def stubbed():
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield UploadCounter(TABLE, client), stubber
+        stubber.assert_no_pending_responses()
+
+
+def cancelled(stubber, *codes):
+    stubber.add_client_error("transact_write_items", service_error_code="TransactionCanceledException",
+                             http_status_code=400,
+                             modeled_fields={"CancellationReasons": [{"Code": code} for code in codes]})
+
+
+def test_counting_is_one_transaction_marking_the_object_and_adding_one(stubbed, monkeypatch):
+    counter, stubber = stubbed
+    monkeypatch.setattr(upload_counter.time, "time", lambda: 1_000_000.5)
+    expires = 1_000_000 + 30 * 86400
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE,
+                 "Item": {"pk": {"S": "upload#uploads/chest-ct/normal/a.png"}, "model": {"S": "chest-ct"},
+                          "label": {"S": "normal"}, "expires_at": {"N": str(expires)}},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
+                    "UpdateExpression": "ADD #total :one, pending :one",
+                    "ExpressionAttributeNames": {"#total": "total"},
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+    ]})
+    assert counter.count(UPLOAD) is True
+    assert SEEN_TTL_DAYS == 30  # longer than S3's and SQS's redelivery windows
+
+
+def test_an_object_whose_marker_exists_was_counted_before(stubbed):
+    counter, stubber = stubbed
+    cancelled(stubber, "ConditionalCheckFailed", "None")
+    assert counter.count(UPLOAD) is False
+
+
+@pytest.mark.parametrize("codes", [("ThrottlingError", "None"), ("None", "TransactionConflict"),
+                                   ("TransactionConflict", "ConditionalCheckFailed")])
+def test_a_transaction_cancelled_for_another_reason_is_not_counted_and_propagates(stubbed, codes):
+    counter, stubber = stubbed
+    cancelled(stubber, *codes)
+    with pytest.raises(ClientError) as info:
+        counter.count(UPLOAD)
+    assert info.value.response["Error"]["Code"] == "TransactionCanceledException"
+
+
+def test_other_errors_propagate(stubbed):
+    counter, stubber = stubbed
+    stubber.add_client_error("transact_write_items", service_error_code="ProvisionedThroughputExceededException")
+    with pytest.raises(ClientError):
+        counter.count(UPLOAD)
+
+
+def test_state_reads_consistently_and_defaults_to_zero(stubbed):
+    counter, stubber = stubbed
+    key = {"TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}}, "ConsistentRead": True}
+    stubber.add_response("get_item", {}, key)
+    stubber.add_response("get_item", {"Item": {"pk": {"S": "model#chest-ct"}, "total": {"N": "12"},
+                                               "pending": {"N": "3"}, "active_job": {"S": "job-2"},
+                                               "last_job": {"S": "job-2"}}}, key)
+    assert counter.state("chest-ct") == CounterState("chest-ct")
+    assert counter.state("chest-ct") == CounterState("chest-ct", 12, 3, "job-2", "job-2")
+
+
+def test_public_state_names_its_fields():
+    assert CounterState("m", 12, 3, "job-2", "job-1").public(5) == {
+        "total_uploads": 12, "uploads_since_last_job": 3, "threshold": 5, "active_job": "job-2", "last_job": "job-1"}
+
+
+def test_a_claim_needs_no_active_job_and_enough_pending_and_records_the_job(stubbed):
+    counter, stubber = stubbed
+    stubber.add_response("update_item", {"Attributes": {"pending": {"N": "7"}}}, {
+        "TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
+        "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
+        "ConditionExpression": "attribute_not_exists(active_job) AND pending >= :threshold",
+        "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}, ":threshold": {"N": "5"}},
+        "ReturnValues": "ALL_OLD"})
+    assert counter.claim("chest-ct", "job-1", 5) == 7
+
+
+def test_a_manual_claim_needs_only_no_active_job(stubbed):
+    counter, stubber = stubbed
+    stubber.add_response("update_item", {}, {
+        "TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
+        "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
+        "ConditionExpression": "attribute_not_exists(active_job)",
+        "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}}, "ReturnValues": "ALL_OLD"})
+    assert counter.claim("chest-ct", "job-1", None) == 0
+
+
+def test_a_lost_claim_is_none_and_other_errors_propagate(stubbed):
+    counter, stubber = stubbed
+    stubber.add_client_error("update_item", service_error_code="ConditionalCheckFailedException")
+    stubber.add_client_error("update_item", service_error_code="ThrottlingException")
+    assert counter.claim("chest-ct", "job-1", 5) is None
+    with pytest.raises(ClientError):
+        counter.claim("chest-ct", "job-1", 5)
+
+
+def test_release_only_ends_the_claim_of_the_job_holding_it(stubbed):
+    counter, stubber = stubbed
+    stubber.add_response("update_item", {}, {
+        "TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
+        "UpdateExpression": "REMOVE active_job ADD pending :restore", "ConditionExpression": "active_job = :job",
+        "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":restore": {"N": "4"}}})
+    stubber.add_client_error("update_item", service_error_code="ConditionalCheckFailedException")
+    stubber.add_client_error("update_item", service_error_code="InternalServerError")
+    assert counter.release("chest-ct", "job-1", restore_pending=4) is True
+    assert counter.release("chest-ct", "job-0") is False
+    with pytest.raises(ClientError):
+        counter.release("chest-ct", "job-1")
+
+
+# --- upload keys and notifications ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["a.JPG", "a.Png", "a.jpg", "a.png", "a.b.PNG"])
+def test_upload_extensions_are_case_insensitive(name):
+    upload = parse_upload_key("b", f"uploads/chest-ct/normal/{name}", 7)
+    assert upload == UploadedObject("b", f"uploads/chest-ct/normal/{name}", "chest-ct", "normal", 7)
+
+
+@pytest.mark.parametrize("key", ["uploads/chest-ct/normal/a.jpeg", "uploads/chest-ct/normal/png", "uploads/chest-ct/normal/.png",
+                                 "uploads/chest-ct/normal/a.gif", "datasets/chest-ct/normal/a.png",
+                                 "uploadsx/chest-ct/normal/a.png", "uploads/chest-ct//a.png"])
+def test_keys_outside_the_uploads_layout_are_not_uploads(key):
+    assert parse_upload_key("b", key) is None
+
+
+def test_notification_records_carry_bucket_key_and_size():
+    body = json.dumps({"Records": [
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"},
+                                                  "object": {"key": "uploads/chest-ct/normal/a.png", "size": 99}}},
+        {"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": "up"},
+                                                   "object": {"key": "uploads/chest-ct/normal/b.png"}}},
+        {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "up"},
+                                                     "object": {"key": "uploads/chest-ct/normal/c.png"}}},
+    ]})
+    assert uploads_in_notification(body) == [
+        UploadedObject("up", "uploads/chest-ct/normal/a.png", "chest-ct", "normal", 99),
+        UploadedObject("up", "uploads/chest-ct/normal/b.png", "chest-ct", "normal", 0)]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("not json", "message body is not JSON: Expecting value: line 1 column 1 (char 0)"),
+    ("[1, 2]", "message body is not an S3 event notification"),
+    ('{"hello": "world"}', "message body is not an S3 event notification (no Records)"),
+    ('{"Records": {}}', "message body is not an S3 event notification (no Records)"),
+])
+def test_a_message_that_is_no_s3_notification_says_why(body, message):
+    with pytest.raises(ValueError) as info:
+        uploads_in_notification(body)
+    assert str(info.value) == message
+
+
+# --- thresholds -------------------------------------------------------------------------------
+
+def test_threshold_defaults():
+    assert thresholds_from_environment({}) == (DEFAULT_THRESHOLD, {}) == (50, {})
+    assert thresholds_from_environment({"RETRAIN_THRESHOLD": "", "RETRAIN_THRESHOLDS": ""}) == (50, {})
+
+
+def test_per_model_thresholds_are_numbers_by_model():
+    assert thresholds_from_environment({"RETRAIN_THRESHOLD": "1", "RETRAIN_THRESHOLDS": '{"chest-ct": "2"}'}) == (
+        1, {"chest-ct": 2})
+
+
+@pytest.mark.parametrize("environ", [{"RETRAIN_THRESHOLD": "0"}, {"RETRAIN_THRESHOLD": "-3"},
+                                     {"RETRAIN_THRESHOLDS": '{"chest-ct": 0}'},
+                                     {"RETRAIN_THRESHOLDS": '{"chest-ct": 4, "skin-lesion": -1}'}])
+def test_thresholds_below_one_are_refused(environ):
+    with pytest.raises(ValueError) as info:
+        thresholds_from_environment(environ)
+    assert str(info.value) == "retrain thresholds must be at least 1"
+
