@@ -58,7 +58,7 @@ def stage(modules) -> None:
         f"only_mutate = {toml_list(f'src/med_classifier/{m}.py' for m in modules)}",
         f"also_copy = {toml_list(name for name in linked() if name != 'tests')}",
         f"pytest_add_cli_args_test_selection = {toml_list(TEST_SELECTION)}",
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly"]',
+        'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
         "",
         "[tool.pytest.ini_options]",
         f"markers = {toml_list(pytest_options['markers'])}",
@@ -184,8 +184,8 @@ def markdown(results: list[ModuleResult], equivalents: dict[str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget-minutes", type=float, default=40.0,
-                        help="stop mutmut after this long and report what was checked (default 40)")
+    parser.add_argument("--budget-minutes", type=float, default=60.0,
+                        help="stop mutmut after this long and report what was checked (default 60)")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES),
                         help="only these modules (default: all of them)")

@@ -76,8 +76,10 @@ def test_hot_swap_then_broken_version_is_refused(stack):
     stack["s3"].put_object(Bucket=stack["store"].bucket, Key=f"models/breast-cancer/{broken.version}/model.onnx",
                            Body=b"truncated upload")
     try:
-        # The function re-reads the pointer (every second here), finds the broken version and refuses it.
-        wait_for(lambda: broken.version in refused_versions(stack), 30, "the broken version to be refused")
+        # A prediction makes the function re-read the pointer (at most every second here); it finds the
+        # broken version, refuses it and keeps serving the one it has.
+        wait_for(lambda: served_version(stack) == newer.version and broken.version in refused_versions(stack),
+                 30, "the broken version to be refused")
         for _ in range(3):
             assert served_version(stack) == newer.version
     finally:

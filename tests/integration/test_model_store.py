@@ -1,6 +1,8 @@
 """Publish → load → predict against moto's S3, and what happens when artefacts are broken."""
 
+import base64
 import hashlib
+from datetime import timedelta
 import json
 
 import boto3
@@ -301,3 +303,39 @@ def test_versions_whose_manifest_cannot_be_checked_are_an_error_not_absent():
     stubber.add_client_error("head_object", service_error_code="403", http_status_code=403)
     with stubber, pytest.raises(ClientError):
         store.list_versions("m")
+
+
+def test_publish_refuses_a_version_whose_manifest_alone_exists(store, s3):
+    candidate = breast_cancer_candidate()
+    manifest = manifest_for(candidate)
+    put(s3, f"models/breast-cancer/{manifest.version}/manifest.json", manifest.model_dump_json())
+    with pytest.raises(IntegrityError, match="already exists: versions are immutable$"):
+        store.publish(manifest, candidate.onnx)
+
+
+def test_stored_objects_are_indented_json_and_octets_with_their_content_types(store, s3):
+    candidate = breast_cancer_candidate()
+    manifest = manifest_for(candidate)
+    pointer = store.publish(manifest, candidate.onnx)
+    prefix = f"models/breast-cancer/{manifest.version}/"
+    expected = {prefix + "model.onnx": (candidate.onnx, "application/octet-stream"),
+                prefix + "manifest.json": (manifest.model_dump_json(indent=2).encode(), "application/json"),
+                "models/breast-cancer/production.json": (pointer.model_dump_json(indent=2).encode(), "application/json")}
+    for key, (body, content_type) in expected.items():
+        stored = s3.get_object(Bucket=BUCKET, Key=key)
+        assert (stored["Body"].read(), stored["ContentType"]) == (body, content_type), key
+
+
+def test_version_files_are_uploaded_with_an_s3_checked_sha256(store, s3):
+    candidate = breast_cancer_candidate()
+    manifest = manifest_for(candidate)
+    store.publish(manifest, candidate.onnx)
+    head = s3.head_object(Bucket=BUCKET, Key=f"models/breast-cancer/{manifest.version}/model.onnx",
+                          ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(candidate.onnx).digest()).decode()
+
+
+def test_promotion_time_is_utc(store):
+    pointer = store.publish(manifest_for(breast_cancer_candidate()), breast_cancer_candidate().onnx)
+    assert pointer.promoted_at.utcoffset() == timedelta(0)
+    assert store.read_pointer("breast-cancer").promoted_at == pointer.promoted_at

@@ -1,6 +1,8 @@
 """The one preprocessing implementation: layouts, colour modes, and refusal of bad files."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from PIL import Image
 
 from med_classifier.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import batch_from_files, decode_image, tensor_from_bytes
+from med_classifier.preprocessing import batch_from_files, decode_image, max_pixels, tensor_from_bytes, tensor_from_file
 
 RGB_NCHW = ImageInput(input_name="image", height=8, width=6, channels=3, layout="NCHW",
                       mean=[0.5, 0.25, 0.0], std=[0.5, 0.25, 1.0])
@@ -117,3 +119,174 @@ def test_an_empty_batch_has_the_models_item_shape_in_either_layout():
     for spec, shape in ((RGB_NCHW, (0, 3, 8, 6)), (GRAY_NHWC, (0, 8, 8, 1))):
         batch = batch_from_files([], spec)
         assert batch.shape == shape and batch.dtype == np.float32
+
+
+def test_sixteen_bit_values_map_to_eight_bits_by_rounding():
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    decoded = decode_image(encode(Image.fromarray(values)), GRAY_NHWC)
+    assert decoded.mode == "L"
+    np.testing.assert_array_equal(np.asarray(decoded), [[0, 1, 128, 255]])
+
+
+@pytest.mark.parametrize("image", [
+    Image.new("LA", (4, 4), (0, 0)),
+    Image.new("RGBA", (4, 4), (10, 20, 30, 0)),
+], ids=["LA", "RGBA"])
+def test_fully_transparent_pixels_become_white(image):
+    np.testing.assert_array_equal(np.asarray(decode_image(encode(image), RGB_NCHW)), np.full((4, 4, 3), 255))
+
+
+def test_a_palette_image_with_a_transparent_colour_is_composited_on_white():
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 0, 0, 200, 10, 10] + [0] * 762)
+    image.putpixel((0, 0), 1)
+    data = encode(image, transparency=0)
+    pixels = np.asarray(decode_image(data, RGB_NCHW))
+    assert tuple(pixels[0, 0]) == (200, 10, 10) and tuple(pixels[3, 3]) == (255, 255, 255)
+    opaque = np.asarray(decode_image(encode(image), RGB_NCHW))  # no transparency: black stays black
+    assert tuple(opaque[3, 3]) == (0, 0, 0)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_never_below_the_models_size():
+    decoded = decode_image(encode(noise(size=(800, 640)), "JPEG"), RGB_NCHW)  # model: 6 x 8
+    assert decoded.size == (100, 80)  # libjpeg's 1/8 scale
+    png = decode_image(encode(noise(size=(800, 640))), RGB_NCHW)
+    assert png.size == (800, 640)
+
+
+@pytest.mark.parametrize("data, error, message", [
+    (b"", InvalidInput, "The image is empty."),
+    (b"%PDF-1.7 not an image", UnsupportedMediaType, "Not a JPEG or PNG image."),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 10, InvalidInput, "The image is truncated or corrupt (its header cannot be read)."),
+    (b"\xff\xd8\xff" + b"\x00" * 10, InvalidInput, "The image is truncated or corrupt (its header cannot be read)."),
+], ids=["empty", "not an image", "cut PNG header", "cut JPEG header"])
+def test_unreadable_bytes_get_exact_messages(data, error, message):
+    with pytest.raises(error) as info:
+        decode_image(data, RGB_NCHW)
+    assert info.value.message == message
+
+
+def test_the_pixel_limit_message_names_the_size_and_the_limit(monkeypatch):
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "109")
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW)
+    assert info.value.message == ("The image is 11x10 pixels; at most 109 pixels are accepted (decompression-bomb "
+                                  "guard). Downscale it first.")
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "110")
+    assert decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW).size == (11, 10)
+
+
+def test_the_default_pixel_limit_is_forty_megapixels(monkeypatch):
+    monkeypatch.delenv("MAX_IMAGE_PIXELS", raising=False)
+    assert max_pixels() == 40_000_000
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "12")
+    assert max_pixels() == 12
+
+
+def test_an_explicit_pixel_limit_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "1000000")
+    with pytest.raises(PayloadTooLarge, match="at most 50 pixels"):
+        decode_image(encode(Image.new("RGB", (10, 10))), RGB_NCHW, pixel_limit=50)
+
+
+def test_a_file_cut_inside_its_pixel_data_names_the_decoders_complaint():
+    data = encode(noise(size=(64, 64)))
+    with pytest.raises(InvalidInput) as info:
+        decode_image(data[: len(data) // 2], RGB_NCHW)
+    assert info.value.message.startswith("The image is truncated or corrupt: ")
+    assert info.value.message != "The image is truncated or corrupt: ."
+
+
+def test_tensors_and_batches_read_files(tmp_path):
+    path = tmp_path / "one.png"
+    path.write_bytes(encode(noise()))
+    np.testing.assert_array_equal(tensor_from_file(path, RGB_NCHW), tensor_from_bytes(path.read_bytes(), RGB_NCHW))
+    np.testing.assert_array_equal(tensor_from_file(str(path), RGB_NCHW), batch_from_files([path], RGB_NCHW)[0])
+
+
+def png_with_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width, height", [(0, 5), (5, 0)])
+def test_an_image_without_pixels_is_refused_at_its_header(width, height):
+    with pytest.raises(InvalidInput) as info:
+        decode_image(png_with_header(width, height), RGB_NCHW)
+    assert info.value.message == "The image is truncated or corrupt (its header cannot be read)."
+
+
+def test_a_one_pixel_image_is_an_image():
+    assert tensor_from_bytes(encode(Image.new("RGB", (1, 1), (255, 255, 255))), RGB_NCHW).shape == (3, 8, 6)
+
+
+def test_a_header_the_decoder_chokes_on_is_named_by_its_error(monkeypatch):
+    def broken_open(*args, **kwargs):
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(Image, "open", broken_open)
+    with pytest.raises(InvalidInput) as info:
+        decode_image(encode(Image.new("RGB", (2, 2))), RGB_NCHW)
+    assert info.value.message == "The image cannot be read: error."
+
+
+def test_sixteen_bit_values_round_to_the_nearest_eight_bit_level():
+    values = np.array([[128, 129, 32767, 32768, 65407, 65535]], dtype=np.uint16)
+    decoded = decode_image(encode(Image.fromarray(values)), GRAY_NHWC)
+    np.testing.assert_array_equal(np.asarray(decoded), [[0, 1, 127, 128, 255, 255]])
+
+
+def test_wide_integer_images_are_clipped_not_wrapped():
+    from med_classifier.preprocessing import _to_mode
+
+    image = Image.fromarray(np.array([[-1000, 0, 70000, 65535]], dtype=np.int32), mode="I")
+    np.testing.assert_array_equal(np.asarray(_to_mode(image, "L")), [[0, 0, 255, 255]])
+
+
+def test_a_colour_jpeg_for_a_grayscale_model_is_decoded_at_libjpegs_draft_scale():
+    data = encode(noise(size=(320, 320)), "JPEG")
+    reference = Image.open(io.BytesIO(data))
+    reference.draft("L", (8, 8))
+    np.testing.assert_array_equal(np.asarray(decode_image(data, GRAY_NHWC)), np.asarray(reference.convert("L")))
+
+
+def test_an_rgb_png_with_a_transparent_colour_key_is_composited_on_white():
+    image = Image.new("RGB", (4, 4), (0, 0, 0))
+    image.putpixel((0, 0), (200, 10, 10))
+    pixels = np.asarray(decode_image(encode(image, transparency=(0, 0, 0)), RGB_NCHW))
+    assert tuple(pixels[0, 0]) == (200, 10, 10) and tuple(pixels[3, 3]) == (255, 255, 255)
+    grey = np.asarray(decode_image(encode(Image.new("L", (2, 2), 7), transparency=7), GRAY_NHWC))
+    np.testing.assert_array_equal(grey, np.full((2, 2), 255))
+
+
+@pytest.mark.parametrize("size", [(40, 40), (50, 50)], ids=["Pillow's warning", "Pillow's error"])
+def test_pillows_own_decompression_bomb_checks_become_413(monkeypatch, size):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # warns above 1,000 pixels, refuses above 2,000
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(encode(Image.new("L", size)), GRAY_NHWC, pixel_limit=10_000)
+    assert info.value.message == "The image decodes to more than 10000 pixels."
+
+
+def test_an_os_error_while_reading_the_header_is_invalid_input(monkeypatch):
+    def failing_open(*args, **kwargs):
+        raise OSError("broken data stream when reading image file")
+
+    monkeypatch.setattr(Image, "open", failing_open)
+    with pytest.raises(InvalidInput) as info:
+        decode_image(encode(Image.new("RGB", (2, 2))), RGB_NCHW)
+    assert info.value.message == "The image is truncated or corrupt (its header cannot be read)."
+
+
+def test_a_value_error_while_decoding_is_invalid_input_naming_it(monkeypatch):
+    from PIL import ImageOps
+
+    def failing_transpose(image):
+        raise ValueError("EXIF orientation out of range")
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", failing_transpose)
+    with pytest.raises(InvalidInput) as info:
+        decode_image(encode(Image.new("RGB", (2, 2))), RGB_NCHW)
+    assert info.value.message == "The image cannot be decoded: EXIF orientation out of range."

@@ -1,5 +1,6 @@
 """Hot swap and refusal of broken versions, with an in-memory store and a fake clock."""
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,7 @@ class MemoryStore:
         return ModelVersion(manifest=manifest, onnx=onnx)
 
     def list_versions(self, model_id):
-        return sorted(self.versions)
+        return sorted(v for v, (manifest, _) in self.versions.items() if manifest.model_id == model_id)
 
 
 class Clock:
@@ -283,3 +284,89 @@ def test_a_bad_image_in_a_batch_is_named_by_its_index_with_its_status(colour_cac
     with pytest.raises(UnsupportedMediaType) as info:
         predict_images(cache, "colour-test", [b"GIF89a not ours"])
     assert info.value.message == "Not a JPEG or PNG image."
+
+
+class SlowStore(MemoryStore):
+    """Reading a version takes 12.34 ms on the cache's clock."""
+
+    clock: Clock = None
+
+    def read_version(self, model_id, version, expected_sha256=None):
+        self.clock.now += 0.01234
+        return super().read_version(model_id, version, expected_sha256)
+
+
+def test_load_time_is_measured_on_the_cache_clock_and_logged(two_versions, caplog):
+    versions, first, _ = two_versions
+    clock = Clock()
+    clock.now = 100.0
+    store = SlowStore(versions, pointer_to(first))
+    store.clock = clock
+    with caplog.at_level(logging.INFO, logger="med_classifier.serving"):
+        loaded = ModelCache(store, refresh_seconds=60, clock=clock).get("breast-cancer")
+    assert loaded.load_ms == pytest.approx(12.34)
+    (record,) = [r for r in caplog.records if r.getMessage() == "model loaded"]
+    assert (record.model, record.version, record.load_ms) == ("breast-cancer", first.version, 12.3)
+
+
+def test_a_refused_version_is_logged_with_what_keeps_serving(two_versions, caplog):
+    versions, first, second = two_versions
+    store = MemoryStore(versions, pointer_to(first))
+    cache = ModelCache(store, refresh_seconds=0)
+    cache.get("breast-cancer")
+    versions[second.version] = (second, b"not onnx")
+    store.pointer = pointer_to(second)
+    with caplog.at_level(logging.ERROR, logger="med_classifier.serving"):
+        cache.get("breast-cancer")
+    (record,) = [r for r in caplog.records if r.getMessage() == "refusing broken model version"]
+    assert (record.model, record.version, record.serving) == ("breast-cancer", second.version, first.version)
+    assert record.error == cache.status()["breast-cancer"]["refused"][second.version]
+
+
+def test_a_bad_image_in_a_batch_keeps_its_details(colour_cache, monkeypatch):
+    cache, _ = colour_cache
+
+    def refuse(data, spec):
+        raise InvalidInput("The image is too dark.", details=[{"mean_brightness": 0.01}])
+
+    monkeypatch.setattr("med_classifier.preprocessing.tensor_from_bytes", refuse)
+    with pytest.raises(InvalidInput) as info:
+        predict_images(cache, "colour-test", [b"a", b"b"])
+    assert (info.value.message, info.value.details) == ("images[0]: The image is too dark.",
+                                                        [{"mean_brightness": 0.01}])
+
+
+def test_every_refused_version_is_named_in_the_503(two_versions):
+    versions, first, second = two_versions
+    versions[first.version] = (first, b"broken one")
+    versions[second.version] = (second, b"broken two")
+    store = MemoryStore(versions, pointer_to(first))
+    cache = ModelCache(store, refresh_seconds=0)
+    with pytest.raises(ModelUnavailable):
+        cache.get("breast-cancer")
+    store.pointer = pointer_to(second)
+    with pytest.raises(ModelUnavailable) as info:
+        cache.get("breast-cancer")
+    refused = cache.status()["breast-cancer"]["refused"]
+    assert info.value.message == (f"Model 'breast-cancer' has no loadable version ({first.version}: "
+                                  f"{refused[first.version]}; {second.version}: {refused[second.version]}).")
+    assert cache.status()["breast-cancer"] | {"refused": None} == {"version": None, "load_ms": None,
+                                                                   "loaded_at": None, "refused": None}
+
+
+def test_pointer_problems_are_logged_with_the_model_and_the_error(two_versions, caplog):
+    versions, first, _ = two_versions
+    store = MemoryStore(versions, pointer_to(first))
+    cache = ModelCache(store, refresh_seconds=0)
+    cache.get("breast-cancer")
+    store.pointer_error = IntegrityError("production.json is not JSON")
+    with caplog.at_level(logging.WARNING, logger="med_classifier.serving"):
+        cache.get("breast-cancer")
+        store.pointer_error = ConnectionError("S3 unreachable")
+        cache.get("breast-cancer")
+    unreadable, unreachable = caplog.records
+    assert (unreadable.levelname, unreadable.getMessage(), unreadable.model, unreadable.error) == (
+        "ERROR", "unreadable production pointer, keeping current version", "breast-cancer",
+        "production.json is not JSON")
+    assert (unreachable.levelname, unreachable.getMessage(), unreachable.model, unreachable.error) == (
+        "WARNING", "pointer refresh failed, keeping current version", "breast-cancer", "S3 unreachable")

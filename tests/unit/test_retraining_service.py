@@ -194,4 +194,28 @@ def test_status_shows_the_counter_against_the_models_threshold_and_its_recent_jo
     status = retraining.status("chest-ct", recent=2)
     assert status["threshold"] == 2 and status["total_uploads"] == 7
     assert len(status["jobs"]) == 2 and set(status["jobs"][0]) >= {"job_id", "state", "trigger", "outcome"}
-    assert len(retraining.status("chest-ct")["jobs"]) == 3  # five by default; three ran
+    assert len(retraining.status("chest-ct")["jobs"]) == 3  # all three that ran
+    for i in range(7, 15):
+        retraining.record_upload(upload(i))
+        if retraining.counter.state("chest-ct").active_job:
+            retraining.on_state_change(JobStateChange(retraining.counter.state("chest-ct").active_job, COMPLETED, "C"))
+    assert len(retraining.status("chest-ct")["jobs"]) == 5  # seven ran: the five latest by default
+
+
+def test_a_started_job_is_logged_with_its_trigger_uploads_and_backend(caplog):
+    retraining = service(threshold=2)
+    retraining.record_upload(upload(1))
+    with caplog.at_level(logging.INFO, logger="med_classifier.retraining"):
+        job = retraining.record_upload(upload(2)).started
+    assert f"started {job.job_id} (uploads, 2 uploads pending) on sagemaker" in caplog.messages
+
+
+def test_the_service_is_built_from_the_functions_environment(monkeypatch):
+    environ = {"UPLOAD_COUNTS_TABLE": "counts", "JOBS_TABLE": "jobs", "RETRAIN_THRESHOLD": "7",
+               "RETRAIN_THRESHOLDS": '{"chest-ct": 2}'}
+    reader = Retraining.from_environment(launch=False, environ=environ)
+    assert (reader.counter.table_name, reader.jobs.table_name, reader.launcher) == ("counts", "jobs", None)
+    assert (reader.default_threshold, reader.threshold_overrides) == (7, {"chest-ct": 2})
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert Retraining.from_environment(launch=False).counter.table_name == "counts"

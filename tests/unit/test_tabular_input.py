@@ -120,6 +120,9 @@ def test_long_values_are_cut_in_messages():
     exactly_forty = "y" * 38  # its repr, quotes included, is 40 characters: shown whole
     message, _ = messages([[1, exactly_forty, 3]])
     assert message.endswith(f"got str '{exactly_forty}'")
+    forty_one = "z" * 39
+    message, _ = messages([[1, forty_one, 3]])
+    assert message.endswith("got str '" + "z" * 36 + "...")
 
 
 def test_missing_features_list_five_then_an_ellipsis():
@@ -137,12 +140,12 @@ def test_unknown_keys_list_five_and_combine_with_missing_ones():
 
 
 def test_a_bad_row_does_not_hide_the_next_rows_problems():
-    _, details = messages([[1, 2], {"radius": 1}, [1, 2, None], "row"])
+    _, details = messages([[1, 2], {"radius": 1}, "row", [1, 2, None]])
     assert details == [
         "row 0: expected 3 features, got 2",
         "row 1: missing 2 feature(s): texture, smoothness",
-        "row 2, feature 2 (smoothness): expected a number, got NoneType None",
-        "row 3: expected a list of 3 numbers or an object keyed by feature name, got str",
+        "row 2: expected a list of 3 numbers or an object keyed by feature name, got str",
+        "row 3, feature 2 (smoothness): expected a number, got NoneType None",
     ]
 
 
@@ -161,3 +164,9 @@ def test_integers_and_floats_are_numbers_and_bools_are_not():
     np.testing.assert_array_equal(rows_to_matrix([[1, 2.0, 3]], SPEC, 1), [[1.0, 2.0, 3.0]])
     message, _ = messages([[1, False, 3]])
     assert message == "Invalid input: row 0, feature 1 (texture): expected a number, got bool False"
+
+
+def test_checking_stops_at_the_row_that_brings_the_count_to_exactly_ten():
+    five = TabularInput(feature_names=[f"f{i}" for i in range(5)], input_name="features")
+    message, details = messages([["x"] * 5] * 3, spec=five)
+    assert len(details) == 10 and message.endswith(" (and 9 more)")  # the third row is not read

@@ -195,3 +195,43 @@ def test_thresholds_below_one_are_refused(environ):
         thresholds_from_environment(environ)
     assert str(info.value) == "retrain thresholds must be at least 1"
 
+
+
+@pytest.mark.parametrize("record, error", [
+    ({"eventName": "ObjectCreated:Put"}, "KeyError"),
+    ({"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "uploads/chest-ct/normal/a.png"}}}, "KeyError"),
+    ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": {}}}, "KeyError"),
+    ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": "key"}}, "TypeError"),
+    ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"},
+                                               "object": {"key": "uploads/chest-ct/normal/a.png", "size": "big"}}},
+     "ValueError"),
+])
+def test_a_created_record_without_bucket_and_key_is_an_error_not_skipped(record, error):
+    body = json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete"}, record]})
+    with pytest.raises(ValueError) as info:
+        uploads_in_notification(body)
+    assert str(info.value) == ("Records[1] is an ObjectCreated record without s3.bucket.name and s3.object.key: "
+                               + error)
+
+
+def test_records_other_than_object_created_are_skipped_whatever_they_hold():
+    body = json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete"}, {}, {"eventName": None},
+                                   {"eventName": "ObjectCreated:Copy", "s3": {"bucket": {"name": "up"}, "object": {
+                                       "key": "uploads/chest-ct/normal/d.png", "size": 5}}}]})
+    assert [u.key for u in uploads_in_notification(body)] == ["uploads/chest-ct/normal/d.png"]
+
+
+def test_a_transaction_cancelled_without_reasons_propagates(stubbed):
+    counter, stubber = stubbed
+    stubber.add_client_error("transact_write_items", service_error_code="TransactionCanceledException")
+    with pytest.raises(ClientError):
+        counter.count(UPLOAD)
+
+
+def test_an_upload_parsed_without_a_size_has_size_zero():
+    assert parse_upload_key("b", "uploads/chest-ct/normal/a.png").size == 0
+
+
+def test_a_threshold_of_one_is_allowed_for_every_model_and_per_model():
+    assert thresholds_from_environment({"RETRAIN_THRESHOLD": "1", "RETRAIN_THRESHOLDS": '{"chest-ct": 1}'}) == (
+        1, {"chest-ct": 1})

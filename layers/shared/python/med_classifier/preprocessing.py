@@ -54,9 +54,7 @@ def decode_image(data: bytes, spec: ImageInput, pixel_limit: int | None = None):
         raise InvalidInput("The image is truncated or corrupt (its header cannot be read).") from exc
     except Exception as exc:  # broken headers raise SyntaxError, ValueError, struct.error...
         raise InvalidInput(f"The image cannot be read: {type(exc).__name__}.") from exc
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise InvalidInput("The image has no pixels.")
+    width, height = image.size  # Pillow refuses images without pixels when it reads the header
     if width * height > pixel_limit:
         raise PayloadTooLarge(f"The image is {width}x{height} pixels; at most {pixel_limit} pixels are accepted "
                               "(decompression-bomb guard). Downscale it first.")
@@ -80,12 +78,13 @@ def _to_mode(image, mode: str):
 
     if image.mode in _SIXTEEN_BIT_MODES:
         # 16-bit grayscale (common for CT exports): scale to 8 bits, do not clip.
-        pixels = np.asarray(image, dtype=np.float32) * (255.0 / 65535.0)
-        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels are composited on white rather than taking arbitrary colours.
+        pixels = np.asarray(image) * (255.0 / 65535.0)
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))  # uint8, 2-D: mode "L"
+    if image.mode in ("RGBA", "LA") or "transparency" in image.info:
+        # Transparent pixels (an alpha channel, or a PNG's transparent palette entry or colour key)
+        # are composited on white rather than taking arbitrary colours.
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", rgba.size, "white")
         image = Image.alpha_composite(background, rgba)
     return image if image.mode == mode else image.convert(mode)
 
@@ -96,7 +95,9 @@ def to_tensor(image, spec: ImageInput) -> np.ndarray:
 
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
+    # float32 throughout (a Python int divisor keeps it so): the tensor is float32 because every
+    # operand is, not because it is cast at the end.
+    pixels = np.asarray(image, dtype=np.float32) / 255
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     mean = np.asarray(spec.mean, dtype=np.float32)
@@ -104,7 +105,7 @@ def to_tensor(image, spec: ImageInput) -> np.ndarray:
     pixels = (pixels - mean) / std
     if spec.layout == "NCHW":
         pixels = pixels.transpose(2, 0, 1)
-    return np.ascontiguousarray(pixels, dtype=np.float32)
+    return np.ascontiguousarray(pixels)
 
 
 def tensor_from_bytes(data: bytes, spec: ImageInput) -> np.ndarray:

@@ -55,7 +55,8 @@ class ModelCache:
         self._refresh(model_id, entry)
         entry.checked_at = now
         if entry.current is None:
-            why = "; ".join(f"{v}: {r}" for v, r in entry.refused.items()) or "no production version"
+            # _refresh either raised or recorded why nothing could be loaded.
+            why = "; ".join(f"{v}: {r}" for v, r in entry.refused.items())
             raise ModelUnavailable(f"Model {model_id!r} has no loadable version ({why}).")
         return entry.current
 
@@ -77,7 +78,7 @@ class ModelCache:
             if entry.current is None:
                 if self.store.list_versions(model_id):
                     raise ModelUnavailable(f"Model {model_id!r} has versions but none is promoted to production.")
-                self._entries.pop(model_id, None)
+                del self._entries[model_id]
                 raise UnknownModel(f"No model named {model_id!r}. GET /models lists the models.")
             return
         entry.refused.pop("production.json", None)
@@ -94,10 +95,10 @@ class ModelCache:
                 "serving": entry.current.pointer.version if entry.current else None})
 
     def _load(self, model_id: str, pointer: ProductionPointer) -> LoadedModel:
-        started = time.perf_counter()
+        started = self._clock()
         version = self.store.read_version(model_id, pointer.version, expected_sha256=pointer.sha256)
         classifier = OnnxClassifier(version.manifest, version.onnx)
-        load_ms = (time.perf_counter() - started) * 1000.0
+        load_ms = (self._clock() - started) * 1000.0
         logger.info("model loaded", extra={"model": model_id, "version": pointer.version, "load_ms": round(load_ms, 1)})
         return LoadedModel(manifest=version.manifest, classifier=classifier, pointer=pointer,
                            loaded_at=time.time(), load_ms=load_ms)

@@ -76,13 +76,17 @@ def uploads_in_notification(body: str) -> list[UploadedObject]:
     if not isinstance(message.get("Records"), list):
         raise ValueError("message body is not an S3 event notification (no Records)")
     found = []
-    for record in message["Records"]:
-        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+    for index, record in enumerate(message["Records"]):
+        if not str(record.get("eventName")).startswith("ObjectCreated:"):
             continue
-        s3 = record.get("s3", {})
-        # S3 URL-encodes keys in notifications (spaces as '+').
-        upload = parse_upload_key(s3.get("bucket", {}).get("name", ""), unquote_plus(s3.get("object", {}).get("key", "")),
-                                  int(s3.get("object", {}).get("size", 0) or 0))
+        try:
+            bucket, created = record["s3"]["bucket"]["name"], record["s3"]["object"]
+            # S3 URL-encodes keys in notifications (spaces as '+').
+            key, size = unquote_plus(created["key"]), int(created.get("size") or 0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"Records[{index}] is an ObjectCreated record without s3.bucket.name and "
+                             f"s3.object.key: {type(exc).__name__}") from None
+        upload = parse_upload_key(bucket, key, size)
         if upload is not None:
             found.append(upload)
     return found
