@@ -151,7 +151,7 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, 
     if quantize and not failures:
         candidate, fp32_onnx, int8_onnx = apply_quantization(candidate, gate)
     tracking_uri = tracking.configure(experiment=candidate.model_id)
-    version = new_version(content=candidate.onnx)
+    version = new_version()
     verdict = gate.evaluate(candidate.metrics)
     gate_passed = verdict.passed
     comparison = champion(candidate) if champion is not None else None

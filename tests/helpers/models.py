@@ -29,7 +29,7 @@ def breast_cancer_candidate(seed: int = 42) -> Candidate:
 
 def manifest_for(candidate: Candidate, version: str | None = None) -> Manifest:
     gate = PromotionGate(minimums={"test_accuracy": 0.0}).evaluate(candidate.metrics)
-    return build_manifest(candidate, version or new_version(content=candidate.onnx), gate,
+    return build_manifest(candidate, version or new_version(), gate,
                           run_id="test-run", tracking_uri="sqlite:///test", registry_version=None)
 
 

@@ -339,3 +339,21 @@ def test_promotion_time_is_utc(store):
     pointer = store.publish(manifest_for(breast_cancer_candidate()), breast_cancer_candidate().onnx)
     assert pointer.promoted_at.utcoffset() == timedelta(0)
     assert store.read_pointer("breast-cancer").promoted_at == pointer.promoted_at
+
+
+class UnreachableS3:
+    """A client whose every call fails below the API (DNS, TLS, connection reset)."""
+
+    def __getattr__(self, name):
+        def fail(**kwargs):
+            raise ConnectionError(f"{name}: connection reset")
+        return fail
+
+
+def test_errors_that_are_not_s3_answers_propagate_unchanged():
+    store = ModelStore(BUCKET, UnreachableS3())
+    with pytest.raises(ConnectionError, match="^get_object: connection reset$"):
+        store.read_pointer("breast-cancer")
+    candidate = breast_cancer_candidate()
+    with pytest.raises(ConnectionError, match="^head_object: connection reset$"):
+        store.publish(manifest_for(candidate), candidate.onnx)

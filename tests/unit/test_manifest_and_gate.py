@@ -1,4 +1,5 @@
 import re
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -47,15 +48,26 @@ def test_sha256_hex_is_the_hex_digest():
 
 
 def test_a_version_is_the_utc_timestamp_and_eight_hex_digits():
-    version = new_version(datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc), content=b"model")
+    version = new_version(datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc))
     assert re.fullmatch(r"20260304T050607Z-[0-9a-f]{8}", version)
 
 
-def test_a_version_defaults_to_now_in_utc():
+@pytest.fixture
+def far_from_utc(monkeypatch):
+    """The local time zone 14 hours ahead of UTC, so local and UTC timestamps differ."""
+    monkeypatch.setenv("TZ", "Etc/GMT-14")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_version_defaults_to_now_in_utc_whatever_the_local_zone(far_from_utc):
     before = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     stamp = new_version().split("-")[0]
     after = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     assert before <= stamp <= after
+    assert datetime.now().strftime("%Y%m%dT%H") != stamp[:11]  # the fixture did move local time
 
 
 def test_a_tabular_input_counts_its_features():

@@ -133,7 +133,7 @@ def test_a_job_that_cannot_start_is_failed_and_gives_its_uploads_back(caplog):
     assert (job.state, job.failure_reason) == (FAILED, "could not start the job: ResourceLimitExceeded: 0 instances")
     assert retraining.counter.state("chest-ct") == CounterState("chest-ct", total=2, pending=2, active_job=None,
                                                                 last_job=job.job_id)
-    assert f"could not start {job.job_id}" in caplog.text
+    assert f"could not start {job.job_id}" in caplog.messages
 
 
 def test_a_manual_job_records_its_reason_and_hyperparameters_and_ignores_the_threshold():

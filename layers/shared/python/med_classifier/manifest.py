@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
+import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
@@ -105,11 +105,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def new_version(now: datetime | None = None, content: bytes = b"") -> str:
-    """Sortable, unique version id: UTC timestamp plus a content/entropy suffix."""
+def new_version(now: datetime | None = None) -> str:
+    """Sortable, unique version id: UTC timestamp plus 32 random bits (two versions made in
+    the same second by different jobs never collide)."""
     now = now or datetime.now(timezone.utc)
-    suffix = hashlib.sha256(content + now.isoformat().encode() + os.urandom(8)).hexdigest()[:8]
-    return f"{now:%Y%m%dT%H%M%SZ}-{suffix}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
 def is_valid_model_id(model_id: str) -> bool:

@@ -22,9 +22,15 @@ from .manifest import Manifest, ProductionPointer, sha256_hex
 MODELS_PREFIX = "models/"
 
 
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
 def _not_found(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    return code in {"NoSuchKey", "404", "NotFound"}
+    """S3 said the key does not exist; every other error (access, throttling, network) is not
+    "nothing there" and must propagate."""
+    from botocore.exceptions import ClientError  # loaded with the client by now: no cold-start cost
+
+    return isinstance(exc, ClientError) and exc.response["Error"]["Code"] in NOT_FOUND_CODES
 
 
 @dataclass(frozen=True)
