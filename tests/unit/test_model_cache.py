@@ -302,9 +302,11 @@ def test_load_time_is_measured_on_the_cache_clock_and_logged(two_versions, caplo
     clock.now = 100.0
     store = SlowStore(versions, pointer_to(first))
     store.clock = clock
+    cache = ModelCache(store, refresh_seconds=60, clock=clock)
     with caplog.at_level(logging.INFO, logger="med_classifier.serving"):
-        loaded = ModelCache(store, refresh_seconds=60, clock=clock).get("breast-cancer")
+        loaded = cache.get("breast-cancer")
     assert loaded.load_ms == pytest.approx(12.34)
+    assert cache.status()["breast-cancer"]["load_ms"] == 12.3
     (record,) = [r for r in caplog.records if r.getMessage() == "model loaded"]
     assert (record.model, record.version, record.load_ms) == ("breast-cancer", first.version, 12.3)
 
