@@ -49,14 +49,15 @@ def stage(modules) -> None:
     shutil.rmtree(STAGE, ignore_errors=True)
     (STAGE / "src").mkdir(parents=True)
     shutil.copytree(PACKAGE, STAGE / "src" / "med_classifier", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in linked():
+    project = linked()
+    for name in project:
         (STAGE / name).symlink_to(REPO / name)
     pytest_options = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     (STAGE / "pyproject.toml").write_text("\n".join([
         "[tool.mutmut]",
         'source_paths = ["src/med_classifier"]',
         f"only_mutate = {toml_list(f'src/med_classifier/{m}.py' for m in modules)}",
-        f"also_copy = {toml_list(name for name in linked() if name != 'tests')}",
+        f"also_copy = {toml_list(name for name in project if name != 'tests')}",
         f"pytest_add_cli_args_test_selection = {toml_list(TEST_SELECTION)}",
         'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
         "",

@@ -17,24 +17,12 @@ from med_classifier.retraining import JobStateChange, Retraining
 from med_classifier.upload_counter import UploadCounter, UploadedObject
 from scripts.local_resources import provision
 from tests.helpers.image_models import colour_candidate
+from tests.helpers.launchers import RecordingLauncher
 from tests.helpers.models import REPO_ROOT, LambdaContext, breast_cancer_candidate, load_function_module, publish
 
 ENV = {k: v for k, v in json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"].items()
        if k != "AWS_ENDPOINT_URL"}
 API_EVENT = json.loads((REPO_ROOT / "events" / "api-predict-breast-cancer.json").read_text())
-
-
-class RecordingLauncher:
-    backend = "sagemaker"
-
-    def __init__(self, fail: bool = False):
-        self.started, self.fail = [], fail
-
-    def start(self, job):
-        if self.fail:
-            raise RuntimeError("ResourceLimitExceeded")
-        self.started.append(job)
-        return f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_id}"
 
 
 @pytest.fixture
@@ -150,7 +138,7 @@ def test_events_for_jobs_we_did_not_start_are_ignored(aws):
 
 
 def test_a_job_that_cannot_start_is_recorded_failed_and_gives_its_uploads_back(aws):
-    retraining = service(RecordingLauncher(fail=True), threshold=2)
+    retraining = service(RecordingLauncher(error=RuntimeError("ResourceLimitExceeded")), threshold=2)
     retraining.record_upload(upload(1))
     with pytest.raises(RuntimeError, match="ResourceLimitExceeded"):
         retraining.record_upload(upload(2))
@@ -159,7 +147,7 @@ def test_a_job_that_cannot_start_is_recorded_failed_and_gives_its_uploads_back(a
     state = retraining.counter.state("chest-ct")
     assert (state.pending, state.active_job) == (2, None)
     # The redelivered message does not count again, but does retry the start.
-    retraining.launcher.fail = False
+    retraining.launcher.error = None
     outcome = retraining.record_upload(upload(2))
     assert not outcome.counted and outcome.started is not None
 

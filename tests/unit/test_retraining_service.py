@@ -12,6 +12,7 @@ from med_classifier.errors import Conflict
 from med_classifier.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, STATES, TERMINAL_STATES
 from med_classifier.retraining import MANUAL_TRIGGER, UPLOADS_TRIGGER, JobStateChange, Retraining
 from med_classifier.upload_counter import CounterState, UploadedObject
+from tests.helpers.launchers import RecordingLauncher
 
 
 class MemoryCounter:
@@ -72,21 +73,8 @@ class MemoryJobs:
         return sorted(mine, key=lambda r: r.job_id, reverse=True)[:limit]
 
 
-class Launcher:
-    backend = "sagemaker"
-
-    def __init__(self, error=None):
-        self.started, self.error = [], error
-
-    def start(self, request):
-        if self.error:
-            raise self.error
-        self.started.append(request)
-        return f"arn:training-job/{request.job_id}"
-
-
 def service(threshold=3, overrides=None, launcher=None):
-    return Retraining(MemoryCounter(), MemoryJobs(), launcher or Launcher(), (threshold, overrides or {}))
+    return Retraining(MemoryCounter(), MemoryJobs(), launcher or RecordingLauncher(), (threshold, overrides or {}))
 
 
 def upload(i, model="chest-ct"):
@@ -104,7 +92,7 @@ def test_a_job_starts_when_pending_uploads_reach_the_threshold_not_before():
     (request,) = retraining.launcher.started
     assert (request.job_id, request.model, request.hyperparameters) == (job.job_id, "chest-ct", {})
     stored = retraining.jobs.get(job.job_id)
-    assert stored.backend_job == f"arn:training-job/{job.job_id}" == job.backend_job
+    assert stored.backend_job == f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_id}" == job.backend_job
 
 
 def test_per_model_thresholds_override_the_default():
@@ -115,7 +103,7 @@ def test_per_model_thresholds_override_the_default():
 
 
 def test_a_redelivered_upload_is_not_counted_but_may_start_a_due_job():
-    retraining = service(threshold=1, launcher=Launcher(error=RuntimeError("capacity")))
+    retraining = service(threshold=1, launcher=RecordingLauncher(error=RuntimeError("capacity")))
     with pytest.raises(RuntimeError):
         retraining.record_upload(upload(1))
     retraining.launcher.error = None
@@ -124,7 +112,7 @@ def test_a_redelivered_upload_is_not_counted_but_may_start_a_due_job():
 
 
 def test_a_job_that_cannot_start_is_failed_and_gives_its_uploads_back(caplog):
-    retraining = service(threshold=2, launcher=Launcher(error=RuntimeError("ResourceLimitExceeded: 0 instances")))
+    retraining = service(threshold=2, launcher=RecordingLauncher(error=RuntimeError("ResourceLimitExceeded: 0 instances")))
     retraining.record_upload(upload(1))
     with caplog.at_level(logging.ERROR, logger="med_classifier.retraining"), \
             pytest.raises(RuntimeError, match="^ResourceLimitExceeded: 0 instances$"):
