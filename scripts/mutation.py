@@ -71,8 +71,8 @@ def stage(modules) -> None:
 def linked() -> list[str]:
     """What the tests may read besides the package: the project's top-level files and folders
     (mutmut copies them into mutants/)."""
-    return sorted(path.name for path in REPO.iterdir()
-                  if not path.name.startswith(".") and path.name not in NOT_LINKED and not path.name.endswith(".egg-info"))
+    return sorted(path.name for path in REPO.iterdir() if not path.name.startswith(".")
+                  and path.name not in NOT_LINKED and not path.name.endswith(".egg-info"))
 
 
 def toml_list(items) -> str:
@@ -172,7 +172,8 @@ def print_report(results: list[ModuleResult], equivalents: dict[str, str], show_
 def markdown(results: list[ModuleResult], equivalents: dict[str, str]) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"`make mutation`, {stamp} (mutmut 3.8.1, the fast tests):", "",
-             "| module | mutants | killed | equivalent | survived | score |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| module | mutants | killed | equivalent | survived | score |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         lines.append(f"| `{r.module}` | {r.total} | {r.killed} | {len(r.equivalent)} | {len(r.survivors)} "
                      f"| {r.score:.1%} |")

@@ -92,7 +92,8 @@ def test_a_job_starts_when_pending_uploads_reach_the_threshold_not_before():
     (request,) = retraining.launcher.started
     assert (request.job_id, request.model, request.hyperparameters) == (job.job_id, "chest-ct", {})
     stored = retraining.jobs.get(job.job_id)
-    assert stored.backend_job == f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_id}" == job.backend_job
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_id}"
+    assert stored.backend_job == arn == job.backend_job
 
 
 def test_per_model_thresholds_override_the_default():
@@ -112,7 +113,8 @@ def test_a_redelivered_upload_is_not_counted_but_may_start_a_due_job():
 
 
 def test_a_job_that_cannot_start_is_failed_and_gives_its_uploads_back(caplog):
-    retraining = service(threshold=2, launcher=RecordingLauncher(error=RuntimeError("ResourceLimitExceeded: 0 instances")))
+    error = RuntimeError("ResourceLimitExceeded: 0 instances")
+    retraining = service(threshold=2, launcher=RecordingLauncher(error=error))
     retraining.record_upload(upload(1))
     with caplog.at_level(logging.ERROR, logger="med_classifier.retraining"), \
             pytest.raises(RuntimeError, match="^ResourceLimitExceeded: 0 instances$"):

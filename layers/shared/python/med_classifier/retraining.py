@@ -52,7 +52,9 @@ def state_change_from_event(source: str, detail: dict) -> JobStateChange | None:
         name, status = detail.get("jobName"), detail.get("status")
         state = BATCH_STATES.get(status)
         # Batch gives a reason for every ending ("Essential container in task exited"): keep failures' only.
-        reason = (detail.get("statusReason") or (detail.get("container") or {}).get("reason")) if state == FAILED else None
+        reason = None
+        if state == FAILED:
+            reason = detail.get("statusReason") or (detail.get("container") or {}).get("reason")
     else:
         return None
     if not name or state is None:
