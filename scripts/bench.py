@@ -44,9 +44,9 @@ import numpy as np
 import requests
 from sklearn.model_selection import train_test_split
 
-from med_classifier.inference import OnnxClassifier
-from med_classifier.manifest import Manifest
-from med_classifier.model_store import ModelStore
+from med_classifier.domain.inference import OnnxClassifier
+from med_classifier.domain.manifest import Manifest
+from med_classifier.adapters.model_store import ModelStore
 from scripts.local_runner import LocalApi, LocalFunctions
 from scripts.local_stack import LOCAL_CREDENTIALS, MotoServer, free_port, s3_client
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, load_function_module, publish

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from med_classifier.inference import OnnxClassifier, class_probabilities
-from med_classifier.manifest import ImageInput, OnnxOutputs
-from med_classifier.preprocessing import tensor_from_bytes
+from med_classifier.domain.inference import OnnxClassifier, class_probabilities
+from med_classifier.domain.manifest import ImageInput, OnnxOutputs
+from med_classifier.domain.preprocessing import tensor_from_bytes
 from scripts.bench import (COLD_START_PROLOGUE, Latency, bench_main, cold_start_once, fmt_ratio, fmt_time,
                            function_environment, machine_line, measure, ours_cold_start, progress)
 from scripts.local_stack import MotoServer, free_port, s3_client
@@ -141,8 +141,8 @@ else:
     lap("import keras + tensorflow")
     model = keras.saving.load_model(model_file)
     lap("keras load_model")
-from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import tensor_from_file
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.preprocessing import tensor_from_file
 batch = tensor_from_file(image_file, ImageInput(**json.loads(spec_json)))[None]
 lap("preprocess (shared code)")
 if framework == "torch":
@@ -307,7 +307,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         cleanup.callback(moto.stop)
         client = s3_client(moto.url)
         client.create_bucket(Bucket=BUCKET)
-        from med_classifier.model_store import ModelStore
+        from med_classifier.adapters.model_store import ModelStore
 
         store = ModelStore(BUCKET, client)
         env_file = workdir / "env.json"

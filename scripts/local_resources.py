@@ -3,8 +3,8 @@
 Read from template.yaml itself, so local and deployed resources cannot drift apart:
 table keys and indexes, queue attributes and redrive policies, bucket notifications and
 CORS rules (the web page POSTs uploads straight to the bucket).
-Physical names come from the env-vars file (the variable that `!Ref`s a resource in
-the Globals names it, e.g. MODELS_BUCKET for ModelsBucket); other resources get
+Physical names come from the env-vars file (the function variable that `!Ref`s a
+resource names it, e.g. MODELS_BUCKET for ModelsBucket); other resources get
 `<logical-id>-local`.
 """
 
@@ -38,9 +38,17 @@ def load_template(path: Path) -> dict:
         return yaml_parse(Path(path).read_text())
 
 
+def function_variables(template: dict) -> dict:
+    """Every environment variable the template gives a function (Globals and each function's own)."""
+    variables = dict(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            variables.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    return variables
+
+
 def physical_names(template: dict, env: dict[str, str]) -> dict[str, str]:
-    variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-    named = {value["Ref"]: env[name] for name, value in variables.items()
+    named = {value["Ref"]: env[name] for name, value in function_variables(template).items()
              if isinstance(value, dict) and "Ref" in value and name in env}
     return {logical_id: named.get(logical_id, f"{_kebab(logical_id)}-local")
             for logical_id, resource in template["Resources"].items() if resource["Type"] in TYPES}

@@ -36,12 +36,18 @@ PACKAGE = REPO / "layers" / "shared" / "python" / "med_classifier"
 STAGE = REPO / ".mutation"
 EQUIVALENTS = REPO / "tests" / "mutation_equivalents.toml"
 # The domain and adapter modules whose guards the rest of the product relies on.
-MODULES = ("tabular", "upload_counter", "model_store", "manifest", "preprocessing", "serving", "retraining")
+MODULES = ("domain.tabular", "domain.uploads", "adapters.upload_counter", "adapters.model_store", "domain.manifest",
+           "domain.preprocessing", "domain.serving", "domain.retraining")
 # Not linked into the stage: caches, state, the environment, and what the stage writes itself.
 NOT_LINKED = {"pyproject.toml", "artifacts", "build", "docs"}
 # The fast tests (make test-fast without -n): no stack, no browser, no training.
 TEST_SELECTION = ["tests/unit", "tests/integration", "-m", "not slow"]
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+def module_path(module: str) -> Path:
+    """domain.tabular → src/med_classifier/domain/tabular.py (as staged)."""
+    return Path("src/med_classifier", *module.split(".")).with_suffix(".py")
 
 
 def stage(modules) -> None:
@@ -56,7 +62,7 @@ def stage(modules) -> None:
     (STAGE / "pyproject.toml").write_text("\n".join([
         "[tool.mutmut]",
         'source_paths = ["src/med_classifier"]',
-        f"only_mutate = {toml_list(f'src/med_classifier/{m}.py' for m in modules)}",
+        f"only_mutate = {toml_list(str(module_path(m)) for m in modules)}",
         f"also_copy = {toml_list(name for name in project if name != 'tests')}",
         f"pytest_add_cli_args_test_selection = {toml_list(TEST_SELECTION)}",
         'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
@@ -133,7 +139,7 @@ def collect(modules, equivalents: dict[str, str]) -> list[ModuleResult]:
 
     results = []
     for module in modules:
-        data = SourceFileMutationData(path=Path("src/med_classifier") / f"{module}.py")
+        data = SourceFileMutationData(path=module_path(module))
         data.load()
         result = ModuleResult(module)
         for name, exit_code in sorted(data.exit_code_by_key.items()):
@@ -152,10 +158,10 @@ def mutant_diff(name: str) -> str:
 
 
 def print_report(results: list[ModuleResult], equivalents: dict[str, str], show_diffs: bool) -> None:
-    print(f"\n{'module':<16} {'mutants':>8} {'killed':>7} {'equivalent':>11} {'survived':>9} {'score':>7}   other")
+    print(f"\n{'module':<26} {'mutants':>8} {'killed':>7} {'equivalent':>11} {'survived':>9} {'score':>7}   other")
     for r in results:
         other = ", ".join(f"{n} {s}" for s, n in sorted(r.statuses.items()) if s not in KILLED | {"survived"})
-        print(f"{r.module:<16} {r.total:>8} {r.killed:>7} {len(r.equivalent):>11} {len(r.survivors):>9} "
+        print(f"{r.module:<26} {r.total:>8} {r.killed:>7} {len(r.equivalent):>11} {len(r.survivors):>9} "
               f"{r.score:>6.1%}   {other}")
     for r in results:
         for name in r.survivors:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from med_classifier.manifest import OnnxOutputs
+from med_classifier.domain.manifest import OnnxOutputs
 from training.breast_cancer import CLASSES, MALIGNANT, load_wisconsin, test_metrics
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
@@ -62,7 +62,7 @@ def malignant_target(y: np.ndarray) -> np.ndarray:
 def class_columns(p_malignant: np.ndarray) -> np.ndarray:
     """Sigmoid outputs -> (n, 2) class-probability columns in CLASSES order, the way
     serving reads them."""
-    from med_classifier.inference import class_probabilities
+    from med_classifier.domain.inference import class_probabilities
 
     return class_probabilities(p_malignant, OnnxOutputs(**OUTPUTS))
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from med_classifier.inference import OnnxClassifier
-from med_classifier.model_store import ModelStore
+from med_classifier.domain.inference import OnnxClassifier
+from med_classifier.adapters.model_store import ModelStore
 from training.candidate import Candidate
 from training.gate import PromotionGate
 from training.metrics import classification_metrics

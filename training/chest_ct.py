@@ -1,7 +1,7 @@
 """chest-ct: normal vs adenocarcinoma on chest CT slices, small VGG-style Keras CNN,
 tf2onnx export. NOT FOR CLINICAL USE.
 
-The exported graph takes what the shared preprocessing (med_classifier.preprocessing)
+The exported graph takes what the shared preprocessing (med_classifier.domain.preprocessing)
 builds from an image: 128x128 grayscale, scaled to [0, 1], (x - 0.5) / 0.25, NHWC.
 Decoding, resizing and normalising happen there, never in the graph, and training
 builds every tensor with the same code (training.datasets.common.tensors).
@@ -62,7 +62,7 @@ CALIBRATION_IMAGES = 128
 
 
 def image_input():
-    from med_classifier.manifest import ImageInput
+    from med_classifier.domain.manifest import ImageInput
 
     return ImageInput(input_name=INPUT_NAME, height=IMAGE_SIZE, width=IMAGE_SIZE, channels=1, layout="NHWC",
                       mean=MEAN, std=STD)

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("training")
     started = time.perf_counter()
 
-    from med_classifier.model_store import ModelStore
+    from med_classifier.adapters.model_store import ModelStore
     from training.candidate import TrainOptions
     from training.pipeline import ParityError, finish
     from training.trainers import trainer

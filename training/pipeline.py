@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from med_classifier.manifest import Manifest, ProductionPointer, new_version, sha256_hex
-from med_classifier.model_store import ModelStore
+from med_classifier.domain.manifest import Manifest, ProductionPointer, new_version, sha256_hex
+from med_classifier.adapters.model_store import ModelStore
 from training import tracking
 from training.candidate import Candidate
 from training.champion import ChampionResult

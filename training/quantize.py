@@ -47,7 +47,7 @@ def _session(onnx_bytes: bytes):
     """A session with serving's options, so the latency compared is the one Lambda sees."""
     import onnxruntime as ort
 
-    from med_classifier.inference import session_options
+    from med_classifier.domain.inference import session_options
 
     return ort.InferenceSession(onnx_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"])
 

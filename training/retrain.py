@@ -27,9 +27,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Mapping
 
-from med_classifier.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED, JobsTable
-from med_classifier.aws_clients import aws_client
-from med_classifier.model_store import ModelStore
+from med_classifier.domain.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED
+from med_classifier.adapters.jobs_table import JobsTable
+from med_classifier.adapters.aws_clients import aws_client
+from med_classifier.adapters.model_store import ModelStore
 from training.gate import PromotionGate
 from training.job_contract import JobPaths, stage_from_environment
 
@@ -132,8 +133,8 @@ def parse_hyperparameters(hyperparameters: Mapping[str, str]) -> JobSettings:
 def collect_uploads(channel: Path, classes: list[str], spec) -> Uploads:
     """Every <label>/<file>.jpg|jpeg|png under the channel whose label is a class and
     that the shared preprocessing decodes; anything else is skipped, counted and logged."""
-    from med_classifier.errors import ClassifierError
-    from med_classifier.preprocessing import decode_image
+    from med_classifier.domain.errors import ClassifierError
+    from med_classifier.domain.preprocessing import decode_image
 
     images, skipped = [], 0
     files = sorted(p for p in channel.rglob("*") if p.is_file()) if channel.is_dir() else []

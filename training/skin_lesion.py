@@ -1,7 +1,7 @@
 """skin-lesion: HAM10000's 7 diagnoses, a MobileNetV2-style CNN in PyTorch, torch.onnx export.
 
 The network sees 96x96 RGB tensors built by the shared preprocessing
-(med_classifier.preprocessing, via training.datasets.common.tensors): the very tensors
+(med_classifier.domain.preprocessing, via training.datasets.common.tensors): the very tensors
 serving builds from the same file. Augmentation (flips, quarter turns, small affine
 shifts/rotations/zoom, brightness/contrast jitter) runs as torch ops on those tensors
 during training only. Class imbalance: inverse-frequency ("balanced") class weights in
@@ -82,7 +82,7 @@ def input_spec() -> dict:
 
 
 def image_input():
-    from med_classifier.manifest import ImageInput
+    from med_classifier.domain.manifest import ImageInput
 
     return ImageInput(**input_spec())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
+import functools
 from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics
@@ -18,28 +18,29 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE
-from med_classifier.api_errors import register_error_handlers
-from med_classifier.api_schemas import PredictResponse
-from med_classifier.errors import InvalidInput
-from med_classifier.image_requests import images_from_body
-from med_classifier.model_store import ModelStore
-from med_classifier.serving import ModelCache, predict_images
+from med_classifier import services
+from med_classifier.api.errors import register_error_handlers
+from med_classifier.api.image_requests import images_from_body
+from med_classifier.api.schemas import PredictResponse
+from med_classifier.domain.errors import InvalidInput
+from med_classifier.domain.serving import ModelCache, predict_images
+from med_classifier.settings import ImagePredictSettings
 
 logger = Logger()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app, logger)
 
-_cache: ModelCache | None = None
+
+@functools.cache
+def settings() -> ImagePredictSettings:
+    return ImagePredictSettings.from_environ()
 
 
+@functools.cache
 def _model_cache() -> ModelCache:
     # Built on first use, not at import: boto3 and clients cost cold-start time.
-    global _cache
-    if _cache is None:
-        _cache = ModelCache(ModelStore(os.environ["MODELS_BUCKET"]),
-                            refresh_seconds=float(os.environ.get("POINTER_REFRESH_SECONDS", "60")))
-    return _cache
+    return services.model_cache(settings())
 
 
 def _body_bytes() -> bytes:
@@ -55,8 +56,9 @@ def _body_bytes() -> bytes:
 
 @app.post("/models/<model>/predict", summary="Classify one or many images")
 def predict(model: Annotated[str, Path(description="Model id, e.g. skin-lesion")]) -> PredictResponse:
-    images = images_from_body(model, app.current_event.headers.get("content-type"), _body_bytes())
-    result = predict_images(_model_cache(), model, images)
+    images = images_from_body(model, app.current_event.headers.get("content-type"), _body_bytes(),
+                              settings().image_limits)
+    result = predict_images(_model_cache(), model, images, pixel_limit=settings().max_image_pixels)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedImages", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)

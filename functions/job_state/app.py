@@ -12,7 +12,9 @@ import functools
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
-from med_classifier.retraining import Retraining, state_change_from_event
+from med_classifier import services
+from med_classifier.domain.retraining import Retraining, state_change_from_event
+from med_classifier.settings import JobStateSettings
 
 logger = Logger()
 
@@ -20,7 +22,7 @@ logger = Logger()
 @functools.cache
 def _service() -> Retraining:
     # Built on first use, not at import: boto3 and clients cost cold-start time.
-    return Retraining.from_environment()
+    return services.retraining(JobStateSettings.from_environ())
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -6,7 +6,7 @@ route needs an API key (API Gateway usage plan). NOT FOR CLINICAL USE.
 
 from __future__ import annotations
 
-import os
+import functools
 from typing import Annotated, Optional
 
 from aws_lambda_powertools import Logger, Metrics
@@ -14,33 +14,31 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.metrics import MetricUnit
 
-from med_classifier import NOT_FOR_CLINICAL_USE
-from med_classifier.api_errors import error_doc, register_error_handlers
-from med_classifier.api_schemas import JobResponse, RetrainRequest, UploadRequest, UploadTicketResponse
-from med_classifier.aws_clients import aws_client
-from med_classifier.errors import InvalidInput, UnknownModel
-from med_classifier.model_store import ModelStore
-from med_classifier.registry import RegistryView
-from med_classifier.retraining import Retraining
-from med_classifier.uploads import presigned_upload
+from med_classifier import NOT_FOR_CLINICAL_USE, services
+from med_classifier.adapters.s3_uploads import S3UploadSigner
+from med_classifier.api.errors import error_doc, register_error_handlers
+from med_classifier.api.schemas import JobResponse, RetrainRequest, UploadRequest, UploadTicketResponse
+from med_classifier.domain.errors import InvalidInput, UnknownModel
+from med_classifier.domain.registry import RegistryView
+from med_classifier.domain.retraining import Retraining
+from med_classifier.domain.uploads import presigned_upload
+from med_classifier.settings import RetrainingApiSettings
 
 logger = Logger()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
 register_error_handlers(app, logger)
 
-_registry: RegistryView | None = None
-_retraining: Retraining | None = None
-_uploads_s3 = None
+
+@functools.cache
+def settings() -> RetrainingApiSettings:
+    return RetrainingApiSettings.from_environ()
 
 
-def _services() -> tuple[RegistryView, Retraining]:
+@functools.cache
+def _services() -> tuple[RegistryView, Retraining, S3UploadSigner]:
     # Built on first use, not at import: boto3 and clients cost cold-start time.
-    global _registry, _retraining
-    if _registry is None:
-        _registry = RegistryView(ModelStore(os.environ["MODELS_BUCKET"]))
-        _retraining = Retraining.from_environment()
-    return _registry, _retraining
+    return services.registry(settings()), services.retraining(settings()), services.upload_signer(settings())
 
 
 def _image_model(model: str):
@@ -65,18 +63,13 @@ ModelId = Annotated[str, Path(description="Image model id, e.g. skin-lesion")]
                      404: error_doc("Unknown model"), 415: error_doc("Not image/jpeg or image/png"),
                      422: error_doc("Unknown label, or a tabular model")})
 def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=False)]):  # Response: not a schema type
-    global _uploads_s3
+    registry, _, signer = _services()
     try:
-        manifest = _services()[0].production_manifest(model)
+        manifest = registry.production_manifest(model)
     except UnknownModel:
         manifest = None
-    if _uploads_s3 is None:
-        from botocore.config import Config
-
-        # Signature V4: S3 refuses V2-signed POST policies in newer regions and for KMS-encrypted buckets.
-        _uploads_s3 = aws_client("s3", config=Config(signature_version="s3v4"))
-    ticket = presigned_upload(_uploads_s3, os.environ["UPLOADS_BUCKET"], manifest, model, request.label,
-                              request.content_type)
+    ticket = presigned_upload(signer, manifest, model, request.label, request.content_type,
+                              settings().upload_limits)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="UploadTicketsIssued", unit=MetricUnit.Count, value=1)
     response = UploadTicketResponse(model=model, label=ticket.label, key=ticket.key, url=ticket.url,

@@ -2,7 +2,7 @@
 
 Powertools' batch utility reports failed messages only (ReportBatchItemFailures), so
 one bad message is retried alone and reaches the dead-letter queue after the queue's
-maxReceiveCount. Counting is idempotent per object (med_classifier.upload_counter);
+maxReceiveCount. Counting is idempotent per object (med_classifier.adapters.upload_counter);
 the single job per threshold is decided by a conditional write. NOT FOR CLINICAL USE.
 """
 
@@ -15,8 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from med_classifier.retraining import Retraining
-from med_classifier.upload_counter import uploads_in_notification
+from med_classifier import services
+from med_classifier.domain.retraining import Retraining
+from med_classifier.domain.uploads import uploads_in_notification
+from med_classifier.settings import UploadCounterSettings
 
 logger = Logger()
 metrics = Metrics()
@@ -26,7 +28,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @functools.cache
 def _service() -> Retraining:
     # Built on first use, not at import: boto3 and clients cost cold-start time.
-    return Retraining.from_environment()
+    return services.retraining(UploadCounterSettings.from_environ())
 
 
 def record_handler(record: SQSRecord) -> None:

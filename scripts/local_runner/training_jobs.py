@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import boto3
 
-from med_classifier.launcher import IMAGE_COMMAND, IMAGE_ENTRY_POINT
+from med_classifier.adapters.launchers import IMAGE_COMMAND, IMAGE_ENTRY_POINT
 from scripts.local_runner.api import LocalFunctions
 from scripts.local_runner.event_sources import deliver_event, event_rules
 from training.job_contract import JobPaths, stage

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import requests
 
-from med_classifier.model_store import ModelStore
+from med_classifier.adapters.model_store import ModelStore
 from scripts.local_resources import provision
 from scripts.local_stack import EventEmulation, MotoServer, aws_client, free_port, s3_client
 from tests.helpers.keras_models import breast_cancer_lite_candidate, chest_ct_candidate

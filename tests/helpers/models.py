@@ -7,8 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from med_classifier.manifest import Manifest, new_version
-from med_classifier.model_store import ModelStore
+from med_classifier.domain.manifest import Manifest, new_version
+from med_classifier.adapters.model_store import ModelStore
 from training import breast_cancer
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate

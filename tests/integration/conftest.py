@@ -2,7 +2,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from med_classifier.model_store import ModelStore
+from med_classifier.adapters.model_store import ModelStore
 
 BUCKET = "med-classifier-models-test"
 

@@ -1,6 +1,6 @@
 """The local runner's SageMaker/Batch stand-in against a real moto server and real worker processes.
 
-Jobs are created by the project's launcher (med_classifier.launcher); a small script written to tmp_path stands in
+Jobs are created by the project's launcher (med_classifier.adapters.launchers); a small script written to tmp_path stands in
 for ``training.retrain``: it checks its job root the way the real entry point reads it, and fails on request.
 The template's functions log the state-change events they get.
 """
@@ -14,7 +14,8 @@ import uuid
 import boto3
 import pytest
 
-from med_classifier.launcher import BatchLauncher, JobRequest, LaunchSettings, SageMakerLauncher
+from med_classifier.adapters.launchers import BatchLauncher, LaunchSettings, SageMakerLauncher
+from med_classifier.domain.jobs import JobRequest
 from scripts.local_runner import LocalFunctions, LocalTrainingJobs
 from scripts.local_stack import MotoServer, free_port
 

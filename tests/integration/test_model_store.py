@@ -10,9 +10,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from med_classifier.errors import IntegrityError
-from med_classifier.model_store import ModelStore
-from med_classifier.serving import ModelCache, predict_rows
+from med_classifier.domain.errors import IntegrityError
+from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.serving import ModelCache, predict_rows
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, manifest_for, publish
 from tests.integration.conftest import BUCKET
 

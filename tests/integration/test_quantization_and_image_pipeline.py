@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import tensor_from_bytes
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.preprocessing import tensor_from_bytes
 from tests.helpers.image_models import COLOURS, colour_candidate, image_bytes
 from training.gate import PromotionGate
 from training.pipeline import finish

@@ -10,8 +10,9 @@ import uuid
 import boto3
 import pytest
 
-from med_classifier.jobs import COMPLETED, FAILED, IN_PROGRESS, JobRecord, JobsTable, new_job_id
-from med_classifier.manifest import sha256_hex
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, JobRecord, new_job_id
+from med_classifier.adapters.jobs_table import JobsTable
+from med_classifier.domain.manifest import sha256_hex
 from training import chest_ct, retrain
 from training.champion import ChampionResult, compare_with_production
 from training.datasets.chest_ct import CLASSES, example_image

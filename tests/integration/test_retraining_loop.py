@@ -10,14 +10,17 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from med_classifier.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, PROMOTED, JobsTable
-from med_classifier.launcher import SageMakerLauncher, LaunchSettings
-from med_classifier.model_store import ModelStore
-from med_classifier.retraining import JobStateChange, Retraining
-from med_classifier.upload_counter import UploadCounter, UploadedObject
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, PROMOTED
+from med_classifier.adapters.jobs_table import JobsTable
+from med_classifier.adapters.launchers import SageMakerLauncher
+from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.retraining import JobStateChange, Retraining
+from med_classifier.adapters.upload_counter import UploadCounter
+from med_classifier.domain.uploads import UploadedObject
+from med_classifier.settings import UploadCounterSettings
 from scripts.local_resources import provision
 from tests.helpers.image_models import colour_candidate
-from tests.helpers.launchers import RecordingLauncher
+from tests.helpers.fakes import RecordingLauncher
 from tests.helpers.models import REPO_ROOT, LambdaContext, breast_cancer_candidate, load_function_module, publish
 
 ENV = {k: v for k, v in json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"].items()
@@ -153,7 +156,7 @@ def test_a_job_that_cannot_start_is_recorded_failed_and_gives_its_uploads_back(a
 
 
 def test_manual_retrain_conflicts_with_a_running_job(aws):
-    from med_classifier.errors import Conflict
+    from med_classifier.domain.errors import Conflict
 
     retraining = service(RecordingLauncher())
     job = retraining.start_manual("chest-ct", reason="new scanner")
@@ -164,7 +167,7 @@ def test_manual_retrain_conflicts_with_a_running_job(aws):
 
 
 def test_sagemaker_launcher_creates_the_training_job(aws):
-    settings = LaunchSettings.from_environment()
+    settings = UploadCounterSettings.from_environ().launch()
     retraining = service(SageMakerLauncher(settings), threshold=1)
     job = retraining.record_upload(upload(1)).started
     described = boto3.client("sagemaker", region_name="us-east-1").describe_training_job(TrainingJobName=job.job_id)
@@ -309,7 +312,7 @@ def test_sample_sqs_event_is_counted(aws):
 @pytest.mark.parametrize("name, state", [("eventbridge-sagemaker-job-state-change.json", FAILED),
                                          ("eventbridge-batch-job-state-change.json", COMPLETED)])
 def test_sample_state_change_events_are_recorded(aws, name, state):
-    from med_classifier.jobs import JobRecord
+    from med_classifier.domain.jobs import JobRecord
 
     event = sample_event(name)
     job_id = event["detail"].get("TrainingJobName") or event["detail"]["jobName"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from med_classifier.manifest import ImageInput
-from med_classifier.serving import ModelCache, predict_images
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.serving import ModelCache, predict_images
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import publish
 from training.datasets.common import ImageDataset, tensors

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from med_classifier.inference import OnnxClassifier
-from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import tensor_from_bytes
+from med_classifier.domain.inference import OnnxClassifier
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.preprocessing import tensor_from_bytes
 from training import breast_cancer_lite, chest_ct, cli
 from training.breast_cancer import load_wisconsin
 from training.candidate import TrainOptions

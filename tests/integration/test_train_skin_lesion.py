@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
-from med_classifier.inference import OnnxClassifier
-from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import tensor_from_bytes
+from med_classifier.domain.inference import OnnxClassifier
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.preprocessing import tensor_from_bytes
 from tests.helpers.models import manifest_for
 from tests.helpers.skin_lesion import skin_lesion_candidate
 from training import cli, skin_lesion

@@ -44,7 +44,7 @@ def test_cli_smoke_run_logs_to_mlflow_and_publishes(s3, store, state_dir, capsys
     assert {"confusion_matrix.png", "classification_report.txt", "run_summary.json", "manifest.json"} <= artifacts
     registered = client.get_model_version_by_alias("breast-cancer", PRODUCTION_ALIAS)
     assert registered.run_id == run.info.run_id and str(registered.version) == manifest.mlflow["registry_version"]
-    from med_classifier.manifest import sha256_hex
+    from med_classifier.domain.manifest import sha256_hex
 
     served = mlflow.onnx.load_model(f"models:/breast-cancer@{PRODUCTION_ALIAS}")
     assert sha256_hex(served.SerializeToString()) == manifest.onnx_sha256  # registry holds the served bytes

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from med_classifier.preprocessing import tensor_from_bytes
+from med_classifier.domain.preprocessing import tensor_from_bytes
 from training import chest_ct as trainer
 from training.datasets import chest_ct, common
 

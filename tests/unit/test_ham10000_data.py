@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import tensor_from_bytes
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.preprocessing import tensor_from_bytes
 from training.datasets import ham10000
 from training.datasets.common import split
 

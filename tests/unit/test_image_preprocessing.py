@@ -1,5 +1,6 @@
 """The one preprocessing implementation: layouts, colour modes, and refusal of bad files."""
 
+import inspect
 import io
 import struct
 import zlib
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from med_classifier.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import batch_from_files, decode_image, max_pixels, tensor_from_bytes, tensor_from_file
+from med_classifier.domain.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.preprocessing import batch_from_files, DEFAULT_MAX_PIXELS, decode_image, tensor_from_bytes, tensor_from_file
 
 RGB_NCHW = ImageInput(input_name="image", height=8, width=6, channels=3, layout="NCHW",
                       mean=[0.5, 0.25, 0.0], std=[0.5, 0.25, 1.0])
@@ -71,15 +72,14 @@ def test_truncated_files_are_invalid_input(fmt):
         tensor_from_bytes(b"", RGB_NCHW)
 
 
-def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
+def test_decompression_bomb_is_refused_before_decoding():
     # 8000 x 6000 = 48 MP of zeros compresses to a few hundred KB.
     bomb = encode(Image.new("L", (8000, 6000)), "PNG", optimize=True)
     assert len(bomb) < 1_000_000
     with pytest.raises(PayloadTooLarge, match="pixels"):
         tensor_from_bytes(bomb, GRAY_NHWC)
-    monkeypatch.setenv("MAX_IMAGE_PIXELS", "100")
     with pytest.raises(PayloadTooLarge):
-        tensor_from_bytes(encode(Image.new("RGB", (11, 10))), RGB_NCHW)
+        tensor_from_bytes(encode(Image.new("RGB", (11, 10))), RGB_NCHW, pixel_limit=100)
 
 
 def test_batch_from_files_stacks_items(tmp_path):
@@ -166,27 +166,18 @@ def test_unreadable_bytes_get_exact_messages(data, error, message):
     assert info.value.message == message
 
 
-def test_the_pixel_limit_message_names_the_size_and_the_limit(monkeypatch):
-    monkeypatch.setenv("MAX_IMAGE_PIXELS", "109")
+def test_the_pixel_limit_message_names_the_size_and_the_limit():
     with pytest.raises(PayloadTooLarge) as info:
-        decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW)
+        decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW, pixel_limit=109)
     assert info.value.message == ("The image is 11x10 pixels; at most 109 pixels are accepted (decompression-bomb "
                                   "guard). Downscale it first.")
-    monkeypatch.setenv("MAX_IMAGE_PIXELS", "110")
-    assert decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW).size == (11, 10)
+    assert decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW, pixel_limit=110).size == (11, 10)
 
 
-def test_the_default_pixel_limit_is_forty_megapixels(monkeypatch):
-    monkeypatch.delenv("MAX_IMAGE_PIXELS", raising=False)
-    assert max_pixels() == 40_000_000
-    monkeypatch.setenv("MAX_IMAGE_PIXELS", "12")
-    assert max_pixels() == 12
-
-
-def test_an_explicit_pixel_limit_wins_over_the_environment(monkeypatch):
-    monkeypatch.setenv("MAX_IMAGE_PIXELS", "1000000")
-    with pytest.raises(PayloadTooLarge, match="at most 50 pixels"):
-        decode_image(encode(Image.new("RGB", (10, 10))), RGB_NCHW, pixel_limit=50)
+def test_the_default_pixel_limit_is_forty_megapixels():
+    assert DEFAULT_MAX_PIXELS == 40_000_000
+    assert inspect.signature(decode_image).parameters["pixel_limit"].default == DEFAULT_MAX_PIXELS
+    assert inspect.signature(tensor_from_bytes).parameters["pixel_limit"].default == DEFAULT_MAX_PIXELS
 
 
 def test_a_file_cut_inside_its_pixel_data_names_the_decoders_complaint():
@@ -240,7 +231,7 @@ def test_sixteen_bit_values_round_to_the_nearest_eight_bit_level():
 
 
 def test_wide_integer_images_are_clipped_not_wrapped():
-    from med_classifier.preprocessing import _to_mode
+    from med_classifier.domain.preprocessing import _to_mode
 
     image = Image.fromarray(np.array([[-1000, 0, 70000, 65535]], dtype=np.int32), mode="I")
     np.testing.assert_array_equal(np.asarray(_to_mode(image, "L")), [[0, 0, 255, 255]])

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from med_classifier.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from med_classifier.image_requests import images_from_body
+from med_classifier.domain.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from med_classifier.api.image_requests import ImageLimits, images_from_body
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100  # contents are checked later, by preprocessing
 
@@ -41,19 +41,19 @@ def test_bad_bodies_are_refused_with_a_reason(content_type, body, error, text):
         images_from_body("skin-lesion", content_type, body)
 
 
-def test_oversized_image_points_to_the_upload_path(monkeypatch):
-    monkeypatch.setenv("MAX_IMAGE_BYTES", "64")
+def test_oversized_image_points_to_the_upload_path():
+    limits = ImageLimits(max_bytes=64)
     with pytest.raises(PayloadTooLarge) as raw:
-        images_from_body("skin-lesion", "image/png", PNG)
+        images_from_body("skin-lesion", "image/png", PNG, limits)
     assert "/models/skin-lesion/uploads" in raw.value.message
     assert raw.value.details == [{"max_image_bytes": 64, "upload_path": "/models/skin-lesion/uploads"}]
     with pytest.raises(PayloadTooLarge):
-        images_from_body("skin-lesion", "application/json", as_json(base64.b64encode(PNG).decode()))
+        images_from_body("skin-lesion", "application/json", as_json(base64.b64encode(PNG).decode()), limits)
 
 
-def test_too_many_images(monkeypatch):
-    monkeypatch.setenv("MAX_IMAGES_PER_REQUEST", "2")
+def test_too_many_images():
+    limits = ImageLimits(max_images=2)
     encoded = base64.b64encode(PNG).decode()
-    assert len(images_from_body("chest-ct", "application/json", as_json(encoded, encoded))) == 2
+    assert len(images_from_body("chest-ct", "application/json", as_json(encoded, encoded), limits)) == 2
     with pytest.raises(PayloadTooLarge, match="at most 2"):
-        images_from_body("chest-ct", "application/json", as_json(encoded, encoded, encoded))
+        images_from_body("chest-ct", "application/json", as_json(encoded, encoded, encoded), limits)

@@ -3,9 +3,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from med_classifier.errors import IntegrityError
-from med_classifier.inference import OnnxClassifier
-from med_classifier.manifest import Manifest, sha256_hex
+from med_classifier.domain.errors import IntegrityError
+from med_classifier.domain.inference import OnnxClassifier
+from med_classifier.domain.manifest import Manifest, sha256_hex
 from tests.helpers.models import breast_cancer_candidate, manifest_for
 
 

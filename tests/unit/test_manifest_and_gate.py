@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from med_classifier.manifest import ProductionPointer, TabularInput, is_valid_model_id, new_version, sha256_hex
+from med_classifier.domain.manifest import ProductionPointer, TabularInput, is_valid_model_id, new_version, sha256_hex
 from training.gate import PromotionGate
 
 

@@ -6,35 +6,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from med_classifier.errors import IntegrityError, InvalidInput, ModelUnavailable, UnknownModel, UnsupportedMediaType
-from med_classifier.manifest import ProductionPointer
-from med_classifier.model_store import ModelVersion
-from med_classifier.serving import ModelCache, predict_images, predict_rows
+from med_classifier.domain.errors import IntegrityError, InvalidInput, ModelUnavailable, UnknownModel, UnsupportedMediaType
+from med_classifier.domain.manifest import ProductionPointer
+from med_classifier.domain.ports import ModelVersion
+from med_classifier.domain.serving import ModelCache, predict_images, predict_rows
+from tests.helpers.fakes import MemoryStore
 from tests.helpers.image_models import colour_candidate, image_bytes
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, manifest_for
-
-
-@dataclass
-class MemoryStore:
-    """Stands in for ModelStore: the cache only needs these three reads."""
-
-    versions: dict
-    pointer: ProductionPointer | None = None
-    pointer_error: Exception | None = None
-
-    def read_pointer(self, model_id):
-        if self.pointer_error:
-            raise self.pointer_error
-        return self.pointer
-
-    def read_version(self, model_id, version, expected_sha256=None):
-        manifest, onnx = self.versions[version]
-        if expected_sha256 and expected_sha256 != manifest.onnx_sha256:
-            raise IntegrityError("sha mismatch")
-        return ModelVersion(manifest=manifest, onnx=onnx)
-
-    def list_versions(self, model_id):
-        return sorted(v for v, (manifest, _) in self.versions.items() if manifest.model_id == model_id)
 
 
 class Clock:
@@ -233,7 +211,7 @@ def test_an_unknown_model_is_404_and_not_kept_in_the_status():
 
 def test_the_status_says_what_is_loaded(two_versions, monkeypatch):
     versions, first, _ = two_versions
-    monkeypatch.setattr("med_classifier.serving.time.time", lambda: 1700000000.0)
+    monkeypatch.setattr("med_classifier.domain.serving.time.time", lambda: 1700000000.0)
     cache = ModelCache(MemoryStore(versions, pointer_to(first)), refresh_seconds=60)
     loaded = cache.get("breast-cancer")
     status = cache.status()["breast-cancer"]
@@ -303,7 +281,7 @@ def test_load_time_is_measured_on_the_cache_clock_and_logged(two_versions, caplo
     store = SlowStore(versions, pointer_to(first))
     store.clock = clock
     cache = ModelCache(store, refresh_seconds=60, clock=clock)
-    with caplog.at_level(logging.INFO, logger="med_classifier.serving"):
+    with caplog.at_level(logging.INFO, logger="med_classifier.domain.serving"):
         loaded = cache.get("breast-cancer")
     assert loaded.load_ms == pytest.approx(12.34)
     assert cache.status()["breast-cancer"]["load_ms"] == 12.3
@@ -318,7 +296,7 @@ def test_a_refused_version_is_logged_with_what_keeps_serving(two_versions, caplo
     cache.get("breast-cancer")
     versions[second.version] = (second, b"not onnx")
     store.pointer = pointer_to(second)
-    with caplog.at_level(logging.ERROR, logger="med_classifier.serving"):
+    with caplog.at_level(logging.ERROR, logger="med_classifier.domain.serving"):
         cache.get("breast-cancer")
     (record,) = [r for r in caplog.records if r.getMessage() == "refusing broken model version"]
     assert (record.model, record.version, record.serving) == ("breast-cancer", second.version, first.version)
@@ -328,10 +306,10 @@ def test_a_refused_version_is_logged_with_what_keeps_serving(two_versions, caplo
 def test_a_bad_image_in_a_batch_keeps_its_details(colour_cache, monkeypatch):
     cache, _ = colour_cache
 
-    def refuse(data, spec):
+    def refuse(data, spec, pixel_limit):
         raise InvalidInput("The image is too dark.", details=[{"mean_brightness": 0.01}])
 
-    monkeypatch.setattr("med_classifier.preprocessing.tensor_from_bytes", refuse)
+    monkeypatch.setattr("med_classifier.domain.serving.tensor_from_bytes", refuse)
     with pytest.raises(InvalidInput) as info:
         predict_images(cache, "colour-test", [b"a", b"b"])
     assert (info.value.message, info.value.details) == ("images[0]: The image is too dark.",
@@ -362,7 +340,7 @@ def test_pointer_problems_are_logged_with_the_model_and_the_error(two_versions, 
     cache = ModelCache(store, refresh_seconds=0)
     cache.get("breast-cancer")
     store.pointer_error = IntegrityError("production.json is not JSON")
-    with caplog.at_level(logging.WARNING, logger="med_classifier.serving"):
+    with caplog.at_level(logging.WARNING, logger="med_classifier.domain.serving"):
         cache.get("breast-cancer")
         store.pointer_error = ConnectionError("S3 unreachable")
         cache.get("breast-cancer")

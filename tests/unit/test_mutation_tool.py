@@ -17,14 +17,15 @@ def test_toml_lists_survive_quotes_and_backslashes():
 def test_the_stage_copies_the_package_links_the_project_and_configures_mutmut(tmp_path, monkeypatch):
     stage = tmp_path / "stage"
     monkeypatch.setattr(mutation, "STAGE", stage)
-    mutation.stage(["tabular", "serving"])
-    assert (stage / "src" / "med_classifier" / "tabular.py").read_text() == (mutation.PACKAGE / "tabular.py").read_text()
-    assert not (stage / "src" / "med_classifier" / "tabular.py").is_symlink()
+    mutation.stage(["domain.tabular", "adapters.model_store"])
+    staged = stage / "src" / "med_classifier" / "domain" / "tabular.py"
+    assert staged.read_text() == (mutation.PACKAGE / "domain" / "tabular.py").read_text()
+    assert not staged.is_symlink()
     assert (stage / "tests").resolve() == mutation.REPO / "tests" and (stage / "template.yaml").is_symlink()
     assert not (stage / ".venv").exists() and not (stage / "docs").exists()
     config = tomllib.loads((stage / "pyproject.toml").read_text())
     mutmut = config["tool"]["mutmut"]
-    assert mutmut["only_mutate"] == ["src/med_classifier/tabular.py", "src/med_classifier/serving.py"]
+    assert mutmut["only_mutate"] == ["src/med_classifier/domain/tabular.py", "src/med_classifier/adapters/model_store.py"]
     assert mutmut["pytest_add_cli_args_test_selection"] == ["tests/unit", "tests/integration", "-m", "not slow"]
     assert "tests" not in mutmut["also_copy"] and "training" in mutmut["also_copy"]
     assert "slow: " in " ".join(config["tool"]["pytest"]["ini_options"]["markers"])

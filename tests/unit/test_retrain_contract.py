@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from med_classifier.manifest import TrainingData
-from med_classifier.preprocessing import tensor_from_bytes
+from med_classifier.domain.manifest import TrainingData
+from med_classifier.domain.preprocessing import tensor_from_bytes
 from training import chest_ct, retrain
 from training.datasets import chest_ct as chest_ct_data
 from training.datasets.common import add_uploads, split, tensors
@@ -188,7 +188,7 @@ def test_batch_mode_stages_hyperparameters_and_channels_from_s3(tmp_path):
 # --- the image ---------------------------------------------------------------------------------
 
 def test_the_image_runs_the_launchers_entry_point_with_locked_packages():
-    from med_classifier.launcher import IMAGE_COMMAND, IMAGE_ENTRY_POINT
+    from med_classifier.adapters.launchers import IMAGE_COMMAND, IMAGE_ENTRY_POINT
     from training.tracking import REPO_ROOT
 
     dockerfile = (REPO_ROOT / "training" / "Dockerfile").read_text()

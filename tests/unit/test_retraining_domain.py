@@ -6,13 +6,15 @@ import re
 
 import pytest
 
-from med_classifier.api_schemas import RetrainRequest
-from med_classifier.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, new_job_id
-from med_classifier.launcher import BatchLauncher, JobRequest, LaunchSettings, SageMakerLauncher
-from med_classifier.retraining import state_change_from_event
-from med_classifier.upload_counter import parse_upload_key, thresholds_from_environment, uploads_in_notification
+from med_classifier.api.schemas import RetrainRequest
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, new_job_id
+from med_classifier.adapters.launchers import BatchLauncher, SageMakerLauncher
+from med_classifier.domain.jobs import JobRequest
+from med_classifier.domain.retraining import state_change_from_event
+from med_classifier.domain.uploads import parse_upload_key, uploads_in_notification
+from med_classifier.settings import UploadCounterSettings
 
-ENV = {"UPLOADS_BUCKET": "uploads-b", "MODELS_BUCKET": "models-b", "JOBS_TABLE": "jobs-t",
+ENV = {"UPLOAD_COUNTS_TABLE": "counts-t", "UPLOADS_BUCKET": "uploads-b", "MODELS_BUCKET": "models-b", "JOBS_TABLE": "jobs-t",
        "TRAINING_IMAGE_URI": "123.dkr.ecr.us-east-1.amazonaws.com/train:1",
        "TRAINING_ROLE_ARN": "arn:aws:iam::123:role/train", "TRAINING_OUTPUT_URI": "s3://models-b/training-output/",
        "BATCH_JOB_QUEUE": "queue", "BATCH_JOB_DEFINITION": "jobdef", "RETRAIN_HYPERPARAMETERS": '{"smoke": "true"}'}
@@ -43,14 +45,6 @@ def test_notifications_decode_url_encoded_keys_and_skip_test_events_and_deletes(
 def test_a_message_that_is_no_s3_notification_is_an_error_not_silence(body):
     with pytest.raises(ValueError):
         uploads_in_notification(body)
-
-
-def test_thresholds_default_and_per_model_overrides():
-    assert thresholds_from_environment({"RETRAIN_THRESHOLD": "7", "RETRAIN_THRESHOLDS": '{"chest-ct": 3}'}) == (
-        7, {"chest-ct": 3})
-    assert thresholds_from_environment({}) == (50, {})
-    with pytest.raises(ValueError):
-        thresholds_from_environment({"RETRAIN_THRESHOLD": "0"})
 
 
 @pytest.mark.parametrize("source, detail, state", [
@@ -85,7 +79,7 @@ def test_job_ids_are_valid_sagemaker_and_batch_job_names_and_unique():
 
 
 def test_sagemaker_request_has_image_role_channels_output_and_string_hyperparameters():
-    settings = LaunchSettings.from_environment({**ENV, "ORIGINAL_DATA_PREFIX": "datasets/"})
+    settings = UploadCounterSettings.from_environ({**ENV, "ORIGINAL_DATA_PREFIX": "datasets/"}).launch()
     request = SageMakerLauncher(settings).request(JobRequest("job-1", "skin-lesion", {"gate_min_test_macro_f1": "0.6"}))
     assert request["TrainingJobName"] == "job-1"
     assert request["AlgorithmSpecification"] == {"TrainingImage": ENV["TRAINING_IMAGE_URI"], "TrainingInputMode": "File"}
@@ -100,7 +94,7 @@ def test_sagemaker_request_has_image_role_channels_output_and_string_hyperparame
 
 
 def test_a_tracking_server_reaches_both_backends_jobs_as_mlflow_tracking_uri():
-    settings = LaunchSettings.from_environment({**ENV, "RETRAIN_MLFLOW_TRACKING_URI": "https://mlflow.example"})
+    settings = UploadCounterSettings.from_environ({**ENV, "RETRAIN_MLFLOW_TRACKING_URI": "https://mlflow.example"}).launch()
     sagemaker = SageMakerLauncher(settings).request(JobRequest("job-4", "chest-ct"))
     assert sagemaker["Environment"] == {"MLFLOW_TRACKING_URI": "https://mlflow.example"}
     batch = BatchLauncher(settings).request(JobRequest("job-4", "chest-ct"))
@@ -109,7 +103,7 @@ def test_a_tracking_server_reaches_both_backends_jobs_as_mlflow_tracking_uri():
 
 
 def test_batch_request_carries_the_same_contract_in_container_overrides():
-    settings = LaunchSettings.from_environment({**ENV, "RETRAIN_BACKEND": "batch"})
+    settings = UploadCounterSettings.from_environ({**ENV, "RETRAIN_BACKEND": "batch"}).launch()
     request = BatchLauncher(settings).request(JobRequest("job-2", "chest-ct"))
     assert (request["jobName"], request["jobQueue"], request["jobDefinition"]) == ("job-2", "queue", "jobdef")
     overrides = request["containerOverrides"]
@@ -121,11 +115,11 @@ def test_batch_request_carries_the_same_contract_in_container_overrides():
 
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="RETRAIN_BACKEND"):
-        LaunchSettings.from_environment({**ENV, "RETRAIN_BACKEND": "emr"})
+        UploadCounterSettings.from_environ({**ENV, "RETRAIN_BACKEND": "emr"}).launch()
 
 
 def test_requested_hyperparameters_never_override_the_job_identity():
-    settings = LaunchSettings.from_environment(ENV)
+    settings = UploadCounterSettings.from_environ(ENV).launch()
     params = settings.hyperparameters(JobRequest("job-3", "chest-ct", {"model": "skin-lesion", "job_id": "x"}))
     assert (params["model"], params["job_id"]) == ("chest-ct", "job-3")
 

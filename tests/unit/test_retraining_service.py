@@ -1,4 +1,4 @@
-"""The retraining loop's decisions (med_classifier.retraining.Retraining) with in-memory
+"""The retraining loop's decisions (med_classifier.domain.retraining.Retraining) with in-memory
 counter, jobs table and launcher: when a job starts, what it records, what happens when
 it cannot start, and what a state change does. The DynamoDB adapters are tested against
 moto in tests/integration/test_retraining_loop.py."""
@@ -8,69 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from med_classifier.errors import Conflict
-from med_classifier.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, STATES, TERMINAL_STATES
-from med_classifier.retraining import MANUAL_TRIGGER, UPLOADS_TRIGGER, JobStateChange, Retraining
-from med_classifier.upload_counter import CounterState, UploadedObject
-from tests.helpers.launchers import RecordingLauncher
-
-
-class MemoryCounter:
-    def __init__(self):
-        self.states, self.seen = {}, set()
-
-    def state(self, model):
-        return self.states.get(model, CounterState(model))
-
-    def count(self, upload):
-        if upload.key in self.seen:
-            return False
-        self.seen.add(upload.key)
-        state = self.state(upload.model)
-        self.states[upload.model] = replace(state, total=state.total + 1, pending=state.pending + 1)
-        return True
-
-    def claim(self, model, job_id, threshold):
-        state = self.state(model)
-        if state.active_job or (threshold is not None and state.pending < threshold):
-            return None
-        self.states[model] = replace(state, active_job=job_id, last_job=job_id, pending=0)
-        return state.pending
-
-    def release(self, model, job_id, restore_pending=0):
-        state = self.state(model)
-        if state.active_job != job_id:
-            return False
-        self.states[model] = replace(state, active_job=None, pending=state.pending + restore_pending)
-        return True
-
-
-class MemoryJobs:
-    def __init__(self):
-        self.records = {}
-
-    def create(self, record):
-        assert record.job_id not in self.records
-        self.records[record.job_id] = replace(record)
-
-    def get(self, job_id):
-        record = self.records.get(job_id)
-        return replace(record) if record else None
-
-    def set_state(self, job_id, state, *, service_status=None, failure_reason=None, **_):
-        record = self.records.get(job_id)
-        if record is None or record.state in TERMINAL_STATES or STATES.index(state) < STATES.index(record.state):
-            return False
-        record.state, record.service_status, record.failure_reason = state, service_status, failure_reason
-        return True
-
-    def set_backend_job(self, job_id, backend_job):
-        self.records[job_id].backend_job = backend_job
-        return True
-
-    def recent(self, model, limit=5):
-        mine = [r for r in self.records.values() if r.model == model]
-        return sorted(mine, key=lambda r: r.job_id, reverse=True)[:limit]
+from med_classifier.domain.errors import Conflict
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, STATES, TERMINAL_STATES
+from med_classifier.domain.retraining import MANUAL_TRIGGER, UPLOADS_TRIGGER, JobStateChange, Retraining
+from med_classifier.domain.uploads import CounterState, UploadedObject
+from tests.helpers.fakes import MemoryCounter, MemoryJobs, RecordingLauncher
 
 
 def service(threshold=3, overrides=None, launcher=None):
@@ -116,7 +58,7 @@ def test_a_job_that_cannot_start_is_failed_and_gives_its_uploads_back(caplog):
     error = RuntimeError("ResourceLimitExceeded: 0 instances")
     retraining = service(threshold=2, launcher=RecordingLauncher(error=error))
     retraining.record_upload(upload(1))
-    with caplog.at_level(logging.ERROR, logger="med_classifier.retraining"), \
+    with caplog.at_level(logging.ERROR, logger="med_classifier.domain.retraining"), \
             pytest.raises(RuntimeError, match="^ResourceLimitExceeded: 0 instances$"):
         retraining.record_upload(upload(2))
     (job,) = retraining.jobs.records.values()
@@ -195,17 +137,6 @@ def test_status_shows_the_counter_against_the_models_threshold_and_its_recent_jo
 def test_a_started_job_is_logged_with_its_trigger_uploads_and_backend(caplog):
     retraining = service(threshold=2)
     retraining.record_upload(upload(1))
-    with caplog.at_level(logging.INFO, logger="med_classifier.retraining"):
+    with caplog.at_level(logging.INFO, logger="med_classifier.domain.retraining"):
         job = retraining.record_upload(upload(2)).started
     assert f"started {job.job_id} (uploads, 2 uploads pending) on sagemaker" in caplog.messages
-
-
-def test_the_service_is_built_from_the_functions_environment(monkeypatch):
-    environ = {"UPLOAD_COUNTS_TABLE": "counts", "JOBS_TABLE": "jobs", "RETRAIN_THRESHOLD": "7",
-               "RETRAIN_THRESHOLDS": '{"chest-ct": 2}'}
-    reader = Retraining.from_environment(launch=False, environ=environ)
-    assert (reader.counter.table_name, reader.jobs.table_name, reader.launcher) == ("counts", "jobs", None)
-    assert (reader.default_threshold, reader.threshold_overrides) == (7, {"chest-ct": 2})
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    assert Retraining.from_environment(launch=False).counter.table_name == "counts"

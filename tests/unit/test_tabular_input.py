@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from med_classifier.errors import InvalidInput, PayloadTooLarge
-from med_classifier.manifest import TabularInput
-from med_classifier.tabular import rows_to_matrix
+from med_classifier.domain.errors import InvalidInput, PayloadTooLarge
+from med_classifier.domain.manifest import TabularInput
+from med_classifier.domain.tabular import rows_to_matrix
 
 SPEC = TabularInput(feature_names=["radius", "texture", "smoothness"], input_name="features")
 

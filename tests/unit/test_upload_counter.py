@@ -9,11 +9,9 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from med_classifier import upload_counter
-from med_classifier.upload_counter import (
-    DEFAULT_THRESHOLD, SEEN_TTL_DAYS, CounterState, UploadCounter, UploadedObject, parse_upload_key,
-    thresholds_from_environment, uploads_in_notification,
-)
+from med_classifier.adapters import upload_counter
+from med_classifier.adapters.upload_counter import SEEN_TTL_DAYS, UploadCounter
+from med_classifier.domain.uploads import CounterState, UploadedObject, parse_upload_key, uploads_in_notification
 
 TABLE = "counts"
 UPLOAD = UploadedObject("bucket", "uploads/chest-ct/normal/a.png", "chest-ct", "normal", 10)
@@ -175,28 +173,6 @@ def test_a_message_that_is_no_s3_notification_says_why(body, message):
     assert str(info.value) == message
 
 
-# --- thresholds -------------------------------------------------------------------------------
-
-def test_threshold_defaults():
-    assert thresholds_from_environment({}) == (DEFAULT_THRESHOLD, {}) == (50, {})
-    assert thresholds_from_environment({"RETRAIN_THRESHOLD": "", "RETRAIN_THRESHOLDS": ""}) == (50, {})
-
-
-def test_per_model_thresholds_are_numbers_by_model():
-    assert thresholds_from_environment({"RETRAIN_THRESHOLD": "1", "RETRAIN_THRESHOLDS": '{"chest-ct": "2"}'}) == (
-        1, {"chest-ct": 2})
-
-
-@pytest.mark.parametrize("environ", [{"RETRAIN_THRESHOLD": "0"}, {"RETRAIN_THRESHOLD": "-3"},
-                                     {"RETRAIN_THRESHOLDS": '{"chest-ct": 0}'},
-                                     {"RETRAIN_THRESHOLDS": '{"chest-ct": 4, "skin-lesion": -1}'}])
-def test_thresholds_below_one_are_refused(environ):
-    with pytest.raises(ValueError) as info:
-        thresholds_from_environment(environ)
-    assert str(info.value) == "retrain thresholds must be at least 1"
-
-
-
 @pytest.mark.parametrize("record, error", [
     ({"eventName": "ObjectCreated:Put"}, "KeyError"),
     ({"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "uploads/chest-ct/normal/a.png"}}}, "KeyError"),
@@ -230,8 +206,3 @@ def test_a_transaction_cancelled_without_reasons_propagates(stubbed):
 
 def test_an_upload_parsed_without_a_size_has_size_zero():
     assert parse_upload_key("b", "uploads/chest-ct/normal/a.png").size == 0
-
-
-def test_a_threshold_of_one_is_allowed_for_every_model_and_per_model():
-    assert thresholds_from_environment({"RETRAIN_THRESHOLD": "1", "RETRAIN_THRESHOLDS": '{"chest-ct": 1}'}) == (
-        1, {"chest-ct": 1})

@@ -6,8 +6,9 @@ import json
 import boto3
 import pytest
 
-from med_classifier.errors import InvalidInput, UnknownModel, UnsupportedMediaType
-from med_classifier.uploads import presigned_upload
+from med_classifier.domain.errors import InvalidInput, UnknownModel, UnsupportedMediaType
+from med_classifier.adapters.s3_uploads import S3UploadSigner
+from med_classifier.domain.uploads import UploadLimits, presigned_upload
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import breast_cancer_candidate, manifest_for
 
@@ -17,7 +18,8 @@ BUCKET = "uploads-test"
 @pytest.fixture(scope="module")
 def client():
     # Signing is local: no request is sent.
-    return boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    return S3UploadSigner(BUCKET, client=boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing",
+                                                      aws_secret_access_key="testing"))
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +27,9 @@ def image_manifest():
     return manifest_for(colour_candidate("colour-test"))
 
 
-def test_policy_pins_key_content_type_size_and_expiry(client, image_manifest, monkeypatch):
-    monkeypatch.setenv("MAX_UPLOAD_BYTES", "5000000")
-    ticket = presigned_upload(client, BUCKET, image_manifest, "colour-test", "green", "image/png",
-                              new_id=lambda: "abc123")
+def test_policy_pins_key_content_type_size_and_expiry(client, image_manifest):
+    ticket = presigned_upload(client, image_manifest, "colour-test", "green", "image/png",
+                              UploadLimits(max_bytes=5000000), new_id=lambda: "abc123")
     assert ticket.key == "uploads/colour-test/green/abc123.png" and ticket.fields["key"] == ticket.key
     assert ticket.fields["Content-Type"] == "image/png" and ticket.max_bytes == 5000000
     policy = json.loads(base64.b64decode(ticket.fields["policy"]))
@@ -41,8 +42,8 @@ def test_policy_pins_key_content_type_size_and_expiry(client, image_manifest, mo
 
 
 def test_jpeg_gets_a_jpg_key_and_every_upload_a_fresh_key(client, image_manifest):
-    first = presigned_upload(client, BUCKET, image_manifest, "colour-test", "red", "image/jpeg")
-    second = presigned_upload(client, BUCKET, image_manifest, "colour-test", "red", "image/jpeg")
+    first = presigned_upload(client, image_manifest, "colour-test", "red", "image/jpeg", UploadLimits())
+    second = presigned_upload(client, image_manifest, "colour-test", "red", "image/jpeg", UploadLimits())
     assert first.key.endswith(".jpg") and first.key != second.key
 
 
@@ -54,12 +55,12 @@ def test_jpeg_gets_a_jpg_key_and_every_upload_a_fresh_key(client, image_manifest
 ])
 def test_bad_label_or_type_is_refused(client, image_manifest, label, content_type, error):
     with pytest.raises(error):
-        presigned_upload(client, BUCKET, image_manifest, "colour-test", label, content_type)
+        presigned_upload(client, image_manifest, "colour-test", label, content_type, UploadLimits())
 
 
 def test_unknown_and_tabular_models_are_refused(client):
     with pytest.raises(UnknownModel):
-        presigned_upload(client, BUCKET, None, "nope", "red", "image/png")
+        presigned_upload(client, None, "nope", "red", "image/png", UploadLimits())
     with pytest.raises(InvalidInput, match="feature rows"):
-        presigned_upload(client, BUCKET, manifest_for(breast_cancer_candidate()), "breast-cancer", "malignant",
-                         "image/png")
+        presigned_upload(client, manifest_for(breast_cancer_candidate()), "breast-cancer", "malignant",
+                         "image/png", UploadLimits())

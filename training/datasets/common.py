@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from med_classifier.manifest import ImageInput
-from med_classifier.preprocessing import batch_from_files
+from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.preprocessing import batch_from_files
 
 log = logging.getLogger("training")
 
@@ -102,7 +102,7 @@ def _stratified(dataset: ImageDataset, indices: np.ndarray, fraction: float, see
 
 
 def tensors(dataset: ImageDataset, indices: np.ndarray, spec: ImageInput) -> np.ndarray:
-    """Preprocess images exactly as serving does (med_classifier.preprocessing)."""
+    """Preprocess images exactly as serving does (med_classifier.domain.preprocessing)."""
     return batch_from_files([dataset.paths[i] for i in indices], spec)
 
 

@@ -1,7 +1,11 @@
-"""Domain code shared by serving (Lambda functions) and training.
+"""Code shared by serving (the Lambda functions) and training, in three layers:
 
-Knows nothing about Lambda events: the manifest contract, the S3 model store, input
-parsing and ONNX inference. Research and education only - NOT FOR CLINICAL USE.
+    domain/    the rules (no AWS, no Lambda); declares the Protocols it needs
+    adapters/  S3, DynamoDB, SageMaker/Batch implementations of those Protocols
+    api/       HTTP schemas, errors and body parsing (Powertools lives here)
+    settings   one settings model per function; services builds them into domain objects
+
+Research and education only - NOT FOR CLINICAL USE.
 """
 
 NOT_FOR_CLINICAL_USE = (

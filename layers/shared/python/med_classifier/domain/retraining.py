@@ -2,7 +2,8 @@
 has enough new uploads (or when asked), and follow the job's state to its end.
 
 Knows nothing about Lambda, SQS or EventBridge: the functions translate their events
-into these calls. The counter, jobs table and launcher are passed in.
+into these calls. The counter, jobs table and launcher are passed in: anything that
+implements the CounterStore, JobStore and Launcher Protocols (domain.ports).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import logging
 from dataclasses import dataclass
 
 from .errors import Conflict
-from .jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES, JobRecord, JobsTable, new_job_id
-from .launcher import JobRequest
-from .upload_counter import CounterState, UploadCounter, UploadedObject
+from .jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES, JobRecord, JobRequest, new_job_id
+from .ports import CounterStore, JobStore, Launcher
+from .uploads import CounterState, UploadedObject
 
 log = logging.getLogger(__name__)
 
@@ -63,25 +64,12 @@ def state_change_from_event(source: str, detail: dict) -> JobStateChange | None:
 
 
 class Retraining:
-    def __init__(self, counter: UploadCounter, jobs: JobsTable, launcher,
+    def __init__(self, counter: CounterStore, jobs: JobStore, launcher: Launcher | None,
                  thresholds: tuple[int, dict[str, int]]):
         self.counter = counter
         self.jobs = jobs
         self.launcher = launcher
         self.default_threshold, self.threshold_overrides = thresholds
-
-    @classmethod
-    def from_environment(cls, launch: bool = True, environ=None) -> "Retraining":
-        """From the function's environment (the template's Globals). `launch=False` for
-        readers that never start a job."""
-        import os
-
-        from .launcher import launcher_from_environment
-        from .upload_counter import thresholds_from_environment
-
-        environ = os.environ if environ is None else environ
-        return cls(UploadCounter(environ["UPLOAD_COUNTS_TABLE"]), JobsTable(environ["JOBS_TABLE"]),
-                   launcher_from_environment(environ) if launch else None, thresholds_from_environment(environ))
 
     def threshold(self, model: str) -> int:
         return self.threshold_overrides.get(model, self.default_threshold)

@@ -10,8 +10,8 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from .api_schemas import ErrorResponse
-from .errors import ClassifierError
+from ..domain.errors import ClassifierError
+from .schemas import ErrorResponse
 
 
 def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:

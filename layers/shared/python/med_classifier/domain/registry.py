@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from .errors import IntegrityError, UnknownModel
 from .manifest import Manifest, is_valid_model_id
-from .model_store import ModelStore
+from .ports import ModelReader
 
 
 class RegistryView:
-    def __init__(self, store: ModelStore):
+    def __init__(self, store: ModelReader):
         self.store = store
         self._manifests: dict[tuple[str, str], Manifest] = {}  # versions are immutable
 

@@ -1,4 +1,5 @@
-"""Per-model upload counters (DynamoDB, key `pk`), counted exactly once per object.
+"""Per-model upload counters (DynamoDB, key `pk`), counted exactly once per object: the
+CounterStore adapter.
 
 Items:
     model#<model>   total (all uploads counted), pending (since the last job started),
@@ -14,98 +15,19 @@ so however many events arrive at once, exactly one of them wins.
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from dataclasses import dataclass
-from urllib.parse import unquote_plus
 
+from ..domain.uploads import CounterState, UploadedObject
 from .aws_clients import ServiceAdapter
-from .manifest import is_valid_model_id
-from .uploads import UPLOAD_CONTENT_TYPES, UPLOADS_PREFIX
 
 SEEN_TTL_DAYS = 30
-DEFAULT_THRESHOLD = 50
-
-
-@dataclass(frozen=True)
-class UploadedObject:
-    bucket: str
-    key: str
-    model: str
-    label: str
-    size: int = 0
-
-
-@dataclass(frozen=True)
-class CounterState:
-    model: str
-    total: int = 0
-    pending: int = 0
-    active_job: str | None = None
-    last_job: str | None = None
-
-    def public(self, threshold: int) -> dict:
-        return {"total_uploads": self.total, "uploads_since_last_job": self.pending, "threshold": threshold,
-                "active_job": self.active_job, "last_job": self.last_job}
-
-
-def parse_upload_key(bucket: str, key: str, size: int = 0) -> UploadedObject | None:
-    """uploads/<model>/<label>/<name>.<jpg|png> → UploadedObject; anything else → None."""
-    parts = key.split("/")
-    if len(parts) != 4 or f"{parts[0]}/" != UPLOADS_PREFIX or not is_valid_model_id(parts[1]) or not parts[2]:
-        return None
-    stem, _, extension = parts[3].rpartition(".")
-    if not stem or extension.lower() not in set(UPLOAD_CONTENT_TYPES.values()):
-        return None
-    return UploadedObject(bucket=bucket, key=key, model=parts[1], label=parts[2], size=size)
-
-
-def uploads_in_notification(body: str) -> list[UploadedObject]:
-    """The uploaded objects an S3 event notification (an SQS message body) announces.
-    S3's s3:TestEvent and objects outside the uploads layout announce none. Raises
-    ValueError for a body that is not an S3 notification at all."""
-    try:
-        message = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"message body is not JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise ValueError("message body is not an S3 event notification")
-    if message.get("Event") == "s3:TestEvent":
-        return []
-    if not isinstance(message.get("Records"), list):
-        raise ValueError("message body is not an S3 event notification (no Records)")
-    found = []
-    for index, record in enumerate(message["Records"]):
-        if not str(record.get("eventName")).startswith("ObjectCreated:"):
-            continue
-        try:
-            bucket, created = record["s3"]["bucket"]["name"], record["s3"]["object"]
-            # S3 URL-encodes keys in notifications (spaces as '+').
-            key, size = unquote_plus(created["key"]), int(created.get("size") or 0)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"Records[{index}] is an ObjectCreated record without s3.bucket.name and "
-                             f"s3.object.key: {type(exc).__name__}") from None
-        upload = parse_upload_key(bucket, key, size)
-        if upload is not None:
-            found.append(upload)
-    return found
-
-
-def thresholds_from_environment(environ=os.environ) -> tuple[int, dict[str, int]]:
-    """RETRAIN_THRESHOLD (all models) and RETRAIN_THRESHOLDS (JSON {model: n}) overrides."""
-    default = int(environ.get("RETRAIN_THRESHOLD") or DEFAULT_THRESHOLD)
-    overrides = {str(k): int(v) for k, v in json.loads(environ.get("RETRAIN_THRESHOLDS") or "{}").items()}
-    if default < 1 or any(v < 1 for v in overrides.values()):
-        raise ValueError("retrain thresholds must be at least 1")
-    return default, overrides
 
 
 class UploadCounter(ServiceAdapter):
     service = "dynamodb"
 
-    def __init__(self, table_name: str, client=None):
-        super().__init__(client)
+    def __init__(self, table_name: str, client=None, endpoint_url: str | None = None):
+        super().__init__(client, endpoint_url)
         self.table_name = table_name
 
     def _model_key(self, model: str) -> dict:

@@ -9,7 +9,6 @@ scale to [0, 1] -> (x - mean) / std -> NCHW or NHWC, all read from the manifest.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -27,17 +26,12 @@ _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def max_pixels() -> int:
-    return int(os.environ.get("MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
-
-
-def decode_image(data: bytes, spec: ImageInput, pixel_limit: int | None = None):
+def decode_image(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_PIXELS):
     """Decode and check an image; returns a Pillow image in the colour mode the model
     takes ("RGB" or "L"). Raises UnsupportedMediaType (not JPEG/PNG), PayloadTooLarge
     (decompression bomb) or InvalidInput (truncated or corrupt)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    pixel_limit = pixel_limit or max_pixels()
     if not data:
         raise InvalidInput("The image is empty.")
     try:
@@ -108,8 +102,8 @@ def to_tensor(image, spec: ImageInput) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def tensor_from_bytes(data: bytes, spec: ImageInput) -> np.ndarray:
-    return to_tensor(decode_image(data, spec), spec)
+def tensor_from_bytes(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return to_tensor(decode_image(data, spec, pixel_limit), spec)
 
 
 def tensor_from_file(path: str | Path, spec: ImageInput) -> np.ndarray:

@@ -5,15 +5,16 @@ training/job_contract.py) with the same hyperparameters and input channels:
 `uploads` (s3://<uploads bucket>/uploads/<model>/, laid out <label>/<file>) and, when an
 original-data prefix is configured, `original` (s3://<uploads bucket>/<prefix>/<model>/,
 the data set's published layout; without it the job uses the deterministic synthetic set).
-The backend is chosen by the template parameter RetrainBackend (RETRAIN_BACKEND).
+The backend is chosen by the template parameter RetrainBackend (RETRAIN_BACKEND); both
+launchers implement the domain's Launcher Protocol.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 
+from ..domain.jobs import JobRequest
 from .aws_clients import ServiceAdapter
 
 SAGEMAKER, BATCH = "sagemaker", "batch"
@@ -25,15 +26,8 @@ IMAGE_COMMAND = ["train"]
 
 
 @dataclass(frozen=True)
-class JobRequest:
-    job_id: str
-    model: str
-    hyperparameters: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class LaunchSettings:
-    """Everything a launcher needs, from the function's environment (the template)."""
+    """Everything a launcher needs (built from the function's settings)."""
 
     backend: str
     uploads_bucket: str
@@ -51,22 +45,6 @@ class LaunchSettings:
     extra_hyperparameters: dict[str, str] = field(default_factory=dict)
     mlflow_tracking_uri: str = ""  # "" = the job's MLflow store stays in its own artefacts
 
-    @classmethod
-    def from_environment(cls, environ=os.environ) -> "LaunchSettings":
-        backend = environ.get("RETRAIN_BACKEND", SAGEMAKER).strip().lower()
-        if backend not in BACKENDS:
-            raise ValueError(f"RETRAIN_BACKEND must be one of {BACKENDS}, not {backend!r}")
-        extra = json.loads(environ.get("RETRAIN_HYPERPARAMETERS") or "{}")
-        return cls(backend=backend, uploads_bucket=environ["UPLOADS_BUCKET"], models_bucket=environ["MODELS_BUCKET"],
-                   jobs_table=environ["JOBS_TABLE"], training_image=environ.get("TRAINING_IMAGE_URI", ""),
-                   role_arn=environ.get("TRAINING_ROLE_ARN", ""), output_uri=environ.get("TRAINING_OUTPUT_URI", ""),
-                   original_data_prefix=environ.get("ORIGINAL_DATA_PREFIX", ""),
-                   instance_type=environ.get("TRAINING_INSTANCE_TYPE", "ml.m5.xlarge"),
-                   max_runtime_seconds=int(environ.get("TRAINING_MAX_RUNTIME_SECONDS", 3 * 3600)),
-                   job_queue=environ.get("BATCH_JOB_QUEUE", ""), job_definition=environ.get("BATCH_JOB_DEFINITION", ""),
-                   extra_hyperparameters={str(k): str(v) for k, v in extra.items()},
-                   mlflow_tracking_uri=environ.get("RETRAIN_MLFLOW_TRACKING_URI", ""))
-
     def channels(self, model: str) -> dict[str, str]:
         channels = {"uploads": f"s3://{self.uploads_bucket}/uploads/{model}/"}
         if self.original_data_prefix.strip("/"):
@@ -83,8 +61,8 @@ class LaunchSettings:
 
 
 class _Launcher(ServiceAdapter):
-    def __init__(self, settings: LaunchSettings, client=None):
-        super().__init__(client)
+    def __init__(self, settings: LaunchSettings, client=None, endpoint_url: str | None = None):
+        super().__init__(client, endpoint_url)
         self.settings = settings
 
 
@@ -136,6 +114,6 @@ class BatchLauncher(_Launcher):
         return self.client.submit_job(**self.request(job))["jobId"]
 
 
-def launcher_from_environment(environ=os.environ):
-    settings = LaunchSettings.from_environment(environ)
-    return (SageMakerLauncher if settings.backend == SAGEMAKER else BatchLauncher)(settings)
+def launcher_for(settings: LaunchSettings, client=None, endpoint_url: str | None = None
+                 ) -> SageMakerLauncher | BatchLauncher:
+    return (SageMakerLauncher if settings.backend == SAGEMAKER else BatchLauncher)(settings, client, endpoint_url)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
+from dataclasses import dataclass
 
-from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..domain.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png")
 # Lambda's synchronous payload limit is 6 MB and a binary body arrives base64-encoded
@@ -17,9 +17,10 @@ DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_IMAGES = 16
 
 
-def limits() -> tuple[int, int]:
-    return (int(os.environ.get("MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES)),
-            int(os.environ.get("MAX_IMAGES_PER_REQUEST", DEFAULT_MAX_IMAGES)))
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_images: int = DEFAULT_MAX_IMAGES
 
 
 def _too_large(model_id: str, what: str, max_bytes: int) -> PayloadTooLarge:
@@ -29,10 +30,11 @@ def _too_large(model_id: str, what: str, max_bytes: int) -> PayloadTooLarge:
         details=[{"max_image_bytes": max_bytes, "upload_path": f"/models/{model_id}/uploads"}])
 
 
-def images_from_body(model_id: str, content_type: str | None, body: bytes) -> list[bytes]:
+def images_from_body(model_id: str, content_type: str | None, body: bytes,
+                     limits: ImageLimits = ImageLimits()) -> list[bytes]:
     """The image files in a request body. Raises UnsupportedMediaType, PayloadTooLarge
     or InvalidInput; image bytes are not decoded here (preprocessing does that)."""
-    max_bytes, max_images = limits()
+    max_bytes, max_images = limits.max_bytes, limits.max_images
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type in IMAGE_CONTENT_TYPES:
         if not body:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ def session_options():
 
     options = ort.SessionOptions()
     # Lambda gives fractional vCPUs: one intra-op thread avoids oversubscription.
-    options.intra_op_num_threads = int(os.environ.get("ORT_INTRA_OP_THREADS", "1"))
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return options

@@ -12,12 +12,12 @@ The pointer only ever moves to a version that was read back and verified.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from ..domain.errors import IntegrityError
+from ..domain.manifest import Manifest, ProductionPointer, sha256_hex
+from ..domain.ports import ModelVersion
 from .aws_clients import ServiceAdapter
-from .errors import IntegrityError
-from .manifest import Manifest, ProductionPointer, sha256_hex
 
 MODELS_PREFIX = "models/"
 
@@ -33,17 +33,13 @@ def _not_found(exc: Exception) -> bool:
     return isinstance(exc, ClientError) and exc.response["Error"]["Code"] in NOT_FOUND_CODES
 
 
-@dataclass(frozen=True)
-class ModelVersion:
-    manifest: Manifest
-    onnx: bytes
-
-
 class ModelStore(ServiceAdapter):
+    """The ModelReader adapter, plus the writes training needs (publish, promote)."""
+
     service = "s3"
 
-    def __init__(self, bucket: str, client=None):
-        super().__init__(client)
+    def __init__(self, bucket: str, client=None, endpoint_url: str | None = None):
+        super().__init__(client, endpoint_url)
         self.bucket = bucket
 
     # keys -----------------------------------------------------------------

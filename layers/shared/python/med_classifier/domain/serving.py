@@ -16,7 +16,8 @@ from typing import Callable
 from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
 from .inference import OnnxClassifier
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
-from .model_store import ModelStore
+from .ports import ModelReader
+from .preprocessing import DEFAULT_MAX_PIXELS, tensor_from_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class _Entry:
 
 
 class ModelCache:
-    def __init__(self, store: ModelStore, refresh_seconds: float,
+    def __init__(self, store: ModelReader, refresh_seconds: float,
                  clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.refresh_seconds = refresh_seconds
@@ -139,12 +140,12 @@ def predict_rows(cache: ModelCache, model_id: str, rows: list, max_rows: int) ->
                             predictions=predictions, inference_ms=elapsed_ms)
 
 
-def predict_images(cache: ModelCache, model_id: str, images: list[bytes]) -> PredictionResult:
+def predict_images(cache: ModelCache, model_id: str, images: list[bytes],
+                   pixel_limit: int = DEFAULT_MAX_PIXELS) -> PredictionResult:
     """Image prediction: resolve the production model, preprocess every image with the
     manifest's spec (the same code training evaluated with), run them as one batch."""
     import numpy as np
 
-    from .preprocessing import tensor_from_bytes
 
     loaded = cache.get(model_id)
     spec = loaded.manifest.input
@@ -154,7 +155,7 @@ def predict_images(cache: ModelCache, model_id: str, images: list[bytes]) -> Pre
     tensors = []
     for index, data in enumerate(images):
         try:
-            tensors.append(tensor_from_bytes(data, spec))
+            tensors.append(tensor_from_bytes(data, spec, pixel_limit))
         except ClassifierError as exc:
             if len(images) == 1:
                 raise

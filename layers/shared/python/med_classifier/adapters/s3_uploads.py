@@ -1,0 +1,30 @@
+"""The UploadSigner adapter: S3 presigned POSTs whose policy pins the bucket, the key, the
+content type and the size."""
+
+from __future__ import annotations
+
+from .aws_clients import ServiceAdapter
+
+
+class S3UploadSigner(ServiceAdapter):
+    service = "s3"
+
+    def __init__(self, bucket: str, client=None, endpoint_url: str | None = None):
+        super().__init__(client, endpoint_url)
+        self.bucket = bucket
+
+    @property
+    def client_options(self) -> dict:
+        from botocore.config import Config
+
+        # Signature V4: S3 refuses V2-signed POST policies in newer regions and for KMS-encrypted buckets.
+        return {"config": Config(signature_version="s3v4")}
+
+    def presigned_post(self, key: str, content_type: str, max_bytes: int,
+                       expires_in: int) -> tuple[str, dict[str, str]]:
+        post = self.client.generate_presigned_post(
+            Bucket=self.bucket, Key=key, Fields={"Content-Type": content_type},
+            Conditions=[{"bucket": self.bucket}, ["eq", "$key", key], ["eq", "$Content-Type", content_type],
+                        ["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_in)
+        return post["url"], post["fields"]

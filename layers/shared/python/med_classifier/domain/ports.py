@@ -1,0 +1,82 @@
+"""What the domain needs from the outside world, as Protocols. Adapters (S3, DynamoDB,
+SageMaker/Batch) implement them; unit tests' in-memory fakes implement the same ones, and
+a test checks both against these signatures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .jobs import JobRecord, JobRequest
+from .manifest import Manifest, ProductionPointer
+from .uploads import CounterState, UploadedObject
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    manifest: Manifest
+    onnx: bytes
+
+
+@runtime_checkable
+class ModelReader(Protocol):
+    """Reads published versions and production pointers (the S3 model store)."""
+
+    def list_model_ids(self) -> list[str]: ...
+
+    def list_versions(self, model_id: str) -> list[str]: ...
+
+    def read_pointer(self, model_id: str) -> ProductionPointer | None: ...
+
+    def read_pointer_or_none(self, model_id: str) -> ProductionPointer | None: ...
+
+    def read_manifest(self, model_id: str, version: str) -> Manifest: ...
+
+    def read_version(self, model_id: str, version: str, expected_sha256: str | None = None) -> ModelVersion: ...
+
+
+@runtime_checkable
+class CounterStore(Protocol):
+    """Per-model upload counters and the claim that lets exactly one job run per model."""
+
+    def count(self, upload: UploadedObject) -> bool: ...
+
+    def state(self, model: str) -> CounterState: ...
+
+    def claim(self, model: str, job_id: str, threshold: int | None) -> int | None: ...
+
+    def release(self, model: str, job_id: str, restore_pending: int = 0) -> bool: ...
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """The retraining jobs' records; states only move forward."""
+
+    def create(self, record: JobRecord) -> None: ...
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def recent(self, model_id: str, limit: int = 5) -> list[JobRecord]: ...
+
+    def set_state(self, job_id: str, state: str, *, service_status: str | None = None,
+                  failure_reason: str | None = None, backend_job: str | None = None,
+                  at: str | None = None) -> bool: ...
+
+    def set_backend_job(self, job_id: str, backend_job: str) -> bool: ...
+
+
+@runtime_checkable
+class Launcher(Protocol):
+    """Starts a retraining job on a backend (SageMaker or Batch); returns the service's job id."""
+
+    backend: str
+
+    def start(self, job: JobRequest) -> str: ...
+
+
+@runtime_checkable
+class UploadSigner(Protocol):
+    """Signs a POST that lets a client put one object under `key`, and nothing else."""
+
+    def presigned_post(self, key: str, content_type: str, max_bytes: int,
+                       expires_in: int) -> tuple[str, dict[str, str]]: ...

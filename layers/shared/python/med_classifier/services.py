@@ -1,0 +1,47 @@
+"""The composition root the functions share: each function's settings → adapters → the
+domain services its handler calls. Built once per container (the functions cache them),
+never at import: boto3 and clients cost cold-start time."""
+
+from __future__ import annotations
+
+from .adapters.jobs_table import JobsTable
+from .adapters.launchers import launcher_for
+from .adapters.model_store import ModelStore
+from .adapters.s3_uploads import S3UploadSigner
+from .adapters.upload_counter import UploadCounter
+from .domain.registry import RegistryView
+from .domain.retraining import Retraining
+from .domain.serving import ModelCache
+from .settings import PredictSettings, RetrainingApiSettings, RetrainingSettings, ServingSettings
+
+
+def model_store(settings: ServingSettings | RetrainingSettings) -> ModelStore:
+    return ModelStore(settings.models_bucket, endpoint_url=settings.endpoint_url)
+
+
+def model_cache(settings: ServingSettings, store: ModelStore | None = None) -> ModelCache:
+    return ModelCache(store or model_store(settings), refresh_seconds=settings.pointer_refresh_seconds)
+
+
+def retraining(settings: RetrainingSettings) -> Retraining:
+    """The retraining loop with its launcher (functions that may start jobs)."""
+    return Retraining(UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
+                      JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
+                      launcher_for(settings.launch(), endpoint_url=settings.endpoint_url), settings.thresholds)
+
+
+def retraining_status(settings: PredictSettings) -> Retraining | None:
+    """A read-only view of the retraining loop (no launcher), or None when the function is
+    not given the tables."""
+    if not settings.shows_retraining:
+        return None
+    return Retraining(UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
+                      JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url), None, settings.thresholds)
+
+
+def upload_signer(settings: RetrainingApiSettings) -> S3UploadSigner:
+    return S3UploadSigner(settings.uploads_bucket, endpoint_url=settings.endpoint_url)
+
+
+def registry(settings: ServingSettings | RetrainingSettings, store: ModelStore | None = None) -> RegistryView:
+    return RegistryView(store or model_store(settings))

@@ -1,0 +1,131 @@
+"""In-memory fakes of the domain's Protocols (med_classifier.domain.ports), for unit tests.
+tests/unit/test_ports.py checks that they, and the AWS adapters, implement the Protocols
+with the same signatures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from med_classifier.domain.errors import IntegrityError
+from med_classifier.domain.jobs import STATES, TERMINAL_STATES, JobRecord, JobRequest
+from med_classifier.domain.manifest import Manifest, ProductionPointer
+from med_classifier.domain.ports import ModelVersion
+from med_classifier.domain.uploads import CounterState, UploadedObject
+
+
+@dataclass
+class MemoryStore:
+    """A ModelReader over a dict of version -> (manifest, onnx bytes)."""
+
+    versions: dict
+    pointer: ProductionPointer | None = None
+    pointer_error: Exception | None = None
+
+    def list_model_ids(self) -> list[str]:
+        return sorted({manifest.model_id for manifest, _ in self.versions.values()})
+
+    def list_versions(self, model_id: str) -> list[str]:
+        return sorted(v for v, (manifest, _) in self.versions.items() if manifest.model_id == model_id)
+
+    def read_pointer(self, model_id: str) -> ProductionPointer | None:
+        if self.pointer_error:
+            raise self.pointer_error
+        return self.pointer
+
+    def read_pointer_or_none(self, model_id: str) -> ProductionPointer | None:
+        try:
+            return self.read_pointer(model_id)
+        except IntegrityError:
+            return None
+
+    def read_manifest(self, model_id: str, version: str) -> Manifest:
+        if version not in self.versions:
+            raise IntegrityError(f"{model_id}/{version}: manifest.json is missing")
+        return self.versions[version][0]
+
+    def read_version(self, model_id: str, version: str, expected_sha256: str | None = None) -> ModelVersion:
+        manifest, onnx = self.versions[version]
+        if expected_sha256 and expected_sha256 != manifest.onnx_sha256:
+            raise IntegrityError("sha mismatch")
+        return ModelVersion(manifest=manifest, onnx=onnx)
+
+
+class MemoryCounter:
+    """A CounterStore in a dict."""
+
+    def __init__(self):
+        self.states: dict[str, CounterState] = {}
+        self.seen: set[str] = set()
+
+    def state(self, model: str) -> CounterState:
+        return self.states.get(model, CounterState(model))
+
+    def count(self, upload: UploadedObject) -> bool:
+        if upload.key in self.seen:
+            return False
+        self.seen.add(upload.key)
+        state = self.state(upload.model)
+        self.states[upload.model] = replace(state, total=state.total + 1, pending=state.pending + 1)
+        return True
+
+    def claim(self, model: str, job_id: str, threshold: int | None) -> int | None:
+        state = self.state(model)
+        if state.active_job or (threshold is not None and state.pending < threshold):
+            return None
+        self.states[model] = replace(state, active_job=job_id, last_job=job_id, pending=0)
+        return state.pending
+
+    def release(self, model: str, job_id: str, restore_pending: int = 0) -> bool:
+        state = self.state(model)
+        if state.active_job != job_id:
+            return False
+        self.states[model] = replace(state, active_job=None, pending=state.pending + restore_pending)
+        return True
+
+
+class MemoryJobs:
+    """A JobStore in a dict; states only move forward, as the DynamoDB table's conditions ensure."""
+
+    def __init__(self):
+        self.records: dict[str, JobRecord] = {}
+
+    def create(self, record: JobRecord) -> None:
+        assert record.job_id not in self.records
+        self.records[record.job_id] = replace(record)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        record = self.records.get(job_id)
+        return replace(record) if record else None
+
+    def set_state(self, job_id: str, state: str, *, service_status: str | None = None,
+                  failure_reason: str | None = None, backend_job: str | None = None,
+                  at: str | None = None) -> bool:
+        record = self.records.get(job_id)
+        if record is None or record.state in TERMINAL_STATES or STATES.index(state) < STATES.index(record.state):
+            return False
+        record.state, record.service_status, record.failure_reason = state, service_status, failure_reason
+        record.backend_job = backend_job or record.backend_job
+        return True
+
+    def set_backend_job(self, job_id: str, backend_job: str) -> bool:
+        self.records[job_id].backend_job = backend_job
+        return True
+
+    def recent(self, model_id: str, limit: int = 5) -> list[JobRecord]:
+        mine = [r for r in self.records.values() if r.model == model_id]
+        return sorted(mine, key=lambda r: r.job_id, reverse=True)[:limit]
+
+
+class RecordingLauncher:
+    """A Launcher that records the jobs it is asked to start (or fails with the given error)."""
+
+    backend = "sagemaker"
+
+    def __init__(self, error: Exception | None = None):
+        self.started, self.error = [], error
+
+    def start(self, job: JobRequest) -> str:
+        if self.error:
+            raise self.error
+        self.started.append(job)
+        return f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_id}"

@@ -1,0 +1,125 @@
+"""Each function's settings model: what it reads, its defaults and refusals, and the
+template giving every function exactly the variables its model declares."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from samcli.yamlhelper import yaml_parse
+
+from med_classifier.settings import (
+    FUNCTION_SETTINGS,
+    ImagePredictSettings,
+    PredictSettings,
+    RetrainingApiSettings,
+    UploadCounterSettings,
+)
+from scripts.local_runner.api import yaml_safe_loader_preserved
+from tests.unit.test_template import TEMPLATE_PATH
+
+with yaml_safe_loader_preserved():
+    TEMPLATE = yaml_parse(TEMPLATE_PATH.read_text())
+# Read by Powertools itself in every function, not by our settings.
+POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+RETRAINING = {"UPLOAD_COUNTS_TABLE": "counts", "JOBS_TABLE": "jobs", "UPLOADS_BUCKET": "up", "MODELS_BUCKET": "m"}
+
+
+def thresholds(environ: dict) -> tuple[int, dict[str, int]]:
+    return UploadCounterSettings.from_environ({**RETRAINING, **environ}).thresholds
+
+
+def function_variables(logical_id: str) -> set[str]:
+    globals_ = TEMPLATE["Globals"]["Function"].get("Environment", {}).get("Variables", {})
+    own = TEMPLATE["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    return set(globals_) | set(own)
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTION_SETTINGS))
+def test_the_template_gives_each_function_exactly_the_variables_its_settings_read(logical_id):
+    assert function_variables(logical_id) - POWERTOOLS_VARIABLES == FUNCTION_SETTINGS[logical_id].variables()
+
+
+def test_every_function_in_the_template_has_a_settings_model():
+    functions = {name for name, r in TEMPLATE["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions == set(FUNCTION_SETTINGS)
+
+
+def test_globals_hold_only_what_every_function_reads():
+    assert set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]) == {"AWS_ENDPOINT_URL"} | POWERTOOLS_VARIABLES
+
+
+def test_threshold_defaults_and_empty_variables_count_as_unset():
+    assert thresholds({}) == (50, {})
+    assert thresholds({"RETRAIN_THRESHOLD": "", "RETRAIN_THRESHOLDS": ""}) == (50, {})
+
+
+def test_per_model_thresholds_are_numbers_by_model():
+    assert thresholds({"RETRAIN_THRESHOLD": "1", "RETRAIN_THRESHOLDS": '{"chest-ct": "2"}'}) == (1, {"chest-ct": 2})
+    assert thresholds({"RETRAIN_THRESHOLD": "1", "RETRAIN_THRESHOLDS": '{"chest-ct": 1}'}) == (1, {"chest-ct": 1})
+
+
+@pytest.mark.parametrize("environ, field", [
+    ({"RETRAIN_THRESHOLD": "0"}, "RETRAIN_THRESHOLD"), ({"RETRAIN_THRESHOLD": "-3"}, "RETRAIN_THRESHOLD"),
+    ({"RETRAIN_THRESHOLDS": '{"chest-ct": 0}'}, "RETRAIN_THRESHOLDS"),
+    ({"RETRAIN_THRESHOLDS": '{"chest-ct": 4, "skin-lesion": -1}'}, "RETRAIN_THRESHOLDS"),
+])
+def test_thresholds_below_one_are_refused(environ, field):
+    with pytest.raises(ValidationError) as info:
+        thresholds(environ)
+    (error,) = info.value.errors()
+    assert (error["loc"], error["msg"]) == ((field,), "Value error, retrain thresholds must be at least 1")
+
+
+def test_an_unknown_backend_is_refused_naming_the_choices():
+    with pytest.raises(ValidationError) as info:
+        UploadCounterSettings.from_environ({**RETRAINING, "RETRAIN_BACKEND": "emr"})
+    assert info.value.errors()[0]["msg"] == (
+        "Value error, RETRAIN_BACKEND must be one of ('sagemaker', 'batch'), not 'emr'")
+
+
+def test_the_backend_name_is_case_and_space_insensitive():
+    assert UploadCounterSettings.from_environ({**RETRAINING, "RETRAIN_BACKEND": " Batch "}).retrain_backend == "batch"
+
+
+def test_extra_hyperparameters_are_json_and_become_strings():
+    settings = UploadCounterSettings.from_environ({**RETRAINING, "RETRAIN_HYPERPARAMETERS": '{"epochs": 3}'})
+    assert settings.launch().extra_hyperparameters == {"epochs": "3"}
+
+
+def test_a_missing_required_variable_is_named():
+    with pytest.raises(ValidationError) as info:
+        PredictSettings.from_environ({})
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("MODELS_BUCKET",), "missing")]
+
+
+def test_serving_defaults():
+    settings = ImagePredictSettings.from_environ({"MODELS_BUCKET": "m"})
+    assert (settings.pointer_refresh_seconds, settings.endpoint_url) == (60.0, None)
+    assert (settings.image_limits.max_bytes, settings.image_limits.max_images, settings.max_image_pixels) == (
+        4 * 1024 * 1024, 16, 40_000_000)
+
+
+def test_limits_come_from_their_variables():
+    settings = ImagePredictSettings.from_environ({"MODELS_BUCKET": "m", "MAX_IMAGE_BYTES": "10",
+                                                  "MAX_IMAGES_PER_REQUEST": "2", "MAX_IMAGE_PIXELS": "99",
+                                                  "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    assert (settings.image_limits.max_bytes, settings.image_limits.max_images, settings.max_image_pixels) == (10, 2, 99)
+    assert settings.endpoint_url == "http://127.0.0.1:5000"
+    uploads = RetrainingApiSettings.from_environ({**RETRAINING, "MAX_UPLOAD_BYTES": "7",
+                                                  "UPLOAD_URL_EXPIRES_SECONDS": "60"}).upload_limits
+    assert (uploads.max_bytes, uploads.expires_in) == (7, 60)
+
+
+def test_the_predict_function_shows_retraining_only_with_both_tables():
+    assert not PredictSettings.from_environ({"MODELS_BUCKET": "m", "UPLOAD_COUNTS_TABLE": "c"}).shows_retraining
+    assert PredictSettings.from_environ({"MODELS_BUCKET": "m", "UPLOAD_COUNTS_TABLE": "c",
+                                         "JOBS_TABLE": "j"}).shows_retraining
+
+
+def test_an_empty_endpoint_in_the_process_environment_is_removed(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    monkeypatch.setenv("MODELS_BUCKET", "m")
+    import os
+
+    assert PredictSettings.from_environ().endpoint_url is None
+    assert "AWS_ENDPOINT_URL" not in os.environ
