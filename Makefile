@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast mutation venv chromium build validate layer-size bench train clean
+.PHONY: run test lint test-fast mutation venv chromium build validate layer-size bench train clean
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -32,8 +32,13 @@ chromium:
 run: $(STAMP)
 	$(PY) -m scripts.local_stack $(RUN_ARGS)
 
-test: $(STAMP) chromium
+test: lint chromium
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest
+
+# ruff's rules are in pyproject.toml; `make test` fails on a finding or an unformatted file.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Contributors' inner loop: unit and integration tests that train nothing and start no stack,
 # server or browser, spread over the cores. `make test` still runs everything.

@@ -33,20 +33,20 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Callable
 
 import joblib
 import numpy as np
 import requests
 from sklearn.model_selection import train_test_split
 
+from med_classifier.adapters.model_store import ModelStore
 from med_classifier.domain.inference import OnnxClassifier
 from med_classifier.domain.manifest import Manifest
-from med_classifier.adapters.model_store import ModelStore
 from scripts.local_runner import LocalApi, LocalFunctions
 from scripts.local_stack import LOCAL_CREDENTIALS, MotoServer, free_port, s3_client
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, load_function_module, publish
@@ -85,10 +85,10 @@ class Budget:
 
 
 # Sized so the default run stays under ~3 minutes on a 2-core machine.
-DEFAULT_BUDGET = Budget(onnx=(5000, 2000), sklearn=(2000, 1000), handler=(2000, 500), http=(2000, 500),
-                        cold_starts=5, cap_s=20.0)
-QUICK_BUDGET = Budget(onnx=(500, 200), sklearn=(200, 100), handler=(200, 50), http=(100, 30),
-                      cold_starts=2, cap_s=5.0)
+DEFAULT_BUDGET = Budget(
+    onnx=(5000, 2000), sklearn=(2000, 1000), handler=(2000, 500), http=(2000, 500), cold_starts=5, cap_s=20.0
+)
+QUICK_BUDGET = Budget(onnx=(500, 200), sklearn=(200, 100), handler=(200, 50), http=(100, 30), cold_starts=2, cap_s=5.0)
 
 
 class Context:
@@ -101,6 +101,7 @@ class Context:
 
 
 # --- measuring -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -140,6 +141,7 @@ def progress(message: str) -> None:
 
 # --- the model, the rows ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Setup:
     candidate: Candidate
@@ -154,8 +156,7 @@ def train_and_publish(client) -> Setup:
     # train() returns the ONNX bytes, not the fitted pipeline. Refitting the pipeline it chose on the split it
     # used (same arguments as train(), same seed) gives the same model: checked against the ONNX below.
     data = load_wisconsin()
-    X_train, X_test, y_train, _ = train_test_split(data.X, data.y, test_size=0.2, stratify=data.y,
-                                                   random_state=SEED)
+    X_train, X_test, y_train, _ = train_test_split(data.X, data.y, test_size=0.2, stratify=data.y, random_state=SEED)
     pipeline = candidate_pipelines(SEED)[candidate.estimator].fit(X_train, y_train)
     # 1 row: the public malignant example; 100 rows: held-out test rows the model never saw.
     rows = {1: np.asarray([MALIGNANT_EXAMPLE], dtype=np.float64), BATCH_ROWS: X_test[:BATCH_ROWS]}
@@ -194,9 +195,13 @@ def lap(name):
     mark = now
 """
 
+
 def ours_cold_start(function_name: str, memory_mb: int) -> str:
     """The cold-start script for one of our functions (run in its folder, shared layer on PYTHONPATH)."""
-    return COLD_START_PROLOGUE + r"""
+    return (
+        (
+            COLD_START_PROLOGUE
+            + r"""
 import json
 import app
 lap("import handler")
@@ -205,9 +210,9 @@ lap("import boto3")
 import onnxruntime
 lap("import onnxruntime")
 class Context:
-    function_name = "%(name)s"
-    memory_limit_in_mb = %(memory)d
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:%(name)s"
+    function_name = "__NAME__"
+    memory_limit_in_mb = __MEMORY__
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:__NAME__"
     aws_request_id = "bench-cold"
 with open(sys.argv[1]) as file:
     event = json.load(file)
@@ -215,10 +220,16 @@ response = app.lambda_handler(event, Context())
 lap("first call: S3 + session + predict")
 label = json.loads(response["body"])["predictions"][0]["class_index"] if response["statusCode"] == 200 else None
 print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases, "label": label}))
-""" % {"name": function_name, "memory": memory_mb}
+"""
+        )
+        .replace("__NAME__", function_name)
+        .replace("__MEMORY__", str(memory_mb))
+    )
 
 
-NATIVE_COLD_START = COLD_START_PROLOGUE + r"""
+NATIVE_COLD_START = (
+    COLD_START_PROLOGUE
+    + r"""
 import importlib, json
 import joblib
 for module in sys.argv[3:]:
@@ -231,6 +242,7 @@ lap("first predict_proba")
 print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases,
                                     "label": int(proba.argmax())}))
 """
+)
 
 
 @dataclass(frozen=True)
@@ -241,32 +253,42 @@ class ColdStart:
 
 def cold_start_once(code: str, args: list[str], cwd: Path, env: dict[str, str], expected_label: int) -> dict:
     env = {**env, "BENCH_SPAWNED_AT": repr(time.time())}
-    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
     # The handler prints its EMF metrics on stdout too: the result is the marked line.
     results = [line for line in done.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
     if done.returncode != 0 or not results:
         raise RuntimeError(f"cold-start process failed ({done.returncode}):\n{done.stderr[-2000:]}")
     result = json.loads(results[-1].removeprefix("BENCH_RESULT "))
     if result["label"] != expected_label:
-        raise RuntimeError(f"cold-start process predicted {result['label']}, expected {expected_label}:\n"
-                           f"{done.stdout[-2000:]}")
+        raise RuntimeError(
+            f"cold-start process predicted {result['label']}, expected {expected_label}:\n{done.stdout[-2000:]}"
+        )
     return result
 
 
-def cold_starts(setup: Setup, model_file: Path, event_file: Path, function_env: dict[str, str],
-                repeats: int) -> dict[str, ColdStart]:
+def cold_starts(
+    setup: Setup, model_file: Path, event_file: Path, function_env: dict[str, str], repeats: int
+) -> dict[str, ColdStart]:
     ours_env = {**os.environ, **function_env, "PYTHONPATH": str(SHARED_LAYER)}
     sklearn_modules = sorted({"sklearn.pipeline"} | {type(step).__module__ for _, step in setup.pipeline.steps})
     row = setup.rows[1]
     label = int(np.argmax(setup.pipeline.predict_proba(row)))
     runs: dict[str, list[dict]] = {"ours": [], "native": []}
     for _ in range(repeats):  # alternate, so drift on the machine hits both alike
-        runs["ours"].append(cold_start_once(ours_cold_start("PredictFunction", 1024), [str(event_file)],
-                                            FUNCTION_DIR, ours_env, label))
-        runs["native"].append(cold_start_once(NATIVE_COLD_START, [str(model_file), json.dumps(row.tolist()),
-                                                                  *sklearn_modules],
-                                              model_file.parent, dict(os.environ), label))
+        runs["ours"].append(
+            cold_start_once(ours_cold_start("PredictFunction", 1024), [str(event_file)], FUNCTION_DIR, ours_env, label)
+        )
+        runs["native"].append(
+            cold_start_once(
+                NATIVE_COLD_START,
+                [str(model_file), json.dumps(row.tolist()), *sklearn_modules],
+                model_file.parent,
+                dict(os.environ),
+                label,
+            )
+        )
     summary = {}
     for path, results in runs.items():
         phases: dict[str, list[float]] = {}
@@ -278,6 +300,7 @@ def cold_starts(setup: Setup, model_file: Path, event_file: Path, function_env: 
 
 
 # --- servers ---------------------------------------------------------------------------------------------
+
 
 def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
@@ -302,8 +325,11 @@ def flask_baseline(model_file: Path, log: Path):
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "scripts.flask_baseline", "--model", str(model_file), "--port", str(port)],
-            cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True)  # Ctrl-C is ours to handle: we stop it in order
+            cwd=REPO_ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # Ctrl-C is ours to handle: we stop it in order
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/health", process, log)
@@ -363,15 +389,23 @@ def measure_http(url: str, bodies: dict[int, bytes], budget: Budget) -> tuple[di
     with requests.Session() as session:  # one keep-alive connection, as a steady client would have
         calls = {n: http_post(session, url, body) for n, body in bodies.items()}
         answers = {n: call() for n, call in calls.items()}
-        latencies = {n: measure(calls[n], iterations, budget.cap_s)
-                     for n, iterations in zip(calls, budget.http)}
+        latencies = {n: measure(calls[n], iterations, budget.cap_s) for n, iterations in zip(calls, budget.http)}
     return latencies, answers
 
 
 # --- report ----------------------------------------------------------------------------------------------
 
-def machine_line(packages: tuple[str, ...] = ("onnxruntime", "scikit-learn", "numpy", "Flask",
-                                               "aws-lambda-powertools", "aws-sam-cli")) -> str:
+
+def machine_line(
+    packages: tuple[str, ...] = (
+        "onnxruntime",
+        "scikit-learn",
+        "numpy",
+        "Flask",
+        "aws-lambda-powertools",
+        "aws-sam-cli",
+    ),
+) -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -379,8 +413,10 @@ def machine_line(packages: tuple[str, ...] = ("onnxruntime", "scikit-learn", "nu
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions = ", ".join(f"{name} {installed_version(name)}" for name in packages)
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; {versions}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; {versions}"
+    )
 
 
 def fmt_time(us: float) -> str:
@@ -402,8 +438,17 @@ def ratio_cell(path: dict[int, Latency], baseline: dict[int, Latency]) -> str:
     return " / ".join(fmt_ratio(path[n].p50 / baseline[n].p50) for n in sorted(path))
 
 
-def report(setup: Setup, warm: dict[str, dict[int, Latency]], cold: dict[str, ColdStart], parity: float,
-           sizes: dict[str, int], quick: bool, started: datetime, load: float, elapsed_s: float) -> str:
+def report(
+    setup: Setup,
+    warm: dict[str, dict[int, Latency]],
+    cold: dict[str, ColdStart],
+    parity: float,
+    sizes: dict[str, int],
+    quick: bool,
+    started: datetime,
+    load: float,
+    elapsed_s: float,
+) -> str:
     lines = [
         "## Benchmark: breast-cancer, ONNX on Lambda vs native scikit-learn (NOT FOR CLINICAL USE)",
         "",
@@ -423,9 +468,11 @@ def report(setup: Setup, warm: dict[str, dict[int, Latency]], cold: dict[str, Co
     for name, latencies in warm.items():
         one, batch = latencies[1], latencies[BATCH_ROWS]
         vs_flask = ratio_cell(latencies, warm[FLASK_PATH]) if name in HTTP_PATHS else "—"
-        lines.append(f"| {name} | {fmt_time(one.p50)} | {fmt_time(one.p99)} | {fmt_time(batch.p50)} "
-                     f"| {fmt_time(batch.p99)} | {ratio_cell(latencies, warm[SKLEARN_PATH])} | {vs_flask} "
-                     f"| {one.n} / {batch.n} |")
+        lines.append(
+            f"| {name} | {fmt_time(one.p50)} | {fmt_time(one.p99)} | {fmt_time(batch.p50)} "
+            f"| {fmt_time(batch.p99)} | {ratio_cell(latencies, warm[SKLEARN_PATH])} | {vs_flask} "
+            f"| {one.n} / {batch.n} |"
+        )
     repeats = len(cold["ours"].totals_s)
     lines += [
         "",
@@ -435,22 +482,27 @@ def report(setup: Setup, warm: dict[str, dict[int, Latency]], cold: dict[str, Co
         "| path | median | min – max | where the time goes (medians) | ÷ native |",
         "| --- | ---: | ---: | --- | ---: |",
     ]
-    titles = {"ours": "our handler: import, S3 read + sha256, ONNX session, predict",
-              "native": "native: import scikit-learn, `joblib.load`, `predict_proba`"}
+    titles = {
+        "ours": "our handler: import, S3 read + sha256, ONNX session, predict",
+        "native": "native: import scikit-learn, `joblib.load`, `predict_proba`",
+    }
     native_median = statistics.median(cold["native"].totals_s)
     for path, result in cold.items():
         median = statistics.median(result.totals_s)
-        phases = " · ".join(f"{name} {fmt_time(statistics.median(values) * 1e6)}"
-                            for name, values in result.phases_s.items())
-        lines.append(f"| {titles[path]} | {fmt_time(median * 1e6)} | {fmt_time(min(result.totals_s) * 1e6)} – "
-                     f"{fmt_time(max(result.totals_s) * 1e6)} | {phases} | {fmt_ratio(median / native_median)} |")
+        phases = " · ".join(
+            f"{name} {fmt_time(statistics.median(values) * 1e6)}" for name, values in result.phases_s.items()
+        )
+        lines.append(
+            f"| {titles[path]} | {fmt_time(median * 1e6)} | {fmt_time(min(result.totals_s) * 1e6)} – "
+            f"{fmt_time(max(result.totals_s) * 1e6)} | {phases} | {fmt_ratio(median / native_median)} |"
+        )
     lines += [
         "",
         "Paths: `InferenceSession.run` and `predict_proba` take a ready numpy array (float32 / float64). The handler "
         "path is `lambda_handler(event, context)` with the API Gateway event (JSON parsing, validation, Powertools "
         "logging and EMF metrics included). Flask: scripts/flask_baseline.py, werkzeug's threaded server in a "
-        "subprocess, body `{\"features\": rows}`. Our API: template.yaml served by scripts/local_runner (SAM CLI's "
-        "API Gateway emulation, handler in a warm worker process), body `{\"instances\": rows}`. Both HTTP paths: "
+        'subprocess, body `{"features": rows}`. Our API: template.yaml served by scripts/local_runner (SAM CLI\'s '
+        'API Gateway emulation, handler in a warm worker process), body `{"instances": rows}`. Both HTTP paths: '
         "one keep-alive `requests.Session` on 127.0.0.1, client and server sharing the machine's cores; the local "
         "runner's overhead is SAM's emulation, not API Gateway + Lambda on AWS.",
     ]
@@ -458,6 +510,7 @@ def report(setup: Setup, warm: dict[str, dict[int, Latency]], cold: dict[str, Co
 
 
 # --- the run ---------------------------------------------------------------------------------------------
+
 
 def check_same_model(setup: Setup, session) -> tuple[float, list[int]]:
     """Max |Δp| between the refitted pipeline and the published ONNX on the bench rows, and the labels of the
@@ -472,29 +525,35 @@ def check_same_model(setup: Setup, session) -> tuple[float, list[int]]:
     return parity, labels
 
 
-def measure_in_process(setup: Setup, session, events: dict[int, dict], expected_labels: list[int],
-                       budget: Budget) -> dict[str, dict[int, Latency]]:
+def measure_in_process(
+    setup: Setup, session, events: dict[int, dict], expected_labels: list[int], budget: Budget
+) -> dict[str, dict[int, Latency]]:
     input_name, output_name = setup.manifest.input.input_name, setup.manifest.outputs.probabilities
     rows32 = {n: rows.astype(np.float32) for n, rows in setup.rows.items()}
     warm = {
-        ONNX_PATH: {n: measure(lambda n=n: session.run([output_name], {input_name: rows32[n]}), iterations,
-                               budget.cap_s)
-                    for n, iterations in zip(setup.rows, budget.onnx)},
-        SKLEARN_PATH: {n: measure(lambda n=n: setup.pipeline.predict_proba(setup.rows[n]), iterations, budget.cap_s)
-                       for n, iterations in zip(setup.rows, budget.sklearn)},
+        ONNX_PATH: {
+            n: measure(lambda n=n: session.run([output_name], {input_name: rows32[n]}), iterations, budget.cap_s)
+            for n, iterations in zip(setup.rows, budget.onnx)
+        },
+        SKLEARN_PATH: {
+            n: measure(lambda n=n: setup.pipeline.predict_proba(setup.rows[n]), iterations, budget.cap_s)
+            for n, iterations in zip(setup.rows, budget.sklearn)
+        },
     }
     handler = load_function_module("predict").lambda_handler
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # one EMF metrics line per call
         answer = handler(events[BATCH_ROWS], Context())
         if answer["statusCode"] != 200 or labels_of_body(json.loads(answer["body"])) != expected_labels:
             raise RuntimeError(f"in-process handler answered {answer['statusCode']}: {answer['body'][:500]}")
-        warm[HANDLER_PATH] = {n: measure(lambda n=n: handler(events[n], Context()), iterations, budget.cap_s)
-                              for n, iterations in zip(setup.rows, budget.handler)}
+        warm[HANDLER_PATH] = {
+            n: measure(lambda n=n: handler(events[n], Context()), iterations, budget.cap_s)
+            for n, iterations in zip(setup.rows, budget.handler)
+        }
     return warm
 
 
 def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
-    started_at, started, load = datetime.now(timezone.utc), time.perf_counter(), os.getloadavg()[0]
+    started_at, started, load = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     with contextlib.ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         progress("starting moto on 127.0.0.1…")
@@ -503,8 +562,11 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         client = s3_client(moto.url)
         client.create_bucket(Bucket=BUCKET)
         env_file = workdir / "env.json"
-        env_file.write_text(json.dumps({"Parameters": {
-            "AWS_ENDPOINT_URL": moto.url, "MODELS_BUCKET": BUCKET, "POINTER_REFRESH_SECONDS": "60"}}))
+        env_file.write_text(
+            json.dumps(
+                {"Parameters": {"AWS_ENDPOINT_URL": moto.url, "MODELS_BUCKET": BUCKET, "POINTER_REFRESH_SECONDS": "60"}}
+            )
+        )
         function_env = function_environment(env_file)
         os.environ.update(function_env)  # the in-process handler reads them at its first call
 

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,19 @@ import numpy as np
 from med_classifier.domain.inference import OnnxClassifier, class_probabilities
 from med_classifier.domain.manifest import ImageInput, OnnxOutputs
 from med_classifier.domain.preprocessing import tensor_from_bytes
-from scripts.bench import (COLD_START_PROLOGUE, Latency, bench_main, cold_start_once, fmt_ratio, fmt_time,
-                           function_environment, machine_line, measure, ours_cold_start, progress)
+from scripts.bench import (
+    COLD_START_PROLOGUE,
+    Latency,
+    bench_main,
+    cold_start_once,
+    fmt_ratio,
+    fmt_time,
+    function_environment,
+    machine_line,
+    measure,
+    ours_cold_start,
+    progress,
+)
 from scripts.local_stack import MotoServer, free_port, s3_client
 from tests.helpers.models import LambdaContext, load_function_module, publish
 
@@ -103,6 +114,7 @@ def _native_callable(framework: str, model, batch: np.ndarray):
         def call():
             with torch.inference_mode():
                 return model(tensor).numpy()
+
         return call
     return lambda: np.asarray(model(batch, training=False))
 
@@ -125,7 +137,9 @@ def _save_native(framework: str, model, batch: np.ndarray, folder: Path) -> Path
 
 
 # argv: framework, model file, input file (.npy of the preprocessed batch, or the image + spec JSON)
-NATIVE_COLD_START = COLD_START_PROLOGUE + r"""
+NATIVE_COLD_START = (
+    COLD_START_PROLOGUE
+    + r"""
 import json
 import numpy as np
 framework, model_file, image_file, spec_json = sys.argv[1:5]
@@ -154,20 +168,35 @@ lap("first predict")
 print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases,
                                     "label": int(np.argmax(proba[0]))}))
 """
+)
 
 
 def image_event(model_id: str, image: bytes) -> dict:
     event = json.loads(EVENT_TEMPLATE.read_text())
-    event.update({"body": base64.b64encode(image).decode(), "isBase64Encoded": True,
-                  "path": f"/models/{model_id}/predict", "pathParameters": {"model": model_id},
-                  "resource": f"/models/{model_id}/predict"})
+    event.update(
+        {
+            "body": base64.b64encode(image).decode(),
+            "isBase64Encoded": True,
+            "path": f"/models/{model_id}/predict",
+            "pathParameters": {"model": model_id},
+            "resource": f"/models/{model_id}/predict",
+        }
+    )
     event["headers"]["Content-Type"] = "image/png"
     event["multiValueHeaders"]["Content-Type"] = ["image/png"]
     return event
 
 
-def bench_image_model(model_id: str, candidate, example: bytes, expected_label: str, store, function_env: dict,
-                      workdir: Path, budget: Budget) -> ModelResult:
+def bench_image_model(
+    model_id: str,
+    candidate,
+    example: bytes,
+    expected_label: str,
+    store,
+    function_env: dict,
+    workdir: Path,
+    budget: Budget,
+) -> ModelResult:
     from training.quantize import evaluate_int8
     from training.trainers import trainer
 
@@ -179,8 +208,14 @@ def bench_image_model(model_id: str, candidate, example: bytes, expected_label: 
     expected = candidate.classes.index(expected_label)
 
     fp32 = OnnxClassifier(manifest, candidate.onnx)
-    report = evaluate_int8(candidate.onnx, candidate.classes, candidate.input_spec, candidate.outputs["probabilities"],
-                           candidate.evaluation, trainer(model_id).DEFAULT_GATE)  # the decision training makes
+    report = evaluate_int8(
+        candidate.onnx,
+        candidate.classes,
+        candidate.input_spec,
+        candidate.outputs["probabilities"],
+        candidate.evaluation,
+        trainer(model_id).DEFAULT_GATE,
+    )  # the decision training makes
     int8 = OnnxClassifier(manifest, report.onnx_int8) if report.onnx_int8 else None
     checks = {"fp32": fp32.predict_proba(batch), "native": _native_proba(framework, native, batch, candidate.outputs)}
     if int(np.argmax(checks["fp32"])) != expected or int(np.argmax(checks["native"])) != expected:
@@ -189,11 +224,13 @@ def bench_image_model(model_id: str, candidate, example: bytes, expected_label: 
         raise RuntimeError(f"{model_id}: native and ONNX disagree on the bench input")
 
     input_name, output_name = spec.input_name, candidate.outputs["probabilities"]
-    warm = {ORT_FP32: measure(lambda: fp32.session.run([output_name], {input_name: batch}), budget.iterations,
-                              budget.cap_s)}
+    warm = {
+        ORT_FP32: measure(lambda: fp32.session.run([output_name], {input_name: batch}), budget.iterations, budget.cap_s)
+    }
     if int8 is not None:
-        warm[ORT_INT8] = measure(lambda: int8.session.run([output_name], {input_name: batch}), budget.iterations,
-                                 budget.cap_s)
+        warm[ORT_INT8] = measure(
+            lambda: int8.session.run([output_name], {input_name: batch}), budget.iterations, budget.cap_s
+        )
     warm[NATIVE] = measure(_native_callable(framework, native, batch), budget.native_iterations, budget.cap_s)
     handler = load_function_module("image_predict")
     handler._cache = None
@@ -203,8 +240,7 @@ def bench_image_model(model_id: str, candidate, example: bytes, expected_label: 
         answer = handler.lambda_handler(event, context)
         if answer["statusCode"] != 200 or json.loads(answer["body"])["predictions"][0]["label"] != expected_label:
             raise RuntimeError(f"{model_id}: handler answered {answer['statusCode']}: {answer['body'][:300]}")
-        warm[HANDLER] = measure(lambda: handler.lambda_handler(event, context), budget.handler_iterations,
-                                budget.cap_s)
+        warm[HANDLER] = measure(lambda: handler.lambda_handler(event, context), budget.handler_iterations, budget.cap_s)
 
     native_file = _save_native(framework, native, batch, workdir)
     image_file = workdir / f"{model_id}.png"
@@ -215,17 +251,35 @@ def bench_image_model(model_id: str, candidate, example: bytes, expected_label: 
     native_env = {**os.environ, "PYTHONPATH": str(SHARED_LAYER)}
     cold: dict[str, list[float]] = {"ours": [], "native": []}
     for _ in range(budget.cold_starts):  # alternate, so drift hits both alike
-        cold["ours"].append(cold_start_once(ours_cold_start("ImagePredictFunction", 2048), [str(event_file)],
-                                            REPO_ROOT / "functions" / "image_predict", ours_env, expected)["total"])
-        cold["native"].append(cold_start_once(NATIVE_COLD_START, [framework, str(native_file), str(image_file),
-                                                                  json.dumps(candidate.input_spec)],
-                                              workdir, native_env, expected)["total"])
+        cold["ours"].append(
+            cold_start_once(
+                ours_cold_start("ImagePredictFunction", 2048),
+                [str(event_file)],
+                REPO_ROOT / "functions" / "image_predict",
+                ours_env,
+                expected,
+            )["total"]
+        )
+        cold["native"].append(
+            cold_start_once(
+                NATIVE_COLD_START,
+                [framework, str(native_file), str(image_file), json.dumps(candidate.input_spec)],
+                workdir,
+                native_env,
+                expected,
+            )["total"]
+        )
     q = report
     return ModelResult(
-        model_id=model_id, framework=framework, warm=warm, cold=cold,
+        model_id=model_id,
+        framework=framework,
+        warm=warm,
+        cold=cold,
         sizes={"fp32": len(candidate.onnx), "int8": int(q.int8.get("bytes", 0)), "native": native_file.stat().st_size},
         accuracy={"fp32": q.fp32["test_accuracy"], "int8": q.int8.get("test_accuracy", float("nan"))},
-        int8_served=q.chosen, int8_speedup=q.int8.get("speedup_vs_fp32"))
+        int8_served=q.chosen,
+        int8_speedup=q.int8.get("speedup_vs_fp32"),
+    )
 
 
 def bench_lite(candidate, store, budget: Budget) -> ModelResult:
@@ -234,15 +288,27 @@ def bench_lite(candidate, store, budget: Budget) -> ModelResult:
     manifest = publish(store, candidate)
     row = np.asarray([candidate.input_spec["example"]], dtype=np.float32)
     classifier = OnnxClassifier(manifest, candidate.onnx)
-    if float(np.max(np.abs(classifier.predict_proba(row) - _native_proba("keras", native, row, candidate.outputs)))) > 1e-4:
+    if (
+        float(np.max(np.abs(classifier.predict_proba(row) - _native_proba("keras", native, row, candidate.outputs))))
+        > 1e-4
+    ):
         raise RuntimeError("breast-cancer-lite: native and ONNX disagree on the bench row")
     input_name, output_name = manifest.input.input_name, manifest.outputs.probabilities
-    warm = {ORT_FP32: measure(lambda: classifier.session.run([output_name], {input_name: row}), budget.iterations * 10,
-                              budget.cap_s),
-            NATIVE: measure(_native_callable("keras", native, row), budget.native_iterations, budget.cap_s)}
-    return ModelResult(model_id="breast-cancer-lite", framework="keras", warm=warm, cold={},
-                       sizes={"fp32": len(candidate.onnx)}, accuracy={"fp32": candidate.metrics["test_accuracy"]},
-                       int8_served=None)
+    warm = {
+        ORT_FP32: measure(
+            lambda: classifier.session.run([output_name], {input_name: row}), budget.iterations * 10, budget.cap_s
+        ),
+        NATIVE: measure(_native_callable("keras", native, row), budget.native_iterations, budget.cap_s),
+    }
+    return ModelResult(
+        model_id="breast-cancer-lite",
+        framework="keras",
+        warm=warm,
+        cold={},
+        sizes={"fp32": len(candidate.onnx)},
+        accuracy={"fp32": candidate.metrics["test_accuracy"]},
+        int8_served=None,
+    )
 
 
 def report(results: list[ModelResult], quick: bool, started: datetime, load: float, elapsed_s: float) -> str:
@@ -261,34 +327,54 @@ def report(results: list[ModelResult], quick: bool, started: datetime, load: flo
     for result in results:
         native = result.warm[NATIVE].p50
         for path, latency in result.warm.items():
-            name = NATIVE.replace("native framework", "native PyTorch" if result.framework == "torch"
-                                  else "native Keras") if path == NATIVE else path
-            lines.append(f"| {result.model_id} | {name} | {fmt_time(latency.p50)} | {fmt_time(latency.p99)} "
-                         f"| {fmt_ratio(latency.p50 / native)} | {latency.n} |")
-    lines += ["", "Cold start, fresh process → first response (median; page cache warm, S3 is moto on loopback):", "",
-              "| model | ours (handler, S3, session, predict) | native (import framework, load model, predict) "
-              "| ours ÷ native |",
-              "| --- | ---: | ---: | ---: |"]
+            name = (
+                NATIVE.replace("native framework", "native PyTorch" if result.framework == "torch" else "native Keras")
+                if path == NATIVE
+                else path
+            )
+            lines.append(
+                f"| {result.model_id} | {name} | {fmt_time(latency.p50)} | {fmt_time(latency.p99)} "
+                f"| {fmt_ratio(latency.p50 / native)} | {latency.n} |"
+            )
+    lines += [
+        "",
+        "Cold start, fresh process → first response (median; page cache warm, S3 is moto on loopback):",
+        "",
+        "| model | ours (handler, S3, session, predict) | native (import framework, load model, predict) "
+        "| ours ÷ native |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for result in results:
         if result.cold:
             ours, native = statistics.median(result.cold["ours"]), statistics.median(result.cold["native"])
-            lines.append(f"| {result.model_id} | {fmt_time(ours * 1e6)} | {fmt_time(native * 1e6)} "
-                         f"| {fmt_ratio(ours / native)} |")
-    lines += ["", "Size and held-out accuracy (synthetic test split), fp32 vs static QDQ INT8:", "",
-              "| model | ONNX fp32 | ONNX INT8 | native file | accuracy fp32 | accuracy INT8 "
-              "| INT8 speed-up (decision's paired timing) | INT8 would be served |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+            lines.append(
+                f"| {result.model_id} | {fmt_time(ours * 1e6)} | {fmt_time(native * 1e6)} "
+                f"| {fmt_ratio(ours / native)} |"
+            )
+    lines += [
+        "",
+        "Size and held-out accuracy (synthetic test split), fp32 vs static QDQ INT8:",
+        "",
+        "| model | ONNX fp32 | ONNX INT8 | native file | accuracy fp32 | accuracy INT8 "
+        "| INT8 speed-up (decision's paired timing) | INT8 would be served |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for result in results:
         int8 = f"{result.sizes['int8'] / 1024:,.0f} KiB" if result.sizes.get("int8") else "—"
         native = f"{result.sizes['native'] / 1024:,.0f} KiB" if result.sizes.get("native") else "—"
         acc8 = f"{result.accuracy['int8']:.4f}" if "int8" in result.accuracy else "—"
         served = "—" if result.int8_served is None else ("yes" if result.int8_served else "no")
         speedup = f"{result.int8_speedup:.2f}×" if result.int8_speedup else "—"
-        lines.append(f"| {result.model_id} | {result.sizes['fp32'] / 1024:,.0f} KiB | {int8} | {native} "
-                     f"| {result.accuracy['fp32']:.4f} | {acc8} | {speedup} | {served} |")
-    lines += ["", "INT8 is published only if it passes the model's gate, loses at most 1 point of accuracy and is "
-              "at least 5 % faster at batch 1 on the training machine (training/quantize.py); the last column is "
-              "that decision on this machine."]
+        lines.append(
+            f"| {result.model_id} | {result.sizes['fp32'] / 1024:,.0f} KiB | {int8} | {native} "
+            f"| {result.accuracy['fp32']:.4f} | {acc8} | {speedup} | {served} |"
+        )
+    lines += [
+        "",
+        "INT8 is published only if it passes the model's gate, loses at most 1 point of accuracy and is "
+        "at least 5 % faster at batch 1 on the training machine (training/quantize.py); the last column is "
+        "that decision on this machine.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -297,7 +383,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
     from tests.helpers.skin_lesion import skin_lesion_candidate
     from training.datasets import chest_ct, ham10000
 
-    started_at, started, load = datetime.now(timezone.utc), time.perf_counter(), os.getloadavg()[0]
+    started_at, started, load = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     results = []
     with contextlib.ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bench-images-")))
@@ -311,17 +397,25 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
 
         store = ModelStore(BUCKET, client)
         env_file = workdir / "env.json"
-        env_file.write_text(json.dumps({"Parameters": {
-            "AWS_ENDPOINT_URL": moto.url, "MODELS_BUCKET": BUCKET, "POINTER_REFRESH_SECONDS": "60"}}))
+        env_file.write_text(
+            json.dumps(
+                {"Parameters": {"AWS_ENDPOINT_URL": moto.url, "MODELS_BUCKET": BUCKET, "POINTER_REFRESH_SECONDS": "60"}}
+            )
+        )
         function_env = function_environment(env_file, "ImagePredictFunction")
         os.environ.update(function_env)
         _limit_native_threads()
-        for model_id, train, data in (("skin-lesion", skin_lesion_candidate, ham10000),
-                                      ("chest-ct", chest_ct_candidate, chest_ct)):
+        for model_id, train, data in (
+            ("skin-lesion", skin_lesion_candidate, ham10000),
+            ("chest-ct", chest_ct_candidate, chest_ct),
+        ):
             progress(f"{model_id}: training (smoke), quantising, measuring…")
             label = data.CLASSES[-1]
-            results.append(bench_image_model(model_id, train(), data.example_image(label), label, store,
-                                             function_env, workdir, budget))
+            results.append(
+                bench_image_model(
+                    model_id, train(), data.example_image(label), label, store, function_env, workdir, budget
+                )
+            )
         progress("breast-cancer-lite: training (smoke), measuring…")
         results.append(bench_lite(breast_cancer_lite_candidate(), store, budget))
     table = report(results, quick, started_at, load, time.perf_counter() - started)

@@ -25,7 +25,7 @@ TYPES = ("AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::DynamoDB::Table")
 
 @dataclass
 class LocalResources:
-    names: dict[str, str] = field(default_factory=dict)       # logical id -> physical name
+    names: dict[str, str] = field(default_factory=dict)  # logical id -> physical name
     queue_urls: dict[str, str] = field(default_factory=dict)  # logical id -> queue URL
 
 
@@ -48,10 +48,16 @@ def function_variables(template: dict) -> dict:
 
 
 def physical_names(template: dict, env: dict[str, str]) -> dict[str, str]:
-    named = {value["Ref"]: env[name] for name, value in function_variables(template).items()
-             if isinstance(value, dict) and "Ref" in value and name in env}
-    return {logical_id: named.get(logical_id, f"{_kebab(logical_id)}-local")
-            for logical_id, resource in template["Resources"].items() if resource["Type"] in TYPES}
+    named = {
+        value["Ref"]: env[name]
+        for name, value in function_variables(template).items()
+        if isinstance(value, dict) and "Ref" in value and name in env
+    }
+    return {
+        logical_id: named.get(logical_id, f"{_kebab(logical_id)}-local")
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] in TYPES
+    }
 
 
 def _arn(resource_type: str, name: str) -> str:
@@ -80,9 +86,14 @@ def _resolve(value, template: dict, names: dict[str, str]):
 
 
 # CloudFormation's CorsRule property names → S3's CORSRule names.
-_CORS_RULE_NAMES = {"AllowedHeaders": "AllowedHeaders", "AllowedMethods": "AllowedMethods",
-                    "AllowedOrigins": "AllowedOrigins", "ExposedHeaders": "ExposeHeaders", "Id": "ID",
-                    "MaxAge": "MaxAgeSeconds"}
+_CORS_RULE_NAMES = {
+    "AllowedHeaders": "AllowedHeaders",
+    "AllowedMethods": "AllowedMethods",
+    "AllowedOrigins": "AllowedOrigins",
+    "ExposedHeaders": "ExposeHeaders",
+    "Id": "ID",
+    "MaxAge": "MaxAgeSeconds",
+}
 
 
 def _cors_rules(cors: dict) -> list[dict]:
@@ -94,25 +105,38 @@ def provision(session_client, template_path: Path, env: dict[str, str]) -> Local
     template = load_template(template_path)
     names = physical_names(template, env)
     resources = LocalResources(names=names)
-    by_type = {t: {lid: template["Resources"][lid] for lid in names if template["Resources"][lid]["Type"] == t}
-               for t in TYPES}
+    by_type = {
+        t: {lid: template["Resources"][lid] for lid in names if template["Resources"][lid]["Type"] == t} for t in TYPES
+    }
     dynamodb, sqs, s3 = session_client("dynamodb"), session_client("sqs"), session_client("s3")
     existing_tables = set(dynamodb.list_tables()["TableNames"])
     for logical_id, resource in by_type["AWS::DynamoDB::Table"].items():
         if names[logical_id] in existing_tables:
             continue
         props = resource["Properties"]
-        dynamodb.create_table(TableName=names[logical_id], BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-                              KeySchema=props["KeySchema"], AttributeDefinitions=props["AttributeDefinitions"],
-                              **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]}
-                                 if "GlobalSecondaryIndexes" in props else {}))
+        dynamodb.create_table(
+            TableName=names[logical_id],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            **(
+                {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
+            ),
+        )
     # Dead-letter queues first: a redrive policy names its target's ARN.
-    queues = sorted(by_type["AWS::SQS::Queue"].items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {}))
+    queues = sorted(
+        by_type["AWS::SQS::Queue"].items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {})
+    )
     for logical_id, resource in queues:
         props = _resolve(resource.get("Properties", {}), template, names)
-        attributes = {k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in props.items()
-                      if k in ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds")}
-        resources.queue_urls[logical_id] = sqs.create_queue(QueueName=names[logical_id], Attributes=attributes)["QueueUrl"]
+        attributes = {
+            k: (json.dumps(v) if isinstance(v, dict) else str(v))
+            for k, v in props.items()
+            if k in ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds")
+        }
+        resources.queue_urls[logical_id] = sqs.create_queue(QueueName=names[logical_id], Attributes=attributes)[
+            "QueueUrl"
+        ]
     for logical_id, resource in by_type["AWS::S3::Bucket"].items():
         bucket = names[logical_id]
         try:
@@ -124,9 +148,21 @@ def provision(session_client, template_path: Path, env: dict[str, str]) -> Local
             s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": _cors_rules(cors)})
         notifications = _resolve(resource.get("Properties", {}).get("NotificationConfiguration"), template, names)
         if notifications:
-            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-                "QueueConfigurations": [
-                    {"QueueArn": q["Queue"], "Events": [q["Event"]],
-                     **({"Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}} if "Filter" in q else {})}
-                    for q in notifications.get("QueueConfigurations", [])]})
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket,
+                NotificationConfiguration={
+                    "QueueConfigurations": [
+                        {
+                            "QueueArn": q["Queue"],
+                            "Events": [q["Event"]],
+                            **(
+                                {"Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}}
+                                if "Filter" in q
+                                else {}
+                            ),
+                        }
+                        for q in notifications.get("QueueConfigurations", [])
+                    ]
+                },
+            )
     return resources

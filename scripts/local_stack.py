@@ -23,12 +23,18 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from med_classifier.api.schemas import EXAMPLE_MALIGNANT_ROW
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = REPO_ROOT / "events" / "env.json"
 # All four models; breast-cancer first (seconds), the image models last (minutes).
 MODELS_TO_SEED = ("breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion")
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -48,10 +54,13 @@ class MotoServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "MotoServer":
+    def start(self, timeout: float = 30.0) -> MotoServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -77,8 +86,13 @@ class MotoServer:
 def aws_client(service: str, endpoint: str):
     import boto3
 
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def s3_client(endpoint: str):
@@ -159,8 +173,12 @@ def ensure_models(client, bucket: str, env: dict[str, str], models=MODELS_TO_SEE
             pass
         print(f"[stack] {model_id}: no published version, training it now…", flush=True)
         smoke = ["--smoke"] if quick and model_id != "breast-cancer" else []
-        subprocess.run([sys.executable, "-m", "training", model_id, "--bucket", bucket, *smoke],
-                       check=True, env={**os.environ, **env}, cwd=REPO_ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "training", model_id, "--bucket", bucket, *smoke],
+            check=True,
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+        )
 
 
 DEFAULT_API_KEY = "local-retrain-key"
@@ -178,7 +196,7 @@ class EventEmulation:
         self.sources = sqs_event_sources(api.functions, queue_urls, aws_client("sqs", moto_url))
         self.jobs = LocalTrainingJobs(api.functions, moto_url)
 
-    def start(self) -> "EventEmulation":
+    def start(self) -> EventEmulation:
         for source in self.sources:
             source.start()
         self.jobs.start()
@@ -191,14 +209,18 @@ class EventEmulation:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Local stack: moto + SAM API emulation on 127.0.0.1. "
-                                                 "NOT FOR CLINICAL USE.")
+    parser = argparse.ArgumentParser(
+        description="Local stack: moto + SAM API emulation on 127.0.0.1. NOT FOR CLINICAL USE."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--env-vars", type=Path, default=DEFAULT_ENV_FILE)
     parser.add_argument("--template", type=Path, default=REPO_ROOT / "template.yaml")
-    parser.add_argument("--quick-train", action="store_true",
-                        help="train missing models in smoke mode (seconds instead of minutes; tests use it)")
+    parser.add_argument(
+        "--quick-train",
+        action="store_true",
+        help="train missing models in smoke mode (seconds instead of minutes; tests use it)",
+    )
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("LOCAL_STATE_DIR", REPO_ROOT / ".local")))
     args = parser.parse_args(argv)
 
@@ -229,29 +251,36 @@ def main(argv: list[str] | None = None) -> int:
         mirror.sync()
         mirror.run_in_background()
         api_key = os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY
-        api = LocalApi(str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port,
-                       api_key=api_key)
+        api = LocalApi(
+            str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port, api_key=api_key
+        )
         api.start()
         emulation = EventEmulation(api, resources.queue_urls, moto.url).start()
         base = f"http://{args.host}:{args.port}"
-        print(f"""
+        row = json.dumps({"instances": [EXAMPLE_MALIGNANT_ROW]})
+        threshold = env.get("RETRAIN_THRESHOLD", "?")
+        print(
+            f"""
   Local stack ready — NOT FOR CLINICAL USE
     web page    {base}/   (predict, upload labelled images, watch retraining)
     API         {base}/health
     models      {base}/models
     predict     curl -s -X POST {base}/models/breast-cancer/predict -H 'Content-Type: application/json' \\
-                  -d '{{"instances": [[17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871, 1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193, 25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656, 0.7119, 0.2654, 0.4601, 0.1189]]}}'
+                  -d '{row}'
     image       curl -s -X POST {base}/models/skin-lesion/predict -H 'Content-Type: image/png' \\
                   --data-binary @events/images/skin-lesion-mel.png
                 (also: events/images/chest-ct-*.png → /models/chest-ct/predict)
-    retraining  .venv/bin/python -m scripts.upload_labelled --model chest-ct --label normal --copies {env.get("RETRAIN_THRESHOLD", "?")} events/images/chest-ct-normal.png
-                (threshold {env.get("RETRAIN_THRESHOLD", "?")} uploads per model; then watch: curl -s {base}/models/chest-ct)
+    retraining  .venv/bin/python -m scripts.upload_labelled --model chest-ct --label normal \\
+                  --copies {threshold} events/images/chest-ct-normal.png
+                (threshold {threshold} uploads per model; then watch: curl -s {base}/models/chest-ct)
                 by hand: curl -s -X POST {base}/models/chest-ct/retrain -H 'x-api-key: {api_key}'
     API docs    {base}/docs      (OpenAPI: {base}/openapi.json)
     moto        {moto.url}  (bucket {bucket}, mirrored to {mirror.directory})
     MLflow UI   .venv/bin/mlflow ui --backend-store-uri sqlite:///{args.state_dir}/mlflow/mlflow.db
   Ctrl-C to stop.
-""", flush=True)
+""",
+            flush=True,
+        )
         while not stopping.wait(1.0):
             pass
     except KeyboardInterrupt:

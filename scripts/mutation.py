@@ -28,7 +28,7 @@ import time
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +36,16 @@ PACKAGE = REPO / "layers" / "shared" / "python" / "med_classifier"
 STAGE = REPO / ".mutation"
 EQUIVALENTS = REPO / "tests" / "mutation_equivalents.toml"
 # The domain and adapter modules whose guards the rest of the product relies on.
-MODULES = ("domain.tabular", "domain.uploads", "adapters.upload_counter", "adapters.model_store", "domain.manifest",
-           "domain.preprocessing", "domain.serving", "domain.retraining")
+MODULES = (
+    "domain.tabular",
+    "domain.uploads",
+    "adapters.upload_counter",
+    "adapters.model_store",
+    "domain.manifest",
+    "domain.preprocessing",
+    "domain.serving",
+    "domain.retraining",
+)
 # Not linked into the stage: caches, state, the environment, and what the stage writes itself.
 NOT_LINKED = {"pyproject.toml", "artifacts", "build", "docs"}
 # The fast tests (make test-fast without -n): no stack, no browser, no training.
@@ -59,26 +67,33 @@ def stage(modules) -> None:
     for name in project:
         (STAGE / name).symlink_to(REPO / name)
     pytest_options = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-    (STAGE / "pyproject.toml").write_text("\n".join([
-        "[tool.mutmut]",
-        'source_paths = ["src/med_classifier"]',
-        f"only_mutate = {toml_list(str(module_path(m)) for m in modules)}",
-        f"also_copy = {toml_list(name for name in project if name != 'tests')}",
-        f"pytest_add_cli_args_test_selection = {toml_list(TEST_SELECTION)}",
-        'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
-        "",
-        "[tool.pytest.ini_options]",
-        f"markers = {toml_list(pytest_options['markers'])}",
-        f"filterwarnings = {toml_list(pytest_options['filterwarnings'])}",
-        "",
-    ]))
+    (STAGE / "pyproject.toml").write_text(
+        "\n".join(
+            [
+                "[tool.mutmut]",
+                'source_paths = ["src/med_classifier"]',
+                f"only_mutate = {toml_list(str(module_path(m)) for m in modules)}",
+                f"also_copy = {toml_list(name for name in project if name != 'tests')}",
+                f"pytest_add_cli_args_test_selection = {toml_list(TEST_SELECTION)}",
+                'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
+                "",
+                "[tool.pytest.ini_options]",
+                f"markers = {toml_list(pytest_options['markers'])}",
+                f"filterwarnings = {toml_list(pytest_options['filterwarnings'])}",
+                "",
+            ]
+        )
+    )
 
 
 def linked() -> list[str]:
     """What the tests may read besides the package: the project's top-level files and folders
     (mutmut copies them into mutants/)."""
-    return sorted(path.name for path in REPO.iterdir() if not path.name.startswith(".")
-                  and path.name not in NOT_LINKED and not path.name.endswith(".egg-info"))
+    return sorted(
+        path.name
+        for path in REPO.iterdir()
+        if not path.name.startswith(".") and path.name not in NOT_LINKED and not path.name.endswith(".egg-info")
+    )
 
 
 def toml_list(items) -> str:
@@ -92,8 +107,9 @@ def run_mutmut(budget_seconds: float, max_children: int) -> str | None:
     log = STAGE / "mutmut.log"
     print(f"mutmut is running ({', '.join(command[1:])}); its output goes to {log.relative_to(REPO)}", flush=True)
     with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=STAGE, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=STAGE, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         code = process.wait(timeout=budget_seconds)
         if code:
@@ -161,8 +177,10 @@ def print_report(results: list[ModuleResult], equivalents: dict[str, str], show_
     print(f"\n{'module':<26} {'mutants':>8} {'killed':>7} {'equivalent':>11} {'survived':>9} {'score':>7}   other")
     for r in results:
         other = ", ".join(f"{n} {s}" for s, n in sorted(r.statuses.items()) if s not in KILLED | {"survived"})
-        print(f"{r.module:<26} {r.total:>8} {r.killed:>7} {len(r.equivalent):>11} {len(r.survivors):>9} "
-              f"{r.score:>6.1%}   {other}")
+        print(
+            f"{r.module:<26} {r.total:>8} {r.killed:>7} {len(r.equivalent):>11} {len(r.survivors):>9} "
+            f"{r.score:>6.1%}   {other}"
+        )
     for r in results:
         for name in r.survivors:
             print(f"\nSURVIVED {name}")
@@ -176,13 +194,17 @@ def print_report(results: list[ModuleResult], equivalents: dict[str, str], show_
 
 
 def markdown(results: list[ModuleResult], equivalents: dict[str, str]) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"`make mutation`, {stamp} (mutmut 3.8.1, the fast tests):", "",
-             "| module | mutants | killed | equivalent | survived | score |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"`make mutation`, {stamp} (mutmut 3.8.1, the fast tests):",
+        "",
+        "| module | mutants | killed | equivalent | survived | score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results:
-        lines.append(f"| `{r.module}` | {r.total} | {r.killed} | {len(r.equivalent)} | {len(r.survivors)} "
-                     f"| {r.score:.1%} |")
+        lines.append(
+            f"| `{r.module}` | {r.total} | {r.killed} | {len(r.equivalent)} | {len(r.survivors)} | {r.score:.1%} |"
+        )
     explained = [(name, equivalents[name]) for r in results for name in r.equivalent]
     if explained:
         lines += ["", "Equivalent mutants (left out of the score; `tests/mutation_equivalents.toml`):", ""]
@@ -192,16 +214,22 @@ def markdown(results: list[ModuleResult], equivalents: dict[str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget-minutes", type=float, default=60.0,
-                        help="stop mutmut after this long and report what was checked (default 60)")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=60.0,
+        help="stop mutmut after this long and report what was checked (default 60)",
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES),
-                        help="only these modules (default: all of them)")
+    parser.add_argument(
+        "--modules", nargs="+", choices=MODULES, default=list(MODULES), help="only these modules (default: all of them)"
+    )
     parser.add_argument("--report-only", action="store_true", help="report the last run's results")
     parser.add_argument("--diffs", action="store_true", help="print each survivor's diff")
     parser.add_argument("--markdown", type=Path, help="also write the result table to this file")
-    parser.add_argument("--min-score", type=float, default=0.85,
-                        help="exit 1 if a module scores below this (default 0.85)")
+    parser.add_argument(
+        "--min-score", type=float, default=0.85, help="exit 1 if a module scores below this (default 0.85)"
+    )
     args = parser.parse_args(argv)
 
     equivalents = tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", {}) if EQUIVALENTS.exists() else {}

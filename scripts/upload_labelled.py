@@ -22,15 +22,17 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
 def upload(session: requests.Session, api: str, model: str, label: str, path: Path) -> str:
     """Uploads one image; returns its S3 key. Raises RuntimeError with the API's or S3's message."""
     content_type = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or ""
-    ticket = session.post(f"{api}/models/{model}/uploads", json={"label": label, "content_type": content_type},
-                          timeout=30)
+    ticket = session.post(
+        f"{api}/models/{model}/uploads", json={"label": label, "content_type": content_type}, timeout=30
+    )
     if ticket.status_code != 201:
         raise RuntimeError(f"{path}: {ticket.status_code} {ticket.json().get('error', {}).get('message', ticket.text)}")
     form = ticket.json()
     with path.open("rb") as image:
         # S3 wants the policy fields first and the file last.
-        stored = session.post(form["url"], data=form["fields"], files={"file": (path.name, image, content_type)},
-                              timeout=60)
+        stored = session.post(
+            form["url"], data=form["fields"], files={"file": (path.name, image, content_type)}, timeout=60
+        )
     if stored.status_code not in (200, 201, 204):
         raise RuntimeError(f"{path}: S3 refused the upload ({stored.status_code}): {stored.text[:300]}")
     return form["key"]

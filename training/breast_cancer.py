@@ -53,14 +53,18 @@ def candidate_pipelines(seed: int) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     return {
-        "logistic_regression": Pipeline([
-            ("scaler", StandardScaler()),
-            ("classifier", LogisticRegression(C=1.0, max_iter=5000, random_state=seed)),
-        ]),
-        "random_forest": Pipeline([
-            ("scaler", StandardScaler()),
-            ("classifier", RandomForestClassifier(n_estimators=100, max_depth=None, random_state=seed, n_jobs=1)),
-        ]),
+        "logistic_regression": Pipeline(
+            [
+                ("scaler", StandardScaler()),
+                ("classifier", LogisticRegression(C=1.0, max_iter=5000, random_state=seed)),
+            ]
+        ),
+        "random_forest": Pipeline(
+            [
+                ("scaler", StandardScaler()),
+                ("classifier", RandomForestClassifier(n_estimators=100, max_depth=None, random_state=seed, n_jobs=1)),
+            ]
+        ),
     }
 
 
@@ -84,16 +88,20 @@ def cross_validate_candidates(X, y, k_folds: int, seed: int) -> dict[str, dict[s
             summary[f"cv_{metric}_mean"] = float(np.mean(values))
             summary[f"cv_{metric}_std"] = float(np.std(values))
         results[name] = summary
-        log.info("  CV %-20s recall %.4f ± %.4f   accuracy %.4f ± %.4f", name,
-                 summary["cv_recall_mean"], summary["cv_recall_std"],
-                 summary["cv_accuracy_mean"], summary["cv_accuracy_std"])
+        log.info(
+            "  CV %-20s recall %.4f ± %.4f   accuracy %.4f ± %.4f",
+            name,
+            summary["cv_recall_mean"],
+            summary["cv_recall_std"],
+            summary["cv_accuracy_mean"],
+            summary["cv_accuracy_std"],
+        )
     return results
 
 
 def choose(cv_results: dict[str, dict[str, float]]) -> str:
     """Highest CV recall of the malignant class; lower recall std breaks ties."""
-    return max(cv_results, key=lambda n: (round(cv_results[n]["cv_recall_mean"], 6),
-                                          -cv_results[n]["cv_recall_std"]))
+    return max(cv_results, key=lambda n: (round(cv_results[n]["cv_recall_mean"], 6), -cv_results[n]["cv_recall_std"]))
 
 
 def test_metrics(y_true, proba) -> dict[str, float]:
@@ -136,21 +144,26 @@ def parity(pipeline, onnx_bytes: bytes, X: np.ndarray) -> dict[str, float | int]
 
 
 def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Candidate:
-    import sklearn
     import skl2onnx
+    import sklearn
     from sklearn.model_selection import train_test_split
 
     k_folds, smoke, seed = options.k_folds, options.smoke, options.seed
     data = load_wisconsin()
     X_train, X_test, y_train, y_test = train_test_split(
-        data.X, data.y, test_size=test_size, stratify=data.y, random_state=seed)
+        data.X, data.y, test_size=test_size, stratify=data.y, random_state=seed
+    )
     if smoke:
         # Smoke mode: a stratified fifth of the training split and at most 3 folds.
-        X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=0.2, stratify=y_train,
-                                                  random_state=seed)
+        X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=0.2, stratify=y_train, random_state=seed)
         k_folds = min(k_folds, 3)
-    log.info("data: Wisconsin breast cancer, %d train / %d test rows, %d features (sha256 %s…)",
-             len(y_train), len(y_test), data.X.shape[1], data.sha256[:12])
+    log.info(
+        "data: Wisconsin breast cancer, %d train / %d test rows, %d features (sha256 %s…)",
+        len(y_train),
+        len(y_test),
+        data.X.shape[1],
+        data.sha256[:12],
+    )
     log.info("cross-validating %d-fold…", k_folds)
     cv = cross_validate_candidates(X_train, y_train, k_folds, seed)
     chosen = choose(cv)
@@ -158,34 +171,61 @@ def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Can
     pipeline = candidate_pipelines(seed)[chosen].fit(X_train, y_train)
     proba = pipeline.predict_proba(X_test)
     metrics = {**cv[chosen], **test_metrics(y_test, proba)}
-    log.info("test: accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f  roc_auc %.4f",
-             metrics["test_accuracy"], metrics["test_precision"], metrics["test_recall"],
-             metrics["test_f1"], metrics["test_roc_auc"])
+    log.info(
+        "test: accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f  roc_auc %.4f",
+        metrics["test_accuracy"],
+        metrics["test_precision"],
+        metrics["test_recall"],
+        metrics["test_f1"],
+        metrics["test_roc_auc"],
+    )
     onnx_bytes = export_onnx(pipeline, data.X.shape[1])
     check = parity(pipeline, onnx_bytes, data.X)
-    log.info("ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
-             check["rows"], check["label_mismatches"], check["max_abs_prob_diff"])
+    log.info(
+        "ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
+        check["rows"],
+        check["label_mismatches"],
+        check["max_abs_prob_diff"],
+    )
     classifier = pipeline.steps[-1][1]
     return Candidate(
         model_id=MODEL_ID,
         description="Wisconsin diagnostic breast cancer (30 features): malignant vs benign.",
         task="binary",
         classes=CLASSES,
-        input_spec={"kind": "tabular", "feature_names": data.feature_names, "input_name": INPUT_NAME,
-                    "example": [float(v) for v in data.X[0]]},
+        input_spec={
+            "kind": "tabular",
+            "feature_names": data.feature_names,
+            "input_name": INPUT_NAME,
+            "example": [float(v) for v in data.X[0]],
+        },
         outputs={"probabilities": PROBABILITY_OUTPUT, "probability_format": "probabilities"},
         onnx=onnx_bytes,
         metrics=metrics,
         parity=check,
         parity_limits={"max_abs_prob_diff": 1e-5, "label_mismatches": 0},
         estimator=chosen,
-        params={"model_type": chosen, "k_folds": k_folds, "smoke": smoke, "random_state": seed,
-                "test_size": test_size, **{f"clf_{k}": v for k, v in classifier.get_params().items()
-                                            if isinstance(v, (int, float, str, bool)) or v is None}},
+        params={
+            "model_type": chosen,
+            "k_folds": k_folds,
+            "smoke": smoke,
+            "random_state": seed,
+            "test_size": test_size,
+            **{
+                f"clf_{k}": v
+                for k, v in classifier.get_params().items()
+                if isinstance(v, (int, float, str, bool)) or v is None
+            },
+        },
         framework={"scikit-learn": sklearn.__version__},
         converter={"skl2onnx": skl2onnx.__version__},
-        training_data={"name": "wisconsin-diagnostic-breast-cancer", "source": "sklearn.datasets.load_breast_cancer",
-                       "sha256": data.sha256, "n_train": int(len(y_train)), "n_test": int(len(y_test)),
-                       "synthetic": False},
+        training_data={
+            "name": "wisconsin-diagnostic-breast-cancer",
+            "source": "sklearn.datasets.load_breast_cancer",
+            "sha256": data.sha256,
+            "n_train": int(len(y_train)),
+            "n_test": int(len(y_test)),
+            "synthetic": False,
+        },
         evaluation={"y_true": y_test, "proba": proba, "cv": cv},
     )

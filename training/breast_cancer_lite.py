@@ -42,16 +42,16 @@ BATCH_SIZE = 32
 EPOCHS = 200
 SMOKE_EPOCHS = 60
 PATIENCE = 10
-MIN_DELTA = 1e-3        # val-loss gains below this do not count as progress
+MIN_DELTA = 1e-3  # val-loss gains below this do not count as progress
 VALIDATION_FRACTION = 0.2
 STEPS_PER_EXECUTION = 16
 
 
 @dataclass(frozen=True)
 class Fit:
-    model: object            # keras.Model: raw features in, P(malignant) out
-    history: object          # keras History of the fit
-    best_epoch: int          # 1-based epoch whose weights were kept
+    model: object  # keras.Model: raw features in, P(malignant) out
+    history: object  # keras History of the fit
+    best_epoch: int  # 1-based epoch whose weights were kept
 
 
 def malignant_target(y: np.ndarray) -> np.ndarray:
@@ -85,8 +85,11 @@ def build_model(X_adapt: np.ndarray):
     outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(x)
     model = keras.Model(inputs, outputs, name="breast_cancer_lite")
     # A whole epoch per call: this model is so small that per-step overhead dominates.
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="binary_crossentropy",
-                  steps_per_execution=STEPS_PER_EXECUTION)
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE),
+        loss="binary_crossentropy",
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
     return model
 
 
@@ -99,21 +102,25 @@ def fit(X: np.ndarray, y: np.ndarray, epochs: int, batch_size: int, seed: int, p
 
     from training.keras_export import epoch_logger
 
-    X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=VALIDATION_FRACTION, stratify=y,
-                                                  random_state=seed)
+    X_fit, X_val, y_fit, y_val = train_test_split(X, y, test_size=VALIDATION_FRACTION, stratify=y, random_state=seed)
     t_fit, t_val = malignant_target(y_fit), malignant_target(y_val)
     weights = class_weights(t_fit)
     w_fit = np.where(t_fit == 1, weights[1], weights[0]).astype(np.float32)
     # tf.data rather than numpy arrays: a third of the per-epoch overhead at this size.
-    train_data = (tf.data.Dataset.from_tensor_slices((X_fit.astype(np.float32), t_fit, w_fit))
-                  .shuffle(len(t_fit), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+    train_data = (
+        tf.data.Dataset.from_tensor_slices((X_fit.astype(np.float32), t_fit, w_fit))
+        .shuffle(len(t_fit), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+    )
     val_data = tf.data.Dataset.from_tensor_slices((X_val.astype(np.float32), t_val)).batch(len(t_val))
     model = build_model(X)
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE, min_delta=MIN_DELTA,
-                                            restore_best_weights=True)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=PATIENCE, min_delta=MIN_DELTA, restore_best_weights=True
+    )
     callbacks = [stopper] + ([epoch_logger(epochs)] if progress else [])
-    history = model.fit(train_data, validation_data=val_data, epochs=epochs, shuffle=False, verbose=0,
-                        callbacks=callbacks)
+    history = model.fit(
+        train_data, validation_data=val_data, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks
+    )
     return Fit(model=model, history=history, best_epoch=int(stopper.best_epoch) + 1)
 
 
@@ -136,14 +143,26 @@ def cross_validate(X, y, k_folds: int, epochs: int, batch_size: int, seed: int) 
         metrics = test_metrics(y[test_idx], predict_proba(result.model, X[test_idx]))
         for name, value in metrics.items():
             scores.setdefault(name.removeprefix("test_"), []).append(value)
-        log.info("  fold %2d/%d: recall %.4f  accuracy %.4f  (best epoch %d, %.1f s)", fold, k_folds,
-                 metrics["test_recall"], metrics["test_accuracy"], result.best_epoch, time.perf_counter() - started)
+        log.info(
+            "  fold %2d/%d: recall %.4f  accuracy %.4f  (best epoch %d, %.1f s)",
+            fold,
+            k_folds,
+            metrics["test_recall"],
+            metrics["test_accuracy"],
+            result.best_epoch,
+            time.perf_counter() - started,
+        )
     summary = {}
     for name, values in scores.items():
         summary[f"cv_{name}_mean"] = float(np.mean(values))
         summary[f"cv_{name}_std"] = float(np.std(values))
-    log.info("  CV malignant recall %.4f ± %.4f   accuracy %.4f ± %.4f", summary["cv_recall_mean"],
-             summary["cv_recall_std"], summary["cv_accuracy_mean"], summary["cv_accuracy_std"])
+    log.info(
+        "  CV malignant recall %.4f ± %.4f   accuracy %.4f ± %.4f",
+        summary["cv_recall_mean"],
+        summary["cv_recall_std"],
+        summary["cv_accuracy_mean"],
+        summary["cv_accuracy_std"],
+    )
     return summary
 
 
@@ -161,55 +180,94 @@ def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Can
     data = load_wisconsin()
     columns = [data.feature_names.index(name) for name in FEATURES]
     X = data.X[:, columns]
-    X_train, X_test, y_train, y_test = train_test_split(X, data.y, test_size=test_size, stratify=data.y,
-                                                        random_state=seed)
-    log.info("data: Wisconsin breast cancer, %d train / %d test rows, %d of %d features (sha256 %s…)",
-             len(y_train), len(y_test), len(FEATURES), data.X.shape[1], data.sha256[:12])
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, data.y, test_size=test_size, stratify=data.y, random_state=seed
+    )
+    log.info(
+        "data: Wisconsin breast cancer, %d train / %d test rows, %d of %d features (sha256 %s…)",
+        len(y_train),
+        len(y_test),
+        len(FEATURES),
+        data.X.shape[1],
+        data.sha256[:12],
+    )
     log.info("cross-validating %d-fold (up to %d epochs each)…", k_folds, epochs)
     cv = cross_validate(X_train, y_train, k_folds, epochs, batch_size, seed)
 
     log.info("final fit on the training split (up to %d epochs)…", epochs)
     keras_export.tensorflow(seed)
     final = fit(X_train, y_train, epochs, batch_size, seed, progress=True)
-    log.info("best epoch %d of %d (val loss, weights restored)", final.best_epoch,
-             len(final.history.history["loss"]))
+    log.info("best epoch %d of %d (val loss, weights restored)", final.best_epoch, len(final.history.history["loss"]))
     proba = predict_proba(final.model, X_test)
     metrics = {**cv, **test_metrics(y_test, proba)}
-    log.info("test: accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f  roc_auc %.4f",
-             metrics["test_accuracy"], metrics["test_precision"], metrics["test_recall"],
-             metrics["test_f1"], metrics["test_roc_auc"])
+    log.info(
+        "test: accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f  roc_auc %.4f",
+        metrics["test_accuracy"],
+        metrics["test_precision"],
+        metrics["test_recall"],
+        metrics["test_f1"],
+        metrics["test_roc_auc"],
+    )
 
     onnx_bytes = keras_export.to_onnx(final.model, INPUT_NAME, (len(FEATURES),), OUTPUT_NAME)
     # Every one of the 569 rows, raw values in: the standardisation must be in the graph.
-    check = keras_export.parity(final.model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, X.astype(np.float32),
-                                to_proba=class_columns)
+    check = keras_export.parity(
+        final.model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, X.astype(np.float32), to_proba=class_columns
+    )
     keras_export.log_parity(check)
     framework, converter = keras_export.versions()
     return Candidate(
         model_id=MODEL_ID,
         description="Wisconsin diagnostic breast cancer, 4 features (mean radius, texture, smoothness, "
-                    "perimeter): malignant vs benign. Keras MLP.",
+        "perimeter): malignant vs benign. Keras MLP.",
         task="binary",
         classes=CLASSES,
-        input_spec={"kind": "tabular", "feature_names": FEATURES, "input_name": INPUT_NAME,
-                    "example": [float(v) for v in X[0]]},
+        input_spec={
+            "kind": "tabular",
+            "feature_names": FEATURES,
+            "input_name": INPUT_NAME,
+            "example": [float(v) for v in X[0]],
+        },
         outputs=OUTPUTS,
         onnx=onnx_bytes,
         metrics=metrics,
         parity=check,
         parity_limits={"label_mismatches": 0, "max_abs_prob_diff": 1e-4},
         estimator="keras_mlp",
-        params={"model_type": "keras_mlp", "hidden_units": "-".join(map(str, HIDDEN)), "activation": "relu",
-                "output": "sigmoid P(malignant)", "normalisation": "in-graph keras Normalization",
-                "optimizer": "adam", "learning_rate": LEARNING_RATE, "epochs": epochs, "batch_size": batch_size,
-                "patience": PATIENCE, "validation_fraction": VALIDATION_FRACTION, "best_epoch": final.best_epoch,
-                "class_weight": "balanced", "k_folds": k_folds, "smoke": smoke, "random_state": seed,
-                "test_size": test_size, "features": ",".join(FEATURES)},
+        params={
+            "model_type": "keras_mlp",
+            "hidden_units": "-".join(map(str, HIDDEN)),
+            "activation": "relu",
+            "output": "sigmoid P(malignant)",
+            "normalisation": "in-graph keras Normalization",
+            "optimizer": "adam",
+            "learning_rate": LEARNING_RATE,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "patience": PATIENCE,
+            "validation_fraction": VALIDATION_FRACTION,
+            "best_epoch": final.best_epoch,
+            "class_weight": "balanced",
+            "k_folds": k_folds,
+            "smoke": smoke,
+            "random_state": seed,
+            "test_size": test_size,
+            "features": ",".join(FEATURES),
+        },
         framework=framework,
         converter=converter,
-        training_data={"name": "wisconsin-diagnostic-breast-cancer", "source": "sklearn.datasets.load_breast_cancer",
-                       "sha256": data.sha256, "n_train": int(len(y_train)), "n_test": int(len(y_test)),
-                       "synthetic": False},
-        evaluation={"y_true": y_test, "proba": proba, "history": keras_export.history_records(final.history),
-                    "native_model": final.model},  # in memory only: the benchmark compares against it
+        training_data={
+            "name": "wisconsin-diagnostic-breast-cancer",
+            "source": "sklearn.datasets.load_breast_cancer",
+            "sha256": data.sha256,
+            "n_train": int(len(y_train)),
+            "n_test": int(len(y_test)),
+            "synthetic": False,
+        },
+        evaluation={
+            "y_true": y_test,
+            "proba": proba,
+            "history": keras_export.history_records(final.history),
+            "native_model": final.model,
+        },  # in memory only: the benchmark compares against it
     )

@@ -11,14 +11,14 @@ from typing import Any
 class TrainOptions:
     """Options every trainer accepts; each ignores what does not apply to it."""
 
-    smoke: bool = False            # tiny, fast run for tests and CI
+    smoke: bool = False  # tiny, fast run for tests and CI
     seed: int = 42
-    k_folds: int = 10              # cross-validation folds (tabular models)
-    data_dir: Path | None = None   # the public data set in its published layout; None = synthetic
-    epochs: int | None = None      # None: the trainer's default (fewer in smoke mode)
+    k_folds: int = 10  # cross-validation folds (tabular models)
+    data_dir: Path | None = None  # the public data set in its published layout; None = synthetic
+    epochs: int | None = None  # None: the trainer's default (fewer in smoke mode)
     batch_size: int | None = None
     pretrained: Path | None = None  # local weights file to start from; nothing is ever downloaded
-    quantize: bool = True          # try a static INT8 variant (image models)
+    quantize: bool = True  # try a static INT8 variant (image models)
     # Labelled uploads (image path, class name) that image trainers add to the training
     # split only; labels are checked by the caller (training.retrain).
     extra_train: tuple[tuple[Path, str], ...] = ()
@@ -51,5 +51,8 @@ class Candidate:
     quantization: dict[str, Any] | None = None
 
     def parity_failures(self) -> list[str]:
-        return [f"{name} = {self.parity[name]} exceeds {limit}"
-                for name, limit in self.parity_limits.items() if self.parity[name] > limit]
+        return [
+            f"{name} = {self.parity[name]} exceeds {limit}"
+            for name, limit in self.parity_limits.items()
+            if self.parity[name] > limit
+        ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from med_classifier.domain.inference import OnnxClassifier
 from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.inference import OnnxClassifier
 from training.candidate import Candidate
 from training.gate import PromotionGate
 from training.metrics import classification_metrics
@@ -21,13 +21,14 @@ log = logging.getLogger("training")
 
 @dataclass(frozen=True)
 class ChampionResult:
-    production_version: str | None          # None: nothing in production yet
+    production_version: str | None  # None: nothing in production yet
     production_metrics: dict[str, float] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)  # why the candidate must not replace production
 
 
-def compare_with_production(candidate: Candidate, gate: PromotionGate, store: ModelStore,
-                            max_regression: float = 0.0) -> ChampionResult:
+def compare_with_production(
+    candidate: Candidate, gate: PromotionGate, store: ModelStore, max_regression: float = 0.0
+) -> ChampionResult:
     """Reasons when the candidate falls more than `max_regression` below production on
     any metric the gate sets a minimum for (the metrics that matter for this model)."""
     pointer = store.read_pointer_or_none(candidate.model_id)
@@ -37,15 +38,23 @@ def compare_with_production(candidate: Candidate, gate: PromotionGate, store: Mo
     manifest = production.manifest
     if manifest.classes != candidate.classes or manifest.input.model_dump() != candidate.input_spec:
         # Different classes or preprocessing: the candidate's tensors mean nothing to it.
-        return ChampionResult(pointer.version, reasons=[
-            f"production {pointer.version} takes other classes or input; cannot compare on the same test set"])
+        return ChampionResult(
+            pointer.version,
+            reasons=[f"production {pointer.version} takes other classes or input; cannot compare on the same test set"],
+        )
     proba = OnnxClassifier(manifest, production.onnx).predict_proba(candidate.evaluation["x_eval"])
     metrics = classification_metrics(candidate.evaluation["y_true"], proba, manifest.classes)
-    reasons = [f"{name} {candidate.metrics[name]:.4f} < production {pointer.version} {metrics[name]:.4f}"
-               + (f" - {max_regression}" if max_regression else "")
-               for name in gate.minimums
-               if name in metrics and name in candidate.metrics
-               and not candidate.metrics[name] >= metrics[name] - max_regression]
-    log.info("production %s on the candidate's test set: %s", pointer.version,
-             ", ".join(f"{name} {metrics[name]:.4f}" for name in gate.minimums if name in metrics))
+    reasons = [
+        f"{name} {candidate.metrics[name]:.4f} < production {pointer.version} {metrics[name]:.4f}"
+        + (f" - {max_regression}" if max_regression else "")
+        for name in gate.minimums
+        if name in metrics
+        and name in candidate.metrics
+        and not candidate.metrics[name] >= metrics[name] - max_regression
+    ]
+    log.info(
+        "production %s on the candidate's test set: %s",
+        pointer.version,
+        ", ".join(f"{name} {metrics[name]:.4f}" for name in gate.minimums if name in metrics),
+    )
     return ChampionResult(pointer.version, metrics, reasons)

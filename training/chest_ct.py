@@ -51,12 +51,12 @@ LEARNING_RATE = 2e-3
 BATCH_SIZE = 16
 EPOCHS, SMOKE_EPOCHS = 30, 8
 PATIENCE, SMOKE_PATIENCE = 6, 3
-WARMUP_EPOCHS = 3        # early stopping ignores these: val loss is erratic while BN settles
+WARMUP_EPOCHS = 3  # early stopping ignores these: val loss is erratic while BN settles
 SYNTHETIC_PER_CLASS, SMOKE_PER_CLASS = 160, 40
 # Smoke runs on a real data set keep at most this many images per class and split.
 SMOKE_CAP = {"train": 48, "valid": 12, "test": 24}
-MAX_SHIFT = 8            # pixels, each direction
-MAX_BRIGHTNESS = 0.05    # in [0, 1] pixel units, before normalisation
+MAX_SHIFT = 8  # pixels, each direction
+MAX_BRIGHTNESS = 0.05  # in [0, 1] pixel units, before normalisation
 AUGMENTATION = f"hflip, shift<={MAX_SHIFT}px, brightness+-{MAX_BRIGHTNESS}"
 CALIBRATION_IMAGES = 128
 
@@ -64,8 +64,9 @@ CALIBRATION_IMAGES = 128
 def image_input():
     from med_classifier.domain.manifest import ImageInput
 
-    return ImageInput(input_name=INPUT_NAME, height=IMAGE_SIZE, width=IMAGE_SIZE, channels=1, layout="NHWC",
-                      mean=MEAN, std=STD)
+    return ImageInput(
+        input_name=INPUT_NAME, height=IMAGE_SIZE, width=IMAGE_SIZE, channels=1, layout="NHWC", mean=MEAN, std=STD
+    )
 
 
 def build_model():
@@ -119,7 +120,7 @@ def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             item = item[:, ::-1]
         dy, dx = rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=2)
         padded = np.pad(item, ((MAX_SHIFT, MAX_SHIFT), (MAX_SHIFT, MAX_SHIFT), (0, 0)), mode="edge")
-        item = padded[MAX_SHIFT + dy:MAX_SHIFT + dy + height, MAX_SHIFT + dx:MAX_SHIFT + dx + width]
+        item = padded[MAX_SHIFT + dy : MAX_SHIFT + dy + height, MAX_SHIFT + dx : MAX_SHIFT + dx + width]
         out[i] = item + np.float32(rng.uniform(-MAX_BRIGHTNESS, MAX_BRIGHTNESS) / STD[0])
     return out
 
@@ -139,7 +140,7 @@ def augmented_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
 
         def __getitem__(self, index):
             order = np.random.default_rng([seed, self.epoch]).permutation(len(y))
-            take = order[index * batch_size:(index + 1) * batch_size]
+            take = order[index * batch_size : (index + 1) * batch_size]
             rng = np.random.default_rng([seed, self.epoch, index])
             return augment(x[take], rng), y[take]
 
@@ -173,8 +174,12 @@ def load_data(options: TrainOptions):
         dataset = chest_ct.load(chest_ct.write_synthetic(root, n, options.seed, size=IMAGE_SIZE))
     parts = common.split(dataset, options.seed)
     if options.smoke and options.data_dir is not None:
-        parts = common.Split(*(_cap_per_class(getattr(parts, s), dataset.labels, SMOKE_CAP[s], options.seed)
-                               for s in ("train", "valid", "test")))
+        parts = common.Split(
+            *(
+                _cap_per_class(getattr(parts, s), dataset.labels, SMOKE_CAP[s], options.seed)
+                for s in ("train", "valid", "test")
+            )
+        )
     return dataset, parts
 
 
@@ -196,35 +201,65 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     x_train, x_valid, x_test = (tensors(dataset, getattr(parts, s), spec) for s in ("train", "valid", "test"))
     y_train, y_valid, y_test = (dataset.labels[getattr(parts, s)] for s in ("train", "valid", "test"))
     x_train, y_train = add_uploads(dataset, x_train, y_train, options.extra_train, spec)
-    log.info("tensors (shared preprocessing, %dx%d grayscale, NHWC): %d train %s / %d valid / %d test %s in %.1f s",
-             IMAGE_SIZE, IMAGE_SIZE, len(y_train), dataset.class_counts(parts.train), len(y_valid), len(y_test),
-             dataset.class_counts(parts.test), time.perf_counter() - started)
+    log.info(
+        "tensors (shared preprocessing, %dx%d grayscale, NHWC): %d train %s / %d valid / %d test %s in %.1f s",
+        IMAGE_SIZE,
+        IMAGE_SIZE,
+        len(y_train),
+        dataset.class_counts(parts.train),
+        len(y_valid),
+        len(y_test),
+        dataset.class_counts(parts.test),
+        time.perf_counter() - started,
+    )
 
     model = initial_model(options.pretrained)
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     class_weight = balanced_class_weights(y_train)
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
-                                            start_from_epoch=min(WARMUP_EPOCHS, epochs - 1))
-    log.info("training %s (%d parameters) for up to %d epochs, batch %d, class weights %s…", model.name,
-             model.count_params(), epochs, batch_size, {CLASSES[c]: round(w, 3) for c, w in class_weight.items()})
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=patience,
+        restore_best_weights=True,
+        start_from_epoch=min(WARMUP_EPOCHS, epochs - 1),
+    )
+    log.info(
+        "training %s (%d parameters) for up to %d epochs, batch %d, class weights %s…",
+        model.name,
+        model.count_params(),
+        epochs,
+        batch_size,
+        {CLASSES[c]: round(w, 3) for c, w in class_weight.items()},
+    )
     started = time.perf_counter()
     history = model.fit(
         augmented_batches(x_train, y_train, batch_size, seed),
         validation_data=tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(64),
-        epochs=epochs, class_weight=class_weight, shuffle=False, verbose=0,
+        epochs=epochs,
+        class_weight=class_weight,
+        shuffle=False,
+        verbose=0,
         callbacks=[stopper, keras_export.epoch_logger(epochs, metric="accuracy")],
     )
     epochs_run = len(history.history["loss"])
     best_epoch = int(stopper.best_epoch) + 1
-    log.info("trained %d epochs in %.1f s; kept epoch %d (lowest val loss)", epochs_run,
-             time.perf_counter() - started, best_epoch)
+    log.info(
+        "trained %d epochs in %.1f s; kept epoch %d (lowest val loss)",
+        epochs_run,
+        time.perf_counter() - started,
+        best_epoch,
+    )
 
     proba = keras_export.keras_outputs(model, x_test).astype(np.float64)
     metrics = classification_metrics(y_test, proba, CLASSES)
-    log.info("test: accuracy %.4f  adenocarcinoma recall %.4f  precision %.4f  roc_auc %.4f",
-             metrics["test_accuracy"], metrics["test_recall_adenocarcinoma"],
-             metrics["test_precision_adenocarcinoma"], metrics.get("test_roc_auc", float("nan")))
+    log.info(
+        "test: accuracy %.4f  adenocarcinoma recall %.4f  precision %.4f  roc_auc %.4f",
+        metrics["test_accuracy"],
+        metrics["test_recall_adenocarcinoma"],
+        metrics["test_precision_adenocarcinoma"],
+        metrics.get("test_roc_auc", float("nan")),
+    )
 
     onnx_bytes = keras_export.to_onnx(model, INPUT_NAME, (IMAGE_SIZE, IMAGE_SIZE, 1), OUTPUT_NAME)
     check = keras_export.parity(model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, x_test)
@@ -244,17 +279,34 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         parity=check,
         parity_limits={"label_mismatches": 0, "max_abs_prob_diff": 1e-4},
         estimator="keras_vgg_cnn",
-        params={"model_type": "keras_vgg_cnn", "architecture": "-".join(f"{f}x{n}" for f, n in BLOCKS) + "-gmp",
-                "n_parameters": int(model.count_params()), "epochs": epochs, "epochs_run": epochs_run,
-                "best_epoch": best_epoch, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
-                "optimizer": "adam", "dropout": DROPOUT, "image_size": IMAGE_SIZE, "augmentation": AUGMENTATION,
-                "class_weights": ",".join(f"{CLASSES[c]}={w:.4f}" for c, w in class_weight.items()),
-                "patience": patience, "pretrained": str(options.pretrained) if options.pretrained else "none",
-                "smoke": smoke, "seed": seed},
+        params={
+            "model_type": "keras_vgg_cnn",
+            "architecture": "-".join(f"{f}x{n}" for f, n in BLOCKS) + "-gmp",
+            "n_parameters": int(model.count_params()),
+            "epochs": epochs,
+            "epochs_run": epochs_run,
+            "best_epoch": best_epoch,
+            "batch_size": batch_size,
+            "learning_rate": LEARNING_RATE,
+            "optimizer": "adam",
+            "dropout": DROPOUT,
+            "image_size": IMAGE_SIZE,
+            "augmentation": AUGMENTATION,
+            "class_weights": ",".join(f"{CLASSES[c]}={w:.4f}" for c, w in class_weight.items()),
+            "patience": patience,
+            "pretrained": str(options.pretrained) if options.pretrained else "none",
+            "smoke": smoke,
+            "seed": seed,
+        },
         framework=framework,
         converter=converter,
         training_data=dataset.training_data(len(y_train), len(y_test), options.extra_train),
-        evaluation={"y_true": y_test, "proba": proba, "x_eval": x_test,
-                    "x_calibration": x_train[calibration], "history": keras_export.history_records(history),
-                    "native_model": model},  # in memory only: the benchmark compares against it
+        evaluation={
+            "y_true": y_test,
+            "proba": proba,
+            "x_eval": x_test,
+            "x_calibration": x_train[calibration],
+            "history": keras_export.history_records(history),
+            "native_model": model,
+        },  # in memory only: the benchmark compares against it
     )

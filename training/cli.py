@@ -29,33 +29,66 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train a model, export it to ONNX, check parity, log to MLflow, and publish it to the "
-                    "S3 model store if it passes the promotion gate. NOT FOR CLINICAL USE.",
+        "S3 model store if it passes the promotion gate. NOT FOR CLINICAL USE.",
     )
     parser.add_argument("model", choices=tuple(TRAINERS), help="model to train")
-    parser.add_argument("--smoke", action="store_true",
-                        help="small, fast run (tests, CI): less data, fewer folds and epochs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="small, fast run (tests, CI): less data, fewer folds and epochs"
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     parser.add_argument("--k-folds", type=int, default=10, help="cross-validation folds, tabular models (default: 10)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="the public data set in its published layout (HAM10000: HAM10000_metadata.csv + "
-                             "image folders; chest CT: one folder per class, optional train/valid/test). "
-                             "Default: a deterministic synthetic set generated under .local/data")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the public data set in its published layout (HAM10000: HAM10000_metadata.csv + "
+        "image folders; chest CT: one folder per class, optional train/valid/test). "
+        "Default: a deterministic synthetic set generated under .local/data",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs, image/Keras models")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size, image/Keras models")
-    parser.add_argument("--pretrained", type=Path, default=None,
-                        help="local weights file to start from (never downloaded); default: from scratch")
+    parser.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="local weights file to start from (never downloaded); default: from scratch",
+    )
     parser.add_argument("--no-quantize", action="store_true", help="skip the static INT8 variant (image models)")
-    parser.add_argument("--min", dest="minimums", type=_threshold, action="append", default=[],
-                        metavar="METRIC=VALUE", help="gate: lowest acceptable value of a metric (repeatable)")
-    parser.add_argument("--max", dest="maximums", type=_threshold, action="append", default=[],
-                        metavar="METRIC=VALUE", help="gate: highest acceptable value of a metric (repeatable)")
-    parser.add_argument("--min-recall", type=float, default=None,
-                        help="gate: minimum malignant test recall, breast-cancer models (same as --min test_recall=X)")
-    parser.add_argument("--max-recall-std", type=float, default=None,
-                        help="gate: maximum CV recall std, breast-cancer models (same as --max cv_recall_std=X)")
-    parser.add_argument("--bucket", default=os.environ.get("MODELS_BUCKET"),
-                        help="models bucket to publish to (default: $MODELS_BUCKET); S3 endpoint from "
-                             "$AWS_ENDPOINT_URL")
+    parser.add_argument(
+        "--min",
+        dest="minimums",
+        type=_threshold,
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="gate: lowest acceptable value of a metric (repeatable)",
+    )
+    parser.add_argument(
+        "--max",
+        dest="maximums",
+        type=_threshold,
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="gate: highest acceptable value of a metric (repeatable)",
+    )
+    parser.add_argument(
+        "--min-recall",
+        type=float,
+        default=None,
+        help="gate: minimum malignant test recall, breast-cancer models (same as --min test_recall=X)",
+    )
+    parser.add_argument(
+        "--max-recall-std",
+        type=float,
+        default=None,
+        help="gate: maximum CV recall std, breast-cancer models (same as --max cv_recall_std=X)",
+    )
+    parser.add_argument(
+        "--bucket",
+        default=os.environ.get("MODELS_BUCKET"),
+        help="models bucket to publish to (default: $MODELS_BUCKET); S3 endpoint from $AWS_ENDPOINT_URL",
+    )
     parser.add_argument("--no-publish", action="store_true", help="train, gate and log only")
     return parser
 
@@ -92,9 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_recall_std is not None:
         maximums["cv_recall_std"] = args.max_recall_std
     gate = module.DEFAULT_GATE.with_overrides(minimums, maximums)
-    options = TrainOptions(smoke=args.smoke, seed=args.seed, k_folds=args.k_folds, data_dir=args.data_dir,
-                           epochs=args.epochs, batch_size=args.batch_size, pretrained=args.pretrained,
-                           quantize=not args.no_quantize)
+    options = TrainOptions(
+        smoke=args.smoke,
+        seed=args.seed,
+        k_folds=args.k_folds,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        pretrained=args.pretrained,
+        quantize=not args.no_quantize,
+    )
     log.info("training %s%s — NOT FOR CLINICAL USE", args.model, " (smoke)" if args.smoke else "")
     candidate = module.train(options)
     store = None if args.no_publish else ModelStore(args.bucket)
@@ -105,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     elapsed = time.perf_counter() - started
     if outcome.gate.passed:
-        log.info("gate PASSED  version %s  (%s)", outcome.version,
-                 "published" if outcome.published else "not published: --no-publish")
+        log.info(
+            "gate PASSED  version %s  (%s)",
+            outcome.version,
+            "published" if outcome.published else "not published: --no-publish",
+        )
     else:
         log.warning("gate REJECTED version %s: %s", outcome.version, "; ".join(outcome.gate.reasons))
     log.info("MLflow run %s; done in %.1f s", outcome.mlflow_run_id, elapsed)

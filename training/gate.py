@@ -6,8 +6,8 @@ command line can tighten or loosen them (`--min METRIC=VALUE`, `--max METRIC=VAL
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,14 @@ class PromotionGate:
         if not self.minimums and not self.maximums:
             raise ValueError("a promotion gate needs at least one threshold")
 
-    def with_overrides(self, minimums: Mapping[str, float] | None = None,
-                       maximums: Mapping[str, float] | None = None) -> "PromotionGate":
-        return PromotionGate(minimums={**self.minimums, **(minimums or {})},
-                             maximums={**self.maximums, **(maximums or {})})
+    def with_overrides(
+        self, minimums: Mapping[str, float] | None = None, maximums: Mapping[str, float] | None = None
+    ) -> PromotionGate:
+        return PromotionGate(
+            minimums={**self.minimums, **(minimums or {})}, maximums={**self.maximums, **(maximums or {})}
+        )
 
-    def evaluate(self, metrics: Mapping[str, float]) -> "GateResult":
+    def evaluate(self, metrics: Mapping[str, float]) -> GateResult:
         reasons = []
         for name, low in self.minimums.items():
             if name not in metrics:
@@ -40,8 +42,10 @@ class PromotionGate:
         return GateResult(passed=not reasons, reasons=reasons, thresholds=self.thresholds())
 
     def thresholds(self) -> dict[str, float]:
-        return {**{f"min_{k}": float(v) for k, v in self.minimums.items()},
-                **{f"max_{k}": float(v) for k, v in self.maximums.items()}}
+        return {
+            **{f"min_{k}": float(v) for k, v in self.minimums.items()},
+            **{f"max_{k}": float(v) for k, v in self.maximums.items()},
+        }
 
 
 @dataclass(frozen=True)

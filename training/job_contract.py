@@ -29,7 +29,7 @@ class JobPaths:
     root: Path
 
     @classmethod
-    def from_environment(cls) -> "JobPaths":
+    def from_environment(cls) -> JobPaths:
         return cls(Path(os.environ.get("ML_ROOT") or DEFAULT_ML_ROOT))
 
     @property
@@ -71,7 +71,7 @@ def download_prefix(s3, uri: str, target: Path) -> int:
     copied = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            relative = obj["Key"][len(prefix):].lstrip("/")
+            relative = obj["Key"][len(prefix) :].lstrip("/")
             if not relative or relative.endswith("/"):
                 continue
             path = target / relative

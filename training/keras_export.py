@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,8 @@ def tensorflow(seed: int):
     """Import TensorFlow and Keras for a reproducible CPU run: quiet logs, CPU only,
     CPU_THREADS threads, every seed set, deterministic kernels. Returns (tf, keras)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     try:  # only possible before TensorFlow's runtime starts: the first run in a process
         tf.config.set_visible_devices([], "GPU")
@@ -76,8 +77,7 @@ def history_records(history) -> list[dict[str, float]]:
     """keras History -> [{"epoch": 1, "loss": .., "val_loss": .., ...}, ...] (1-based epochs)."""
     keys = sorted(history.history)
     n_epochs = len(history.history[keys[0]]) if keys else 0
-    return [{"epoch": epoch + 1, **{k: float(history.history[k][epoch]) for k in keys}}
-            for epoch in range(n_epochs)]
+    return [{"epoch": epoch + 1, **{k: float(history.history[k][epoch]) for k in keys}} for epoch in range(n_epochs)]
 
 
 def to_onnx(model, input_name: str, item_shape: tuple[int, ...], output_name: str, opset: int = OPSET) -> bytes:
@@ -113,8 +113,9 @@ def to_onnx(model, input_name: str, item_shape: tuple[int, ...], output_name: st
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
     if inputs != [input_name] or outputs != [output_name]:  # the names are our serving contract
-        raise RuntimeError(f"tf2onnx produced inputs {inputs} and outputs {outputs}, "
-                           f"expected [{input_name!r}] and [{output_name!r}]")
+        raise RuntimeError(
+            f"tf2onnx produced inputs {inputs} and outputs {outputs}, expected [{input_name!r}] and [{output_name!r}]"
+        )
     for value in (proto.graph.input[0], proto.graph.output[0]):
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
@@ -140,12 +141,19 @@ def keras_outputs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not len(x):
         return np.zeros((0, *model.outputs[0].shape[1:]), dtype=np.float32)
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
-                           for i in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    )
 
 
-def parity(model, onnx_bytes: bytes, input_name: str, output_name: str, x: np.ndarray,
-           to_proba: Callable[[np.ndarray], np.ndarray] = lambda raw: raw) -> dict[str, float | int]:
+def parity(
+    model,
+    onnx_bytes: bytes,
+    input_name: str,
+    output_name: str,
+    x: np.ndarray,
+    to_proba: Callable[[np.ndarray], np.ndarray] = lambda raw: raw,
+) -> dict[str, float | int]:
     """Keras vs onnxruntime on the same float32 rows: identical labels and max |Δp| of the
     class-probability columns (`to_proba` turns a raw output into those columns)."""
     from training.metrics import parity_figures
@@ -156,5 +164,9 @@ def parity(model, onnx_bytes: bytes, input_name: str, output_name: str, x: np.nd
 
 
 def log_parity(check: dict[str, Any]) -> None:
-    log.info("ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
-             check["rows"], check["label_mismatches"], check["max_abs_prob_diff"])
+    log.info(
+        "ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
+        check["rows"],
+        check["label_mismatches"],
+        check["max_abs_prob_diff"],
+    )

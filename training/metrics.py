@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str],
-                           prefix: str = "test_") -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str], prefix: str = "test_"
+) -> dict[str, float]:
     """Accuracy, macro F1, per-class precision and recall, ROC AUC (binary: of class 1
     vs 0; multiclass: macro one-vs-rest over the classes present)."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from med_classifier.domain.manifest import Manifest, ProductionPointer, new_version, sha256_hex
 from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.manifest import Manifest, ProductionPointer, new_version, sha256_hex
 from training import tracking
 from training.candidate import Candidate
 from training.champion import ChampionResult
@@ -41,21 +41,37 @@ class Outcome:
     champion: ChampionResult | None = None  # the comparison with production, when finish was asked for one
 
 
-def build_manifest(candidate: Candidate, version: str, gate: GateResult, run_id: str, tracking_uri: str,
-                   registry_version: str | None) -> Manifest:
+def build_manifest(
+    candidate: Candidate, version: str, gate: GateResult, run_id: str, tracking_uri: str, registry_version: str | None
+) -> Manifest:
     import onnx
 
     opset = max(o.version for o in onnx.load_from_string(candidate.onnx).opset_import if o.domain in ("", "ai.onnx"))
     return Manifest(
-        model_id=candidate.model_id, version=version, created_at=datetime.now(timezone.utc),
-        description=candidate.description, task=candidate.task, classes=candidate.classes,
-        input=candidate.input_spec, outputs=candidate.outputs,
-        onnx_sha256=sha256_hex(candidate.onnx), onnx_bytes=len(candidate.onnx), opset=opset,
-        framework=candidate.framework, converter={**candidate.converter, "onnx": onnx.__version__},
-        metrics=candidate.metrics, gate=gate.as_manifest_dict(), parity=candidate.parity,
-        training_data=candidate.training_data, estimator=candidate.estimator,
-        mlflow={"run_id": run_id, "tracking_uri": _redact(tracking_uri), "registered_model": candidate.model_id,
-                "registry_version": registry_version},
+        model_id=candidate.model_id,
+        version=version,
+        created_at=datetime.now(UTC),
+        description=candidate.description,
+        task=candidate.task,
+        classes=candidate.classes,
+        input=candidate.input_spec,
+        outputs=candidate.outputs,
+        onnx_sha256=sha256_hex(candidate.onnx),
+        onnx_bytes=len(candidate.onnx),
+        opset=opset,
+        framework=candidate.framework,
+        converter={**candidate.converter, "onnx": onnx.__version__},
+        metrics=candidate.metrics,
+        gate=gate.as_manifest_dict(),
+        parity=candidate.parity,
+        training_data=candidate.training_data,
+        estimator=candidate.estimator,
+        mlflow={
+            "run_id": run_id,
+            "tracking_uri": _redact(tracking_uri),
+            "registered_model": candidate.model_id,
+            "registry_version": registry_version,
+        },
         quantization=candidate.quantization,
     )
 
@@ -78,8 +94,14 @@ def _confusion_matrix_png(candidate: Candidate, path: Path) -> None:
     y_true = candidate.evaluation["y_true"]
     y_pred = np.argmax(candidate.evaluation["proba"], axis=1)
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, display_labels=candidate.classes, ax=ax,
-                                            colorbar=False, labels=list(range(len(candidate.classes))))
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        y_pred,
+        display_labels=candidate.classes,
+        ax=ax,
+        colorbar=False,
+        labels=list(range(len(candidate.classes))),
+    )
     ax.set_title(f"{candidate.model_id}: test set")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -118,26 +140,51 @@ def apply_quantization(candidate: Candidate, gate: PromotionGate) -> tuple[Candi
 
     if candidate.input_spec.get("kind") != "image" or "x_calibration" not in candidate.evaluation:
         return candidate, None, None
-    report = evaluate_int8(candidate.onnx, candidate.classes, candidate.input_spec,
-                           candidate.outputs["probabilities"], candidate.evaluation, gate)
+    report = evaluate_int8(
+        candidate.onnx,
+        candidate.classes,
+        candidate.input_spec,
+        candidate.outputs["probabilities"],
+        candidate.evaluation,
+        gate,
+    )
     quantization = report.as_manifest_dict(sha256_hex(candidate.onnx))
     if not report.chosen:
         return replace(candidate, quantization=quantization), candidate.onnx, report.onnx_int8
-    return replace(candidate, onnx=report.onnx_int8, quantization=quantization,
-                   metrics={**candidate.metrics, **report.int8_metrics},
-                   evaluation={**candidate.evaluation, "proba": report.int8_proba}), candidate.onnx, report.onnx_int8
+    return (
+        replace(
+            candidate,
+            onnx=report.onnx_int8,
+            quantization=quantization,
+            metrics={**candidate.metrics, **report.int8_metrics},
+            evaluation={**candidate.evaluation, "proba": report.int8_proba},
+        ),
+        candidate.onnx,
+        report.onnx_int8,
+    )
 
 
 def _classification_report(candidate: Candidate) -> str:
     from sklearn.metrics import classification_report
 
     y_pred = np.argmax(candidate.evaluation["proba"], axis=1)
-    return classification_report(candidate.evaluation["y_true"], y_pred, target_names=candidate.classes,
-                                 labels=list(range(len(candidate.classes))), digits=4, zero_division=0)
+    return classification_report(
+        candidate.evaluation["y_true"],
+        y_pred,
+        target_names=candidate.classes,
+        labels=list(range(len(candidate.classes))),
+        digits=4,
+        zero_division=0,
+    )
 
 
-def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, quantize: bool = True,
-           champion: Callable[[Candidate], ChampionResult] | None = None) -> Outcome:
+def finish(
+    candidate: Candidate,
+    gate: PromotionGate,
+    store: ModelStore | None,
+    quantize: bool = True,
+    champion: Callable[[Candidate], ChampionResult] | None = None,
+) -> Outcome:
     """Gate, log and (if it passes and a store is given) publish. Raises ParityError
     before anything is logged as a model when the export is broken. `champion` compares
     the candidate as it would be served (after quantisation) with production: its
@@ -156,39 +203,66 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, 
     gate_passed = verdict.passed
     comparison = champion(candidate) if champion is not None else None
     if comparison is not None and comparison.reasons:
-        verdict = GateResult(passed=False, reasons=verdict.reasons + comparison.reasons,
-                             thresholds=verdict.thresholds)
+        verdict = GateResult(passed=False, reasons=verdict.reasons + comparison.reasons, thresholds=verdict.thresholds)
     with mlflow.start_run(run_name=f"{candidate.model_id}-{version}") as run:
-        mlflow.set_tags({"model_id": candidate.model_id, "version": version, "estimator": candidate.estimator,
-                         "data_sha256": candidate.training_data["sha256"], "not_for_clinical_use": "true"})
-        mlflow.log_params({**candidate.params, "data_version": candidate.training_data["sha256"],
-                           "n_samples_train": candidate.training_data["n_train"],
-                           "n_samples_test": candidate.training_data["n_test"],
-                           "n_uploads": candidate.training_data.get("n_uploads", 0),
-                           **{f"gate_{k}": v for k, v in gate.thresholds().items()}})
-        mlflow.log_metrics({**candidate.metrics,
-                            **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
-                            "gate_passed": float(gate_passed and not failures)})
+        mlflow.set_tags(
+            {
+                "model_id": candidate.model_id,
+                "version": version,
+                "estimator": candidate.estimator,
+                "data_sha256": candidate.training_data["sha256"],
+                "not_for_clinical_use": "true",
+            }
+        )
+        mlflow.log_params(
+            {
+                **candidate.params,
+                "data_version": candidate.training_data["sha256"],
+                "n_samples_train": candidate.training_data["n_train"],
+                "n_samples_test": candidate.training_data["n_test"],
+                "n_uploads": candidate.training_data.get("n_uploads", 0),
+                **{f"gate_{k}": v for k, v in gate.thresholds().items()},
+            }
+        )
+        mlflow.log_metrics(
+            {
+                **candidate.metrics,
+                **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
+                "gate_passed": float(gate_passed and not failures),
+            }
+        )
         if comparison is not None and comparison.production_version is not None:
             mlflow.set_tag("production_version", comparison.production_version)
             mlflow.log_metrics({f"production_{k}": v for k, v in comparison.production_metrics.items()})
         for epoch in candidate.evaluation.get("history", []):
-            mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in epoch.items() if k != "epoch"},
-                               step=int(epoch["epoch"]))
+            mlflow.log_metrics(
+                {f"epoch_{k}": float(v) for k, v in epoch.items() if k != "epoch"}, step=int(epoch["epoch"])
+            )
         if candidate.quantization:
             q = candidate.quantization
-            mlflow.log_metrics({**{f"fp32_{k}": v for k, v in q["fp32"].items()},
-                                **{f"int8_{k}": v for k, v in q["int8"].items()},
-                                "int8_served": float(q["chosen"])})
+            mlflow.log_metrics(
+                {
+                    **{f"fp32_{k}": v for k, v in q["fp32"].items()},
+                    **{f"int8_{k}": v for k, v in q["int8"].items()},
+                    "int8_served": float(q["chosen"]),
+                }
+            )
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
             _confusion_matrix_png(candidate, tmp_path / "confusion_matrix.png")
             _roc_png(candidate, tmp_path / "roc.png")
             (tmp_path / "classification_report.txt").write_text(_classification_report(candidate))
-            summary = {"model_id": candidate.model_id, "version": version, "estimator": candidate.estimator,
-                       "metrics": candidate.metrics, "parity": candidate.parity, "parity_failures": failures,
-                       "gate": {"passed": verdict.passed, "reasons": verdict.reasons, **verdict.thresholds},
-                       "training_data": candidate.training_data, "quantization": candidate.quantization}
+            summary = {
+                "model_id": candidate.model_id,
+                "version": version,
+                "estimator": candidate.estimator,
+                "metrics": candidate.metrics,
+                "parity": candidate.parity,
+                "parity_failures": failures,
+                "gate": {"passed": verdict.passed, "reasons": verdict.reasons, **verdict.thresholds},
+                "training_data": candidate.training_data,
+                "quantization": candidate.quantization,
+            }
             (tmp_path / "run_summary.json").write_text(json.dumps(summary, indent=2))
             for name in ("confusion_matrix.png", "roc.png", "classification_report.txt", "run_summary.json"):
                 mlflow.log_artifact(str(tmp_path / name))
@@ -200,8 +274,11 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, 
             mlflow.set_tag("outcome", "parity_failed")
             raise ParityError(f"{candidate.model_id}: ONNX export fails parity: {'; '.join(failures)}")
         # Every exported model stays with its run; only a gate-passing one enters the registry.
-        info = mlflow.onnx.log_model(onnx.load_from_string(candidate.onnx), name="model",
-                                     registered_model_name=candidate.model_id if verdict.passed else None)
+        info = mlflow.onnx.log_model(
+            onnx.load_from_string(candidate.onnx),
+            name="model",
+            registered_model_name=candidate.model_id if verdict.passed else None,
+        )
         registry_version = str(info.registered_model_version) if verdict.passed else None
         manifest = build_manifest(candidate, version, verdict, run.info.run_id, tracking_uri, registry_version)
         mlflow.log_dict(json.loads(manifest.model_dump_json()), "manifest.json")
@@ -210,11 +287,29 @@ def finish(candidate: Candidate, gate: PromotionGate, store: ModelStore | None, 
             pointer = store.publish(manifest, candidate.onnx, promote=True)
             MlflowClient().set_registered_model_alias(candidate.model_id, PRODUCTION_ALIAS, registry_version)
             mlflow.set_tag("outcome", "published")
-            log.info("published s3://%s/%s (production → %s)", store.bucket,
-                     store.version_prefix(candidate.model_id, version), version)
+            log.info(
+                "published s3://%s/%s (production → %s)",
+                store.bucket,
+                store.version_prefix(candidate.model_id, version),
+                version,
+            )
         else:
-            mlflow.set_tag("outcome", "gate_passed_not_published" if verdict.passed else
-                           "rejected_by_gate" if not gate_passed else "rejected_worse_than_production")
-        return Outcome(model_id=candidate.model_id, version=version, gate=verdict, published=pointer is not None,
-                       pointer=pointer, mlflow_run_id=run.info.run_id, registry_version=registry_version,
-                       manifest=manifest, champion=comparison)
+            mlflow.set_tag(
+                "outcome",
+                "gate_passed_not_published"
+                if verdict.passed
+                else "rejected_by_gate"
+                if not gate_passed
+                else "rejected_worse_than_production",
+            )
+        return Outcome(
+            model_id=candidate.model_id,
+            version=version,
+            gate=verdict,
+            published=pointer is not None,
+            pointer=pointer,
+            mlflow_run_id=run.info.run_id,
+            registry_version=registry_version,
+            manifest=manifest,
+            champion=comparison,
+        )

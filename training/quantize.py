@@ -39,8 +39,14 @@ class QuantizationReport:
     int8_proba: np.ndarray | None = None
 
     def as_manifest_dict(self, fp32_sha256: str) -> dict[str, Any]:
-        return {"scheme": "static-qdq-int8", "chosen": self.chosen, "reasons": self.reasons,
-                "fp32_sha256": fp32_sha256, "fp32": self.fp32, "int8": self.int8}
+        return {
+            "scheme": "static-qdq-int8",
+            "chosen": self.chosen,
+            "reasons": self.reasons,
+            "fp32_sha256": fp32_sha256,
+            "fp32": self.fp32,
+            "int8": self.int8,
+        }
 
 
 def _session(onnx_bytes: bytes):
@@ -57,8 +63,9 @@ def _run(session, input_name: str, output_name: str, batch: np.ndarray) -> np.nd
     return np.asarray(out, dtype=np.float64)
 
 
-def paired_latency_ms(first, second, input_name: str, output_name: str, item: np.ndarray,
-                      repeats: int = 300) -> tuple[float, float]:
+def paired_latency_ms(
+    first, second, input_name: str, output_name: str, item: np.ndarray, repeats: int = 300
+) -> tuple[float, float]:
     """Median batch-1 latency of two sessions, measured interleaved after warm-up so
     that drift on the machine hits both alike (sub-millisecond models are noisy)."""
     for _ in range(10):
@@ -77,7 +84,7 @@ class _Calibration:
     """onnxruntime's CalibrationDataReader protocol over a tensor batch."""
 
     def __init__(self, input_name: str, tensors: np.ndarray, batch: int = 16):
-        self._batches = iter([{input_name: tensors[i:i + batch]} for i in range(0, len(tensors), batch)])
+        self._batches = iter([{input_name: tensors[i : i + batch]} for i in range(0, len(tensors), batch)])
 
     def get_next(self):
         return next(self._batches, None)
@@ -92,26 +99,35 @@ def quantize_static_int8(onnx_fp32: bytes, input_name: str, calibration: np.ndar
         source.write_bytes(onnx_fp32)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(target), _Calibration(input_name, calibration),
-            quant_format=QuantFormat.QDQ, per_channel=True,
+            str(prepared),
+            str(target),
+            _Calibration(input_name, calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
             # u8 activations / s8 weights is what ORT's CPU kernels run fastest; without
             # VNNI, 7-bit weights (reduce_range) avoid saturation in the int16 accumulators.
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            reduce_range=True,
             calibrate_method=CalibrationMethod.MinMax,
         )
         return target.read_bytes()
 
 
-def evaluate_int8(onnx_fp32: bytes, classes: list[str], input_spec: dict, output_name: str,
-                  evaluation: dict, gate: PromotionGate) -> QuantizationReport:
+def evaluate_int8(
+    onnx_fp32: bytes, classes: list[str], input_spec: dict, output_name: str, evaluation: dict, gate: PromotionGate
+) -> QuantizationReport:
     """Build the INT8 variant, measure both on the same tensors, decide."""
     input_name = input_spec["input_name"]
     x_eval, y_true = evaluation["x_eval"], np.asarray(evaluation["y_true"])
     fp32_session = _session(onnx_fp32)
     fp32_proba = _run(fp32_session, input_name, output_name, x_eval)
     fp32_metrics = classification_metrics(y_true, fp32_proba, classes)
-    fp32 = {"bytes": float(len(onnx_fp32)), "test_accuracy": fp32_metrics["test_accuracy"],
-            "test_macro_f1": fp32_metrics["test_macro_f1"]}
+    fp32 = {
+        "bytes": float(len(onnx_fp32)),
+        "test_accuracy": fp32_metrics["test_accuracy"],
+        "test_macro_f1": fp32_metrics["test_macro_f1"],
+    }
     try:
         onnx_int8 = quantize_static_int8(onnx_fp32, input_name, evaluation["x_calibration"])
         int8_session = _session(onnx_int8)
@@ -120,12 +136,15 @@ def evaluate_int8(onnx_fp32: bytes, classes: list[str], input_spec: dict, output
         return QuantizationReport(False, [f"quantisation failed: {exc}"], None, fp32)
     int8_proba = _run(int8_session, input_name, output_name, x_eval)
     int8_metrics = classification_metrics(y_true, int8_proba, classes)
-    fp32["latency_ms_p50"], int8_ms = paired_latency_ms(fp32_session, int8_session, input_name, output_name,
-                                                        x_eval[:1])
-    int8 = {"bytes": float(len(onnx_int8)), "latency_ms_p50": int8_ms,
-            "test_accuracy": int8_metrics["test_accuracy"], "test_macro_f1": int8_metrics["test_macro_f1"],
-            "label_agreement_with_fp32": float(np.mean(np.argmax(int8_proba, 1) == np.argmax(fp32_proba, 1))),
-            "max_abs_prob_diff_vs_fp32": float(np.max(np.abs(int8_proba - fp32_proba)))}
+    fp32["latency_ms_p50"], int8_ms = paired_latency_ms(fp32_session, int8_session, input_name, output_name, x_eval[:1])
+    int8 = {
+        "bytes": float(len(onnx_int8)),
+        "latency_ms_p50": int8_ms,
+        "test_accuracy": int8_metrics["test_accuracy"],
+        "test_macro_f1": int8_metrics["test_macro_f1"],
+        "label_agreement_with_fp32": float(np.mean(np.argmax(int8_proba, 1) == np.argmax(fp32_proba, 1))),
+        "max_abs_prob_diff_vs_fp32": float(np.max(np.abs(int8_proba - fp32_proba))),
+    }
     reasons = []
     verdict = gate.evaluate(int8_metrics)
     if not verdict.passed:
@@ -138,9 +157,23 @@ def evaluate_int8(onnx_fp32: bytes, classes: list[str], input_spec: dict, output
     if speedup < MIN_SPEEDUP:
         reasons.append(f"int8 is not faster on this CPU ({speedup:.2f}x, need {MIN_SPEEDUP}x)")
     chosen = not reasons
-    log.info("INT8 (static QDQ): %.0f KB vs %.0f KB, p50 %.2f ms vs %.2f ms (%.2fx), accuracy %.4f vs %.4f → %s",
-             int8["bytes"] / 1024, fp32["bytes"] / 1024, int8["latency_ms_p50"], fp32["latency_ms_p50"], speedup,
-             int8["test_accuracy"], fp32["test_accuracy"], "publish int8" if chosen else "keep fp32 (" +
-             "; ".join(reasons) + ")")
-    return QuantizationReport(chosen, reasons or ["int8 passes the gate, within the accuracy budget, and faster"],
-                              onnx_int8, fp32, int8, int8_metrics, int8_proba)
+    log.info(
+        "INT8 (static QDQ): %.0f KB vs %.0f KB, p50 %.2f ms vs %.2f ms (%.2fx), accuracy %.4f vs %.4f → %s",
+        int8["bytes"] / 1024,
+        fp32["bytes"] / 1024,
+        int8["latency_ms_p50"],
+        fp32["latency_ms_p50"],
+        speedup,
+        int8["test_accuracy"],
+        fp32["test_accuracy"],
+        "publish int8" if chosen else "keep fp32 (" + "; ".join(reasons) + ")",
+    )
+    return QuantizationReport(
+        chosen,
+        reasons or ["int8 passes the gate, within the accuracy budget, and faster"],
+        onnx_int8,
+        fp32,
+        int8,
+        int8_metrics,
+        int8_proba,
+    )

@@ -22,15 +22,15 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Mapping
 
-from med_classifier.domain.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED
-from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.aws_clients import aws_client
+from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED
 from training.gate import PromotionGate
 from training.job_contract import JobPaths, stage_from_environment
 
@@ -51,12 +51,12 @@ class JobSettings:
     epochs: int | None = None
     batch_size: int | None = None
     quantize: bool = True
-    max_regression: float = 0.0   # how far below production a metric with a gate minimum may fall
+    max_regression: float = 0.0  # how far below production a metric with a gate minimum may fall
 
 
 @dataclass(frozen=True)
 class Uploads:
-    images: tuple[tuple[Path, str], ...]   # (file, class name), sorted: training is reproducible
+    images: tuple[tuple[Path, str], ...]  # (file, class name), sorted: training is reproducible
     skipped: int
 
 
@@ -75,13 +75,21 @@ def _number(kind: type, minimum: float):
         if not math.isfinite(value) or value < minimum:
             raise ValueError(f"hyperparameter {name}={text!r}: expected a finite number >= {minimum}")
         return value
+
     return parse
 
 
 # Optional hyperparameters -> parser; absent ones keep JobSettings' defaults.
-_OPTIONAL = {"job_id": lambda name, text: text, "jobs_table": lambda name, text: text, "smoke": _bool,
-             "seed": _number(int, 0), "epochs": _number(int, 1), "batch_size": _number(int, 1), "quantize": _bool,
-             "max_regression": _number(float, 0.0)}
+_OPTIONAL = {
+    "job_id": lambda name, text: text,
+    "jobs_table": lambda name, text: text,
+    "smoke": _bool,
+    "seed": _number(int, 0),
+    "epochs": _number(int, 1),
+    "batch_size": _number(int, 1),
+    "quantize": _bool,
+    "max_regression": _number(float, 0.0),
+}
 _REQUIRED = ("model", "models_bucket")
 _GATE_PREFIXES = ("gate_min_", "gate_max_")
 
@@ -125,9 +133,12 @@ def parse_hyperparameters(hyperparameters: Mapping[str, str]) -> JobSettings:
         raise ValueError(f"hyperparameter(s) required: {', '.join(missing)}")
     if h.get("jobs_table") and not h.get("job_id"):
         raise ValueError("hyperparameter job_id is required with jobs_table")
-    return JobSettings(model=h["model"], models_bucket=h["models_bucket"],
-                       gate=tightened_gate(image_trainer(h["model"]).DEFAULT_GATE, h),
-                       **{name: parse(name, h[name]) for name, parse in _OPTIONAL.items() if h.get(name)})
+    return JobSettings(
+        model=h["model"],
+        models_bucket=h["models_bucket"],
+        gate=tightened_gate(image_trainer(h["model"]).DEFAULT_GATE, h),
+        **{name: parse(name, h[name]) for name, parse in _OPTIONAL.items() if h.get(name)},
+    )
 
 
 def collect_uploads(channel: Path, classes: list[str], spec) -> Uploads:
@@ -169,30 +180,58 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
     uploads = collect_uploads(paths.channel("uploads"), list(module.CLASSES), module.image_input())
     original = paths.channel("original")
     data_dir = original if original.is_dir() and any(original.iterdir()) else None
-    log.info("%s: %d uploads (%d skipped); data: %s; gate %s; max regression vs production %s", settings.model,
-             len(uploads.images), uploads.skipped, data_dir or "synthetic", settings.gate.thresholds(),
-             settings.max_regression)
-    options = TrainOptions(smoke=settings.smoke, seed=settings.seed, data_dir=data_dir, epochs=settings.epochs,
-                           batch_size=settings.batch_size, quantize=settings.quantize, extra_train=uploads.images)
+    log.info(
+        "%s: %d uploads (%d skipped); data: %s; gate %s; max regression vs production %s",
+        settings.model,
+        len(uploads.images),
+        uploads.skipped,
+        data_dir or "synthetic",
+        settings.gate.thresholds(),
+        settings.max_regression,
+    )
+    options = TrainOptions(
+        smoke=settings.smoke,
+        seed=settings.seed,
+        data_dir=data_dir,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        quantize=settings.quantize,
+        extra_train=uploads.images,
+    )
     candidate = module.train(options)
     store = ModelStore(settings.models_bucket)
-    outcome = finish(candidate, settings.gate, store, quantize=settings.quantize,
-                     champion=lambda c: compare_with_production(c, settings.gate, store, settings.max_regression))
-    result = {"job_id": settings.job_id, "model": settings.model,
-              "outcome": PROMOTED if outcome.published else REJECTED, "version": outcome.version,
-              "reasons": outcome.gate.reasons, "metrics": dict(outcome.manifest.metrics),
-              "production_version": outcome.champion.production_version, "n_uploads": len(uploads.images),
-              "skipped_uploads": uploads.skipped}
+    outcome = finish(
+        candidate,
+        settings.gate,
+        store,
+        quantize=settings.quantize,
+        champion=lambda c: compare_with_production(c, settings.gate, store, settings.max_regression),
+    )
+    result = {
+        "job_id": settings.job_id,
+        "model": settings.model,
+        "outcome": PROMOTED if outcome.published else REJECTED,
+        "version": outcome.version,
+        "reasons": outcome.gate.reasons,
+        "metrics": dict(outcome.manifest.metrics),
+        "production_version": outcome.champion.production_version,
+        "n_uploads": len(uploads.images),
+        "skipped_uploads": uploads.skipped,
+    }
     if outcome.published:
         published = store.read_version(settings.model, outcome.version)  # read back: the bytes that serve
         (paths.model_dir / "model.onnx").write_bytes(published.onnx)
         (paths.model_dir / "manifest.json").write_text(published.manifest.model_dump_json(indent=2))
     (paths.model_dir / "outcome.json").write_text(json.dumps(result, indent=2))
     if jobs is not None and not jobs.record_outcome(
-            settings.job_id, outcome=result["outcome"], version=result["version"], metrics=result["metrics"],
-            reasons=result["reasons"], production_version=result["production_version"]):
-        log.warning("job %s: the jobs table did not accept the outcome (unknown or already finished)",
-                    settings.job_id)
+        settings.job_id,
+        outcome=result["outcome"],
+        version=result["version"],
+        metrics=result["metrics"],
+        reasons=result["reasons"],
+        production_version=result["production_version"],
+    ):
+        log.warning("job %s: the jobs table did not accept the outcome (unknown or already finished)", settings.job_id)
     return result
 
 
@@ -204,8 +243,10 @@ def keep_mlflow_with_artefacts(paths: JobPaths, environ=os.environ) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.retrain",
-                                     description="Retraining job (SageMaker/Batch container). NOT FOR CLINICAL USE.")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.retrain",
+        description="Retraining job (SageMaker/Batch container). NOT FOR CLINICAL USE.",
+    )
     parser.add_argument("command", nargs="?", choices=("train",), help="SageMaker passes 'train'; ignored")
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -230,8 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:  # the failure file still reports it; the service's event marks it Failed too
                 log.exception("could not mark job %s Failed in %s", job_id, table)
         return 1
-    log.info("job %s: %s version %s%s", result["job_id"], result["outcome"], result["version"],
-             "".join(f"; {reason}" for reason in result["reasons"]))
+    log.info(
+        "job %s: %s version %s%s",
+        result["job_id"],
+        result["outcome"],
+        result["version"],
+        "".join(f"; {reason}" for reason in result["reasons"]),
+    )
     return 0
 
 

@@ -52,7 +52,7 @@ DEFAULT_GATE = PromotionGate(minimums={"test_macro_f1": 0.45, "test_recall_mel":
 
 ESTIMATOR = "mobilenetv2-style-cnn"
 OPSET = 18
-MAX_IR_VERSION = 10      # onnxruntime 1.31 refuses IR 14 (onnx 1.23's default); 10 is ample for opset 18
+MAX_IR_VERSION = 10  # onnxruntime 1.31 refuses IR 14 (onnx 1.23's default); 10 is ample for opset 18
 WIDTH_MULTIPLIER = 0.5
 LAST_CHANNELS = 384
 DROPOUT = 0.2
@@ -64,9 +64,9 @@ LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-4
 BATCH_SIZE = 32
 EPOCHS = 24
-PATIENCE = 6             # epochs without a val-loss improvement before stopping
+PATIENCE = 6  # epochs without a val-loss improvement before stopping
 MIN_DELTA = 1e-4
-SYNTHETIC_PER_CLASS = 120    # nv gets twice as many: 960 images
+SYNTHETIC_PER_CLASS = 120  # nv gets twice as many: 960 images
 # Smoke runs: a small synthetic set, fewer epochs; on a real data set (--data-dir),
 # at most this many images of each split (after the lesion-grouped split).
 SMOKE = {"per_class": 48, "epochs": 10, "patience": 4, "max_images": {"train": 480, "valid": 160, "test": 320}}
@@ -77,8 +77,16 @@ BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 2), (6, 96, 1,
 
 
 def input_spec() -> dict:
-    return {"kind": "image", "input_name": INPUT_NAME, "height": IMAGE_SIZE, "width": IMAGE_SIZE, "channels": 3,
-            "layout": "NCHW", "mean": list(MEAN), "std": list(STD)}
+    return {
+        "kind": "image",
+        "input_name": INPUT_NAME,
+        "height": IMAGE_SIZE,
+        "width": IMAGE_SIZE,
+        "channels": 3,
+        "layout": "NCHW",
+        "mean": list(MEAN),
+        "std": list(STD),
+    }
 
 
 def image_input():
@@ -96,15 +104,21 @@ def _divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-def build_model(num_classes: int = len(CLASSES), width: float = WIDTH_MULTIPLIER, last_channels: int = LAST_CHANNELS,
-                dropout: float = DROPOUT):
+def build_model(
+    num_classes: int = len(CLASSES),
+    width: float = WIDTH_MULTIPLIER,
+    last_channels: int = LAST_CHANNELS,
+    dropout: float = DROPOUT,
+):
     """MobileNetV2-style network: inverted residual blocks (1x1 expand, 3x3 depthwise,
     1x1 linear projection, residual when shapes allow), width multiplier, logits out."""
     from torch import nn
 
     def conv_bn(inp: int, out: int, kernel: int = 1, stride: int = 1, groups: int = 1, relu: bool = True):
-        layers = [nn.Conv2d(inp, out, kernel, stride, kernel // 2, groups=groups, bias=False),
-                  nn.BatchNorm2d(out, momentum=BN_MOMENTUM)]
+        layers = [
+            nn.Conv2d(inp, out, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out, momentum=BN_MOMENTUM),
+        ]
         # Not in place: in-place activations make the dynamo exporter's functionalisation
         # pass several seconds slower, and buy little memory at this size.
         return layers + [nn.ReLU6()] if relu else layers
@@ -114,8 +128,8 @@ def build_model(num_classes: int = len(CLASSES), width: float = WIDTH_MULTIPLIER
             super().__init__()
             hidden = inp * expand
             layers = conv_bn(inp, hidden) if expand != 1 else []
-            layers += conv_bn(hidden, hidden, 3, stride, groups=hidden)   # depthwise
-            layers += conv_bn(hidden, out, relu=False)                    # linear bottleneck
+            layers += conv_bn(hidden, hidden, 3, stride, groups=hidden)  # depthwise
+            layers += conv_bn(hidden, out, relu=False)  # linear bottleneck
             self.block = nn.Sequential(*layers)
             self.residual = stride == 1 and inp == out
 
@@ -181,12 +195,18 @@ def load_pretrained(model, path: Path) -> dict:
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not matching:
-        raise ValueError(f"{path}: none of its {len(state)} tensors matches this network "
-                         f"({ESTIMATOR}, width {WIDTH_MULTIPLIER})")
+        raise ValueError(
+            f"{path}: none of its {len(state)} tensors matches this network ({ESTIMATOR}, width {WIDTH_MULTIPLIER})"
+        )
     skipped = sorted(set(state) - set(matching))
     model.load_state_dict(matching, strict=False)
-    log.info("pretrained: %d/%d tensors loaded from %s%s", len(matching), len(own), path,
-             f" ({len(skipped)} skipped: shape or name mismatch)" if skipped else "")
+    log.info(
+        "pretrained: %d/%d tensors loaded from %s%s",
+        len(matching),
+        len(own),
+        path,
+        f" ({len(skipped)} skipped: shape or name mismatch)" if skipped else "",
+    )
     return {"loaded": len(matching), "skipped": len(skipped), "total": len(own)}
 
 
@@ -227,7 +247,7 @@ def augment(batch, generator, mean, std):
 
 @dataclass
 class Fit:
-    model: object                 # torch.nn.Module with the best weights, eval mode
+    model: object  # torch.nn.Module with the best weights, eval mode
     history: list[dict]
     best_epoch: int
     best_val_loss: float
@@ -252,12 +272,24 @@ def _predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
-            out.append(model(torch.from_numpy(x[start:start + batch_size])).numpy())
+            out.append(model(torch.from_numpy(x[start : start + batch_size])).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), dtype=np.float32)
 
 
-def fit(model, x_train, y_train, x_valid, y_valid, *, epochs: int, batch_size: int, lr: float, patience: int,
-        weights: np.ndarray, seed: int) -> Fit:
+def fit(
+    model,
+    x_train,
+    y_train,
+    x_valid,
+    y_valid,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    patience: int,
+    weights: np.ndarray,
+    seed: int,
+) -> Fit:
     """AdamW with a cosine learning-rate schedule (one warm-up epoch), weighted
     cross-entropy, early stopping on the (equally weighted) validation loss with the
     best epoch's weights restored."""
@@ -278,8 +310,13 @@ def fit(model, x_train, y_train, x_valid, y_valid, *, epochs: int, batch_size: i
     total = epochs * steps_per_epoch
     warmup = min(steps_per_epoch, total // 4 or 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: (step + 1) / warmup if step < warmup
-        else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) * 0.97 + 0.03)
+        optimizer,
+        lambda step: (
+            (step + 1) / warmup
+            if step < warmup
+            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) * 0.97 + 0.03
+        ),
+    )
     history: list[dict] = []
     best = (math.inf, 0, None)
     stale = 0
@@ -289,7 +326,7 @@ def fit(model, x_train, y_train, x_valid, y_valid, *, epochs: int, batch_size: i
         order = torch.randperm(len(xt), generator=generator)
         running, seen = 0.0, 0
         for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             if len(index) < 2:  # BatchNorm needs two samples
                 continue
             batch = augment(xt[index], generator, mean, std)
@@ -306,27 +343,46 @@ def fit(model, x_train, y_train, x_valid, y_valid, *, epochs: int, batch_size: i
             val_loss = float(F.cross_entropy(logits, yv, weight=weight))
         predicted = logits.argmax(1).numpy()
         val_accuracy = float(np.mean(predicted == y_valid))
-        val_f1 = float(f1_score(y_valid, predicted, labels=list(range(len(CLASSES))), average="macro",
-                                zero_division=0))
-        history.append({"epoch": epoch, "loss": running / max(seen, 1), "val_loss": val_loss,
-                        "val_accuracy": val_accuracy, "val_macro_f1": val_f1})
+        val_f1 = float(f1_score(y_valid, predicted, labels=list(range(len(CLASSES))), average="macro", zero_division=0))
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": running / max(seen, 1),
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "val_macro_f1": val_f1,
+            }
+        )
         improved = val_loss < best[0] - MIN_DELTA
         if improved:
             best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
             stale = 0
         else:
             stale += 1
-        log.info("epoch %2d/%d  loss %.4f  val_loss %.4f  val_accuracy %.4f  val_macro_f1 %.4f  %.1f s%s",
-                 epoch, epochs, history[-1]["loss"], val_loss, val_accuracy, val_f1,
-                 time.perf_counter() - started, "  *" if improved else "")
+        log.info(
+            "epoch %2d/%d  loss %.4f  val_loss %.4f  val_accuracy %.4f  val_macro_f1 %.4f  %.1f s%s",
+            epoch,
+            epochs,
+            history[-1]["loss"],
+            val_loss,
+            val_accuracy,
+            val_f1,
+            time.perf_counter() - started,
+            "  *" if improved else "",
+        )
         if stale >= patience and epoch < epochs:
-            log.info("early stop: no val-loss improvement for %d epochs; best epoch %d (val_loss %.4f)",
-                     patience, best[1], best[0])
+            log.info(
+                "early stop: no val-loss improvement for %d epochs; best epoch %d (val_loss %.4f)",
+                patience,
+                best[1],
+                best[0],
+            )
             break
     model.load_state_dict(best[2])
     model.eval()
-    return Fit(model=model, history=history, best_epoch=best[1], best_val_loss=best[0],
-               stopped_early=len(history) < epochs)
+    return Fit(
+        model=model, history=history, best_epoch=best[1], best_val_loss=best[0], stopped_early=len(history) < epochs
+    )
 
 
 # ----------------------------------------------------------------------------- export
@@ -336,8 +392,10 @@ def fit(model, x_train, y_train, x_valid, y_valid, *, epochs: int, batch_size: i
 def _quiet_exporter():
     """The dynamo exporter logs every graph rewrite at INFO and warns about torchvision
     ops it cannot register; keep the training log readable."""
-    loggers = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export",
-                                                     "torch._dynamo", "torch.fx")]
+    loggers = [
+        logging.getLogger(name)
+        for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch._dynamo", "torch.fx")
+    ]
     levels = [logger.level for logger in loggers]
     try:
         for logger in loggers:
@@ -360,10 +418,18 @@ def export_onnx(model) -> bytes:
     example = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(wrapped, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          opset_version=OPSET, dynamo=True, external_data=False,
-                          dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}},
-                          verbose=False)
+        torch.onnx.export(
+            wrapped,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}},
+            verbose=False,
+        )
         proto = onnx.load(str(path), load_external_data=True)  # embeds any side file's weights
     for tensor in proto.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -372,8 +438,9 @@ def export_onnx(model) -> bytes:
     inputs = [i.name for i in proto.graph.input]
     outputs = [o.name for o in proto.graph.output]
     if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        raise RuntimeError(f"torch.onnx produced inputs {inputs} / outputs {outputs}, "
-                           f"expected [{INPUT_NAME!r}] / [{OUTPUT_NAME!r}]")
+        raise RuntimeError(
+            f"torch.onnx produced inputs {inputs} / outputs {outputs}, expected [{INPUT_NAME!r}] / [{OUTPUT_NAME!r}]"
+        )
     onnx.checker.check_model(proto, full_check=True)
     return proto.SerializeToString()
 
@@ -412,7 +479,7 @@ def _smoke_subset(parts, seed: int):
 
     rng = np.random.default_rng(seed)
     limits = SMOKE["max_images"]
-    chosen = {name: np.sort(rng.permutation(getattr(parts, name))[:limits[name]]) for name in limits}
+    chosen = {name: np.sort(rng.permutation(getattr(parts, name))[: limits[name]]) for name in limits}
     return Split(**chosen)
 
 
@@ -437,38 +504,74 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     x_train, x_valid, x_test = (tensors(dataset, idx, spec) for idx in (parts.train, parts.valid, parts.test))
     y_train, y_valid, y_test = (dataset.labels[idx] for idx in (parts.train, parts.valid, parts.test))
     x_train, y_train = add_uploads(dataset, x_train, y_train, options.extra_train, spec)
-    log.info("split by lesion: %d train / %d valid / %d test images; train per class %s; "
-             "data and tensors ready in %.1f s",
-             len(y_train), len(y_valid), len(y_test), dataset.class_counts(parts.train),
-             time.perf_counter() - started)
+    log.info(
+        "split by lesion: %d train / %d valid / %d test images; train per class %s; data and tensors ready in %.1f s",
+        len(y_train),
+        len(y_valid),
+        len(y_test),
+        dataset.class_counts(parts.train),
+        time.perf_counter() - started,
+    )
     if not len(y_valid) or not len(y_test):
         raise ValueError(f"{dataset.name}: too few images/lesions for a train/valid/test split ({len(dataset.paths)})")
 
     weights = class_weights(y_train, len(CLASSES))
-    log.info("class weights (inverse frequency): %s",
-             ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights)))
+    log.info("class weights (inverse frequency): %s", ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights)))
     model = build_model()
     pretrained = None
     if options.pretrained is not None:
         pretrained = load_pretrained(model, options.pretrained)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %s, width %.2f, %d parameters; %d epochs max (patience %d), batch %d, lr %g",
-             ESTIMATOR, WIDTH_MULTIPLIER, n_params, epochs, patience, batch_size, LEARNING_RATE)
-    fitted = fit(model, x_train, y_train, x_valid, y_valid, epochs=epochs, batch_size=batch_size, lr=LEARNING_RATE,
-                 patience=patience, weights=weights, seed=seed)
+    log.info(
+        "model: %s, width %.2f, %d parameters; %d epochs max (patience %d), batch %d, lr %g",
+        ESTIMATOR,
+        WIDTH_MULTIPLIER,
+        n_params,
+        epochs,
+        patience,
+        batch_size,
+        LEARNING_RATE,
+    )
+    fitted = fit(
+        model,
+        x_train,
+        y_train,
+        x_valid,
+        y_valid,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=LEARNING_RATE,
+        patience=patience,
+        weights=weights,
+        seed=seed,
+    )
 
     onnx_bytes = export_onnx(fitted.model)
     check, proba = parity(fitted.model, onnx_bytes, x_test)
-    log.info("ONNX %d bytes; parity over %d test images: %d label mismatches, max |Δp| %.2e", len(onnx_bytes),
-             check["rows"], check["label_mismatches"], check["max_abs_prob_diff"])
+    log.info(
+        "ONNX %d bytes; parity over %d test images: %d label mismatches, max |Δp| %.2e",
+        len(onnx_bytes),
+        check["rows"],
+        check["label_mismatches"],
+        check["max_abs_prob_diff"],
+    )
     best = fitted.history[fitted.best_epoch - 1]
-    metrics = {**classification_metrics(y_test, proba, CLASSES),
-               "best_epoch": float(fitted.best_epoch), "val_loss": best["val_loss"],
-               "val_accuracy": best["val_accuracy"], "val_macro_f1": best["val_macro_f1"],
-               "train_seconds": time.perf_counter() - started}
-    log.info("test: accuracy %.4f  macro F1 %.4f  melanoma recall %.4f  ROC AUC %.4f  (%.1f s)",
-             metrics["test_accuracy"], metrics["test_macro_f1"], metrics["test_recall_mel"],
-             metrics.get("test_roc_auc", float("nan")), metrics["train_seconds"])
+    metrics = {
+        **classification_metrics(y_test, proba, CLASSES),
+        "best_epoch": float(fitted.best_epoch),
+        "val_loss": best["val_loss"],
+        "val_accuracy": best["val_accuracy"],
+        "val_macro_f1": best["val_macro_f1"],
+        "train_seconds": time.perf_counter() - started,
+    }
+    log.info(
+        "test: accuracy %.4f  macro F1 %.4f  melanoma recall %.4f  ROC AUC %.4f  (%.1f s)",
+        metrics["test_accuracy"],
+        metrics["test_macro_f1"],
+        metrics["test_recall_mel"],
+        metrics.get("test_roc_auc", float("nan")),
+        metrics["train_seconds"],
+    )
     calibration = x_train[np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_SIZE]]
     return Candidate(
         model_id=MODEL_ID,
@@ -482,21 +585,38 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         parity=check,
         parity_limits={"label_mismatches": 0, "max_abs_prob_diff": 1e-4},
         estimator=ESTIMATOR,
-        params={"epochs": epochs, "epochs_run": len(fitted.history), "batch_size": batch_size,
-                "learning_rate": LEARNING_RATE, "weight_decay": WEIGHT_DECAY, "optimizer": "AdamW+cosine",
-                "width_multiplier": WIDTH_MULTIPLIER, "last_channels": LAST_CHANNELS, "image_size": IMAGE_SIZE,
-                "class_weighting": "inverse_frequency_loss_weights",
-                "augmentation": "flip_h,flip_v,transpose,affine(rot15,shift6%,zoom0.9-1.1),brightness,contrast",
-                "early_stopping_patience": patience, "best_epoch": fitted.best_epoch,
-                "stopped_early": fitted.stopped_early,
-                "pretrained": str(options.pretrained) if options.pretrained else None,
-                "pretrained_tensors_loaded": pretrained["loaded"] if pretrained else 0,
-                "parameters": n_params, "smoke": smoke, "seed": seed, "opset": OPSET},
+        params={
+            "epochs": epochs,
+            "epochs_run": len(fitted.history),
+            "batch_size": batch_size,
+            "learning_rate": LEARNING_RATE,
+            "weight_decay": WEIGHT_DECAY,
+            "optimizer": "AdamW+cosine",
+            "width_multiplier": WIDTH_MULTIPLIER,
+            "last_channels": LAST_CHANNELS,
+            "image_size": IMAGE_SIZE,
+            "class_weighting": "inverse_frequency_loss_weights",
+            "augmentation": "flip_h,flip_v,transpose,affine(rot15,shift6%,zoom0.9-1.1),brightness,contrast",
+            "early_stopping_patience": patience,
+            "best_epoch": fitted.best_epoch,
+            "stopped_early": fitted.stopped_early,
+            "pretrained": str(options.pretrained) if options.pretrained else None,
+            "pretrained_tensors_loaded": pretrained["loaded"] if pretrained else 0,
+            "parameters": n_params,
+            "smoke": smoke,
+            "seed": seed,
+            "opset": OPSET,
+        },
         framework={"torch": torch.__version__},
         converter={"torch.onnx": torch.__version__, "onnxscript": onnxscript.__version__},
         training_data=dataset.training_data(len(y_train), len(y_test), options.extra_train),
-        evaluation={"y_true": y_test, "proba": proba, "x_eval": x_test, "x_calibration": calibration,
-                    "history": fitted.history,
-                    # In memory only (benchmarks): eval-mode PyTorch, image tensor -> probabilities.
-                    "native_model": with_softmax(fitted.model).eval()},
+        evaluation={
+            "y_true": y_test,
+            "proba": proba,
+            "x_eval": x_test,
+            "x_calibration": calibration,
+            "history": fitted.history,
+            # In memory only (benchmarks): eval-mode PyTorch, image tensor -> probabilities.
+            "native_model": with_softmax(fitted.model).eval(),
+        },
     )

@@ -10,10 +10,10 @@ import importlib
 from types import ModuleType
 
 TRAINERS = {
-    "breast-cancer": "training.breast_cancer",            # scikit-learn -> skl2onnx
+    "breast-cancer": "training.breast_cancer",  # scikit-learn -> skl2onnx
     "breast-cancer-lite": "training.breast_cancer_lite",  # Keras MLP -> tf2onnx
-    "skin-lesion": "training.skin_lesion",                # PyTorch CNN -> torch.onnx
-    "chest-ct": "training.chest_ct",                      # Keras CNN -> tf2onnx
+    "skin-lesion": "training.skin_lesion",  # PyTorch CNN -> torch.onnx
+    "chest-ct": "training.chest_ct",  # Keras CNN -> tf2onnx
 }
 
 

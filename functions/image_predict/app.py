@@ -17,8 +17,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
-from med_classifier import NOT_FOR_CLINICAL_USE
-from med_classifier import services
+from med_classifier import NOT_FOR_CLINICAL_USE, services
 from med_classifier.api.errors import register_error_handlers
 from med_classifier.api.image_requests import images_from_body
 from med_classifier.api.schemas import PredictResponse
@@ -56,8 +55,9 @@ def _body_bytes() -> bytes:
 
 @app.post("/models/<model>/predict", summary="Classify one or many images")
 def predict(model: Annotated[str, Path(description="Model id, e.g. skin-lesion")]) -> PredictResponse:
-    images = images_from_body(model, app.current_event.headers.get("content-type"), _body_bytes(),
-                              settings().image_limits)
+    images = images_from_body(
+        model, app.current_event.headers.get("content-type"), _body_bytes(), settings().image_limits
+    )
     result = predict_images(_model_cache(), model, images, pixel_limit=settings().max_image_pixels)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedImages", unit=MetricUnit.Count, value=len(result.predictions))

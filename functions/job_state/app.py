@@ -33,7 +33,13 @@ def lambda_handler(event: EventBridgeEvent, context) -> dict:
         logger.info("status not tracked", extra={"source": event.source, "detail_type": event.detail_type})
         return {"recorded": False}
     record = _service().on_state_change(change)
-    logger.info("job state", extra={"job_id": change.job_id, "state": change.state,
-                                    "service_status": change.service_status, "known": record is not None})
-    return {"recorded": record is not None, "job_id": change.job_id,
-            "state": record.state if record else None}
+    logger.info(
+        "job state",
+        extra={
+            "job_id": change.job_id,
+            "state": change.state,
+            "service_status": change.service_status,
+            "known": record is not None,
+        },
+    )
+    return {"recorded": record is not None, "job_id": change.job_id, "state": record.state if record else None}

@@ -49,12 +49,18 @@ def settings() -> PredictSettings:
 def _services() -> tuple[ModelCache, RegistryView, Retraining | None]:
     # Built on first use, not at import: boto3 and clients cost cold-start time.
     store = services.model_store(settings())
-    return (services.model_cache(settings(), store), services.registry(settings(), store),
-            services.retraining_status(settings()))
+    return (
+        services.model_cache(settings(), store),
+        services.registry(settings(), store),
+        services.retraining_status(settings()),
+    )
 
 
-ERRORS = {404: error_doc("Unknown model"), 422: error_doc("Invalid input (the message says which row and "
-          "feature)"), 503: error_doc("Model not loadable")}
+ERRORS = {
+    404: error_doc("Unknown model"),
+    422: error_doc("Invalid input (the message says which row and feature)"),
+    503: error_doc("Model not loadable"),
+}
 
 
 PAGE = FilePath(__file__).resolve().parent / "static" / "index.html"
@@ -69,15 +75,23 @@ def _page() -> tuple[str, str]:
 @app.get("/", include_in_schema=False)
 def page():  # no return annotation: Response is not a schema type
     html, policy = _page()
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=html,
-                    headers={"Content-Security-Policy": policy, **PAGE_HEADERS})
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=html,
+        headers={"Content-Security-Policy": policy, **PAGE_HEADERS},
+    )
 
 
 @app.get("/health", summary="Liveness, uptime and the models this container has loaded")
 def health() -> dict:
     cache = _services()[0]
-    return {"status": "ok", "uptime_s": round(time.time() - STARTED_AT, 1), "models": cache.status(),
-            "notice": NOT_FOR_CLINICAL_USE}
+    return {
+        "status": "ok",
+        "uptime_s": round(time.time() - STARTED_AT, 1),
+        "models": cache.status(),
+        "notice": NOT_FOR_CLINICAL_USE,
+    }
 
 
 @app.get("/models", summary="Every model with its production version, metrics and input schema")
@@ -86,8 +100,11 @@ def list_models() -> dict:
     return {"models": registry.list_models(), "notice": NOT_FOR_CLINICAL_USE}
 
 
-@app.get("/models/<model>", summary="One model: versions, production pointer, metrics, input schema, "
-         "upload counter and recent retraining jobs", responses={404: ERRORS[404]})
+@app.get(
+    "/models/<model>",
+    summary="One model: versions, production pointer, metrics, input schema, upload counter and recent retraining jobs",
+    responses={404: ERRORS[404]},
+)
 def get_model(model: Annotated[str, Path(description="Model id, e.g. breast-cancer")]) -> dict:
     _, registry, retraining = _services()
     view = registry.describe(model)
@@ -96,11 +113,18 @@ def get_model(model: Annotated[str, Path(description="Model id, e.g. breast-canc
     return view
 
 
-@app.post("/models/<model>/predict", summary="Classify one or many rows (tabular) or images (image models)",
-          description="Tabular models: JSON rows. Image models (served by their own function): a raw image/jpeg "
-                      'or image/png body, or JSON {"images": ["<base64>", ...]}. ' + NOT_FOR_CLINICAL_USE,
-          responses={400: error_doc("Body is not JSON"), 413: error_doc("Too many rows or too large an image"),
-                     415: error_doc("Media type not accepted"), **ERRORS})
+@app.post(
+    "/models/<model>/predict",
+    summary="Classify one or many rows (tabular) or images (image models)",
+    description="Tabular models: JSON rows. Image models (served by their own function): a raw image/jpeg "
+    'or image/png body, or JSON {"images": ["<base64>", ...]}. ' + NOT_FOR_CLINICAL_USE,
+    responses={
+        400: error_doc("Body is not JSON"),
+        413: error_doc("Too many rows or too large an image"),
+        415: error_doc("Media type not accepted"),
+        **ERRORS,
+    },
+)
 def predict(
     model: Annotated[str, Path(description="Model id, e.g. breast-cancer")],
     request: Annotated[PredictRequest, Body(embed=False)],
@@ -108,9 +132,12 @@ def predict(
     cache, registry, _ = _services()
     if request.images is not None:  # the manifest says which kind; no need to load the model here
         kind = registry.production_manifest(model).input.kind
-        raise InvalidInput(f'Model {model!r} takes feature rows: send "instances".' if kind == "tabular" else
-                           f"Image model {model!r} is not routed to the image function in this deployment "
-                           "(template.yaml, ImagePredictFunction events).")
+        raise InvalidInput(
+            f'Model {model!r} takes feature rows: send "instances".'
+            if kind == "tabular"
+            else f"Image model {model!r} is not routed to the image function in this deployment "
+            "(template.yaml, ImagePredictFunction events)."
+        )
     if (request.instances is None) == (request.features is None):
         raise InvalidInput('Send exactly one of "instances" (preferred) or "features".')
     rows = request.instances if request.instances is not None else request.features
@@ -125,8 +152,11 @@ def predict(
 
 @app.get("/openapi.json", include_in_schema=False)
 def openapi_json():  # no return annotation: Response is not a schema type
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON,
-                    body=_with_image_bodies(json.loads(app.get_openapi_json_schema(**OPENAPI))))
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=_with_image_bodies(json.loads(app.get_openapi_json_schema(**OPENAPI))),
+    )
 
 
 def _with_image_bodies(spec: dict) -> dict:

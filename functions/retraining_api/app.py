@@ -7,7 +7,7 @@ route needs an API key (API Gateway usage plan). NOT FOR CLINICAL USE.
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -55,36 +55,52 @@ def _json(status: int, body: dict) -> Response:
 ModelId = Annotated[str, Path(description="Image model id, e.g. skin-lesion")]
 
 
-@app.post("/models/<model>/uploads", summary="A presigned POST for one labelled image",
-          description="POST the returned form straight to S3 (`fields`, then `file`). S3 refuses other content "
-                      "types, sizes or keys. " + NOT_FOR_CLINICAL_USE,
-          responses={201: {"description": "Upload form", "content": {"application/json": {
-              "model": UploadTicketResponse}}},
-                     404: error_doc("Unknown model"), 415: error_doc("Not image/jpeg or image/png"),
-                     422: error_doc("Unknown label, or a tabular model")})
+@app.post(
+    "/models/<model>/uploads",
+    summary="A presigned POST for one labelled image",
+    description="POST the returned form straight to S3 (`fields`, then `file`). S3 refuses other content "
+    "types, sizes or keys. " + NOT_FOR_CLINICAL_USE,
+    responses={
+        201: {"description": "Upload form", "content": {"application/json": {"model": UploadTicketResponse}}},
+        404: error_doc("Unknown model"),
+        415: error_doc("Not image/jpeg or image/png"),
+        422: error_doc("Unknown label, or a tabular model"),
+    },
+)
 def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=False)]):  # Response: not a schema type
     registry, _, signer = _services()
     try:
         manifest = registry.production_manifest(model)
     except UnknownModel:
         manifest = None
-    ticket = presigned_upload(signer, manifest, model, request.label, request.content_type,
-                              settings().upload_limits)
+    ticket = presigned_upload(signer, manifest, model, request.label, request.content_type, settings().upload_limits)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="UploadTicketsIssued", unit=MetricUnit.Count, value=1)
-    response = UploadTicketResponse(model=model, label=ticket.label, key=ticket.key, url=ticket.url,
-                                    fields=ticket.fields, content_type=ticket.content_type,
-                                    max_bytes=ticket.max_bytes, expires_in=ticket.expires_in,
-                                    notice=NOT_FOR_CLINICAL_USE)
+    response = UploadTicketResponse(
+        model=model,
+        label=ticket.label,
+        key=ticket.key,
+        url=ticket.url,
+        fields=ticket.fields,
+        content_type=ticket.content_type,
+        max_bytes=ticket.max_bytes,
+        expires_in=ticket.expires_in,
+        notice=NOT_FOR_CLINICAL_USE,
+    )
     return _json(201, response.model_dump())
 
 
-@app.post("/models/<model>/retrain", summary="Start a retraining job now (needs an API key)",
-          responses={202: {"description": "Job started", "content": {"application/json": {"model": JobResponse}}},
-                     404: error_doc("Unknown model"), 409: error_doc("A job for this model is already running"),
-                     422: error_doc("Invalid request, or a tabular model")})
-def start_retrain(model: ModelId,
-                  request: Annotated[Optional[RetrainRequest], Body(embed=False)] = None):
+@app.post(
+    "/models/<model>/retrain",
+    summary="Start a retraining job now (needs an API key)",
+    responses={
+        202: {"description": "Job started", "content": {"application/json": {"model": JobResponse}}},
+        404: error_doc("Unknown model"),
+        409: error_doc("A job for this model is already running"),
+        422: error_doc("Invalid request, or a tabular model"),
+    },
+)
+def start_retrain(model: ModelId, request: Annotated[RetrainRequest | None, Body(embed=False)] = None):
     _image_model(model)
     request = request or RetrainRequest()
     job = _services()[1].start_manual(model, request.reason, request.hyperparameters())
@@ -93,10 +109,14 @@ def start_retrain(model: ModelId,
     return _json(202, JobResponse(**job.public()).model_dump())
 
 
-@app.get("/models/<model>/retrain/<job_id>", summary="A retraining job's state and outcome",
-         responses={404: error_doc("Unknown model or job")})
-def get_retrain_job(model: ModelId, job_id: Annotated[str, Path(description="Job id from POST .../retrain")]
-                    ) -> JobResponse:
+@app.get(
+    "/models/<model>/retrain/<job_id>",
+    summary="A retraining job's state and outcome",
+    responses={404: error_doc("Unknown model or job")},
+)
+def get_retrain_job(
+    model: ModelId, job_id: Annotated[str, Path(description="Job id from POST .../retrain")]
+) -> JobResponse:
     job = _services()[1].jobs.get(job_id)
     if job is None or job.model != model:
         raise UnknownModel(f"No retraining job {job_id!r} for model {model!r}.")

@@ -35,10 +35,18 @@ def record_handler(record: SQSRecord) -> None:
     # A body that is not an S3 notification raises: retried, then dead-lettered, never silently dropped.
     for upload in uploads_in_notification(record.body):
         outcome = _service().record_upload(upload)
-        logger.info("upload", extra={"key": upload.key, "model": upload.model, "counted": outcome.counted,
-                                     "started_job": outcome.started.job_id if outcome.started else None})
-        metrics.add_metric(name="UploadsCounted" if outcome.counted else "UploadsRedelivered",
-                           unit=MetricUnit.Count, value=1)
+        logger.info(
+            "upload",
+            extra={
+                "key": upload.key,
+                "model": upload.model,
+                "counted": outcome.counted,
+                "started_job": outcome.started.job_id if outcome.started else None,
+            },
+        )
+        metrics.add_metric(
+            name="UploadsCounted" if outcome.counted else "UploadsRedelivered", unit=MetricUnit.Count, value=1
+        )
         if outcome.started:
             metrics.add_metric(name="RetrainJobsStarted", unit=MetricUnit.Count, value=1)
 

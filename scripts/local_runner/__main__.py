@@ -9,14 +9,13 @@ import os
 import signal
 import sys
 import threading
-from typing import List, Optional, Tuple
 
 from scripts.local_runner.api import LocalApi
 
 LOG = logging.getLogger("scripts.local_runner")
 
 
-def parameter_override(text: str) -> Tuple[str, str]:
+def parameter_override(text: str) -> tuple[str, str]:
     name, separator, value = text.partition("=")
     if not separator or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
@@ -76,7 +75,7 @@ def start_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Like sam local: SAM CLI's own INFO messages and the request log go to stderr.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -12,11 +12,11 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 import yaml
-
 from samcli.commands.local.cli_common.invoke_context import InvokeContext
 from samcli.commands.local.lib.exceptions import NoApisDefined
 from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
@@ -75,8 +75,8 @@ class LocalFunctions:
     def __init__(
         self,
         template: str,
-        env_vars_path: Optional[str] = None,
-        parameter_overrides: Optional[Dict[str, str]] = None,
+        env_vars_path: str | None = None,
+        parameter_overrides: dict[str, str] | None = None,
     ) -> None:
         self.template_path = os.path.abspath(template)
         # sam local resolves CodeUri and layer ContentUri against the template's directory.
@@ -120,7 +120,7 @@ class LocalFunctions:
         self.runtime.stop()
 
 
-def api_key_routes(stacks) -> List[tuple]:
+def api_key_routes(stacks) -> list[tuple]:
     """(method, path regex) of every Api event with ``Auth: {ApiKeyRequired: true}``."""
     routes = []
     for stack in stacks:
@@ -139,7 +139,7 @@ class ApiKeyCheck:
     """API Gateway's API-key check, which ``sam local`` does not emulate: a route with
     ``ApiKeyRequired`` answers 403 ``{"message": "Forbidden"}`` without a valid ``x-api-key``."""
 
-    def __init__(self, app, routes: List[tuple], api_key: Optional[str]) -> None:
+    def __init__(self, app, routes: list[tuple], api_key: str | None) -> None:
         self.app, self.routes, self.api_key = app, routes, api_key
 
     def __call__(self, environ, start_response):
@@ -147,8 +147,9 @@ class ApiKeyCheck:
         if any(method == m and pattern.match(path) for m, pattern in self.routes):
             if not self.api_key or environ.get("HTTP_X_API_KEY") != self.api_key:
                 body = b'{"message":"Forbidden"}'
-                start_response("403 FORBIDDEN", [("Content-Type", "application/json"),
-                                                 ("Content-Length", str(len(body)))])
+                start_response(
+                    "403 FORBIDDEN", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+                )
                 return [body]
         return self.app(environ, start_response)
 
@@ -163,12 +164,12 @@ class LocalApi:
     def __init__(
         self,
         template: str,
-        env_vars_path: Optional[str] = None,
+        env_vars_path: str | None = None,
         host: str = "127.0.0.1",
         port: int = 3000,
-        parameter_overrides: Optional[Dict[str, str]] = None,
+        parameter_overrides: dict[str, str] | None = None,
         warm: bool = True,
-        api_key: Optional[str] = None,
+        api_key: str | None = None,
     ) -> None:
         self.functions = LocalFunctions(template, env_vars_path, parameter_overrides)
         self.api_key = api_key
@@ -177,18 +178,18 @@ class LocalApi:
         self.host = host
         self.port = port
         self.warm = warm
-        self._server: Optional[BaseWSGIServer] = None
-        self._serve_thread: Optional[threading.Thread] = None
+        self._server: BaseWSGIServer | None = None
+        self._serve_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     @property
-    def routes(self) -> List[Route]:
+    def routes(self) -> list[Route]:
         return list(self.api.routes)
 
-    def route_lines(self) -> List[str]:
+    def route_lines(self) -> list[str]:
         """The routes as ``sam local start-api`` announces them."""
         return [
             f"Mounting {route.function_name} at {self.url}{route.path} [{', '.join(route.methods)}]"

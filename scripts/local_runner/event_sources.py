@@ -10,7 +10,8 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 from scripts.local_runner.api import LocalFunctions
 
@@ -31,10 +32,10 @@ class SqsSubscription(NamedTuple):
 
 class EventRule(NamedTuple):
     function_id: str
-    pattern: Dict[str, Any]
+    pattern: dict[str, Any]
 
 
-def sqs_subscriptions(stacks: Sequence[Any]) -> List[SqsSubscription]:
+def sqs_subscriptions(stacks: Sequence[Any]) -> list[SqsSubscription]:
     """The SQS event sources of the template's functions (``stacks`` as in ``LocalFunctions.stacks``)."""
     stack = stacks[0]
     subscriptions = []
@@ -57,8 +58,8 @@ def sqs_subscriptions(stacks: Sequence[Any]) -> List[SqsSubscription]:
 
 
 def sqs_event_sources(
-    functions: LocalFunctions, queue_urls: Dict[str, str], sqs, wait_seconds: int = 1
-) -> List["SqsEventSource"]:
+    functions: LocalFunctions, queue_urls: dict[str, str], sqs, wait_seconds: int = 1
+) -> list["SqsEventSource"]:
     """One (not yet started) ``SqsEventSource`` per SQS event in the template.
 
     ``queue_urls`` maps each subscription's ``queue_id`` to the queue's URL (the caller created the queues).
@@ -71,7 +72,7 @@ def sqs_event_sources(
     return sources
 
 
-def event_rules(stacks: Sequence[Any]) -> List[EventRule]:
+def event_rules(stacks: Sequence[Any]) -> list[EventRule]:
     """The enabled EventBridge rules that target the template's functions."""
     return [
         EventRule(function_id, properties["Pattern"])
@@ -80,7 +81,7 @@ def event_rules(stacks: Sequence[Any]) -> List[EventRule]:
     ]
 
 
-def pattern_matches(pattern: Dict[str, Any], event: Dict[str, Any]) -> bool:
+def pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     """EventBridge matching for exact-value patterns: each field's value (or any element of a list value) must be
     one of the listed values; nested objects match recursively. Content filters (prefix, numeric…) never match."""
     for key, expected in pattern.items():
@@ -93,7 +94,7 @@ def pattern_matches(pattern: Dict[str, Any], event: Dict[str, Any]) -> bool:
     return True
 
 
-def deliver_event(functions: LocalFunctions, rules: Iterable[EventRule], event: Dict[str, Any]) -> None:
+def deliver_event(functions: LocalFunctions, rules: Iterable[EventRule], event: dict[str, Any]) -> None:
     """Invokes every rule target whose pattern matches, as EventBridge does. A failed delivery is logged only."""
     for rule in rules:
         if not pattern_matches(rule.pattern, event):
@@ -104,7 +105,7 @@ def deliver_event(functions: LocalFunctions, rules: Iterable[EventRule], event: 
             LOG.error("Delivering %s to %s failed: %s", event["detail-type"], rule.function_id, error)
 
 
-def messages_to_retry(result: Any, message_ids: Sequence[str]) -> Set[str]:
+def messages_to_retry(result: Any, message_ids: Sequence[str]) -> set[str]:
     """The messages a ``ReportBatchItemFailures`` response leaves in the queue, by Lambda's rules.
 
     No response, or no/empty ``batchItemFailures``, is a success; a malformed response or an ``itemIdentifier``
@@ -151,7 +152,7 @@ class SqsEventSource:
         self._functions = functions
         self._sqs = sqs
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.batches = 0  # invocations
         self.messages_deleted = 0
         self.messages_retried = 0  # left in the queue by a failed invocation or a reported item failure
@@ -178,7 +179,7 @@ class SqsEventSource:
                 LOG.exception("Polling %s for %s failed", self.queue_url, self.subscription.function_id)
                 self._stop.wait(self.wait_seconds)
 
-    def _collect_batch(self) -> List[dict]:
+    def _collect_batch(self) -> list[dict]:
         batch_size = self.subscription.batch_size
         messages = self._receive(self.wait_seconds, batch_size)
         if not messages:
@@ -196,7 +197,7 @@ class SqsEventSource:
             messages += more
         return messages
 
-    def _receive(self, wait_seconds: int, limit: int) -> List[dict]:
+    def _receive(self, wait_seconds: int, limit: int) -> list[dict]:
         return self._sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=min(limit, SQS_RECEIVE_LIMIT),
@@ -205,7 +206,7 @@ class SqsEventSource:
             MessageAttributeNames=["All"],
         ).get("Messages", [])
 
-    def _deliver(self, messages: List[dict]) -> None:
+    def _deliver(self, messages: list[dict]) -> None:
         subscription = self.subscription
         message_ids = [message["MessageId"] for message in messages]
         self.batches += 1
@@ -228,7 +229,7 @@ class SqsEventSource:
             flush=True,
         )
 
-    def _event(self, messages: List[dict]) -> dict:
+    def _event(self, messages: list[dict]) -> dict:
         region = self.queue_arn.split(":")[3]
         return {
             "Records": [
@@ -250,7 +251,7 @@ class SqsEventSource:
             ]
         }
 
-    def _delete(self, messages: List[dict]) -> int:
+    def _delete(self, messages: list[dict]) -> int:
         deleted = 0
         for start in range(0, len(messages), SQS_RECEIVE_LIMIT):
             chunk = messages[start : start + SQS_RECEIVE_LIMIT]
@@ -264,7 +265,7 @@ class SqsEventSource:
         return deleted
 
 
-def _function_events(resources: Dict[str, Any], event_types: Sequence[str]):
+def _function_events(resources: dict[str, Any], event_types: Sequence[str]):
     """(function logical id, event name, event properties) for the functions' events of the given types."""
     for logical_id, resource in resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -274,7 +275,7 @@ def _function_events(resources: Dict[str, Any], event_types: Sequence[str]):
                 yield logical_id, name, event.get("Properties", {})
 
 
-def _get_att_logical_id(reference: Any) -> Optional[str]:
+def _get_att_logical_id(reference: Any) -> str | None:
     """``Queue`` for ``{"Fn::GetAtt": ["Queue", "Arn"]}`` or ``{"Fn::GetAtt": "Queue.Arn"}``."""
     if isinstance(reference, dict) and "Fn::GetAtt" in reference:
         target = reference["Fn::GetAtt"]
@@ -282,7 +283,7 @@ def _get_att_logical_id(reference: Any) -> Optional[str]:
     return None
 
 
-def _lambda_message_attribute(value: Dict[str, Any]) -> Dict[str, Any]:
+def _lambda_message_attribute(value: dict[str, Any]) -> dict[str, Any]:
     """A ReceiveMessage message attribute in the shape of Lambda's SQS event (camelCase, binary as base64)."""
     attribute = {"stringListValues": [], "binaryListValues": [], "dataType": value["DataType"]}
     if "StringValue" in value:

@@ -18,9 +18,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from samcli.lib.utils.codeuri import resolve_code_path
 from samcli.lib.utils.invocation_type import EVENT, REQUEST_RESPONSE
@@ -52,7 +51,7 @@ class InvocationResult:
     """
 
     payload: str
-    error_type: Optional[str] = None
+    error_type: str | None = None
 
 
 class FunctionWorker:
@@ -65,10 +64,10 @@ class FunctionWorker:
         self._config = function_config
         self._base_dir = base_dir
         self._lock = threading.Lock()
-        self._process: Optional[subprocess.Popen] = None
+        self._process: subprocess.Popen | None = None
         self._requests = None  # write end of the request pipe
         self._function_arn = ""
-        self._messages: "queue.Queue[Optional[dict]]" = queue.Queue()
+        self._messages: queue.Queue[dict | None] = queue.Queue()
         self._ready = False
         self._stopped = False
 
@@ -77,7 +76,7 @@ class FunctionWorker:
         with self._lock:
             self._ensure_started()
 
-    def invoke(self, event: str, request_id: str, stderr: Optional[StreamWriter]) -> InvocationResult:
+    def invoke(self, event: str, request_id: str, stderr: StreamWriter | None) -> InvocationResult:
         with self._lock:
             self._ensure_started()
             timeout = self._config.timeout
@@ -164,29 +163,27 @@ class FunctionWorker:
             daemon=True,
         ).start()
 
-    def _next_message(self, timeout: float) -> Optional[dict]:
+    def _next_message(self, timeout: float) -> dict | None:
         """The worker's next message, None if it exited; TimeoutError after ``timeout`` seconds."""
         try:
             return self._messages.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError from None
 
-    def _init_failed(
-        self, message: Optional[dict], request_id: str, stderr: Optional[StreamWriter]
-    ) -> InvocationResult:
+    def _init_failed(self, message: dict | None, request_id: str, stderr: StreamWriter | None) -> InvocationResult:
         if message is None:
             return self._exited(request_id, stderr)
         self._discard(grace_seconds=STOP_GRACE_SECONDS)  # the worker exits after reporting, as Lambda's runtime does
         return InvocationResult(_to_json(message["init_error"]), message["init_error"]["errorType"])
 
-    def _timed_out(self, request_id: str, timeout: int, stderr: Optional[StreamWriter]) -> InvocationResult:
+    def _timed_out(self, request_id: str, timeout: int, stderr: StreamWriter | None) -> InvocationResult:
         self._discard()
-        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         _log_line(stderr, f"{now} {request_id} Task timed out after {timeout}.00 seconds")
         # The text the Lambda runtime interface emulator answers with; API Gateway emulation turns it into a 502.
         return InvocationResult(f"Task timed out after {timeout}.00 seconds", "Sandbox.Timedout")
 
-    def _exited(self, request_id: str, stderr: Optional[StreamWriter]) -> InvocationResult:
+    def _exited(self, request_id: str, stderr: StreamWriter | None) -> InvocationResult:
         process = self._process
         self._discard(grace_seconds=STOP_GRACE_SECONDS)
         code = process.returncode
@@ -220,13 +217,14 @@ class FunctionWorker:
             )
         return code_dir
 
-    def _python_path(self) -> List[str]:
+    def _python_path(self) -> list[str]:
         """The function's code directory, then the python/ directory of each local layer that has one."""
         layer_dirs = []
         for layer in self._config.layers:
             if not layer.is_defined_within_template:
-                LOG.warning("%s: layer %s is not in the template and cannot be fetched; skipped", self._config.name,
-                            layer.arn)
+                LOG.warning(
+                    "%s: layer %s is not in the template and cannot be fetched; skipped", self._config.name, layer.arn
+                )
                 continue
             python_dir = os.path.join(resolve_code_path(self._base_dir, layer.codeuri), "python")
             if os.path.isdir(python_dir):
@@ -237,7 +235,7 @@ class FunctionWorker:
         # Lambda extracts layers into /opt in order, later ones overwriting earlier ones: the last layer wins.
         return [self._code_dir(), *reversed(layer_dirs)]
 
-    def _environment(self) -> Dict[str, str]:
+    def _environment(self) -> dict[str, str]:
         environment = {name: os.environ[name] for name in HOST_VARIABLES if name in os.environ}
         environment.update(
             {
@@ -261,7 +259,7 @@ class WorkerProcessRuntime:
 
     def __init__(self, base_dir: str) -> None:
         self._base_dir = base_dir
-        self._workers: Dict[str, FunctionWorker] = {}
+        self._workers: dict[str, FunctionWorker] = {}
         self._workers_lock = threading.Lock()
         self._stopped = False
 
@@ -269,17 +267,17 @@ class WorkerProcessRuntime:
         self,
         function_config: FunctionConfig,
         event: str,
-        tenant_id: Optional[str] = None,
+        tenant_id: str | None = None,
         invocation_type: str = REQUEST_RESPONSE,
-        durable_execution_name: Optional[str] = None,
+        durable_execution_name: str | None = None,
         debug_context=None,
-        stdout: Optional[StreamWriter] = None,
-        stderr: Optional[StreamWriter] = None,
-        container_host: Optional[str] = None,
-        container_host_interface: Optional[str] = None,
-        extra_hosts: Optional[dict] = None,
+        stdout: StreamWriter | None = None,
+        stderr: StreamWriter | None = None,
+        container_host: str | None = None,
+        container_host_interface: str | None = None,
+        extra_hosts: dict | None = None,
         container_dns=None,
-    ) -> Optional[Dict[str, str]]:
+    ) -> dict[str, str] | None:
         """Same signature as ``LambdaRuntime.invoke``; the container and debugging options do not apply here.
 
         Writes the function's response (or error) to ``stdout`` as SAM's container runtime does. Returns None:
@@ -295,9 +293,7 @@ class WorkerProcessRuntime:
             stdout.flush()
         return None
 
-    def run(
-        self, function_config: FunctionConfig, event: str, stderr: Optional[StreamWriter] = None
-    ) -> InvocationResult:
+    def run(self, function_config: FunctionConfig, event: str, stderr: StreamWriter | None = None) -> InvocationResult:
         """Invokes the function with ``event`` (JSON text); Lambda's START/END/REPORT lines go to ``stderr``."""
         worker = self._worker(function_config)
         request_id = str(uuid.uuid4())
@@ -347,7 +343,7 @@ def _check_supported(function_config: FunctionConfig) -> None:
         raise UnsupportedFunctionError(f"{function_config.name}: durable functions are not supported")
 
 
-def _read_messages(responses, messages: "queue.Queue[Optional[dict]]") -> None:
+def _read_messages(responses, messages: "queue.Queue[dict | None]") -> None:
     """Feeds the worker's JSON lines into ``messages``; None marks the end (the worker exited)."""
     with responses:
         for line in responses:
@@ -364,7 +360,7 @@ def _kill_process_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _log_line(stderr: Optional[StreamWriter], line: str) -> None:
+def _log_line(stderr: StreamWriter | None, line: str) -> None:
     if stderr is not None:
         stderr.write_str(line + "\n")
         stderr.flush()

@@ -17,10 +17,10 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import boto3
 
@@ -39,14 +39,37 @@ DEFAULT_ENTRY_POINT = (sys.executable, *IMAGE_ENTRY_POINT[1:])
 # What a job process gets from the runner's environment (what any process needs, and where the caller keeps local
 # state such as MLflow's store); the rest is the job's own environment and the local AWS settings.
 HOST_VARIABLES = (
-    "PATH", "HOME", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "TMPDIR", "LOCAL_STATE_DIR", "MLFLOW_TRACKING_URI",
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LD_LIBRARY_PATH",
+    "TMPDIR",
+    "LOCAL_STATE_DIR",
+    "MLFLOW_TRACKING_URI",
 )
 SAGEMAKER_DETAIL_KEYS = (
-    "TrainingJobName", "TrainingJobArn", "HyperParameters", "RoleArn", "InputDataConfig", "OutputDataConfig",
-    "ResourceConfig", "StoppingCondition",
+    "TrainingJobName",
+    "TrainingJobArn",
+    "HyperParameters",
+    "RoleArn",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
 )
-BATCH_DETAIL_KEYS = ("jobArn", "jobName", "jobId", "jobQueue", "jobDefinition", "parameters", "dependsOn", "createdAt",
-                     "timeout", "tags")
+BATCH_DETAIL_KEYS = (
+    "jobArn",
+    "jobName",
+    "jobId",
+    "jobQueue",
+    "jobDefinition",
+    "parameters",
+    "dependsOn",
+    "createdAt",
+    "timeout",
+    "tags",
+)
 BATCH_EXIT_REASON = "Essential container in task exited"
 BATCH_TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 
@@ -59,10 +82,10 @@ class JobRecord:
     backend: str  # SAGEMAKER or BATCH
     job_id: str  # the training job's ARN, the Batch job's id
     status: str = ""
-    exit_code: Optional[int] = None  # as a container reports it: 128 + signal when killed
+    exit_code: int | None = None  # as a container reports it: 128 + signal when killed
     reason: str = ""  # FailureReason / the job's failure file
-    started_at: Optional[float] = None  # epoch seconds
-    ended_at: Optional[float] = None
+    started_at: float | None = None  # epoch seconds
+    ended_at: float | None = None
 
 
 class LocalTrainingJobs:
@@ -89,33 +112,39 @@ class LocalTrainingJobs:
         self.poll_seconds = poll_seconds
         self.region = region
         self.repo_root = repo_root
-        self.jobs: List[JobRecord] = []
+        self.jobs: list[JobRecord] = []
         self._functions = functions
         self._rules = event_rules(functions.stacks)
         self._aws_environment = {
-            "AWS_ENDPOINT_URL": endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": region, "AWS_REGION": region,
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
         }
-        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                        region_name=region)
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+        )
         self._sagemaker = session.client("sagemaker", endpoint_url=endpoint_url)
         self._batch = session.client("batch", endpoint_url=endpoint_url)
         self._s3 = session.client("s3", endpoint_url=endpoint_url)
-        self._seen: Set[Tuple[str, str]] = set()
-        self._process: Optional[subprocess.Popen] = None
+        self._seen: set[tuple[str, str]] = set()
+        self._process: subprocess.Popen | None = None
         self._process_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._polls = 0
         self._polled = threading.Condition()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Remembers the jobs that exist now (they are not run) and starts polling."""
         # Otherwise moto runs Batch jobs in Docker itself, or fails them at once without Docker.
         request = urllib.request.Request(
-            f"{self.endpoint_url}/moto-api/config", data=json.dumps({"batch": {"use_docker": False}}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
+            f"{self.endpoint_url}/moto-api/config",
+            data=json.dumps({"batch": {"use_docker": False}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         urllib.request.urlopen(request, timeout=10).close()
         self._seen = set(self._list_jobs())
@@ -171,7 +200,7 @@ class LocalTrainingJobs:
             else:
                 self._run_batch_job(job_id)
 
-    def _list_jobs(self) -> Dict[Tuple[str, str], int]:
+    def _list_jobs(self) -> dict[tuple[str, str], int]:
         """(backend, training job name or Batch job id) → creation time in epoch milliseconds, for every job."""
         jobs = {}
         for page in self._sagemaker.get_paginator("list_training_jobs").paginate():
@@ -193,8 +222,10 @@ class LocalTrainingJobs:
         record = JobRecord(name, SAGEMAKER, job["TrainingJobArn"], started_at=time.time())
         self.jobs.append(record)
         self._sagemaker_event(job, record, "InProgress", "Starting")
-        channels = {channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
-                    for channel in job.get("InputDataConfig", [])}
+        channels = {
+            channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+            for channel in job.get("InputDataConfig", [])
+        }
         max_seconds = job.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
         with tempfile.TemporaryDirectory(prefix=f"ml-{name}-") as root:
             paths = JobPaths(Path(root))
@@ -239,7 +270,7 @@ class LocalTrainingJobs:
             self._batch_event(job, record, record.status, BATCH_EXIT_REASON, container_reason=failure)
 
     def _execute(
-        self, record: JobRecord, command: List[str], environment: Dict[str, str], max_seconds: Optional[int]
+        self, record: JobRecord, command: list[str], environment: dict[str, str], max_seconds: int | None
     ) -> bool:
         """Runs the job's process to its end, its output prefixed on stderr; True if it ran out of time."""
         environment = {
@@ -254,8 +285,13 @@ class LocalTrainingJobs:
                 if self._stop.is_set():
                     raise OSError("the local runner is stopping")
                 self._process = process = subprocess.Popen(
-                    command, cwd=self.repo_root, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, start_new_session=True,  # its own group, killed as a whole
+                    command,
+                    cwd=self.repo_root,
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own group, killed as a whole
                 )
         except OSError as error:
             print(f"[job {record.name}] could not start: {error}", file=sys.stderr, flush=True)
@@ -297,8 +333,10 @@ class LocalTrainingJobs:
         self, job: dict, record: JobRecord, status: str, status_reason: str = "", container_reason: str = ""
     ) -> None:
         """``status_reason`` marks the final event, which carries the exit code and end time."""
-        container = {**job.get("container", {}),
-                     "environment": [{"name": k, "value": v} for k, v in _batch_environment(job).items()]}
+        container = {
+            **job.get("container", {}),
+            "environment": [{"name": k, "value": v} for k, v in _batch_environment(job).items()],
+        }
         detail = {key: job[key] for key in BATCH_DETAIL_KEYS if key in job}
         detail.update(status=status, container=container, attempts=[])
         if record.started_at is not None:
@@ -309,8 +347,14 @@ class LocalTrainingJobs:
                 attempt_container["reason"] = container_reason
             container.update(attempt_container)
             detail.update(statusReason=status_reason, stoppedAt=_epoch_ms(record.ended_at))
-            detail["attempts"] = [{"container": attempt_container, "startedAt": detail["startedAt"],
-                                   "stoppedAt": detail["stoppedAt"], "statusReason": status_reason}]
+            detail["attempts"] = [
+                {
+                    "container": attempt_container,
+                    "startedAt": detail["startedAt"],
+                    "stoppedAt": detail["stoppedAt"],
+                    "statusReason": status_reason,
+                }
+            ]
         self._deliver("aws.batch", "Batch Job State Change", job["jobArn"], detail)
 
     def _deliver(self, source: str, detail_type: str, resource: str, detail: dict) -> None:
@@ -320,7 +364,7 @@ class LocalTrainingJobs:
             "detail-type": detail_type,
             "source": source,
             "account": ACCOUNT_ID,
-            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": self.region,
             "resources": [resource],
             "detail": detail,
@@ -335,7 +379,7 @@ def _prefix_output(stream, name: str) -> None:
             sys.stderr.flush()
 
 
-def _batch_environment(job: dict) -> Dict[str, str]:
+def _batch_environment(job: dict) -> dict[str, str]:
     # A dict: moto repeats AWS_BATCH_JOB_ID in the job's environment each time the job is described.
     return {variable["name"]: variable["value"] for variable in job.get("container", {}).get("environment", [])}
 

@@ -20,8 +20,16 @@ from tests.helpers.models import REPO_ROOT
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # The flags this machine's closed network needs: no background connections, no sandbox as root.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", REPO_ROOT / "artifacts" / "browser"))
 API_KEY = "browser-key"
 RETRAIN_THRESHOLDS = {"chest-ct": 4}  # the tests upload fewer, so only a manual job ever runs here
@@ -32,15 +40,25 @@ expect.set_options(timeout=30_000)  # the first image prediction loads its model
 
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory):
-    with running_moto() as moto, running_stack(moto, tmp_path_factory, bucket="med-classifier-models-browser",
-                                               api_key=API_KEY, retrain_thresholds=RETRAIN_THRESHOLDS) as running:
+    with (
+        running_moto() as moto,
+        running_stack(
+            moto,
+            tmp_path_factory,
+            bucket="med-classifier-models-browser",
+            api_key=API_KEY,
+            retrain_thresholds=RETRAIN_THRESHOLDS,
+        ) as running,
+    ):
         yield running
 
 
 @pytest.fixture(scope="package")
 def browser():
-    assert CHROMIUM.exists(), (f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium), "
-                               "or set CHROMIUM to a Chromium binary")
+    assert CHROMIUM.exists(), (
+        f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium), "
+        "or set CHROMIUM to a Chromium binary"
+    )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
@@ -95,8 +113,9 @@ def page(browser, request):
 
 @pytest.fixture
 def phone_page(browser, request):
-    context, page, problems, saved = _open_page(browser, request, viewport={"width": 375, "height": 812},
-                                                device_scale_factor=2, is_mobile=True, has_touch=True)
+    context, page, problems, saved = _open_page(
+        browser, request, viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     yield page
     if not saved:
         page.shot()

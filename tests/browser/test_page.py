@@ -27,8 +27,9 @@ def open_model(page, stack, model: str) -> None:
 
 def bars(page) -> dict[str, str]:
     rows = page.locator("#predict-result .bars li")
-    return {rows.nth(i).locator(".cls").inner_text(): rows.nth(i).locator(".pct").inner_text()
-            for i in range(rows.count())}
+    return {
+        rows.nth(i).locator(".cls").inner_text(): rows.nth(i).locator(".pct").inner_text() for i in range(rows.count())
+    }
 
 
 def test_page_loads_with_the_four_models_and_the_notice(page, stack):
@@ -98,12 +99,14 @@ def test_image_predict_by_choosing_a_file(page, stack):
 
 def test_several_images_in_one_request(page, stack):
     open_model(page, stack, "chest-ct")
-    page.set_input_files("#image-files", [str(IMAGES / "chest-ct-normal.png"),
-                                          str(IMAGES / "chest-ct-adenocarcinoma.png")])
+    page.set_input_files(
+        "#image-files", [str(IMAGES / "chest-ct-normal.png"), str(IMAGES / "chest-ct-adenocarcinoma.png")]
+    )
     page.click("#image-predict")
     expect(page.locator(".predicted-label")).to_have_text(["normal", "adenocarcinoma"])
-    expect(page.locator("#predict-result article h3")).to_have_text(["Image 1: chest-ct-normal.png",
-                                                                     "Image 2: chest-ct-adenocarcinoma.png"])
+    expect(page.locator("#predict-result article h3")).to_have_text(
+        ["Image 1: chest-ct-normal.png", "Image 2: chest-ct-adenocarcinoma.png"]
+    )
     page.shot()
 
 
@@ -130,8 +133,12 @@ def test_classify_then_upload_the_image_labelled_and_see_the_counter_change(page
     expect(page.locator("#upload-error")).to_be_empty()
     after = model_view(stack, "chest-ct")["retraining"]
     assert after["total_uploads"] == before["total_uploads"] + 1
-    keys = [o["Key"] for o in stack["s3"].list_objects_v2(Bucket=stack["env"]["UPLOADS_BUCKET"],
-                                                          Prefix="uploads/chest-ct/normal/").get("Contents", [])]
+    keys = [
+        o["Key"]
+        for o in stack["s3"]
+        .list_objects_v2(Bucket=stack["env"]["UPLOADS_BUCKET"], Prefix="uploads/chest-ct/normal/")
+        .get("Contents", [])
+    ]
     assert keys, "the image did not reach the uploads bucket"
     page.shot()
 
@@ -173,9 +180,14 @@ def test_api_errors_are_rendered_as_readable_messages(page, stack):
 
 
 def test_a_failing_model_list_is_shown_not_a_blank_page(page, stack):
-    page.route(re.compile(r".*/models$"), lambda route: route.fulfill(
-        status=503, content_type="application/json",
-        body='{"error": {"code": "unavailable", "message": "The model store cannot be read.", "details": []}}'))
+    page.route(
+        re.compile(r".*/models$"),
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "unavailable", "message": "The model store cannot be read.", "details": []}}',
+        ),
+    )
     page.goto(stack["url"] + "/")
     expect(page.locator("#page-error")).to_contain_text("503 Unavailable: The model store cannot be read.")
     expect(page.locator("#page-error")).to_have_attribute("role", "alert")
@@ -217,7 +229,8 @@ def test_phone_width_has_no_horizontal_scroll(phone_page, stack):
         width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
         assert width[0] <= width[1], (model, width)
         columns = page.locator("#feature-grid" if model == "breast-cancer" else "#retrain-section").evaluate(
-            "el => el.getBoundingClientRect().width")
+            "el => el.getBoundingClientRect().width"
+        )
         assert columns <= 375
         page.shot(f"-{model}")
 

@@ -18,6 +18,7 @@ def moto_server():
 
 @pytest.fixture(scope="session")
 def stack(moto_server, tmp_path_factory):
-    with running_stack(moto_server, tmp_path_factory, bucket=BUCKET, api_key=API_KEY,
-                       retrain_thresholds=RETRAIN_THRESHOLDS) as running:
+    with running_stack(
+        moto_server, tmp_path_factory, bucket=BUCKET, api_key=API_KEY, retrain_thresholds=RETRAIN_THRESHOLDS
+    ) as running:
         yield running

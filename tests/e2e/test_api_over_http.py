@@ -27,18 +27,22 @@ def test_public_example_row_comes_back_malignant(stack):
     assert prediction["label"] == "malignant" and prediction["confidence"] > 0.9
 
 
-@pytest.mark.parametrize("body, status, fragment", [
-    ({"instances": [MALIGNANT_EXAMPLE[:10]]}, 422, "expected 30 features, got 10"),
-    ('{"instances": [[NaN' + ", 1" * 29 + "]]}", 422, "finite number"),
-    ('{"instances": [[Infinity' + ", 1" * 29 + "]]}", 422, "finite number"),
-    ({"instances": [["big"] * 30]}, 422, "expected a number, got str"),
-    ({"instances": []}, 422, "at least one row"),
-    ({"instances": [MALIGNANT_EXAMPLE] * 101}, 413, "at most 100 rows"),
-    ("this is not json", 400, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        ({"instances": [MALIGNANT_EXAMPLE[:10]]}, 422, "expected 30 features, got 10"),
+        ('{"instances": [[NaN' + ", 1" * 29 + "]]}", 422, "finite number"),
+        ('{"instances": [[Infinity' + ", 1" * 29 + "]]}", 422, "finite number"),
+        ({"instances": [["big"] * 30]}, 422, "expected a number, got str"),
+        ({"instances": []}, 422, "at least one row"),
+        ({"instances": [MALIGNANT_EXAMPLE] * 101}, 413, "at most 100 rows"),
+        ("this is not json", 400, "not valid JSON"),
+    ],
+)
 def test_bad_input_over_http_is_a_clear_4xx(stack, body, status, fragment):
-    kwargs = {"json": body} if not isinstance(body, str) else {
-        "data": body, "headers": {"Content-Type": "application/json"}}
+    kwargs = (
+        {"json": body} if not isinstance(body, str) else {"data": body, "headers": {"Content-Type": "application/json"}}
+    )
     response = stack["http"].post(stack["url"] + PREDICT, timeout=30, **kwargs)
     assert response.status_code == status
     error = response.json()["error"]
@@ -46,8 +50,9 @@ def test_bad_input_over_http_is_a_clear_4xx(stack, body, status, fragment):
 
 
 def test_unknown_model_is_404(stack):
-    response = stack["http"].post(stack["url"] + "/models/no-such-model/predict",
-                                  json={"instances": [MALIGNANT_EXAMPLE]}, timeout=30)
+    response = stack["http"].post(
+        stack["url"] + "/models/no-such-model/predict", json={"instances": [MALIGNANT_EXAMPLE]}, timeout=30
+    )
     assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_model"
 
 
@@ -73,13 +78,17 @@ def test_hot_swap_then_broken_version_is_refused(stack):
     wait_for(lambda: served_version(stack) == newer.version, 30, "the newly promoted version to be served")
 
     broken = publish(stack["store"], breast_cancer_candidate())
-    stack["s3"].put_object(Bucket=stack["store"].bucket, Key=f"models/breast-cancer/{broken.version}/model.onnx",
-                           Body=b"truncated upload")
+    stack["s3"].put_object(
+        Bucket=stack["store"].bucket, Key=f"models/breast-cancer/{broken.version}/model.onnx", Body=b"truncated upload"
+    )
     try:
         # A prediction makes the function re-read the pointer (at most every second here); it finds the
         # broken version, refuses it and keeps serving the one it has.
-        wait_for(lambda: served_version(stack) == newer.version and broken.version in refused_versions(stack),
-                 30, "the broken version to be refused")
+        wait_for(
+            lambda: served_version(stack) == newer.version and broken.version in refused_versions(stack),
+            30,
+            "the broken version to be refused",
+        )
         for _ in range(3):
             assert served_version(stack) == newer.version
     finally:

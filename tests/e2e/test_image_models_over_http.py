@@ -29,8 +29,12 @@ def test_registry_lists_all_four_models_with_versions_and_metrics(stack):
 def test_known_example_of_each_class_comes_back_with_its_label(stack, model_id):
     data = IMAGE_MODELS[model_id]
     for label in data.CLASSES:
-        response = stack["http"].post(f"{stack['url']}/models/{model_id}/predict", data=data.example_image(label),
-                                      headers={"Content-Type": "image/png"}, timeout=60)
+        response = stack["http"].post(
+            f"{stack['url']}/models/{model_id}/predict",
+            data=data.example_image(label),
+            headers={"Content-Type": "image/png"},
+            timeout=60,
+        )
         assert response.status_code == 200, response.text
         (prediction,) = response.json()["predictions"]
         assert prediction["label"] == label, (model_id, label, prediction["probabilities"])
@@ -52,10 +56,11 @@ def test_breast_cancer_lite_takes_four_raw_features(stack):
     lite = stack["http"].get(stack["url"] + "/models/breast-cancer-lite", timeout=30).json()
     names = lite["input"]["feature_names"]
     assert names == ["mean radius", "mean texture", "mean smoothness", "mean perimeter"]
-    malignant = dict(zip(names, [17.99, 10.38, 0.1184, 122.8]))   # Wisconsin row 0 (malignant)
-    benign = dict(zip(names, [13.54, 14.36, 0.09779, 87.46]))      # Wisconsin row 19 (benign)
-    response = stack["http"].post(stack["url"] + "/models/breast-cancer-lite/predict",
-                                  json={"instances": [malignant, benign]}, timeout=30)
+    malignant = dict(zip(names, [17.99, 10.38, 0.1184, 122.8]))  # Wisconsin row 0 (malignant)
+    benign = dict(zip(names, [13.54, 14.36, 0.09779, 87.46]))  # Wisconsin row 19 (benign)
+    response = stack["http"].post(
+        stack["url"] + "/models/breast-cancer-lite/predict", json={"instances": [malignant, benign]}, timeout=30
+    )
     assert response.status_code == 200, response.text
     assert [p["label"] for p in response.json()["predictions"]] == ["malignant", "benign"]
 
@@ -66,19 +71,36 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("name, body, content_type, status, message", [
-    ("text", b"definitely not an image", "image/png", 415, "Not a JPEG or PNG image."),
-    ("truncated", _png(Image.fromarray(np.random.default_rng(3).integers(0, 255, (96, 96, 3), dtype=np.uint8)))[:3000],
-     "image/png", 422, "The image is truncated or corrupt: "),
-    ("decompression bomb", _png(Image.new("L", (9000, 6000))), "image/png", 413,
-     "The image is 9000x6000 pixels; at most 40000000 pixels are accepted (decompression-bomb guard). "
-     "Downscale it first."),
-    ("wrong media type", b"GIF89a....", "image/gif", 415,
-     "Content-Type 'image/gif' is not accepted: send image/jpeg or image/png, or application/json "
-     'with {"images": ["<base64>", ...]}.'),
-])
-def test_bad_images_over_http_are_4xx_and_the_function_keeps_serving(stack, name, body, content_type, status,
-                                                                    message):
+@pytest.mark.parametrize(
+    "name, body, content_type, status, message",
+    [
+        ("text", b"definitely not an image", "image/png", 415, "Not a JPEG or PNG image."),
+        (
+            "truncated",
+            _png(Image.fromarray(np.random.default_rng(3).integers(0, 255, (96, 96, 3), dtype=np.uint8)))[:3000],
+            "image/png",
+            422,
+            "The image is truncated or corrupt: ",
+        ),
+        (
+            "decompression bomb",
+            _png(Image.new("L", (9000, 6000))),
+            "image/png",
+            413,
+            "The image is 9000x6000 pixels; at most 40000000 pixels are accepted (decompression-bomb guard). "
+            "Downscale it first.",
+        ),
+        (
+            "wrong media type",
+            b"GIF89a....",
+            "image/gif",
+            415,
+            "Content-Type 'image/gif' is not accepted: send image/jpeg or image/png, or application/json "
+            'with {"images": ["<base64>", ...]}.',
+        ),
+    ],
+)
+def test_bad_images_over_http_are_4xx_and_the_function_keeps_serving(stack, name, body, content_type, status, message):
     url = f"{stack['url']}/models/skin-lesion/predict"
     response = stack["http"].post(url, data=body, headers={"Content-Type": content_type}, timeout=60)
     assert response.status_code == status, response.text

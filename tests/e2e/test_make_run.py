@@ -22,9 +22,23 @@ READY = "Local stack ready"
 def start_stack(env_file, state_dir, port, log_path):
     log = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.local_stack", "--port", str(port), "--env-vars", str(env_file),
-         "--state-dir", str(state_dir), "--quick-train"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "scripts.local_stack",
+            "--port",
+            str(port),
+            "--env-vars",
+            str(env_file),
+            "--state-dir",
+            str(state_dir),
+            "--quick-train",
+        ],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 900  # first start trains all four models
     while time.monotonic() < deadline:
         if READY in log_path.read_text():
@@ -47,8 +61,9 @@ def stop_stack(process):
 
 
 def predict(port):
-    response = requests.post(f"http://127.0.0.1:{port}/models/breast-cancer/predict",
-                             json={"instances": [MALIGNANT_EXAMPLE]}, timeout=60)
+    response = requests.post(
+        f"http://127.0.0.1:{port}/models/breast-cancer/predict", json={"instances": [MALIGNANT_EXAMPLE]}, timeout=60
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -59,16 +74,45 @@ def retrain_as_the_readme_shows(port):
     base = f"http://127.0.0.1:{port}"
     before = requests.get(f"{base}/models/chest-ct", timeout=60).json()
     threshold = before["retraining"]["threshold"]
-    subprocess.run([sys.executable, "-m", "scripts.upload_labelled", "--api", base, "--model", "chest-ct",
-                    "--label", "normal", "--copies", str(threshold), "events/images/chest-ct-normal.png"],
-                   cwd=REPO_ROOT, check=True, timeout=120)
-    job = wait_for(lambda: (jobs := requests.get(f"{base}/models/chest-ct", timeout=60).json()["retraining"]["jobs"])
-                   and jobs[0]["state"] in ("Completed", "Failed") and jobs[0], 300, "the retraining job", interval=1)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.upload_labelled",
+            "--api",
+            base,
+            "--model",
+            "chest-ct",
+            "--label",
+            "normal",
+            "--copies",
+            str(threshold),
+            "events/images/chest-ct-normal.png",
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        timeout=120,
+    )
+    job = wait_for(
+        lambda: (
+            (jobs := requests.get(f"{base}/models/chest-ct", timeout=60).json()["retraining"]["jobs"])
+            and jobs[0]["state"] in ("Completed", "Failed")
+            and jobs[0]
+        ),
+        300,
+        "the retraining job",
+        interval=1,
+    )
     assert (job["trigger"], job["state"], job["outcome"]) == ("uploads", "Completed", "promoted"), job
 
     def served_version():
-        return requests.post(f"{base}/models/chest-ct/predict", data=chest_ct.example_image("normal"),
-                             headers={"Content-Type": "image/png"}, timeout=60).json()["version"]
+        return requests.post(
+            f"{base}/models/chest-ct/predict",
+            data=chest_ct.example_image("normal"),
+            headers={"Content-Type": "image/png"},
+            timeout=60,
+        ).json()["version"]
+
     wait_for(lambda: served_version() == job["version"] != before["production_version"], 60, "the new version")
 
 
@@ -76,8 +120,17 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
     moto_port, api_port = free_port(), free_port()
     env_file = tmp_path / "env.json"
     local = json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"]
-    env_file.write_text(json.dumps({"Parameters": {
-        **local, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}", "MODELS_BUCKET": "models-make-run"}}))
+    env_file.write_text(
+        json.dumps(
+            {
+                "Parameters": {
+                    **local,
+                    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+                    "MODELS_BUCKET": "models-make-run",
+                }
+            }
+        )
+    )
     state = tmp_path / "state"
 
     first = start_stack(env_file, state, api_port, tmp_path / "first.log")
@@ -94,14 +147,21 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
         assert all(m["production_version"] for m in models)
         for model_id, data in (("skin-lesion", ham10000), ("chest-ct", chest_ct)):
             label = data.CLASSES[-1]
-            answer = requests.post(f"http://127.0.0.1:{api_port}/models/{model_id}/predict",
-                                   data=data.example_image(label), headers={"Content-Type": "image/png"}, timeout=60)
+            answer = requests.post(
+                f"http://127.0.0.1:{api_port}/models/{model_id}/predict",
+                data=data.example_image(label),
+                headers={"Content-Type": "image/png"},
+                timeout=60,
+            )
             assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == label, answer.text
         retrain_as_the_readme_shows(api_port)
     finally:
         stop_stack(first)
     first_log = (tmp_path / "first.log").read_text()
-    assert "no published version, training it now" in first_log and sum("gate PASSED" in line for line in first_log.splitlines() if not line.startswith("[job ")) == 4
+    assert (
+        "no published version, training it now" in first_log
+        and sum("gate PASSED" in line for line in first_log.splitlines() if not line.startswith("[job ")) == 4
+    )
     # Each converter published a model in this run, with its parity figure in the manifest.
     from mlflow import MlflowClient
 

@@ -33,8 +33,12 @@ def job_status(stack, job_id) -> dict:
 
 
 def predict_version(stack) -> str:
-    response = stack["http"].post(f"{stack['url']}/models/{MODEL}/predict", data=chest_ct.example_image("normal"),
-                                  headers={"Content-Type": "image/png"}, timeout=60)
+    response = stack["http"].post(
+        f"{stack['url']}/models/{MODEL}/predict",
+        data=chest_ct.example_image("normal"),
+        headers={"Content-Type": "image/png"},
+        timeout=60,
+    )
     assert response.status_code == 200, response.text
     return response.json()["version"]
 
@@ -56,8 +60,11 @@ def uploaded_objects(stack) -> int:
 
 def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(stack, tmp_path):
     # Compared with the counter as this test finds it: other tests may have run first.
-    before = wait_for(lambda: (view := get_model(stack))["retraining"]["active_job"] is None and view,
-                      JOB_TIMEOUT, "no job to be running before the uploads")
+    before = wait_for(
+        lambda: (view := get_model(stack))["retraining"]["active_job"] is None and view,
+        JOB_TIMEOUT,
+        "no job to be running before the uploads",
+    )
     production, counter = before["production_version"], before["retraining"]
     assert counter["threshold"] == THRESHOLD and counter["uploads_since_last_job"] < THRESHOLD
     jobs_before = {job["job_id"] for job in counter["jobs"]}
@@ -74,21 +81,41 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
 
     # S3 delivers at least once: a repeated notification for an uploaded object does not count again.
     sqs = aws_client("sqs", stack["moto_url"])
-    sqs.send_message(QueueUrl=stack["resources"].queue_urls["UploadQueue"], MessageBody=json.dumps({"Records": [{
-        "eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": stack["env"]["UPLOADS_BUCKET"]},
-                                                  "object": {"key": keys[0], "size": 10}}}]}))
+    sqs.send_message(
+        QueueUrl=stack["resources"].queue_urls["UploadQueue"],
+        MessageBody=json.dumps(
+            {
+                "Records": [
+                    {
+                        "eventName": "ObjectCreated:Post",
+                        "s3": {
+                            "bucket": {"name": stack["env"]["UPLOADS_BUCKET"]},
+                            "object": {"key": keys[0], "size": 10},
+                        },
+                    }
+                ]
+            }
+        ),
+    )
 
     total = counter["total_uploads"] + len(batch)
-    counted = wait_for(lambda: (view := get_model(stack))["retraining"]["total_uploads"] == total and view,
-                       60, "the counter to count every upload once")
+    counted = wait_for(
+        lambda: (view := get_model(stack))["retraining"]["total_uploads"] == total and view,
+        60,
+        "the counter to count every upload once",
+    )
     jobs = [job for job in counted["retraining"]["jobs"] if job["job_id"] not in jobs_before]
     assert len(jobs) == 1, jobs
     job = jobs[0]
     assert job["trigger"] == "uploads" and job["backend"] == "sagemaker" and job["uploads"] >= THRESHOLD
     assert counted["retraining"]["active_job"] == job["job_id"]
 
-    finished = wait_for(lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
-                        JOB_TIMEOUT, "the job to finish", interval=1)
+    finished = wait_for(
+        lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
+        JOB_TIMEOUT,
+        "the job to finish",
+        interval=1,
+    )
     assert finished["state"] == "Completed", finished
     assert finished["outcome"] == "promoted", finished
     assert finished["production_version"] == production and finished["version"] != production
@@ -97,9 +124,25 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
 
     wait_for(lambda: predict_version(stack) == new_version, 30, "predict to answer with the new version")
     elapsed = time.monotonic() - uploaded_at
-    print(f"\n[loop] threshold-crossing uploads -> new version serving: {elapsed:.1f} s; job record: "
-          + json.dumps({k: finished[k] for k in ("job_id", "state", "service_status", "outcome", "version",
-                                                 "uploads", "created_at", "started_at", "ended_at")}))
+    print(
+        f"\n[loop] threshold-crossing uploads -> new version serving: {elapsed:.1f} s; job record: "
+        + json.dumps(
+            {
+                k: finished[k]
+                for k in (
+                    "job_id",
+                    "state",
+                    "service_status",
+                    "outcome",
+                    "version",
+                    "uploads",
+                    "created_at",
+                    "started_at",
+                    "ended_at",
+                )
+            }
+        )
+    )
 
     after = get_model(stack)
     assert after["production_version"] == new_version
@@ -119,17 +162,24 @@ def test_a_job_the_gate_rejects_leaves_production_serving(stack):
     versions_before = stack["store"].list_versions(MODEL)
     url = f"{stack['url']}/models/{MODEL}/retrain"
     assert stack["http"].post(url, json={}, timeout=30).status_code == 403  # no API key
-    response = stack["http"].post(url, json={"reason": "e2e: impossible gate",
-                                             "gate": {"min": {"test_accuracy": 1.01}}},
-                                  headers={"x-api-key": API_KEY}, timeout=30)
+    response = stack["http"].post(
+        url,
+        json={"reason": "e2e: impossible gate", "gate": {"min": {"test_accuracy": 1.01}}},
+        headers={"x-api-key": API_KEY},
+        timeout=30,
+    )
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["trigger"] == "manual" and job["state"] == "Pending"
     conflict = stack["http"].post(url, json={}, headers={"x-api-key": API_KEY}, timeout=30)
     assert conflict.status_code == 409 and job["job_id"] in conflict.json()["error"]["message"]
 
-    finished = wait_for(lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
-                        JOB_TIMEOUT, "the job to finish", interval=1)
+    finished = wait_for(
+        lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
+        JOB_TIMEOUT,
+        "the job to finish",
+        interval=1,
+    )
     assert (finished["state"], finished["outcome"]) == ("Completed", "rejected"), finished
     assert any("test_accuracy" in reason for reason in finished["reasons"]), finished["reasons"]
     assert get_model(stack)["production_version"] == production
@@ -137,12 +187,21 @@ def test_a_job_the_gate_rejects_leaves_production_serving(stack):
     assert stack["store"].list_versions(MODEL) == versions_before  # nothing half-published
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"label": "not-a-class", "content_type": "image/png"}, 422,
-     "Unknown label 'not-a-class' for 'chest-ct'; expected one of ['normal', 'adenocarcinoma']."),
-    ({"label": "normal", "content_type": "image/gif"}, 415,
-     "content_type 'image/gif' is not accepted: use image/jpeg or image/png."),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        (
+            {"label": "not-a-class", "content_type": "image/png"},
+            422,
+            "Unknown label 'not-a-class' for 'chest-ct'; expected one of ['normal', 'adenocarcinoma'].",
+        ),
+        (
+            {"label": "normal", "content_type": "image/gif"},
+            415,
+            "content_type 'image/gif' is not accepted: use image/jpeg or image/png.",
+        ),
+    ],
+)
 def test_bad_upload_requests_are_4xx_over_http(stack, body, status, message):
     response = stack["http"].post(f"{stack['url']}/models/{MODEL}/uploads", json=body, timeout=30)
     assert response.status_code == status, response.text

@@ -97,9 +97,16 @@ class MemoryJobs:
         record = self.records.get(job_id)
         return replace(record) if record else None
 
-    def set_state(self, job_id: str, state: str, *, service_status: str | None = None,
-                  failure_reason: str | None = None, backend_job: str | None = None,
-                  at: str | None = None) -> bool:
+    def set_state(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        service_status: str | None = None,
+        failure_reason: str | None = None,
+        backend_job: str | None = None,
+        at: str | None = None,
+    ) -> bool:
         record = self.records.get(job_id)
         if record is None or record.state in TERMINAL_STATES or STATES.index(state) < STATES.index(record.state):
             return False

@@ -27,10 +27,12 @@ def colour_classifier_onnx(layout: str = "NCHW") -> bytes:
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
     ]
     graph = helper.make_graph(
-        nodes, "colour_classifier",
+        nodes,
+        "colour_classifier",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
-        initializer=[weights, axes_init])
+        initializer=[weights, axes_init],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     onnx.checker.check_model(model)
@@ -39,15 +41,37 @@ def colour_classifier_onnx(layout: str = "NCHW") -> bytes:
 
 def colour_candidate(model_id: str = "colour-test", layout: str = "NCHW") -> Candidate:
     return Candidate(
-        model_id=model_id, description="test: mean colour", task="multiclass", classes=list(COLOURS),
-        input_spec={"kind": "image", "input_name": "image", "height": 32, "width": 32, "channels": 3,
-                    "layout": layout, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+        model_id=model_id,
+        description="test: mean colour",
+        task="multiclass",
+        classes=list(COLOURS),
+        input_spec={
+            "kind": "image",
+            "input_name": "image",
+            "height": 32,
+            "width": 32,
+            "channels": 3,
+            "layout": layout,
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+        },
         outputs={"probabilities": "probabilities", "probability_format": "probabilities"},
-        onnx=colour_classifier_onnx(layout), metrics={"test_accuracy": 1.0}, parity={"rows": 0},
-        parity_limits={}, estimator="hand-built", params={}, framework={"onnx": "hand-built"},
+        onnx=colour_classifier_onnx(layout),
+        metrics={"test_accuracy": 1.0},
+        parity={"rows": 0},
+        parity_limits={},
+        estimator="hand-built",
+        params={},
+        framework={"onnx": "hand-built"},
         converter={"none": "0"},
-        training_data={"name": "none", "source": "tests", "sha256": "0" * 64, "n_train": 0, "n_test": 0,
-                       "synthetic": True},
+        training_data={
+            "name": "none",
+            "source": "tests",
+            "sha256": "0" * 64,
+            "n_train": 0,
+            "n_test": 0,
+            "synthetic": True,
+        },
     )
 
 
@@ -57,4 +81,3 @@ def image_bytes(colour: str = "red", size: tuple[int, int] = (64, 48), fmt: str 
     buffer = io.BytesIO()
     Image.new(mode, size, COLOURS[colour] if mode == "RGB" else 128).save(buffer, fmt)
     return buffer.getvalue()
-

@@ -29,7 +29,7 @@ def temporary_state_dir():
                 os.environ["LOCAL_STATE_DIR"] = previous
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def breast_cancer_lite_candidate(seed: int = 42) -> Candidate:
     from training import breast_cancer_lite
 
@@ -37,7 +37,7 @@ def breast_cancer_lite_candidate(seed: int = 42) -> Candidate:
         return breast_cancer_lite.train(TrainOptions(smoke=True, seed=seed))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def chest_ct_candidate(seed: int = 42) -> Candidate:
     from training import chest_ct
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import requests
 
@@ -22,11 +22,23 @@ from tests.helpers.skin_lesion import skin_lesion_candidate
 
 def write_env_file(path, moto_url: str, bucket: str, retrain_thresholds: dict[str, int], refresh_seconds: int = 1):
     local = json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"]
-    path.write_text(json.dumps({"Parameters": {
-        **local, "AWS_ENDPOINT_URL": moto_url, "MODELS_BUCKET": bucket, "POINTER_REFRESH_SECONDS": str(refresh_seconds),
-        "MAX_PREDICT_ROWS": "100", "POWERTOOLS_LOG_LEVEL": "WARNING", "RETRAIN_THRESHOLD": "1000",
-        "RETRAIN_THRESHOLDS": json.dumps(retrain_thresholds),
-        "TRAINING_OUTPUT_URI": f"s3://{bucket}/training-output/"}}))
+    path.write_text(
+        json.dumps(
+            {
+                "Parameters": {
+                    **local,
+                    "AWS_ENDPOINT_URL": moto_url,
+                    "MODELS_BUCKET": bucket,
+                    "POINTER_REFRESH_SECONDS": str(refresh_seconds),
+                    "MAX_PREDICT_ROWS": "100",
+                    "POWERTOOLS_LOG_LEVEL": "WARNING",
+                    "RETRAIN_THRESHOLD": "1000",
+                    "RETRAIN_THRESHOLDS": json.dumps(retrain_thresholds),
+                    "TRAINING_OUTPUT_URI": f"s3://{bucket}/training-output/",
+                }
+            }
+        )
+    )
     return path
 
 
@@ -40,8 +52,9 @@ def running_moto() -> Iterator[MotoServer]:
 
 
 @contextmanager
-def running_stack(moto_server: MotoServer, tmp_path_factory, *, bucket: str, api_key: str,
-                  retrain_thresholds: dict[str, int]) -> Iterator[dict]:
+def running_stack(
+    moto_server: MotoServer, tmp_path_factory, *, bucket: str, api_key: str, retrain_thresholds: dict[str, int]
+) -> Iterator[dict]:
     """Yields {"url", "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "api_key"}."""
     from scripts.local_runner import LocalApi
 
@@ -54,8 +67,9 @@ def running_stack(moto_server: MotoServer, tmp_path_factory, *, bucket: str, api
     for candidate in (breast_cancer_lite_candidate(), chest_ct_candidate(), skin_lesion_candidate()):
         publish(store, candidate)  # smoke-trained on synthetic data, once per session
     port = free_port()
-    api = LocalApi(str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), host="127.0.0.1", port=port,
-                   api_key=api_key)
+    api = LocalApi(
+        str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), host="127.0.0.1", port=port, api_key=api_key
+    )
     api.start()
     # Retraining jobs run as processes of their own; their MLflow runs go to this stack's folder.
     saved_state_dir = os.environ.get("LOCAL_STATE_DIR")
@@ -63,9 +77,18 @@ def running_stack(moto_server: MotoServer, tmp_path_factory, *, bucket: str, api
     emulation = EventEmulation(api, resources.queue_urls, moto_server.url).start()
     session = requests.Session()
     try:
-        yield {"url": f"http://127.0.0.1:{port}", "store": store, "s3": client, "first": first, "http": session,
-               "env": env, "resources": resources, "emulation": emulation, "moto_url": moto_server.url,
-               "api_key": api_key}
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "store": store,
+            "s3": client,
+            "first": first,
+            "http": session,
+            "env": env,
+            "resources": resources,
+            "emulation": emulation,
+            "moto_url": moto_server.url,
+            "api_key": api_key,
+        }
     finally:
         session.close()
         emulation.stop()

@@ -7,8 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from med_classifier.domain.manifest import Manifest, new_version
 from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.manifest import Manifest, new_version
 from training import breast_cancer
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
@@ -16,21 +16,54 @@ from training.pipeline import build_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MALIGNANT_EXAMPLE = [
-    17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419, 0.07871,
-    1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373, 0.01587, 0.03003, 0.006193,
-    25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656, 0.7119, 0.2654, 0.4601, 0.1189,
+    17.99,
+    10.38,
+    122.8,
+    1001.0,
+    0.1184,
+    0.2776,
+    0.3001,
+    0.1471,
+    0.2419,
+    0.07871,
+    1.095,
+    0.9053,
+    8.589,
+    153.4,
+    0.006399,
+    0.04904,
+    0.05373,
+    0.01587,
+    0.03003,
+    0.006193,
+    25.38,
+    17.33,
+    184.6,
+    2019.0,
+    0.1622,
+    0.6656,
+    0.7119,
+    0.2654,
+    0.4601,
+    0.1189,
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def breast_cancer_candidate(seed: int = 42) -> Candidate:
     return breast_cancer.train(TrainOptions(k_folds=5, seed=seed))
 
 
 def manifest_for(candidate: Candidate, version: str | None = None) -> Manifest:
     gate = PromotionGate(minimums={"test_accuracy": 0.0}).evaluate(candidate.metrics)
-    return build_manifest(candidate, version or new_version(), gate,
-                          run_id="test-run", tracking_uri="sqlite:///test", registry_version=None)
+    return build_manifest(
+        candidate,
+        version or new_version(),
+        gate,
+        run_id="test-run",
+        tracking_uri="sqlite:///test",
+        registry_version=None,
+    )
 
 
 def publish(store: ModelStore, candidate: Candidate, promote: bool = True) -> Manifest:

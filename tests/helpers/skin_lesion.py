@@ -13,7 +13,7 @@ from pathlib import Path
 from training.candidate import Candidate, TrainOptions
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def skin_lesion_candidate(seed: int = 42) -> Candidate:
     from training import skin_lesion
 

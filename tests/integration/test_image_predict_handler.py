@@ -88,9 +88,15 @@ BAD_REQUESTS = [
     ("GIF content type", lambda: image_event(b"GIF89a", "image/gif", binary=True), 415, "unsupported_media_type"),
     ("empty body", lambda: image_event(b"", "image/png"), 422, "invalid_input"),
     ("bad JSON", lambda: image_event("{nope", "application/json"), 422, "invalid_input"),
-    ("bad one in a batch", lambda: image_event(json.dumps({"images": [
-        base64.b64encode(image_bytes("red")).decode(), base64.b64encode(b"junk").decode()]}), "application/json"),
-     415, "unsupported_media_type"),
+    (
+        "bad one in a batch",
+        lambda: image_event(
+            json.dumps({"images": [base64.b64encode(image_bytes("red")).decode(), base64.b64encode(b"junk").decode()]}),
+            "application/json",
+        ),
+        415,
+        "unsupported_media_type",
+    ),
     ("unknown model", lambda: image_event(image_bytes(), "image/png", model="no-such-model"), 404, "unknown_model"),
     ("bad model id", lambda: image_event(image_bytes(), "image/png", model="..%2Fetc"), 404, "unknown_model"),
 ]

@@ -142,7 +142,8 @@ def batches(project, source):
     log = project / "fn" / "events.jsonl"
     events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return [
-        event["Records"] for event in events
+        event["Records"]
+        for event in events
         if event.get("Records") and event["Records"][0]["eventSourceARN"] == source.queue_arn
     ]
 
@@ -198,11 +199,20 @@ def test_messages_reach_the_handler_in_batches_of_batch_size(project, sqs, start
     assert sorted(record["body"] for batch in delivered for record in batch) == ["m1", "m2", "m3", "m4", "m5"]
     record = next(record for batch in delivered for record in batch if record["body"] == "m5")
     assert set(record) == {
-        "messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody", "eventSource",
-        "eventSourceARN", "awsRegion",
+        "messageId",
+        "receiptHandle",
+        "body",
+        "attributes",
+        "messageAttributes",
+        "md5OfBody",
+        "eventSource",
+        "eventSourceARN",
+        "awsRegion",
     }
     assert (record["eventSource"], record["eventSourceARN"], record["awsRegion"]) == (
-        "aws:sqs", source.queue_arn, "us-east-1"
+        "aws:sqs",
+        source.queue_arn,
+        "us-east-1",
     )
     assert record["md5OfBody"] == hashlib.md5(b"m5").hexdigest()
     assert {"ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(
@@ -273,7 +283,8 @@ def test_a_message_that_always_fails_ends_in_the_dead_letter_queue(project, sqs,
     wait_until(lambda: queue_size(sqs, dlq_url) == 1)
 
     assert [record["attributes"]["ApproximateReceiveCount"] for record in deliveries(project, source, "fail")] == [
-        "1", "2"
+        "1",
+        "2",
     ]
     (message,) = sqs.receive_message(QueueUrl=dlq_url)["Messages"]
     assert message["Body"] == "fail"

@@ -143,11 +143,14 @@ def test_local_lambda_runner_hands_the_runtime_what_it_reads(tmp_path):
     )
     runner.invoke("EchoFunction", "{}", stdout=StreamWriter(io.StringIO()), stderr=StreamWriter(io.StringIO()))
 
-    (args, kwargs), = calls
+    ((args, kwargs),) = calls
     inspect.signature(WorkerProcessRuntime.invoke).bind(None, *args, **kwargs)  # TypeError if the call changed
     config = args[0]
     assert (config.name, config.full_path, config.handler, config.runtime) == (
-        "EchoFunction", "EchoFunction", "app.lambda_handler", "python3.12"
+        "EchoFunction",
+        "EchoFunction",
+        "app.lambda_handler",
+        "python3.12",
     )
     assert (config.packagetype, config.memory, config.timeout, config.durable_config) == ("Zip", 256, 3, None)
     assert config.code_abs_path == str(FIXTURE_DIR / "echo")
@@ -250,9 +253,7 @@ def test_post_json_body_arrives_as_text(local_api):
 
 def test_post_binary_media_type_arrives_base64_encoded(local_api):
     image = base64.b64decode(PNG_BASE64)
-    response = requests.post(
-        f"{local_api.url}/items/9", data=image, headers={"Content-Type": "image/png"}, timeout=10
-    )
+    response = requests.post(f"{local_api.url}/items/9", data=image, headers={"Content-Type": "image/png"}, timeout=10)
 
     assert response.status_code == 200, response.text
     echo = response.json()
@@ -370,8 +371,16 @@ def test_stop_frees_the_port_and_leaves_no_worker_process(env_vars_file):
 def test_command_line_serves_until_sigterm():
     port = free_port()
     command = [
-        sys.executable, "-m", "scripts.local_runner", "start-api", "--template", str(FIXTURE_TEMPLATE),
-        "--port", str(port), "--parameter-overrides", "Greeting=from-cli",
+        sys.executable,
+        "-m",
+        "scripts.local_runner",
+        "start-api",
+        "--template",
+        str(FIXTURE_TEMPLATE),
+        "--port",
+        str(port),
+        "--parameter-overrides",
+        "Greeting=from-cli",
     ]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

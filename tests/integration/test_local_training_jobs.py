@@ -1,6 +1,7 @@
 """The local runner's SageMaker/Batch stand-in against a real moto server and real worker processes.
 
-Jobs are created by the project's launcher (med_classifier.adapters.launchers); a small script written to tmp_path stands in
+Jobs are created by the project's launcher (med_classifier.adapters.launchers); a small script
+written to tmp_path stands in
 for ``training.retrain``: it checks its job root the way the real entry point reads it, and fails on request.
 The template's functions log the state-change events they get.
 """
@@ -108,18 +109,28 @@ def moto():
     for key, text in UPLOADS.items():
         client.put_object(Bucket=UPLOADS_BUCKET, Key=f"uploads/breast-cancer/{key}", Body=text.encode())
     # Before any job is submitted: by default moto runs Batch jobs in Docker.
-    config = urllib.request.Request(f"{server.url}/moto-api/config", data=b'{"batch": {"use_docker": false}}',
-                                    method="POST")
+    config = urllib.request.Request(
+        f"{server.url}/moto-api/config", data=b'{"batch": {"use_docker": false}}', method="POST"
+    )
     urllib.request.urlopen(config).close()
     batch = boto3.client("batch", endpoint_url=server.url, region_name="us-east-1")
     role = boto3.client("iam", endpoint_url=server.url, region_name="us-east-1").create_role(
-        RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    environment = batch.create_compute_environment(computeEnvironmentName="local-ce", type="UNMANAGED",
-                                                   serviceRole=role)
-    batch.create_job_queue(jobQueueName=BATCH_QUEUE, priority=1, state="ENABLED", computeEnvironmentOrder=[
-        {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}])
-    batch.register_job_definition(jobDefinitionName=BATCH_DEFINITION, type="container",
-                                  containerProperties={"image": "retrain", "vcpus": 1, "memory": 512})
+        RoleName="batch", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    environment = batch.create_compute_environment(
+        computeEnvironmentName="local-ce", type="UNMANAGED", serviceRole=role
+    )
+    batch.create_job_queue(
+        jobQueueName=BATCH_QUEUE,
+        priority=1,
+        state="ENABLED",
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}],
+    )
+    batch.register_job_definition(
+        jobDefinitionName=BATCH_DEFINITION,
+        type="container",
+        containerProperties={"image": "retrain", "vcpus": 1, "memory": 512},
+    )
     yield server
     server.stop()
 
@@ -143,32 +154,43 @@ def functions(project):
 
 @pytest.fixture
 def local_jobs(project, functions, moto):
-    jobs = LocalTrainingJobs(functions, moto.url, entry_point=[sys.executable, str(project / "job.py")],
-                             poll_seconds=0.2)
+    jobs = LocalTrainingJobs(
+        functions, moto.url, entry_point=[sys.executable, str(project / "job.py")], poll_seconds=0.2
+    )
     jobs.start()
     yield jobs
     jobs.stop()
 
 
 def settings(max_runtime_seconds=60):
-    return LaunchSettings(backend="", uploads_bucket=UPLOADS_BUCKET, models_bucket="models", jobs_table="jobs",
-                          training_image="retrain", role_arn="arn:aws:iam::123456789012:role/training",
-                          output_uri="s3://models/training", job_queue=BATCH_QUEUE, job_definition=BATCH_DEFINITION,
-                          max_runtime_seconds=max_runtime_seconds)
+    return LaunchSettings(
+        backend="",
+        uploads_bucket=UPLOADS_BUCKET,
+        models_bucket="models",
+        jobs_table="jobs",
+        training_image="retrain",
+        role_arn="arn:aws:iam::123456789012:role/training",
+        output_uri="s3://models/training",
+        job_queue=BATCH_QUEUE,
+        job_definition=BATCH_DEFINITION,
+        max_runtime_seconds=max_runtime_seconds,
+    )
 
 
 def start_sagemaker_job(moto, hyperparameters=None, **overrides):
     name = f"sm-{uuid.uuid4().hex[:8]}"
     client = boto3.client("sagemaker", endpoint_url=moto.url, region_name="us-east-1")
     SageMakerLauncher(settings(**overrides), client).start(
-        JobRequest(name, "breast-cancer", {**EXPECT, **(hyperparameters or {})}))
+        JobRequest(name, "breast-cancer", {**EXPECT, **(hyperparameters or {})})
+    )
     return name
 
 
 def submit_batch_job(moto, project, hyperparameters=None, **overrides):
     name = f"batch-{uuid.uuid4().hex[:8]}"
     request = BatchLauncher(settings(**overrides)).request(
-        JobRequest(name, "breast-cancer", {**EXPECT, **(hyperparameters or {})}))
+        JobRequest(name, "breast-cancer", {**EXPECT, **(hyperparameters or {})})
+    )
     client = boto3.client("batch", endpoint_url=moto.url, region_name="us-east-1")
     return name, client.submit_job(**request)["jobId"]
 
@@ -178,9 +200,10 @@ def received(project, function, name):
     log = project / "fn" / "events.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return [
-        entry["event"] for entry in entries
-        if entry["function"] == function and name in (entry["event"]["detail"].get("TrainingJobName"),
-                                                      entry["event"]["detail"].get("jobName"))
+        entry["event"]
+        for entry in entries
+        if entry["function"] == function
+        and name in (entry["event"]["detail"].get("TrainingJobName"), entry["event"]["detail"].get("jobName"))
     ]
 
 
@@ -205,13 +228,19 @@ def test_sagemaker_job_runs_in_a_staged_job_root_and_reports_in_progress_then_co
     in_progress, completed = received(project, "JobStateFunction", name)
     arn = f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}"
     assert {key: completed[key] for key in ("version", "detail-type", "source", "account", "region", "resources")} == {
-        "version": "0", "detail-type": "SageMaker Training Job State Change", "source": "aws.sagemaker",
-        "account": "123456789012", "region": "us-east-1", "resources": [arn],
+        "version": "0",
+        "detail-type": "SageMaker Training Job State Change",
+        "source": "aws.sagemaker",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "resources": [arn],
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", completed["time"])
     assert in_progress["id"] != completed["id"]
     assert [(e["detail"]["TrainingJobStatus"], e["detail"]["SecondaryStatus"]) for e in (in_progress, completed)] == [
-        ("InProgress", "Starting"), ("Completed", "Completed")]
+        ("InProgress", "Starting"),
+        ("Completed", "Completed"),
+    ]
     detail = completed["detail"]
     assert (detail["TrainingJobName"], detail["TrainingJobArn"]) == (name, arn)
     assert detail["HyperParameters"]["model"] == "breast-cancer"
@@ -300,8 +329,9 @@ def test_batch_job_over_its_attempt_duration_is_killed(project, moto, local_jobs
 def test_jobs_created_before_start_are_not_run(project, moto, functions):
     earlier_training_job = start_sagemaker_job(moto)
     earlier_batch_job, _ = submit_batch_job(moto, project)
-    local_jobs = LocalTrainingJobs(functions, moto.url, entry_point=[sys.executable, str(project / "job.py")],
-                                   poll_seconds=0.2)
+    local_jobs = LocalTrainingJobs(
+        functions, moto.url, entry_point=[sys.executable, str(project / "job.py")], poll_seconds=0.2
+    )
     local_jobs.start()
     try:
         later = start_sagemaker_job(moto)

@@ -2,16 +2,16 @@
 
 import base64
 import hashlib
-from datetime import timedelta
 import json
+from datetime import timedelta
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from med_classifier.domain.errors import IntegrityError
 from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.errors import IntegrityError
 from med_classifier.domain.serving import ModelCache, predict_rows
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, manifest_for, publish
 from tests.integration.conftest import BUCKET
@@ -24,8 +24,11 @@ def keys(s3, prefix="models/"):
 def test_publish_writes_the_documented_layout_and_serves(store, s3):
     manifest = publish(store, breast_cancer_candidate())
     v = manifest.version
-    assert keys(s3) == [f"models/breast-cancer/{v}/manifest.json", f"models/breast-cancer/{v}/model.onnx",
-                        "models/breast-cancer/production.json"]
+    assert keys(s3) == [
+        f"models/breast-cancer/{v}/manifest.json",
+        f"models/breast-cancer/{v}/model.onnx",
+        "models/breast-cancer/production.json",
+    ]
     pointer = json.loads(s3.get_object(Bucket=BUCKET, Key="models/breast-cancer/production.json")["Body"].read())
     assert pointer["version"] == v and pointer["sha256"] == manifest.onnx_sha256 and pointer["previous"] is None
     assert {"version", "sha256", "promoted_at", "previous"} == set(pointer)
@@ -100,6 +103,7 @@ def test_registry_lists_complete_versions_only(store, s3):
 
 # --- each guard on its own ----------------------------------------------------------------
 
+
 def put(s3, key, body):
     s3.put_object(Bucket=BUCKET, Key=key, Body=body)
 
@@ -110,16 +114,20 @@ def test_an_onnx_file_that_does_not_match_its_manifest_is_refused(store, s3):
     with pytest.raises(IntegrityError) as info:
         store.read_version("breast-cancer", manifest.version)  # no pointer hash to compare with
     tampered = hashlib.sha256(b"tampered").hexdigest()
-    assert str(info.value) == (f"breast-cancer/{manifest.version}: model.onnx sha256 {tampered[:12]}… does not "
-                               f"match the manifest's {manifest.onnx_sha256[:12]}…")
+    assert str(info.value) == (
+        f"breast-cancer/{manifest.version}: model.onnx sha256 {tampered[:12]}… does not "
+        f"match the manifest's {manifest.onnx_sha256[:12]}…"
+    )
 
 
 def test_a_pointer_hash_that_does_not_match_the_onnx_file_is_refused(store):
     manifest = publish(store, breast_cancer_candidate())
     with pytest.raises(IntegrityError) as info:
         store.read_version("breast-cancer", manifest.version, expected_sha256="ab" * 32)
-    assert str(info.value) == (f"breast-cancer/{manifest.version}: production.json expects sha256 abababababab…, "
-                               f"model.onnx has {manifest.onnx_sha256[:12]}…")
+    assert str(info.value) == (
+        f"breast-cancer/{manifest.version}: production.json expects sha256 abababababab…, "
+        f"model.onnx has {manifest.onnx_sha256[:12]}…"
+    )
     assert store.read_version("breast-cancer", manifest.version, expected_sha256=manifest.onnx_sha256).onnx
 
 
@@ -254,16 +262,22 @@ def test_versions_are_listed_oldest_first_and_models_by_name(store, s3):
 
 def test_listing_follows_every_page():
     store, stubber = stubbed_store()  # S3 lists at most 1,000 prefixes a page
-    stubber.add_response("list_objects_v2", {"CommonPrefixes": [{"Prefix": "models/zeta/"}], "IsTruncated": True,
-                                             "NextContinuationToken": "page-2"},
-                         {"Bucket": BUCKET, "Prefix": "models/", "Delimiter": "/"})
-    stubber.add_response("list_objects_v2", {"CommonPrefixes": [{"Prefix": "models/alpha/"}], "IsTruncated": False},
-                         {"Bucket": BUCKET, "Prefix": "models/", "Delimiter": "/", "ContinuationToken": "page-2"})
+    stubber.add_response(
+        "list_objects_v2",
+        {"CommonPrefixes": [{"Prefix": "models/zeta/"}], "IsTruncated": True, "NextContinuationToken": "page-2"},
+        {"Bucket": BUCKET, "Prefix": "models/", "Delimiter": "/"},
+    )
+    stubber.add_response(
+        "list_objects_v2",
+        {"CommonPrefixes": [{"Prefix": "models/alpha/"}], "IsTruncated": False},
+        {"Bucket": BUCKET, "Prefix": "models/", "Delimiter": "/", "ContinuationToken": "page-2"},
+    )
     with stubber:
         assert store.list_model_ids() == ["alpha", "zeta"]
 
 
 # --- S3 errors other than "not found" are never mistaken for "nothing there" -------------------
+
 
 def stubbed_store():
     client = boto3.client("s3", region_name="us-east-1")
@@ -318,9 +332,11 @@ def test_stored_objects_are_indented_json_and_octets_with_their_content_types(st
     manifest = manifest_for(candidate)
     pointer = store.publish(manifest, candidate.onnx)
     prefix = f"models/breast-cancer/{manifest.version}/"
-    expected = {prefix + "model.onnx": (candidate.onnx, "application/octet-stream"),
-                prefix + "manifest.json": (manifest.model_dump_json(indent=2).encode(), "application/json"),
-                "models/breast-cancer/production.json": (pointer.model_dump_json(indent=2).encode(), "application/json")}
+    expected = {
+        prefix + "model.onnx": (candidate.onnx, "application/octet-stream"),
+        prefix + "manifest.json": (manifest.model_dump_json(indent=2).encode(), "application/json"),
+        "models/breast-cancer/production.json": (pointer.model_dump_json(indent=2).encode(), "application/json"),
+    }
     for key, (body, content_type) in expected.items():
         stored = s3.get_object(Bucket=BUCKET, Key=key)
         assert (stored["Body"].read(), stored["ContentType"]) == (body, content_type), key
@@ -330,8 +346,9 @@ def test_version_files_are_uploaded_with_an_s3_checked_sha256(store, s3):
     candidate = breast_cancer_candidate()
     manifest = manifest_for(candidate)
     store.publish(manifest, candidate.onnx)
-    head = s3.head_object(Bucket=BUCKET, Key=f"models/breast-cancer/{manifest.version}/model.onnx",
-                          ChecksumMode="ENABLED")
+    head = s3.head_object(
+        Bucket=BUCKET, Key=f"models/breast-cancer/{manifest.version}/model.onnx", ChecksumMode="ENABLED"
+    )
     assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(candidate.onnx).digest()).decode()
 
 
@@ -347,6 +364,7 @@ class UnreachableS3:
     def __getattr__(self, name):
         def fail(**kwargs):
             raise ConnectionError(f"{name}: connection reset")
+
         return fail
 
 

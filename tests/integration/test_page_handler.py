@@ -36,7 +36,8 @@ def directives(policy: str) -> dict[str, list[str]]:
 
 
 def sha256_source(text: str) -> str:
-    return "'sha256-%s'" % base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+    return f"'sha256-{digest}'"
 
 
 def inline(tag: str, html: str) -> str:

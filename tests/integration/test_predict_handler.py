@@ -5,8 +5,14 @@ import json
 
 import pytest
 
-from tests.helpers.models import (MALIGNANT_EXAMPLE, REPO_ROOT, LambdaContext, breast_cancer_candidate,
-                                  load_function_module, publish)
+from tests.helpers.models import (
+    MALIGNANT_EXAMPLE,
+    REPO_ROOT,
+    LambdaContext,
+    breast_cancer_candidate,
+    load_function_module,
+    publish,
+)
 from tests.integration.conftest import BUCKET
 
 EVENTS = REPO_ROOT / "events"
@@ -97,8 +103,15 @@ def test_registry_and_health_views(handler):
     (model,) = listed["models"]
     assert model["model"] == "breast-cancer" and model["production_version"]
     assert len(model["input"]["feature_names"]) == 30 and model["metrics"]["test_recall"] >= 0.95
-    status, one = call(handler, event("api-list-models.json", path="/models/breast-cancer",
-                                      resource="/models/{model}", pathParameters={"model": "breast-cancer"}))
+    status, one = call(
+        handler,
+        event(
+            "api-list-models.json",
+            path="/models/breast-cancer",
+            resource="/models/{model}",
+            pathParameters={"model": "breast-cancer"},
+        ),
+    )
     assert status == 200 and one["versions"][0]["production"] is True
     call(handler, event("api-predict-breast-cancer.json"))
     status, health = call(handler, event("api-health.json"))

@@ -23,20 +23,24 @@ def evaluated_colour_candidate():
     rng = np.random.default_rng(0)
     names = list(COLOURS)
     labels = rng.integers(0, 3, 60)
-    x = np.stack([tensor_from_bytes(image_bytes(names[i], size=(40 + int(rng.integers(0, 20)), 40)), spec)
-                  for i in labels])
+    x = np.stack(
+        [tensor_from_bytes(image_bytes(names[i], size=(40 + int(rng.integers(0, 20)), 40)), spec) for i in labels]
+    )
     proba = np.eye(3)[labels] * 0.9 + 0.1 / 3
     history = [{"epoch": e, "loss": 1.0 / e, "val_accuracy": 0.5 + e / 10} for e in (1, 2, 3)]
-    return dataclasses.replace(candidate, metrics={"test_accuracy": 1.0, "test_macro_f1": 1.0},
-                               evaluation={"y_true": labels, "proba": proba, "x_eval": x,
-                                           "x_calibration": x[:32], "history": history})
+    return dataclasses.replace(
+        candidate,
+        metrics={"test_accuracy": 1.0, "test_macro_f1": 1.0},
+        evaluation={"y_true": labels, "proba": proba, "x_eval": x, "x_calibration": x[:32], "history": history},
+    )
 
 
 def test_int8_variant_is_real_qdq_and_the_decision_follows_the_figures():
     candidate = evaluated_colour_candidate()
     gate = PromotionGate(minimums={"test_accuracy": 0.9})
-    report = evaluate_int8(candidate.onnx, candidate.classes, candidate.input_spec, "probabilities",
-                           candidate.evaluation, gate)
+    report = evaluate_int8(
+        candidate.onnx, candidate.classes, candidate.input_spec, "probabilities", candidate.evaluation, gate
+    )
     ops = {node.op_type for node in onnx.load_from_string(report.onnx_int8).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert report.int8["label_agreement_with_fp32"] == 1.0 and report.int8["test_accuracy"] == 1.0
@@ -49,8 +53,9 @@ def test_int8_variant_is_real_qdq_and_the_decision_follows_the_figures():
 def test_strict_gate_keeps_fp32(s3, store, state_dir):
     candidate = evaluated_colour_candidate()
     impossible = PromotionGate(minimums={"test_accuracy": 0.9, "test_macro_f1": 1.01})
-    report = evaluate_int8(candidate.onnx, candidate.classes, candidate.input_spec, "probabilities",
-                           candidate.evaluation, impossible)
+    report = evaluate_int8(
+        candidate.onnx, candidate.classes, candidate.input_spec, "probabilities", candidate.evaluation, impossible
+    )
     assert not report.chosen and any("fails the gate" in r for r in report.reasons)
 
 

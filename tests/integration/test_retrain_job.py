@@ -10,17 +10,17 @@ import uuid
 import boto3
 import pytest
 
-from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, JobRecord, new_job_id
 from med_classifier.adapters.jobs_table import JobsTable
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, JobRecord, new_job_id
 from med_classifier.domain.manifest import sha256_hex
+from tests.helpers.keras_models import chest_ct_candidate
+from tests.helpers.models import publish
+from tests.integration.conftest import BUCKET
 from training import chest_ct, retrain
 from training.champion import ChampionResult, compare_with_production
 from training.datasets.chest_ct import CLASSES, example_image
 from training.job_contract import JobPaths
 from training.pipeline import finish
-from tests.helpers.keras_models import chest_ct_candidate
-from tests.helpers.models import publish
-from tests.integration.conftest import BUCKET
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,21 @@ UPLOADS_PER_CLASS = 3
 @pytest.fixture
 def jobs(s3):
     boto3.client("dynamodb", region_name="us-east-1").create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("job_id", "model", "created_at")],
         KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[{"IndexName": "by-model", "Projection": {"ProjectionType": "ALL"},
-                                 "KeySchema": [{"AttributeName": "model", "KeyType": "HASH"},
-                                               {"AttributeName": "created_at", "KeyType": "RANGE"}]}])
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-model",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": "model", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+            }
+        ],
+    )
     return JobsTable(TABLE)
 
 
@@ -55,16 +64,22 @@ def paths(tmp_path, monkeypatch, state_dir):
 
 def pending_job(jobs) -> str:
     job_id = new_job_id(MODEL)
-    jobs.create(JobRecord(job_id=job_id, model=MODEL, trigger="uploads", backend="sagemaker",
-                          uploads=UPLOADS_PER_CLASS * len(CLASSES)))
+    jobs.create(
+        JobRecord(
+            job_id=job_id, model=MODEL, trigger="uploads", backend="sagemaker", uploads=UPLOADS_PER_CLASS * len(CLASSES)
+        )
+    )
     return job_id
 
 
 def upload_files() -> dict[str, bytes]:
     """Uploads channel content: a few good images per class, one with a label the model
     does not have, one corrupt PNG."""
-    files = {f"{label}/{uuid.uuid4().hex}.png": example_image(label, seed=seed)
-             for label in CLASSES for seed in range(1, UPLOADS_PER_CLASS + 1)}
+    files = {
+        f"{label}/{uuid.uuid4().hex}.png": example_image(label, seed=seed)
+        for label in CLASSES
+        for seed in range(1, UPLOADS_PER_CLASS + 1)
+    }
     files[f"emphysema/{uuid.uuid4().hex}.png"] = example_image("normal")
     files[f"normal/{uuid.uuid4().hex}.png"] = example_image("normal")[:60]
     return files
@@ -120,15 +135,18 @@ def test_job_promotes_a_candidate_no_worse_than_production(jobs, store, producti
     assert run.data.params["n_uploads"] == "6"
 
 
-def test_batch_job_with_a_stricter_gate_is_rejected_and_production_stays(jobs, store, s3, production, paths,
-                                                                         monkeypatch):
+def test_batch_job_with_a_stricter_gate_is_rejected_and_production_stays(
+    jobs, store, s3, production, paths, monkeypatch
+):
     job_id = pending_job(jobs)
     s3.create_bucket(Bucket=UPLOADS_BUCKET)
     for relative, data in upload_files().items():
         s3.put_object(Bucket=UPLOADS_BUCKET, Key=f"uploads/{MODEL}/{relative}", Body=data)
     # Batch mode: no staged files, only the environment (what BatchLauncher sets).
-    monkeypatch.setenv("RETRAIN_HYPERPARAMETERS", json.dumps(hyperparameters(
-        job_id, gate_min_test_accuracy="1.01", epochs="1", quantize="false")))
+    monkeypatch.setenv(
+        "RETRAIN_HYPERPARAMETERS",
+        json.dumps(hyperparameters(job_id, gate_min_test_accuracy="1.01", epochs="1", quantize="false")),
+    )
     monkeypatch.setenv("RETRAIN_CHANNELS", json.dumps({"uploads": f"s3://{UPLOADS_BUCKET}/uploads/{MODEL}/"}))
 
     assert retrain.main([]) == 0
@@ -186,6 +204,7 @@ def test_job_state_moves_to_in_progress_before_training(jobs, store, production,
 
 # --- the champion comparison and the pipeline ------------------------------------------
 
+
 def test_no_production_means_nothing_to_beat(store):
     assert compare_with_production(chest_ct_candidate(), chest_ct.DEFAULT_GATE, store) == ChampionResult(None)
 
@@ -197,9 +216,10 @@ def test_champion_compares_on_the_candidates_test_tensors(store, production):
     assert same.production_version == production.version and same.reasons == []
     assert same.production_metrics["test_accuracy"] == candidate.metrics["test_accuracy"]
 
-    worse = dataclasses.replace(candidate, metrics={
-        **candidate.metrics, "test_accuracy": candidate.metrics["test_accuracy"] - 0.1,
-        "test_macro_f1": 0.0})  # not in the gate: does not count
+    worse = dataclasses.replace(
+        candidate,
+        metrics={**candidate.metrics, "test_accuracy": candidate.metrics["test_accuracy"] - 0.1, "test_macro_f1": 0.0},
+    )  # not in the gate: does not count
     reasons = compare_with_production(worse, chest_ct.DEFAULT_GATE, store).reasons
     assert len(reasons) == 1 and reasons[0].startswith("test_accuracy ") and production.version in reasons[0]
     assert compare_with_production(worse, chest_ct.DEFAULT_GATE, store, max_regression=0.1001).reasons == []

@@ -10,21 +10,24 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, PROMOTED
 from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.launchers import SageMakerLauncher
 from med_classifier.adapters.model_store import ModelStore
-from med_classifier.domain.retraining import JobStateChange, Retraining
 from med_classifier.adapters.upload_counter import UploadCounter
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, PROMOTED
+from med_classifier.domain.retraining import JobStateChange, Retraining
 from med_classifier.domain.uploads import UploadedObject
 from med_classifier.settings import UploadCounterSettings
 from scripts.local_resources import provision
-from tests.helpers.image_models import colour_candidate
 from tests.helpers.fakes import RecordingLauncher
+from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import REPO_ROOT, LambdaContext, breast_cancer_candidate, load_function_module, publish
 
-ENV = {k: v for k, v in json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"].items()
-       if k != "AWS_ENDPOINT_URL"}
+ENV = {
+    k: v
+    for k, v in json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"].items()
+    if k != "AWS_ENDPOINT_URL"
+}
 API_EVENT = json.loads((REPO_ROOT / "events" / "api-predict-breast-cancer.json").read_text())
 
 
@@ -33,14 +36,16 @@ def aws(monkeypatch):
     with mock_aws():
         for name, value in ENV.items():
             monkeypatch.setenv(name, value)
-        resources = provision(lambda service: boto3.client(service, region_name="us-east-1"),
-                              REPO_ROOT / "template.yaml", ENV)
+        resources = provision(
+            lambda service: boto3.client(service, region_name="us-east-1"), REPO_ROOT / "template.yaml", ENV
+        )
         yield resources
 
 
 def service(launcher, threshold=5):
-    return Retraining(UploadCounter(ENV["UPLOAD_COUNTS_TABLE"]), JobsTable(ENV["JOBS_TABLE"]), launcher,
-                      (threshold, {}))
+    return Retraining(
+        UploadCounter(ENV["UPLOAD_COUNTS_TABLE"]), JobsTable(ENV["JOBS_TABLE"]), launcher, (threshold, {})
+    )
 
 
 def upload(i, model="chest-ct", label="normal"):
@@ -76,14 +81,16 @@ class AtomicRequests:
         def atomic(*args, **kwargs):
             with self._lock:
                 return method(*args, **kwargs)
+
         return atomic
 
 
 def test_concurrent_uploads_beyond_the_threshold_start_exactly_one_job(aws):
     launcher = RecordingLauncher()
     client = AtomicRequests(boto3.client("dynamodb", region_name="us-east-1"))
-    retraining = Retraining(UploadCounter(ENV["UPLOAD_COUNTS_TABLE"], client), JobsTable(ENV["JOBS_TABLE"], client),
-                            launcher, (5, {}))
+    retraining = Retraining(
+        UploadCounter(ENV["UPLOAD_COUNTS_TABLE"], client), JobsTable(ENV["JOBS_TABLE"], client), launcher, (5, {})
+    )
     errors = []
 
     def deliver(i):
@@ -125,8 +132,14 @@ def test_job_states_only_move_forward_and_the_jobs_own_outcome_sticks(aws):
     retraining = service(RecordingLauncher(), threshold=1)
     job = retraining.record_upload(upload(1)).started
     jobs = retraining.jobs
-    assert jobs.record_outcome(job.job_id, outcome=PROMOTED, version="20261123T000000Z-abcdef12",
-                               metrics={"test_accuracy": 0.97}, reasons=[], production_version="old")
+    assert jobs.record_outcome(
+        job.job_id,
+        outcome=PROMOTED,
+        version="20261123T000000Z-abcdef12",
+        metrics={"test_accuracy": 0.97},
+        reasons=[],
+        production_version="old",
+    )
     assert not jobs.set_state(job.job_id, IN_PROGRESS)
     retraining.on_state_change(JobStateChange(job.job_id, COMPLETED, "Completed"))
     stored = jobs.get(job.job_id)
@@ -174,29 +187,54 @@ def test_sagemaker_launcher_creates_the_training_job(aws):
     assert described["HyperParameters"]["model"] == "chest-ct"
     assert described["HyperParameters"]["smoke"] == "true"  # from RETRAIN_HYPERPARAMETERS
     assert described["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
-        f"s3://{ENV['UPLOADS_BUCKET']}/uploads/chest-ct/")
+        f"s3://{ENV['UPLOADS_BUCKET']}/uploads/chest-ct/"
+    )
 
 
 # --- the functions -------------------------------------------------------------------
 
 
 def sqs_event(*bodies):
-    return {"Records": [{"messageId": f"m{i}", "receiptHandle": f"r{i}", "body": body, "attributes": {
-        "ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:upload-queue-local", "awsRegion": "us-east-1"}
-        for i, body in enumerate(bodies)]}
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"r{i}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:upload-queue-local",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
 
 
 def s3_notification(*keys):
-    return json.dumps({"Records": [{"eventName": "ObjectCreated:Post", "s3": {
-        "bucket": {"name": ENV["UPLOADS_BUCKET"]}, "object": {"key": key, "size": 3}}} for key in keys]})
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Post",
+                    "s3": {"bucket": {"name": ENV["UPLOADS_BUCKET"]}, "object": {"key": key, "size": 3}},
+                }
+                for key in keys
+            ]
+        }
+    )
 
 
 def test_upload_counter_function_reports_only_the_bad_message(aws, monkeypatch):
     monkeypatch.setenv("RETRAIN_THRESHOLD", "2")
     module = load_function_module("upload_counter")  # a fresh module: a cold start
-    event = sqs_event(s3_notification("uploads/chest-ct/normal/a.png"), "garbage",
-                      s3_notification("uploads/chest-ct/normal/a.png", "uploads/chest-ct/adenocarcinoma/b.png"))
+    event = sqs_event(
+        s3_notification("uploads/chest-ct/normal/a.png"),
+        "garbage",
+        s3_notification("uploads/chest-ct/normal/a.png", "uploads/chest-ct/adenocarcinoma/b.png"),
+    )
     result = module.lambda_handler(event, LambdaContext("UploadCounterFunction", 256))
     assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
     retraining = module._service()
@@ -208,10 +246,21 @@ def test_upload_counter_function_reports_only_the_bad_message(aws, monkeypatch):
 def test_job_state_function_records_eventbridge_state_changes(aws):
     module = load_function_module("job_state")  # a fresh module: a cold start
     job = module._service().start_manual("chest-ct")
-    event = {"version": "0", "id": "e1", "detail-type": "SageMaker Training Job State Change",
-             "source": "aws.sagemaker", "account": "123456789012", "time": "2026-11-23T10:00:00Z",
-             "region": "us-east-1", "resources": [],
-             "detail": {"TrainingJobName": job.job_id, "TrainingJobStatus": "Failed", "FailureReason": "AlgorithmError: boom"}}
+    event = {
+        "version": "0",
+        "id": "e1",
+        "detail-type": "SageMaker Training Job State Change",
+        "source": "aws.sagemaker",
+        "account": "123456789012",
+        "time": "2026-11-23T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "TrainingJobName": job.job_id,
+            "TrainingJobStatus": "Failed",
+            "FailureReason": "AlgorithmError: boom",
+        },
+    }
     result = module.lambda_handler(event, LambdaContext("JobStateFunction", 256))
     assert result == {"recorded": True, "job_id": job.job_id, "state": FAILED}
     stored = module._service().jobs.get(job.job_id)
@@ -230,48 +279,67 @@ def api(aws):
 
     def call(method, path, body=None, path_parameters=None):
         event = copy.deepcopy(API_EVENT)
-        event.update(httpMethod=method, path=path, resource=path, pathParameters=path_parameters,
-                     body=None if body is None else json.dumps(body))
+        event.update(
+            httpMethod=method,
+            path=path,
+            resource=path,
+            pathParameters=path_parameters,
+            body=None if body is None else json.dumps(body),
+        )
         response = module.lambda_handler(event, context)
         return response["statusCode"], json.loads(response["body"])
+
     return call
 
 
 def test_upload_route_returns_a_presigned_post_for_a_known_label(api):
-    status, body = api("POST", "/models/colour-test/uploads", {"label": "red", "content_type": "image/png"},
-                       {"model": "colour-test"})
+    status, body = api(
+        "POST", "/models/colour-test/uploads", {"label": "red", "content_type": "image/png"}, {"model": "colour-test"}
+    )
     assert status == 201, body
     assert body["key"].startswith("uploads/colour-test/red/") and body["key"].endswith(".png")
     assert body["fields"]["key"] == body["key"] and body["fields"]["Content-Type"] == "image/png"
     assert ENV["UPLOADS_BUCKET"] in body["url"] and "NOT FOR CLINICAL USE" in body["notice"]
 
 
-@pytest.mark.parametrize("model, body, status, code", [
-    ("nope", {"label": "red"}, 404, "unknown_model"),
-    ("colour-test", {"label": "purple"}, 422, "invalid_input"),
-    ("colour-test", {"label": "red", "content_type": "image/gif"}, 415, "unsupported_media_type"),
-    ("breast-cancer", {"label": "malignant"}, 422, "invalid_input"),
-    ("colour-test", {"labels": "red"}, 422, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "model, body, status, code",
+    [
+        ("nope", {"label": "red"}, 404, "unknown_model"),
+        ("colour-test", {"label": "purple"}, 422, "invalid_input"),
+        ("colour-test", {"label": "red", "content_type": "image/gif"}, 415, "unsupported_media_type"),
+        ("breast-cancer", {"label": "malignant"}, 422, "invalid_input"),
+        ("colour-test", {"labels": "red"}, 422, "invalid_request"),
+    ],
+)
 def test_upload_route_refuses_bad_requests_with_4xx_json(api, model, body, status, code):
     got_status, got = api("POST", f"/models/{model}/uploads", body, {"model": model})
     assert (got_status, got["error"]["code"]) == (status, code), got
 
 
 def test_retrain_route_starts_one_job_then_conflicts_and_reports_status(api):
-    status, job = api("POST", "/models/colour-test/retrain", {"reason": "test", "gate": {"min": {"test_accuracy": 0.99}}},
-                      {"model": "colour-test"})
+    status, job = api(
+        "POST",
+        "/models/colour-test/retrain",
+        {"reason": "test", "gate": {"min": {"test_accuracy": 0.99}}},
+        {"model": "colour-test"},
+    )
     assert status == 202, job
     assert (job["model"], job["trigger"], job["state"]) == ("colour-test", "manual", PENDING)
     described = boto3.client("sagemaker", region_name="us-east-1").describe_training_job(TrainingJobName=job["job_id"])
     assert described["HyperParameters"]["gate_min_test_accuracy"] == "0.99"
     status, body = api("POST", "/models/colour-test/retrain", None, {"model": "colour-test"})
     assert (status, body["error"]["code"]) == (409, "conflict")
-    status, got = api("GET", f"/models/colour-test/retrain/{job['job_id']}", None,
-                      {"model": "colour-test", "job_id": job["job_id"]})
+    status, got = api(
+        "GET", f"/models/colour-test/retrain/{job['job_id']}", None, {"model": "colour-test", "job_id": job["job_id"]}
+    )
     assert status == 200 and got["job_id"] == job["job_id"] and got["reason"] == "test"
-    status, got = api("GET", f"/models/breast-cancer/retrain/{job['job_id']}", None,
-                      {"model": "breast-cancer", "job_id": job["job_id"]})
+    status, got = api(
+        "GET",
+        f"/models/breast-cancer/retrain/{job['job_id']}",
+        None,
+        {"model": "breast-cancer", "job_id": job["job_id"]},
+    )
     assert status == 404
 
 
@@ -285,8 +353,13 @@ def test_model_view_shows_the_upload_counter_and_recent_jobs(api, aws):
     module = load_function_module("predict")
     module._store = module._retraining = None
     event = copy.deepcopy(API_EVENT)
-    event.update(httpMethod="GET", path="/models/colour-test", resource="/models/{model}",
-                 pathParameters={"model": "colour-test"}, body=None)
+    event.update(
+        httpMethod="GET",
+        path="/models/colour-test",
+        resource="/models/{model}",
+        pathParameters={"model": "colour-test"},
+        body=None,
+    )
     response = module.lambda_handler(event, LambdaContext())
     view = json.loads(response["body"])
     assert response["statusCode"] == 200, view
@@ -304,13 +377,16 @@ def sample_event(name):
 
 def test_sample_sqs_event_is_counted(aws):
     module = load_function_module("upload_counter")  # a fresh module: a cold start
-    assert module.lambda_handler(sample_event("sqs-upload-notification.json"),
-                                 LambdaContext("UploadCounterFunction", 256)) == {"batchItemFailures": []}
+    assert module.lambda_handler(
+        sample_event("sqs-upload-notification.json"), LambdaContext("UploadCounterFunction", 256)
+    ) == {"batchItemFailures": []}
     assert module._service().counter.state("chest-ct").total == 1
 
 
-@pytest.mark.parametrize("name, state", [("eventbridge-sagemaker-job-state-change.json", FAILED),
-                                         ("eventbridge-batch-job-state-change.json", COMPLETED)])
+@pytest.mark.parametrize(
+    "name, state",
+    [("eventbridge-sagemaker-job-state-change.json", FAILED), ("eventbridge-batch-job-state-change.json", COMPLETED)],
+)
 def test_sample_state_change_events_are_recorded(aws, name, state):
     from med_classifier.domain.jobs import JobRecord
 

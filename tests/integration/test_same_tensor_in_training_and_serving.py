@@ -2,7 +2,6 @@
 tensor training evaluates (datasets.common.tensors) is bit-identical to the one the
 serving path feeds to ONNX Runtime (serving.predict_images)."""
 
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,8 +18,9 @@ pytestmark = pytest.mark.slow
 def write_images(folder) -> list:
     rng = np.random.default_rng(7)
     paths = []
-    for i, (fmt, size, mode) in enumerate([("JPEG", (600, 450), "RGB"), ("PNG", (33, 47), "RGBA"),
-                                           ("PNG", (64, 64), "L"), ("JPEG", (120, 90), "L")]):
+    for i, (fmt, size, mode) in enumerate(
+        [("JPEG", (600, 450), "RGB"), ("PNG", (33, 47), "RGBA"), ("PNG", (64, 64), "L"), ("JPEG", (120, 90), "L")]
+    ):
         channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
         pixels = rng.integers(0, 255, (size[1], size[0], channels), dtype=np.uint8).squeeze()
         path = folder / f"image{i}.{fmt.lower()}"
@@ -35,8 +35,13 @@ def test_training_tensors_equal_serving_tensors(tmp_path, store, layout):
     publish(store, candidate)
     spec = ImageInput(**candidate.input_spec)
     paths = write_images(tmp_path)
-    dataset = ImageDataset(name="t", source=str(tmp_path), classes=candidate.classes, paths=paths,
-                           labels=np.zeros(len(paths), dtype=np.int64))
+    dataset = ImageDataset(
+        name="t",
+        source=str(tmp_path),
+        classes=candidate.classes,
+        paths=paths,
+        labels=np.zeros(len(paths), dtype=np.int64),
+    )
     training_batch = tensors(dataset, np.arange(len(paths)), spec)
 
     cache = ModelCache(store, refresh_seconds=60)
@@ -48,5 +53,7 @@ def test_training_tensors_equal_serving_tensors(tmp_path, store, layout):
 
     (serving_batch,) = fed
     assert serving_batch.dtype == training_batch.dtype == np.float32
-    assert serving_batch.shape == training_batch.shape == (len(paths), *((3, 32, 32) if layout == "NCHW" else (32, 32, 3)))
+    assert (
+        serving_batch.shape == training_batch.shape == (len(paths), *((3, 32, 32) if layout == "NCHW" else (32, 32, 3)))
+    )
     np.testing.assert_array_equal(serving_batch, training_batch)

@@ -6,12 +6,12 @@ import pytest
 from med_classifier.domain.inference import OnnxClassifier
 from med_classifier.domain.manifest import ImageInput
 from med_classifier.domain.preprocessing import tensor_from_bytes
+from tests.helpers.keras_models import breast_cancer_lite_candidate, chest_ct_candidate
+from tests.helpers.models import manifest_for
 from training import breast_cancer_lite, chest_ct, cli
 from training.breast_cancer import load_wisconsin
 from training.candidate import TrainOptions
 from training.datasets.chest_ct import example_image
-from tests.helpers.keras_models import breast_cancer_lite_candidate, chest_ct_candidate
-from tests.helpers.models import manifest_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,20 +24,36 @@ def _onnx_ops(onnx_bytes: bytes) -> set[str]:
 
 # --- breast-cancer-lite --------------------------------------------------------------
 
+
 def test_lite_smoke_run_passes_its_gate_with_parity_on_every_row():
     candidate = breast_cancer_lite_candidate()
     verdict = breast_cancer_lite.DEFAULT_GATE.evaluate(candidate.metrics)
     assert verdict.passed, verdict.reasons
     assert candidate.parity["rows"] == 569 and candidate.parity["label_mismatches"] == 0
     assert candidate.parity["max_abs_prob_diff"] <= 1e-4 and candidate.parity_failures() == []
-    for name in ("test_accuracy", "test_precision", "test_recall", "test_f1", "test_roc_auc",
-                 "cv_recall_mean", "cv_recall_std", "cv_accuracy_mean"):
+    for name in (
+        "test_accuracy",
+        "test_precision",
+        "test_recall",
+        "test_f1",
+        "test_roc_auc",
+        "cv_recall_mean",
+        "cv_recall_std",
+        "cv_accuracy_mean",
+    ):
         assert 0.0 <= candidate.metrics[name] <= 1.0
     assert candidate.params["k_folds"] == 3 and candidate.params["smoke"] is True
-    assert candidate.input_spec == {"kind": "tabular", "feature_names": breast_cancer_lite.FEATURES,
-                                    "input_name": "features", "example": [17.99, 10.38, 0.1184, 122.8]}
-    assert candidate.outputs == {"probabilities": "p_malignant", "probability_format": "sigmoid_positive",
-                                 "positive_index": 0}
+    assert candidate.input_spec == {
+        "kind": "tabular",
+        "feature_names": breast_cancer_lite.FEATURES,
+        "input_name": "features",
+        "example": [17.99, 10.38, 0.1184, 122.8],
+    }
+    assert candidate.outputs == {
+        "probabilities": "p_malignant",
+        "probability_format": "sigmoid_positive",
+        "positive_index": 0,
+    }
     proba, history = candidate.evaluation["proba"], candidate.evaluation["history"]
     assert proba.shape == (114, 2) and np.allclose(proba.sum(axis=1), 1.0)
     assert history[0]["epoch"] == 1 and {"loss", "val_loss"} <= set(history[0])
@@ -77,6 +93,7 @@ def test_lite_serves_through_onnx_classifier():
 
 # --- chest-ct --------------------------------------------------------------------------
 
+
 def test_chest_ct_smoke_run_passes_its_gate_with_parity():
     candidate = chest_ct_candidate()
     verdict = chest_ct.DEFAULT_GATE.evaluate(candidate.metrics)
@@ -84,8 +101,16 @@ def test_chest_ct_smoke_run_passes_its_gate_with_parity():
     assert candidate.parity["label_mismatches"] == 0 and candidate.parity["max_abs_prob_diff"] <= 1e-4
     assert candidate.parity["rows"] == len(candidate.evaluation["y_true"]) > 0 and candidate.parity_failures() == []
     assert candidate.task == "binary" and candidate.classes == ["normal", "adenocarcinoma"]
-    assert candidate.input_spec == {"kind": "image", "input_name": "image", "height": 128, "width": 128,
-                                    "channels": 1, "layout": "NHWC", "mean": [0.5], "std": [0.25]}
+    assert candidate.input_spec == {
+        "kind": "image",
+        "input_name": "image",
+        "height": 128,
+        "width": 128,
+        "channels": 1,
+        "layout": "NHWC",
+        "mean": [0.5],
+        "std": [0.25],
+    }
     assert candidate.outputs == {"probabilities": "probabilities", "probability_format": "probabilities"}
     x_eval = candidate.evaluation["x_eval"]
     assert x_eval.dtype == np.float32 and x_eval.shape == (candidate.parity["rows"], 128, 128, 1)

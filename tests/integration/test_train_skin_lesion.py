@@ -37,9 +37,16 @@ def test_smoke_training_passes_the_gate_with_parity(candidate):
     n_test = candidate.training_data["n_test"]
     assert candidate.parity["rows"] == n_test > 0 and candidate.parity["label_mismatches"] == 0
     assert candidate.task == "multiclass" and candidate.classes == ham10000.CLASSES
-    assert candidate.input_spec == {"kind": "image", "input_name": "image", "height": 96, "width": 96,
-                                    "channels": 3, "layout": "NCHW", "mean": skin_lesion.MEAN,
-                                    "std": skin_lesion.STD}
+    assert candidate.input_spec == {
+        "kind": "image",
+        "input_name": "image",
+        "height": 96,
+        "width": 96,
+        "channels": 3,
+        "layout": "NCHW",
+        "mean": skin_lesion.MEAN,
+        "std": skin_lesion.STD,
+    }
     assert candidate.training_data["synthetic"] is True and len(candidate.training_data["sha256"]) == 64
     assert set(candidate.converter) == {"torch.onnx", "onnxscript"} and "torch" in candidate.framework
     assert candidate.params["smoke"] is True and candidate.params["pretrained"] is None

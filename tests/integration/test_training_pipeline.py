@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from tests.helpers.models import breast_cancer_candidate
+from tests.integration.conftest import BUCKET
 from training import breast_cancer, cli
 from training.gate import PromotionGate
 from training.pipeline import PRODUCTION_ALIAS, ParityError, finish
-from tests.helpers.models import breast_cancer_candidate
-from tests.integration.conftest import BUCKET
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,16 @@ def test_cli_smoke_run_logs_to_mlflow_and_publishes(s3, store, state_dir, capsys
     run = client.get_run(manifest.mlflow["run_id"])
     assert run.data.params["k_folds"] == "3" and run.data.params["smoke"] == "True"
     assert run.data.params["data_version"] == manifest.training_data.sha256
-    for metric in ("cv_recall_mean", "cv_recall_std", "test_accuracy", "test_precision", "test_recall",
-                   "test_f1", "test_roc_auc", "parity_max_abs_prob_diff"):
+    for metric in (
+        "cv_recall_mean",
+        "cv_recall_std",
+        "test_accuracy",
+        "test_precision",
+        "test_recall",
+        "test_f1",
+        "test_roc_auc",
+        "parity_max_abs_prob_diff",
+    ):
         assert metric in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "classification_report.txt", "run_summary.json", "manifest.json"} <= artifacts
@@ -66,8 +74,9 @@ def test_gate_rejection_publishes_nothing(s3, store, state_dir):
 
 
 def test_parity_failure_fails_the_run_and_publishes_nothing(s3, store, state_dir):
-    broken = dataclasses.replace(breast_cancer_candidate(),
-                                 parity={"rows": 569, "label_mismatches": 3, "max_abs_prob_diff": 0.2})
+    broken = dataclasses.replace(
+        breast_cancer_candidate(), parity={"rows": 569, "label_mismatches": 3, "max_abs_prob_diff": 0.2}
+    )
     with pytest.raises(ParityError, match="label_mismatches = 3"):
         finish(broken, breast_cancer.DEFAULT_GATE, store)
     assert model_keys(s3) == []
@@ -80,8 +89,14 @@ def test_cli_help_and_argument_errors(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["breast-cancer", "--k-folds", "1", "--no-publish"])
     assert info.value.code == 2
-    for bad in (["--min", "test_recall"], ["--max", "=0.1"], ["--min", "test_recall=high"], ["--epochs", "0"],
-                ["--data-dir", "/no/such/folder"], ["--pretrained", "/no/such/weights.pt"]):
+    for bad in (
+        ["--min", "test_recall"],
+        ["--max", "=0.1"],
+        ["--min", "test_recall=high"],
+        ["--epochs", "0"],
+        ["--data-dir", "/no/such/folder"],
+        ["--pretrained", "/no/such/weights.pt"],
+    ):
         with pytest.raises(SystemExit) as info:
             cli.main(["breast-cancer", "--no-publish", *bad])
         assert info.value.code == 2, bad

@@ -54,8 +54,10 @@ def test_split_folders_valid_or_val_and_short_test_names(tmp_path):
 
     dataset = chest_ct.load(tmp_path)
     assert len(dataset.paths) == 10
-    by_name = {p.name: (split, dataset.classes[label])
-               for p, split, label in zip(dataset.paths, dataset.splits, dataset.labels)}
+    by_name = {
+        p.name: (split, dataset.classes[label])
+        for p, split, label in zip(dataset.paths, dataset.splits, dataset.labels)
+    }
     assert by_name["a0.png"] == ("train", "adenocarcinoma")
     assert by_name["va.png"] == ("valid", "adenocarcinoma") and by_name["vn.png"] == ("valid", "normal")
     assert by_name["ta.png"] == ("test", "adenocarcinoma") and by_name["tn.png"] == ("test", "normal")

@@ -35,14 +35,21 @@ def write_layout(root, rows, images):
     return root
 
 
-ROWS = [("HAM_0000001", "ISIC_0000001", "mel"), ("HAM_0000001", "ISIC_0000002", "mel"),
-        ("HAM_0000002", "ISIC_0000003", "nv"), ("HAM_0000003", "ISIC_0000004", "bcc"),
-        ("HAM_0000004", "ISIC_0000005", "vasc"), ("HAM_0000005", "ISIC_0000006", "df")]
-IMAGES = {"HAM10000_images_part_1/ISIC_0000001.jpg": (60, 30, 30),
-          "HAM10000_images_part_1/ISIC_0000002.jpg": (62, 31, 30),
-          "HAM10000_images_part_2/ISIC_0000003.jpg": (110, 70, 45),
-          "ISIC_0000004.jpg": (214, 150, 170),                  # directly in the root
-          "extracted/more/ISIC_0000005.jpg": (160, 34, 70)}    # any subfolder
+ROWS = [
+    ("HAM_0000001", "ISIC_0000001", "mel"),
+    ("HAM_0000001", "ISIC_0000002", "mel"),
+    ("HAM_0000002", "ISIC_0000003", "nv"),
+    ("HAM_0000003", "ISIC_0000004", "bcc"),
+    ("HAM_0000004", "ISIC_0000005", "vasc"),
+    ("HAM_0000005", "ISIC_0000006", "df"),
+]
+IMAGES = {
+    "HAM10000_images_part_1/ISIC_0000001.jpg": (60, 30, 30),
+    "HAM10000_images_part_1/ISIC_0000002.jpg": (62, 31, 30),
+    "HAM10000_images_part_2/ISIC_0000003.jpg": (110, 70, 45),
+    "ISIC_0000004.jpg": (214, 150, 170),  # directly in the root
+    "extracted/more/ISIC_0000005.jpg": (160, 34, 70),
+}  # any subfolder
 # ISIC_0000006 is listed but missing.
 
 
@@ -123,8 +130,16 @@ def test_lesion_groups_never_straddle_splits(tmp_path):
 
 
 def test_example_images_are_deterministic_pngs_the_shared_preprocessing_decodes():
-    spec = ImageInput(kind="image", input_name="image", height=96, width=96, channels=3, layout="NCHW",
-                      mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    spec = ImageInput(
+        kind="image",
+        input_name="image",
+        height=96,
+        width=96,
+        channels=3,
+        layout="NCHW",
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+    )
     digests = set()
     for name in ham10000.CLASSES:
         data = ham10000.example_image(name)

@@ -11,10 +11,17 @@ from PIL import Image
 
 from med_classifier.domain.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from med_classifier.domain.manifest import ImageInput
-from med_classifier.domain.preprocessing import batch_from_files, DEFAULT_MAX_PIXELS, decode_image, tensor_from_bytes, tensor_from_file
+from med_classifier.domain.preprocessing import (
+    DEFAULT_MAX_PIXELS,
+    batch_from_files,
+    decode_image,
+    tensor_from_bytes,
+    tensor_from_file,
+)
 
-RGB_NCHW = ImageInput(input_name="image", height=8, width=6, channels=3, layout="NCHW",
-                      mean=[0.5, 0.25, 0.0], std=[0.5, 0.25, 1.0])
+RGB_NCHW = ImageInput(
+    input_name="image", height=8, width=6, channels=3, layout="NCHW", mean=[0.5, 0.25, 0.0], std=[0.5, 0.25, 1.0]
+)
 GRAY_NHWC = ImageInput(input_name="image", height=8, width=8, channels=1, layout="NHWC", mean=[0.5], std=[0.25])
 
 
@@ -95,6 +102,7 @@ def test_batch_from_files_stacks_items(tmp_path):
 
 # --- each step on its own, against a hand computation ---------------------------------------
 
+
 def noise(size=(30, 20), mode="RGB", seed=1):
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8), mode=mode)
@@ -128,10 +136,14 @@ def test_sixteen_bit_values_map_to_eight_bits_by_rounding():
     np.testing.assert_array_equal(np.asarray(decoded), [[0, 1, 128, 255]])
 
 
-@pytest.mark.parametrize("image", [
-    Image.new("LA", (4, 4), (0, 0)),
-    Image.new("RGBA", (4, 4), (10, 20, 30, 0)),
-], ids=["LA", "RGBA"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("LA", (4, 4), (0, 0)),
+        Image.new("RGBA", (4, 4), (10, 20, 30, 0)),
+    ],
+    ids=["LA", "RGBA"],
+)
 def test_fully_transparent_pixels_become_white(image):
     np.testing.assert_array_equal(np.asarray(decode_image(encode(image), RGB_NCHW)), np.full((4, 4, 3), 255))
 
@@ -154,12 +166,24 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_never_below_the_models_size(
     assert png.size == (800, 640)
 
 
-@pytest.mark.parametrize("data, error, message", [
-    (b"", InvalidInput, "The image is empty."),
-    (b"%PDF-1.7 not an image", UnsupportedMediaType, "Not a JPEG or PNG image."),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 10, InvalidInput, "The image is truncated or corrupt (its header cannot be read)."),
-    (b"\xff\xd8\xff" + b"\x00" * 10, InvalidInput, "The image is truncated or corrupt (its header cannot be read)."),
-], ids=["empty", "not an image", "cut PNG header", "cut JPEG header"])
+@pytest.mark.parametrize(
+    "data, error, message",
+    [
+        (b"", InvalidInput, "The image is empty."),
+        (b"%PDF-1.7 not an image", UnsupportedMediaType, "Not a JPEG or PNG image."),
+        (
+            b"\x89PNG\r\n\x1a\n" + b"\x00" * 10,
+            InvalidInput,
+            "The image is truncated or corrupt (its header cannot be read).",
+        ),
+        (
+            b"\xff\xd8\xff" + b"\x00" * 10,
+            InvalidInput,
+            "The image is truncated or corrupt (its header cannot be read).",
+        ),
+    ],
+    ids=["empty", "not an image", "cut PNG header", "cut JPEG header"],
+)
 def test_unreadable_bytes_get_exact_messages(data, error, message):
     with pytest.raises(error) as info:
         decode_image(data, RGB_NCHW)
@@ -169,8 +193,9 @@ def test_unreadable_bytes_get_exact_messages(data, error, message):
 def test_the_pixel_limit_message_names_the_size_and_the_limit():
     with pytest.raises(PayloadTooLarge) as info:
         decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW, pixel_limit=109)
-    assert info.value.message == ("The image is 11x10 pixels; at most 109 pixels are accepted (decompression-bomb "
-                                  "guard). Downscale it first.")
+    assert info.value.message == (
+        "The image is 11x10 pixels; at most 109 pixels are accepted (decompression-bomb guard). Downscale it first."
+    )
     assert decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW, pixel_limit=110).size == (11, 10)
 
 
@@ -199,8 +224,11 @@ def png_with_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("width, height", [(0, 5), (5, 0)])

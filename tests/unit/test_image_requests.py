@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from med_classifier.domain.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from med_classifier.api.image_requests import ImageLimits, images_from_body
+from med_classifier.domain.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100  # contents are checked later, by preprocessing
 
@@ -26,16 +26,19 @@ def test_json_with_base64_images_and_data_urls():
     assert images_from_body("skin-lesion", "application/json", body) == [PNG, PNG]
 
 
-@pytest.mark.parametrize("content_type, body, error, text", [
-    ("text/plain", b"hello", UnsupportedMediaType, "text/plain"),
-    ("image/gif", b"GIF89a", UnsupportedMediaType, "image/gif"),
-    ("image/png", b"", InvalidInput, "empty"),
-    ("application/json", b"{not json", InvalidInput, "neither an image nor JSON"),
-    ("application/json", b'{"instances": [[1, 2]]}', InvalidInput, '"images"'),
-    ("application/json", b'{"images": []}', InvalidInput, "at least one"),
-    ("application/json", b'{"images": ["%%%"]}', InvalidInput, "images[0] is not valid base64"),
-    ("application/json", b'{"images": [42]}', InvalidInput, "images[0] must be a base64 string"),
-])
+@pytest.mark.parametrize(
+    "content_type, body, error, text",
+    [
+        ("text/plain", b"hello", UnsupportedMediaType, "text/plain"),
+        ("image/gif", b"GIF89a", UnsupportedMediaType, "image/gif"),
+        ("image/png", b"", InvalidInput, "empty"),
+        ("application/json", b"{not json", InvalidInput, "neither an image nor JSON"),
+        ("application/json", b'{"instances": [[1, 2]]}', InvalidInput, '"images"'),
+        ("application/json", b'{"images": []}', InvalidInput, "at least one"),
+        ("application/json", b'{"images": ["%%%"]}', InvalidInput, "images[0] is not valid base64"),
+        ("application/json", b'{"images": [42]}', InvalidInput, "images[0] must be a base64 string"),
+    ],
+)
 def test_bad_bodies_are_refused_with_a_reason(content_type, body, error, text):
     with pytest.raises(error, match=text.replace("[", r"\[").replace("]", r"\]")):
         images_from_body("skin-lesion", content_type, body)

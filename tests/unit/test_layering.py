@@ -11,10 +11,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "shared" / "python" / "med_classifier"
 FORBIDDEN = {
-    "domain": ("boto3", "botocore", "aws_lambda_powertools", "med_classifier.adapters", "med_classifier.api",
-               "med_classifier.settings", "med_classifier.services"),
-    "adapters": ("aws_lambda_powertools", "med_classifier.api", "med_classifier.settings",
-                 "med_classifier.services"),
+    "domain": (
+        "boto3",
+        "botocore",
+        "aws_lambda_powertools",
+        "med_classifier.adapters",
+        "med_classifier.api",
+        "med_classifier.settings",
+        "med_classifier.services",
+    ),
+    "adapters": ("aws_lambda_powertools", "med_classifier.api", "med_classifier.settings", "med_classifier.services"),
     "api": ("boto3", "botocore", "med_classifier.adapters", "med_classifier.services"),
 }
 
@@ -59,7 +65,8 @@ def test_the_check_sees_relative_lazy_and_absolute_imports(tmp_path, monkeypatch
         "from ..adapters.model_store import ModelStore\n"
         "def later():\n    import boto3\n"
         "from aws_lambda_powertools.event_handler import Response\n"
-        "from .manifest import Manifest\n")
+        "from .manifest import Manifest\n"
+    )
     monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", fake)
     assert violations("domain") == [
         "domain/rules.py imports aws_lambda_powertools.event_handler",

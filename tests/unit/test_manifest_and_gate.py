@@ -1,6 +1,6 @@
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -10,16 +10,18 @@ from training.gate import PromotionGate
 
 
 def test_versions_sort_by_time_and_never_collide():
-    early = new_version(datetime(2026, 1, 1, tzinfo=timezone.utc))
-    late = new_version(datetime(2026, 1, 2, tzinfo=timezone.utc))
+    early = new_version(datetime(2026, 1, 1, tzinfo=UTC))
+    late = new_version(datetime(2026, 1, 2, tzinfo=UTC))
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", early)
     assert early < late
-    same_instant = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    same_instant = datetime(2026, 1, 1, tzinfo=UTC)
     assert len({new_version(same_instant) for _ in range(50)}) == 50
 
 
-@pytest.mark.parametrize("model_id, ok", [("breast-cancer", True), ("chest-ct", True), ("../etc", False),
-                                          ("Breast", False), ("", False), ("a" * 64, False)])
+@pytest.mark.parametrize(
+    "model_id, ok",
+    [("breast-cancer", True), ("chest-ct", True), ("../etc", False), ("Breast", False), ("", False), ("a" * 64, False)],
+)
 def test_model_ids_are_restricted_to_safe_names(model_id, ok):
     assert is_valid_model_id(model_id) is ok
 
@@ -48,7 +50,7 @@ def test_sha256_hex_is_the_hex_digest():
 
 
 def test_a_version_is_the_utc_timestamp_and_eight_hex_digits():
-    version = new_version(datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc))
+    version = new_version(datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC))
     assert re.fullmatch(r"20260304T050607Z-[0-9a-f]{8}", version)
 
 
@@ -63,9 +65,9 @@ def far_from_utc(monkeypatch):
 
 
 def test_a_version_defaults_to_now_in_utc_whatever_the_local_zone(far_from_utc):
-    before = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    before = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stamp = new_version().split("-")[0]
-    after = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    after = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     assert before <= stamp <= after
     assert datetime.now().strftime("%Y%m%dT%H") != stamp[:11]  # the fixture did move local time
 

@@ -1,14 +1,18 @@
 """Hot swap and refusal of broken versions, with an in-memory store and a fake clock."""
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from med_classifier.domain.errors import IntegrityError, InvalidInput, ModelUnavailable, UnknownModel, UnsupportedMediaType
+from med_classifier.domain.errors import (
+    IntegrityError,
+    InvalidInput,
+    ModelUnavailable,
+    UnknownModel,
+    UnsupportedMediaType,
+)
 from med_classifier.domain.manifest import ProductionPointer
-from med_classifier.domain.ports import ModelVersion
 from med_classifier.domain.serving import ModelCache, predict_images, predict_rows
 from tests.helpers.fakes import MemoryStore
 from tests.helpers.image_models import colour_candidate, image_bytes
@@ -24,8 +28,7 @@ class Clock:
 
 
 def pointer_to(manifest):
-    return ProductionPointer(version=manifest.version, sha256=manifest.onnx_sha256,
-                             promoted_at="2026-01-01T00:00:00Z")
+    return ProductionPointer(version=manifest.version, sha256=manifest.onnx_sha256, promoted_at="2026-01-01T00:00:00Z")
 
 
 @pytest.fixture
@@ -107,6 +110,7 @@ def test_prediction_shape_and_probabilities(two_versions):
 
 # --- each guard on its own ----------------------------------------------------------------
 
+
 def test_the_pointer_is_reread_once_the_interval_has_passed_exactly(two_versions):
     versions, first, second = two_versions
     store, clock = MemoryStore(versions, pointer_to(first)), Clock()
@@ -166,7 +170,8 @@ def test_an_unreadable_pointer_is_listed_until_a_readable_one_returns(two_versio
     store.pointer_error = IntegrityError("breast-cancer: production.json is not a valid pointer: x")
     cache.get("breast-cancer")
     assert cache.status()["breast-cancer"]["refused"] == {
-        "production.json": "breast-cancer: production.json is not a valid pointer: x"}
+        "production.json": "breast-cancer: production.json is not a valid pointer: x"
+    }
     store.pointer_error = None
     cache.get("breast-cancer")
     assert cache.status()["breast-cancer"]["refused"] == {}
@@ -177,8 +182,9 @@ def test_a_cold_container_with_an_unreadable_pointer_answers_503_with_the_reason
     store = MemoryStore(versions, pointer_error=IntegrityError("production.json is not JSON"))
     with pytest.raises(ModelUnavailable) as info:
         ModelCache(store, refresh_seconds=0).get("breast-cancer")
-    assert info.value.message == ("Model 'breast-cancer' has no loadable version "
-                                  "(production.json: production.json is not JSON).")
+    assert info.value.message == (
+        "Model 'breast-cancer' has no loadable version (production.json: production.json is not JSON)."
+    )
 
 
 def test_a_cold_container_that_cannot_reach_the_store_answers_503():
@@ -215,8 +221,12 @@ def test_the_status_says_what_is_loaded(two_versions, monkeypatch):
     cache = ModelCache(MemoryStore(versions, pointer_to(first)), refresh_seconds=60)
     loaded = cache.get("breast-cancer")
     status = cache.status()["breast-cancer"]
-    assert status == {"version": first.version, "load_ms": round(loaded.load_ms, 1), "loaded_at": 1700000000.0,
-                      "refused": {}}
+    assert status == {
+        "version": first.version,
+        "load_ms": round(loaded.load_ms, 1),
+        "loaded_at": 1700000000.0,
+        "refused": {},
+    }
     assert loaded.load_ms > 0 and loaded.manifest == first
 
 
@@ -225,8 +235,12 @@ def test_rows_for_an_image_model_and_images_for_a_tabular_model_are_refused():
     image_manifest = manifest_for(candidate)
     tabular = breast_cancer_candidate()
     tabular_manifest = manifest_for(tabular)
-    store = MemoryStore({image_manifest.version: (image_manifest, candidate.onnx),
-                         tabular_manifest.version: (tabular_manifest, tabular.onnx)})
+    store = MemoryStore(
+        {
+            image_manifest.version: (image_manifest, candidate.onnx),
+            tabular_manifest.version: (tabular_manifest, tabular.onnx),
+        }
+    )
     cache = ModelCache(store, refresh_seconds=60)
     store.pointer = pointer_to(image_manifest)
     with pytest.raises(InvalidInput) as info:
@@ -236,8 +250,9 @@ def test_rows_for_an_image_model_and_images_for_a_tabular_model_are_refused():
     store.pointer = pointer_to(tabular_manifest)
     with pytest.raises(InvalidInput) as info:
         predict_images(cache, "breast-cancer", [image_bytes("red")])
-    assert info.value.message == ('Model \'breast-cancer\' takes feature rows, not images: send {"instances": '
-                                  '[...]} as application/json.')
+    assert info.value.message == (
+        "Model 'breast-cancer' takes feature rows, not images: send {\"instances\": [...]} as application/json."
+    )
 
 
 @pytest.fixture
@@ -312,8 +327,10 @@ def test_a_bad_image_in_a_batch_keeps_its_details(colour_cache, monkeypatch):
     monkeypatch.setattr("med_classifier.domain.serving.tensor_from_bytes", refuse)
     with pytest.raises(InvalidInput) as info:
         predict_images(cache, "colour-test", [b"a", b"b"])
-    assert (info.value.message, info.value.details) == ("images[0]: The image is too dark.",
-                                                        [{"mean_brightness": 0.01}])
+    assert (info.value.message, info.value.details) == (
+        "images[0]: The image is too dark.",
+        [{"mean_brightness": 0.01}],
+    )
 
 
 def test_every_refused_version_is_named_in_the_503(two_versions):
@@ -328,10 +345,16 @@ def test_every_refused_version_is_named_in_the_503(two_versions):
     with pytest.raises(ModelUnavailable) as info:
         cache.get("breast-cancer")
     refused = cache.status()["breast-cancer"]["refused"]
-    assert info.value.message == (f"Model 'breast-cancer' has no loadable version ({first.version}: "
-                                  f"{refused[first.version]}; {second.version}: {refused[second.version]}).")
-    assert cache.status()["breast-cancer"] | {"refused": None} == {"version": None, "load_ms": None,
-                                                                   "loaded_at": None, "refused": None}
+    assert info.value.message == (
+        f"Model 'breast-cancer' has no loadable version ({first.version}: "
+        f"{refused[first.version]}; {second.version}: {refused[second.version]})."
+    )
+    assert cache.status()["breast-cancer"] | {"refused": None} == {
+        "version": None,
+        "load_ms": None,
+        "loaded_at": None,
+        "refused": None,
+    }
 
 
 def test_pointer_problems_are_logged_with_the_model_and_the_error(two_versions, caplog):
@@ -346,7 +369,14 @@ def test_pointer_problems_are_logged_with_the_model_and_the_error(two_versions, 
         cache.get("breast-cancer")
     unreadable, unreachable = caplog.records
     assert (unreadable.levelname, unreadable.getMessage(), unreadable.model, unreadable.error) == (
-        "ERROR", "unreadable production pointer, keeping current version", "breast-cancer",
-        "production.json is not JSON")
+        "ERROR",
+        "unreadable production pointer, keeping current version",
+        "breast-cancer",
+        "production.json is not JSON",
+    )
     assert (unreachable.levelname, unreachable.getMessage(), unreachable.model, unreachable.error) == (
-        "WARNING", "pointer refresh failed, keeping current version", "breast-cancer", "S3 unreachable")
+        "WARNING",
+        "pointer refresh failed, keeping current version",
+        "breast-cancer",
+        "S3 unreachable",
+    )

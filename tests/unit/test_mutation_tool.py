@@ -10,7 +10,7 @@ from scripts import mutation
 
 
 def test_toml_lists_survive_quotes_and_backslashes():
-    items = ['plain', 'with "quotes"', "back\\slash"]
+    items = ["plain", 'with "quotes"', "back\\slash"]
     assert tomllib.loads(f"x = {mutation.toml_list(items)}")["x"] == items
 
 
@@ -25,15 +25,19 @@ def test_the_stage_copies_the_package_links_the_project_and_configures_mutmut(tm
     assert not (stage / ".venv").exists() and not (stage / "docs").exists()
     config = tomllib.loads((stage / "pyproject.toml").read_text())
     mutmut = config["tool"]["mutmut"]
-    assert mutmut["only_mutate"] == ["src/med_classifier/domain/tabular.py", "src/med_classifier/adapters/model_store.py"]
+    assert mutmut["only_mutate"] == [
+        "src/med_classifier/domain/tabular.py",
+        "src/med_classifier/adapters/model_store.py",
+    ]
     assert mutmut["pytest_add_cli_args_test_selection"] == ["tests/unit", "tests/integration", "-m", "not slow"]
     assert "tests" not in mutmut["also_copy"] and "training" in mutmut["also_copy"]
     assert "slow: " in " ".join(config["tool"]["pytest"]["ini_options"]["markers"])
 
 
 def test_the_score_leaves_equivalent_mutants_out():
-    result = mutation.ModuleResult("tabular", Counter({"killed": 7, "timeout": 1, "survived": 2}),
-                                   survivors=["a"], equivalent=["b"])
+    result = mutation.ModuleResult(
+        "tabular", Counter({"killed": 7, "timeout": 1, "survived": 2}), survivors=["a"], equivalent=["b"]
+    )
     assert (result.total, result.killed) == (10, 8)
     assert result.score == pytest.approx(8 / 9)
     assert mutation.ModuleResult("empty").score == 1.0

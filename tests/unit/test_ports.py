@@ -17,25 +17,34 @@ from med_classifier.domain.ports import CounterStore, JobStore, Launcher, ModelR
 from tests.helpers.fakes import MemoryCounter, MemoryJobs, MemoryStore, RecordingLauncher
 
 IMPLEMENTATIONS = [
-    (ModelReader, ModelStore), (ModelReader, MemoryStore),
-    (CounterStore, UploadCounter), (CounterStore, MemoryCounter),
-    (JobStore, JobsTable), (JobStore, MemoryJobs),
-    (Launcher, SageMakerLauncher), (Launcher, BatchLauncher), (Launcher, RecordingLauncher),
+    (ModelReader, ModelStore),
+    (ModelReader, MemoryStore),
+    (CounterStore, UploadCounter),
+    (CounterStore, MemoryCounter),
+    (JobStore, JobsTable),
+    (JobStore, MemoryJobs),
+    (Launcher, SageMakerLauncher),
+    (Launcher, BatchLauncher),
+    (Launcher, RecordingLauncher),
     (UploadSigner, S3UploadSigner),
 ]
 
 
 def protocol_methods(protocol) -> dict[str, inspect.Signature]:
-    return {name: inspect.signature(member) for name, member in vars(protocol).items()
-            if callable(member) and not name.startswith("_")}
+    return {
+        name: inspect.signature(member)
+        for name, member in vars(protocol).items()
+        if callable(member) and not name.startswith("_")
+    }
 
 
 def parameters(signature: inspect.Signature) -> list[tuple]:
     return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
 
 
-@pytest.mark.parametrize("protocol, implementation", IMPLEMENTATIONS,
-                         ids=[f"{p.__name__}-{i.__name__}" for p, i in IMPLEMENTATIONS])
+@pytest.mark.parametrize(
+    "protocol, implementation", IMPLEMENTATIONS, ids=[f"{p.__name__}-{i.__name__}" for p, i in IMPLEMENTATIONS]
+)
 def test_each_adapter_and_fake_implements_its_protocol_with_the_same_signatures(protocol, implementation):
     methods = protocol_methods(protocol)
     assert methods, f"{protocol.__name__} declares no methods"

@@ -32,6 +32,7 @@ def _jpeg(png: bytes) -> bytes:
 
 # --- hyperparameters ----------------------------------------------------------------------
 
+
 def test_defaults_and_the_models_own_gate():
     settings = retrain.parse_hyperparameters(BASE)
     assert settings == retrain.JobSettings(model="chest-ct", models_bucket="models", gate=chest_ct.DEFAULT_GATE)
@@ -40,28 +41,48 @@ def test_defaults_and_the_models_own_gate():
 
 
 def test_string_values_are_parsed():
-    settings = retrain.parse_hyperparameters({**BASE, "job_id": "chest-ct-1", "jobs_table": "jobs", "smoke": "True",
-                                              "seed": "7", "epochs": "3", "batch_size": "8", "quantize": "false",
-                                              "max_regression": "0.02"})
-    assert (settings.job_id, settings.jobs_table, settings.smoke, settings.seed, settings.epochs,
-            settings.batch_size, settings.quantize, settings.max_regression) == (
-        "chest-ct-1", "jobs", True, 7, 3, 8, False, 0.02)
+    settings = retrain.parse_hyperparameters(
+        {
+            **BASE,
+            "job_id": "chest-ct-1",
+            "jobs_table": "jobs",
+            "smoke": "True",
+            "seed": "7",
+            "epochs": "3",
+            "batch_size": "8",
+            "quantize": "false",
+            "max_regression": "0.02",
+        }
+    )
+    assert (
+        settings.job_id,
+        settings.jobs_table,
+        settings.smoke,
+        settings.seed,
+        settings.epochs,
+        settings.batch_size,
+        settings.quantize,
+        settings.max_regression,
+    ) == ("chest-ct-1", "jobs", True, 7, 3, 8, False, 0.02)
 
 
-@pytest.mark.parametrize("hyperparameters, message", [
-    ({"models_bucket": "models"}, "required: model"),
-    ({"model": "chest-ct"}, "required: models_bucket"),
-    ({**BASE, "epoch": "3"}, "unknown hyperparameter(s): epoch"),
-    ({**BASE, "smoke": "yes"}, "smoke='yes': expected true or false"),
-    ({**BASE, "epochs": "0"}, "epochs='0': expected a finite number >= 1"),
-    ({**BASE, "seed": "1.5"}, "seed='1.5': expected int"),
-    ({**BASE, "max_regression": "-0.1"}, "max_regression='-0.1'"),
-    ({**BASE, "max_regression": "nan"}, "max_regression='nan'"),
-    ({**BASE, "gate_min_test_accuracy": "high"}, "gate_min_test_accuracy='high': expected float"),
-    ({**BASE, "jobs_table": "jobs"}, "job_id is required with jobs_table"),
-    ({**BASE, "model": "lung-xray"}, "unknown model 'lung-xray'"),
-    ({**BASE, "model": "breast-cancer"}, "breast-cancer is a tabular model"),
-])
+@pytest.mark.parametrize(
+    "hyperparameters, message",
+    [
+        ({"models_bucket": "models"}, "required: model"),
+        ({"model": "chest-ct"}, "required: models_bucket"),
+        ({**BASE, "epoch": "3"}, "unknown hyperparameter(s): epoch"),
+        ({**BASE, "smoke": "yes"}, "smoke='yes': expected true or false"),
+        ({**BASE, "epochs": "0"}, "epochs='0': expected a finite number >= 1"),
+        ({**BASE, "seed": "1.5"}, "seed='1.5': expected int"),
+        ({**BASE, "max_regression": "-0.1"}, "max_regression='-0.1'"),
+        ({**BASE, "max_regression": "nan"}, "max_regression='nan'"),
+        ({**BASE, "gate_min_test_accuracy": "high"}, "gate_min_test_accuracy='high': expected float"),
+        ({**BASE, "jobs_table": "jobs"}, "job_id is required with jobs_table"),
+        ({**BASE, "model": "lung-xray"}, "unknown model 'lung-xray'"),
+        ({**BASE, "model": "breast-cancer"}, "breast-cancer is a tabular model"),
+    ],
+)
 def test_bad_hyperparameters_are_refused(hyperparameters, message):
     with pytest.raises(ValueError) as error:
         retrain.parse_hyperparameters(hyperparameters)
@@ -71,12 +92,17 @@ def test_bad_hyperparameters_are_refused(hyperparameters, message):
 def test_gate_hyperparameters_only_tighten(caplog):
     default = PromotionGate(minimums={"test_accuracy": 0.85, "test_recall_x": 0.85}, maximums={"ece": 0.1})
     with caplog.at_level(logging.WARNING, logger="training"):
-        gate = retrain.tightened_gate(default, {
-            "gate_min_test_accuracy": "0.9",     # stricter: kept
-            "gate_min_test_recall_x": "0.5",     # looser: ignored
-            "gate_max_ece": "0.2",               # looser: ignored
-            "gate_min_test_macro_f1": "0.3",     # not in the gate: added
-            "gate_max_latency_ms": "50", "model": "chest-ct"})
+        gate = retrain.tightened_gate(
+            default,
+            {
+                "gate_min_test_accuracy": "0.9",  # stricter: kept
+                "gate_min_test_recall_x": "0.5",  # looser: ignored
+                "gate_max_ece": "0.2",  # looser: ignored
+                "gate_min_test_macro_f1": "0.3",  # not in the gate: added
+                "gate_max_latency_ms": "50",
+                "model": "chest-ct",
+            },
+        )
     assert gate.minimums == {"test_accuracy": 0.9, "test_recall_x": 0.85, "test_macro_f1": 0.3}
     assert gate.maximums == {"ece": 0.1, "latency_ms": 50.0}
     assert "gate_min_test_recall_x=0.5" in caplog.text and "gate_max_ece=0.2" in caplog.text
@@ -86,8 +112,9 @@ def test_gate_hyperparameters_only_tighten(caplog):
 
 
 def test_parsed_gate_cannot_be_loosened_below_the_models_default():
-    settings = retrain.parse_hyperparameters({**BASE, "gate_min_test_accuracy": "0.1",
-                                              "gate_min_test_recall_adenocarcinoma": "0.95"})
+    settings = retrain.parse_hyperparameters(
+        {**BASE, "gate_min_test_accuracy": "0.1", "gate_min_test_recall_adenocarcinoma": "0.95"}
+    )
     assert settings.gate.minimums == {"test_accuracy": 0.85, "test_recall_adenocarcinoma": 0.95}
 
 
@@ -105,35 +132,44 @@ def test_the_command_line_takes_train_or_nothing_and_runs_the_job(argv, tmp_path
     for name in ("RETRAIN_CHANNELS", "RETRAIN_HYPERPARAMETERS"):
         monkeypatch.delenv(name, raising=False)
     assert retrain.main(argv) == 1
-    assert (tmp_path / "output" / "failure").read_text() == "ValueError: hyperparameter(s) required: model, models_bucket"
+    assert (
+        tmp_path / "output" / "failure"
+    ).read_text() == "ValueError: hyperparameter(s) required: model, models_bucket"
 
 
 # --- uploads --------------------------------------------------------------------------------
+
 
 def test_uploads_with_unknown_labels_or_unreadable_files_are_skipped_and_counted(tmp_path, caplog):
     channel = tmp_path / "uploads"
     normal, adeno = chest_ct_data.example_image("normal"), chest_ct_data.example_image("adenocarcinoma")
     files = {
-        "normal/b.png": normal, "normal/a.JPEG": _jpeg(normal), "adenocarcinoma/c.jpg": _jpeg(adeno),
-        "squamous/d.png": adeno,                  # a label the model does not have
-        "normal/e.gif": normal,                   # not an accepted suffix
-        "normal/f.png": normal[:80],              # truncated
+        "normal/b.png": normal,
+        "normal/a.JPEG": _jpeg(normal),
+        "adenocarcinoma/c.jpg": _jpeg(adeno),
+        "squamous/d.png": adeno,  # a label the model does not have
+        "normal/e.gif": normal,  # not an accepted suffix
+        "normal/f.png": normal[:80],  # truncated
         "adenocarcinoma/g.png": b"%PDF-1.7 not an image",
-        "top.png": normal,                        # no label folder
-        "normal/nested/h.png": normal,            # not <label>/<file>
+        "top.png": normal,  # no label folder
+        "normal/nested/h.png": normal,  # not <label>/<file>
     }
     for relative, data in files.items():
         (channel / relative).parent.mkdir(parents=True, exist_ok=True)
         (channel / relative).write_bytes(data)
     with caplog.at_level(logging.WARNING, logger="training"):
         uploads = retrain.collect_uploads(channel, chest_ct_data.CLASSES, chest_ct.image_input())
-    assert uploads.images == ((channel / "adenocarcinoma/c.jpg", "adenocarcinoma"),
-                              (channel / "normal/a.JPEG", "normal"), (channel / "normal/b.png", "normal"))
+    assert uploads.images == (
+        (channel / "adenocarcinoma/c.jpg", "adenocarcinoma"),
+        (channel / "normal/a.JPEG", "normal"),
+        (channel / "normal/b.png", "normal"),
+    )
     assert uploads.skipped == 6
     for name in ("squamous/d.png", "normal/e.gif", "normal/f.png", "adenocarcinoma/g.png", "top.png", "h.png"):
         assert name in caplog.text
-    assert retrain.collect_uploads(tmp_path / "absent", chest_ct_data.CLASSES, chest_ct.image_input()) == \
-        retrain.Uploads((), 0)
+    assert retrain.collect_uploads(
+        tmp_path / "absent", chest_ct_data.CLASSES, chest_ct.image_input()
+    ) == retrain.Uploads((), 0)
 
 
 def test_uploads_join_the_training_split_only_and_change_the_data_hash(tmp_path):
@@ -163,21 +199,27 @@ def test_uploads_join_the_training_split_only_and_change_the_data_hash(tmp_path)
 
 # --- Batch mode -----------------------------------------------------------------------------
 
+
 def test_batch_mode_stages_hyperparameters_and_channels_from_s3(tmp_path):
     paths = JobPaths(tmp_path / "ml")
     hyperparameters = {**BASE, "job_id": "chest-ct-1", "smoke": "true"}
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="uploads")
-        s3.put_object(Bucket="uploads", Key="uploads/chest-ct/normal/a.png",
-                      Body=chest_ct_data.example_image("normal"))
-        s3.put_object(Bucket="uploads", Key="uploads/chest-ct/emphysema/b.png",
-                      Body=chest_ct_data.example_image("normal"))
+        s3.put_object(Bucket="uploads", Key="uploads/chest-ct/normal/a.png", Body=chest_ct_data.example_image("normal"))
+        s3.put_object(
+            Bucket="uploads", Key="uploads/chest-ct/emphysema/b.png", Body=chest_ct_data.example_image("normal")
+        )
         s3.put_object(Bucket="uploads", Key="uploads/skin-lesion/mel/c.png", Body=b"another model's")
         assert stage_from_environment(paths, s3, environ={}) is None  # SageMaker has staged already
-        staged = stage_from_environment(paths, s3, environ={
-            "RETRAIN_HYPERPARAMETERS": json.dumps(hyperparameters),
-            "RETRAIN_CHANNELS": json.dumps({"uploads": "s3://uploads/uploads/chest-ct/"})})
+        staged = stage_from_environment(
+            paths,
+            s3,
+            environ={
+                "RETRAIN_HYPERPARAMETERS": json.dumps(hyperparameters),
+                "RETRAIN_CHANNELS": json.dumps({"uploads": "s3://uploads/uploads/chest-ct/"}),
+            },
+        )
     assert staged == {"uploads": 2}
     settings = retrain.parse_hyperparameters(paths.read_hyperparameters())
     assert settings.job_id == "chest-ct-1" and settings.smoke is True
@@ -187,15 +229,21 @@ def test_batch_mode_stages_hyperparameters_and_channels_from_s3(tmp_path):
 
 # --- the image ---------------------------------------------------------------------------------
 
+
 def test_the_image_runs_the_launchers_entry_point_with_locked_packages():
     from med_classifier.adapters.launchers import IMAGE_COMMAND, IMAGE_ENTRY_POINT
     from training.tracking import REPO_ROOT
 
     dockerfile = (REPO_ROOT / "training" / "Dockerfile").read_text()
-    assert f"ENTRYPOINT {json.dumps(IMAGE_ENTRY_POINT)}" in dockerfile and f"CMD {json.dumps(IMAGE_COMMAND)}" in dockerfile
+    assert (
+        f"ENTRYPOINT {json.dumps(IMAGE_ENTRY_POINT)}" in dockerfile and f"CMD {json.dumps(IMAGE_COMMAND)}" in dockerfile
+    )
     locked = {line.split("==")[0].lower() for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()}
-    wanted = [line for line in (REPO_ROOT / "training" / "requirements-job.txt").read_text().splitlines()
-              if line and not line.startswith("#")]
+    wanted = [
+        line
+        for line in (REPO_ROOT / "training" / "requirements-job.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert wanted and all(name.lower() in locked for name in wanted)
 
 

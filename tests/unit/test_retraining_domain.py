@@ -6,36 +6,56 @@ import re
 
 import pytest
 
-from med_classifier.api.schemas import RetrainRequest
-from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, new_job_id
 from med_classifier.adapters.launchers import BatchLauncher, SageMakerLauncher
-from med_classifier.domain.jobs import JobRequest
+from med_classifier.api.schemas import RetrainRequest
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, JobRequest, new_job_id
 from med_classifier.domain.retraining import state_change_from_event
 from med_classifier.domain.uploads import parse_upload_key, uploads_in_notification
 from med_classifier.settings import UploadCounterSettings
 
-ENV = {"UPLOAD_COUNTS_TABLE": "counts-t", "UPLOADS_BUCKET": "uploads-b", "MODELS_BUCKET": "models-b", "JOBS_TABLE": "jobs-t",
-       "TRAINING_IMAGE_URI": "123.dkr.ecr.us-east-1.amazonaws.com/train:1",
-       "TRAINING_ROLE_ARN": "arn:aws:iam::123:role/train", "TRAINING_OUTPUT_URI": "s3://models-b/training-output/",
-       "BATCH_JOB_QUEUE": "queue", "BATCH_JOB_DEFINITION": "jobdef", "RETRAIN_HYPERPARAMETERS": '{"smoke": "true"}'}
+ENV = {
+    "UPLOAD_COUNTS_TABLE": "counts-t",
+    "UPLOADS_BUCKET": "uploads-b",
+    "MODELS_BUCKET": "models-b",
+    "JOBS_TABLE": "jobs-t",
+    "TRAINING_IMAGE_URI": "123.dkr.ecr.us-east-1.amazonaws.com/train:1",
+    "TRAINING_ROLE_ARN": "arn:aws:iam::123:role/train",
+    "TRAINING_OUTPUT_URI": "s3://models-b/training-output/",
+    "BATCH_JOB_QUEUE": "queue",
+    "BATCH_JOB_DEFINITION": "jobdef",
+    "RETRAIN_HYPERPARAMETERS": '{"smoke": "true"}',
+}
 
 
 def notification(*keys, event="ObjectCreated:Post"):
-    return json.dumps({"Records": [{"eventName": event, "s3": {"bucket": {"name": "uploads-b"},
-                                                                "object": {"key": key, "size": 10}}} for key in keys]})
+    return json.dumps(
+        {
+            "Records": [
+                {"eventName": event, "s3": {"bucket": {"name": "uploads-b"}, "object": {"key": key, "size": 10}}}
+                for key in keys
+            ]
+        }
+    )
 
 
 def test_upload_keys_are_parsed_and_anything_else_is_not_an_upload():
     upload = parse_upload_key("b", "uploads/skin-lesion/mel/abc.jpg", 5)
     assert (upload.model, upload.label, upload.size) == ("skin-lesion", "mel", 5)
-    for key in ("uploads/skin-lesion/mel.jpg", "uploads/skin-lesion/mel/x.gif", "models/skin-lesion/mel/x.png",
-                "uploads/Bad Model/mel/x.png", "uploads/skin-lesion//x.png", "uploads/skin-lesion/mel/a/x.png"):
+    for key in (
+        "uploads/skin-lesion/mel.jpg",
+        "uploads/skin-lesion/mel/x.gif",
+        "models/skin-lesion/mel/x.png",
+        "uploads/Bad Model/mel/x.png",
+        "uploads/skin-lesion//x.png",
+        "uploads/skin-lesion/mel/a/x.png",
+    ):
         assert parse_upload_key("b", key) is None, key
 
 
 def test_notifications_decode_url_encoded_keys_and_skip_test_events_and_deletes():
-    found = uploads_in_notification(notification("uploads%2Fchest-ct%2Fnormal%2Fa.png", "uploads/chest-ct/normal/b+c.png",
-                                                 "other/x.png"))
+    found = uploads_in_notification(
+        notification("uploads%2Fchest-ct%2Fnormal%2Fa.png", "uploads/chest-ct/normal/b+c.png", "other/x.png")
+    )
     assert [u.key for u in found] == ["uploads/chest-ct/normal/a.png", "uploads/chest-ct/normal/b c.png"]
     assert uploads_in_notification(json.dumps({"Event": "s3:TestEvent", "Bucket": "uploads-b"})) == []
     assert uploads_in_notification(notification("uploads/chest-ct/normal/a.png", event="ObjectRemoved:Delete")) == []
@@ -47,23 +67,30 @@ def test_a_message_that_is_no_s3_notification_is_an_error_not_silence(body):
         uploads_in_notification(body)
 
 
-@pytest.mark.parametrize("source, detail, state", [
-    ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "InProgress"}, IN_PROGRESS),
-    ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopping"}, IN_PROGRESS),
-    ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Completed"}, COMPLETED),
-    ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Failed", "FailureReason": "OOM"}, FAILED),
-    ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopped"}, STOPPED),
-    ("aws.batch", {"jobName": "j", "status": "RUNNABLE"}, PENDING),
-    ("aws.batch", {"jobName": "j", "status": "RUNNING"}, IN_PROGRESS),
-    ("aws.batch", {"jobName": "j", "status": "SUCCEEDED"}, COMPLETED),
-    ("aws.batch", {"jobName": "j", "status": "FAILED", "statusReason": "Essential container exited"}, FAILED),
-])
+@pytest.mark.parametrize(
+    "source, detail, state",
+    [
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "InProgress"}, IN_PROGRESS),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopping"}, IN_PROGRESS),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Completed"}, COMPLETED),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Failed", "FailureReason": "OOM"}, FAILED),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopped"}, STOPPED),
+        ("aws.batch", {"jobName": "j", "status": "RUNNABLE"}, PENDING),
+        ("aws.batch", {"jobName": "j", "status": "RUNNING"}, IN_PROGRESS),
+        ("aws.batch", {"jobName": "j", "status": "SUCCEEDED"}, COMPLETED),
+        ("aws.batch", {"jobName": "j", "status": "FAILED", "statusReason": "Essential container exited"}, FAILED),
+    ],
+)
 def test_service_states_map_to_job_states(source, detail, state):
     change = state_change_from_event(source, detail)
-    assert (change.job_id, change.state, change.service_status) == ("j", state, detail.get("TrainingJobStatus",
-                                                                                            detail.get("status")))
-    assert change.failure_reason == (detail.get("FailureReason") or detail.get("statusReason")
-                                     if state == FAILED else None)
+    assert (change.job_id, change.state, change.service_status) == (
+        "j",
+        state,
+        detail.get("TrainingJobStatus", detail.get("status")),
+    )
+    assert change.failure_reason == (
+        detail.get("FailureReason") or detail.get("statusReason") if state == FAILED else None
+    )
 
 
 def test_unknown_statuses_and_sources_are_not_tracked():
@@ -82,19 +109,33 @@ def test_sagemaker_request_has_image_role_channels_output_and_string_hyperparame
     settings = UploadCounterSettings.from_environ({**ENV, "ORIGINAL_DATA_PREFIX": "datasets/"}).launch()
     request = SageMakerLauncher(settings).request(JobRequest("job-1", "skin-lesion", {"gate_min_test_macro_f1": "0.6"}))
     assert request["TrainingJobName"] == "job-1"
-    assert request["AlgorithmSpecification"] == {"TrainingImage": ENV["TRAINING_IMAGE_URI"], "TrainingInputMode": "File"}
+    assert request["AlgorithmSpecification"] == {
+        "TrainingImage": ENV["TRAINING_IMAGE_URI"],
+        "TrainingInputMode": "File",
+    }
     assert request["RoleArn"] == ENV["TRAINING_ROLE_ARN"]
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
-    assert channels == {"uploads": "s3://uploads-b/uploads/skin-lesion/", "original": "s3://uploads-b/datasets/skin-lesion/"}
+    assert channels == {
+        "uploads": "s3://uploads-b/uploads/skin-lesion/",
+        "original": "s3://uploads-b/datasets/skin-lesion/",
+    }
     assert request["OutputDataConfig"] == {"S3OutputPath": "s3://models-b/training-output/"}
-    assert request["HyperParameters"] == {"smoke": "true", "gate_min_test_macro_f1": "0.6", "model": "skin-lesion",
-                                          "job_id": "job-1", "models_bucket": "models-b", "jobs_table": "jobs-t"}
+    assert request["HyperParameters"] == {
+        "smoke": "true",
+        "gate_min_test_macro_f1": "0.6",
+        "model": "skin-lesion",
+        "job_id": "job-1",
+        "models_bucket": "models-b",
+        "jobs_table": "jobs-t",
+    }
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
     assert "Environment" not in request  # no tracking server: the run stays with the job's artefacts
 
 
 def test_a_tracking_server_reaches_both_backends_jobs_as_mlflow_tracking_uri():
-    settings = UploadCounterSettings.from_environ({**ENV, "RETRAIN_MLFLOW_TRACKING_URI": "https://mlflow.example"}).launch()
+    settings = UploadCounterSettings.from_environ(
+        {**ENV, "RETRAIN_MLFLOW_TRACKING_URI": "https://mlflow.example"}
+    ).launch()
     sagemaker = SageMakerLauncher(settings).request(JobRequest("job-4", "chest-ct"))
     assert sagemaker["Environment"] == {"MLFLOW_TRACKING_URI": "https://mlflow.example"}
     batch = BatchLauncher(settings).request(JobRequest("job-4", "chest-ct"))
@@ -131,29 +172,44 @@ def test_retrain_request_turns_gate_overrides_into_hyperparameters():
         RetrainRequest.model_validate({"gate": {"min": {"Bad-Name": 1}}})
 
 
-@pytest.mark.parametrize("source, detail", [
-    ("aws.sagemaker", {"TrainingJobStatus": "Completed"}), ("aws.sagemaker", {"TrainingJobName": "", "TrainingJobStatus": "Completed"}),
-    ("aws.batch", {"status": "SUCCEEDED"}), ("aws.batch", {"jobName": "j"}), ("aws.sagemaker", {"TrainingJobName": "j"}),
-])
+@pytest.mark.parametrize(
+    "source, detail",
+    [
+        ("aws.sagemaker", {"TrainingJobStatus": "Completed"}),
+        ("aws.sagemaker", {"TrainingJobName": "", "TrainingJobStatus": "Completed"}),
+        ("aws.batch", {"status": "SUCCEEDED"}),
+        ("aws.batch", {"jobName": "j"}),
+        ("aws.sagemaker", {"TrainingJobName": "j"}),
+    ],
+)
 def test_events_naming_no_job_or_no_status_are_not_tracked(source, detail):
     assert state_change_from_event(source, detail) is None
 
 
 def test_a_batch_failure_without_a_status_reason_takes_the_containers():
-    change = state_change_from_event("aws.batch", {"jobName": "j", "status": "FAILED",
-                                                   "container": {"reason": "OutOfMemoryError: Container killed"}})
+    change = state_change_from_event(
+        "aws.batch", {"jobName": "j", "status": "FAILED", "container": {"reason": "OutOfMemoryError: Container killed"}}
+    )
     assert change.failure_reason == "OutOfMemoryError: Container killed"
     assert state_change_from_event("aws.batch", {"jobName": "j", "status": "FAILED"}).failure_reason is None
 
 
 def test_a_batch_success_carries_no_failure_reason():
-    change = state_change_from_event("aws.batch", {"jobName": "j", "status": "SUCCEEDED",
-                                                   "statusReason": "Essential container in task exited",
-                                                   "container": {"reason": "exit 0"}})
+    change = state_change_from_event(
+        "aws.batch",
+        {
+            "jobName": "j",
+            "status": "SUCCEEDED",
+            "statusReason": "Essential container in task exited",
+            "container": {"reason": "exit 0"},
+        },
+    )
     assert (change.state, change.failure_reason) == (COMPLETED, None)
 
 
 def test_a_stopped_sagemaker_job_keeps_the_reason_it_was_stopped():
-    change = state_change_from_event("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopped",
-                                                       "FailureReason": "MaxRuntimeInSeconds exceeded"})
+    change = state_change_from_event(
+        "aws.sagemaker",
+        {"TrainingJobName": "j", "TrainingJobStatus": "Stopped", "FailureReason": "MaxRuntimeInSeconds exceeded"},
+    )
     assert (change.state, change.failure_reason) == (STOPPED, "MaxRuntimeInSeconds exceeded")

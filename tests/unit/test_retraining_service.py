@@ -4,12 +4,11 @@ it cannot start, and what a state change does. The DynamoDB adapters are tested 
 moto in tests/integration/test_retraining_loop.py."""
 
 import logging
-from dataclasses import replace
 
 import pytest
 
 from med_classifier.domain.errors import Conflict
-from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, STATES, TERMINAL_STATES
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES
 from med_classifier.domain.retraining import MANUAL_TRIGGER, UPLOADS_TRIGGER, JobStateChange, Retraining
 from med_classifier.domain.uploads import CounterState, UploadedObject
 from tests.helpers.fakes import MemoryCounter, MemoryJobs, RecordingLauncher
@@ -29,8 +28,13 @@ def test_a_job_starts_when_pending_uploads_reach_the_threshold_not_before():
     outcome = retraining.record_upload(upload(2))
     assert outcome.counted and outcome.upload == upload(2)
     job = outcome.started
-    assert (job.model, job.trigger, job.backend, job.uploads, job.state) == ("chest-ct", UPLOADS_TRIGGER,
-                                                                              "sagemaker", 3, PENDING)
+    assert (job.model, job.trigger, job.backend, job.uploads, job.state) == (
+        "chest-ct",
+        UPLOADS_TRIGGER,
+        "sagemaker",
+        3,
+        PENDING,
+    )
     (request,) = retraining.launcher.started
     assert (request.job_id, request.model, request.hyperparameters) == (job.job_id, "chest-ct", {})
     stored = retraining.jobs.get(job.job_id)
@@ -58,13 +62,16 @@ def test_a_job_that_cannot_start_is_failed_and_gives_its_uploads_back(caplog):
     error = RuntimeError("ResourceLimitExceeded: 0 instances")
     retraining = service(threshold=2, launcher=RecordingLauncher(error=error))
     retraining.record_upload(upload(1))
-    with caplog.at_level(logging.ERROR, logger="med_classifier.domain.retraining"), \
-            pytest.raises(RuntimeError, match="^ResourceLimitExceeded: 0 instances$"):
+    with (
+        caplog.at_level(logging.ERROR, logger="med_classifier.domain.retraining"),
+        pytest.raises(RuntimeError, match="^ResourceLimitExceeded: 0 instances$"),
+    ):
         retraining.record_upload(upload(2))
     (job,) = retraining.jobs.records.values()
     assert (job.state, job.failure_reason) == (FAILED, "could not start the job: ResourceLimitExceeded: 0 instances")
-    assert retraining.counter.state("chest-ct") == CounterState("chest-ct", total=2, pending=2, active_job=None,
-                                                                last_job=job.job_id)
+    assert retraining.counter.state("chest-ct") == CounterState(
+        "chest-ct", total=2, pending=2, active_job=None, last_job=job.job_id
+    )
     assert f"could not start {job.job_id}" in caplog.messages
 
 
@@ -80,8 +87,10 @@ def test_a_manual_job_while_one_runs_is_a_conflict_naming_it():
     running = retraining.start_manual("chest-ct")
     with pytest.raises(Conflict) as info:
         retraining.start_manual("chest-ct")
-    assert info.value.message == (f"A retraining job for 'chest-ct' is already running: {running.job_id}. "
-                                  f"GET /models/chest-ct/retrain/{running.job_id} shows it.")
+    assert info.value.message == (
+        f"A retraining job for 'chest-ct' is already running: {running.job_id}. "
+        f"GET /models/chest-ct/retrain/{running.job_id} shows it."
+    )
     assert info.value.details == [{"active_job": running.job_id}]
     assert len(retraining.launcher.started) == 1
 

@@ -45,7 +45,9 @@ def test_every_function_in_the_template_has_a_settings_model():
 
 
 def test_globals_hold_only_what_every_function_reads():
-    assert set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]) == {"AWS_ENDPOINT_URL"} | POWERTOOLS_VARIABLES
+    assert (
+        set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]) == {"AWS_ENDPOINT_URL"} | POWERTOOLS_VARIABLES
+    )
 
 
 def test_threshold_defaults_and_empty_variables_count_as_unset():
@@ -58,11 +60,15 @@ def test_per_model_thresholds_are_numbers_by_model():
     assert thresholds({"RETRAIN_THRESHOLD": "1", "RETRAIN_THRESHOLDS": '{"chest-ct": 1}'}) == (1, {"chest-ct": 1})
 
 
-@pytest.mark.parametrize("environ, field", [
-    ({"RETRAIN_THRESHOLD": "0"}, "RETRAIN_THRESHOLD"), ({"RETRAIN_THRESHOLD": "-3"}, "RETRAIN_THRESHOLD"),
-    ({"RETRAIN_THRESHOLDS": '{"chest-ct": 0}'}, "RETRAIN_THRESHOLDS"),
-    ({"RETRAIN_THRESHOLDS": '{"chest-ct": 4, "skin-lesion": -1}'}, "RETRAIN_THRESHOLDS"),
-])
+@pytest.mark.parametrize(
+    "environ, field",
+    [
+        ({"RETRAIN_THRESHOLD": "0"}, "RETRAIN_THRESHOLD"),
+        ({"RETRAIN_THRESHOLD": "-3"}, "RETRAIN_THRESHOLD"),
+        ({"RETRAIN_THRESHOLDS": '{"chest-ct": 0}'}, "RETRAIN_THRESHOLDS"),
+        ({"RETRAIN_THRESHOLDS": '{"chest-ct": 4, "skin-lesion": -1}'}, "RETRAIN_THRESHOLDS"),
+    ],
+)
 def test_thresholds_below_one_are_refused(environ, field):
     with pytest.raises(ValidationError) as info:
         thresholds(environ)
@@ -74,7 +80,8 @@ def test_an_unknown_backend_is_refused_naming_the_choices():
     with pytest.raises(ValidationError) as info:
         UploadCounterSettings.from_environ({**RETRAINING, "RETRAIN_BACKEND": "emr"})
     assert info.value.errors()[0]["msg"] == (
-        "Value error, RETRAIN_BACKEND must be one of ('sagemaker', 'batch'), not 'emr'")
+        "Value error, RETRAIN_BACKEND must be one of ('sagemaker', 'batch'), not 'emr'"
+    )
 
 
 def test_the_backend_name_is_case_and_space_insensitive():
@@ -96,24 +103,35 @@ def test_serving_defaults():
     settings = ImagePredictSettings.from_environ({"MODELS_BUCKET": "m"})
     assert (settings.pointer_refresh_seconds, settings.endpoint_url) == (60.0, None)
     assert (settings.image_limits.max_bytes, settings.image_limits.max_images, settings.max_image_pixels) == (
-        4 * 1024 * 1024, 16, 40_000_000)
+        4 * 1024 * 1024,
+        16,
+        40_000_000,
+    )
 
 
 def test_limits_come_from_their_variables():
-    settings = ImagePredictSettings.from_environ({"MODELS_BUCKET": "m", "MAX_IMAGE_BYTES": "10",
-                                                  "MAX_IMAGES_PER_REQUEST": "2", "MAX_IMAGE_PIXELS": "99",
-                                                  "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    settings = ImagePredictSettings.from_environ(
+        {
+            "MODELS_BUCKET": "m",
+            "MAX_IMAGE_BYTES": "10",
+            "MAX_IMAGES_PER_REQUEST": "2",
+            "MAX_IMAGE_PIXELS": "99",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+        }
+    )
     assert (settings.image_limits.max_bytes, settings.image_limits.max_images, settings.max_image_pixels) == (10, 2, 99)
     assert settings.endpoint_url == "http://127.0.0.1:5000"
-    uploads = RetrainingApiSettings.from_environ({**RETRAINING, "MAX_UPLOAD_BYTES": "7",
-                                                  "UPLOAD_URL_EXPIRES_SECONDS": "60"}).upload_limits
+    uploads = RetrainingApiSettings.from_environ(
+        {**RETRAINING, "MAX_UPLOAD_BYTES": "7", "UPLOAD_URL_EXPIRES_SECONDS": "60"}
+    ).upload_limits
     assert (uploads.max_bytes, uploads.expires_in) == (7, 60)
 
 
 def test_the_predict_function_shows_retraining_only_with_both_tables():
     assert not PredictSettings.from_environ({"MODELS_BUCKET": "m", "UPLOAD_COUNTS_TABLE": "c"}).shows_retraining
-    assert PredictSettings.from_environ({"MODELS_BUCKET": "m", "UPLOAD_COUNTS_TABLE": "c",
-                                         "JOBS_TABLE": "j"}).shows_retraining
+    assert PredictSettings.from_environ(
+        {"MODELS_BUCKET": "m", "UPLOAD_COUNTS_TABLE": "c", "JOBS_TABLE": "j"}
+    ).shows_retraining
 
 
 def test_an_empty_endpoint_in_the_process_environment_is_removed(monkeypatch):

@@ -12,24 +12,28 @@ SPEC = TabularInput(feature_names=["radius", "texture", "smoothness"], input_nam
 
 def test_list_and_object_rows_give_the_same_matrix():
     by_position = rows_to_matrix([[1, 2.5, 3], [4, 5, 6]], SPEC, max_rows=10)
-    by_name = rows_to_matrix([{"texture": 2.5, "radius": 1, "smoothness": 3}, {"radius": 4, "texture": 5,
-                                                                                "smoothness": 6}], SPEC, 10)
+    by_name = rows_to_matrix(
+        [{"texture": 2.5, "radius": 1, "smoothness": 3}, {"radius": 4, "texture": 5, "smoothness": 6}], SPEC, 10
+    )
     assert by_position.dtype == np.float32 and by_position.shape == (2, 3)
     np.testing.assert_array_equal(by_position, by_name)
 
 
-@pytest.mark.parametrize("rows, expected", [
-    ([[1, 2]], "row 0: expected 3 features, got 2"),
-    ([[1, 2, 3], [1, 2, 3, 4]], "row 1: expected 3 features, got 4"),
-    ([[1, "2", 3]], "row 0, feature 1 (texture): expected a number, got str '2'"),
-    ([[1, None, 3]], "row 0, feature 1 (texture): expected a number, got NoneType"),
-    ([[True, 2, 3]], "row 0, feature 0 (radius): expected a number, got bool"),
-    ([[1, math.nan, 3]], "row 0, feature 1 (texture): expected a finite number, got nan"),
-    ([[1, 2, math.inf]], "row 0, feature 2 (smoothness): expected a finite number, got inf"),
-    ([{"radius": 1, "texture": 2}], "row 0: missing 1 feature(s): smoothness"),
-    ([{"radius": 1, "texture": 2, "smoothness": 3, "colour": 4}], "row 0: unknown key(s): colour"),
-    ([5], "row 0: expected a list of 3 numbers or an object keyed by feature name, got int"),
-])
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        ([[1, 2]], "row 0: expected 3 features, got 2"),
+        ([[1, 2, 3], [1, 2, 3, 4]], "row 1: expected 3 features, got 4"),
+        ([[1, "2", 3]], "row 0, feature 1 (texture): expected a number, got str '2'"),
+        ([[1, None, 3]], "row 0, feature 1 (texture): expected a number, got NoneType"),
+        ([[True, 2, 3]], "row 0, feature 0 (radius): expected a number, got bool"),
+        ([[1, math.nan, 3]], "row 0, feature 1 (texture): expected a finite number, got nan"),
+        ([[1, 2, math.inf]], "row 0, feature 2 (smoothness): expected a finite number, got inf"),
+        ([{"radius": 1, "texture": 2}], "row 0: missing 1 feature(s): smoothness"),
+        ([{"radius": 1, "texture": 2, "smoothness": 3, "colour": 4}], "row 0: unknown key(s): colour"),
+        ([5], "row 0: expected a list of 3 numbers or an object keyed by feature name, got int"),
+    ],
+)
 def test_bad_rows_name_the_row_and_feature(rows, expected):
     with pytest.raises(InvalidInput) as info:
         rows_to_matrix(rows, SPEC, max_rows=10)
@@ -93,8 +97,10 @@ def test_one_problem_is_the_message_and_the_only_detail():
 def test_the_count_of_further_problems_is_exact():
     message, details = messages([[1, "a", "b"]])
     assert message == "Invalid input: row 0, feature 1 (texture): expected a number, got str 'a' (and 1 more)"
-    assert details == ["row 0, feature 1 (texture): expected a number, got str 'a'",
-                       "row 0, feature 2 (smoothness): expected a number, got str 'b'"]
+    assert details == [
+        "row 0, feature 1 (texture): expected a number, got str 'a'",
+        "row 0, feature 2 (smoothness): expected a number, got str 'b'",
+    ]
 
 
 def test_at_most_ten_problems_are_reported_and_checking_stops_there():
@@ -135,8 +141,7 @@ def test_missing_features_list_five_then_an_ellipsis():
 def test_unknown_keys_list_five_and_combine_with_missing_ones():
     row = {"radius": 1, "texture": 2, **{f"x{i}": 0 for i in range(7)}}
     message, _ = messages([row])
-    assert message == ("Invalid input: row 0: missing 1 feature(s): smoothness; "
-                       "unknown key(s): x0, x1, x2, x3, x4")
+    assert message == ("Invalid input: row 0: missing 1 feature(s): smoothness; unknown key(s): x0, x1, x2, x3, x4")
 
 
 def test_a_bad_row_does_not_hide_the_next_rows_problems():

@@ -18,10 +18,10 @@ import pytest
 import samtranslator
 from cfnlint.api import ManualArgs, lint_file
 from samcli.yamlhelper import yaml_parse
-
-from scripts.local_runner.api import yaml_safe_loader_preserved
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
+
+from scripts.local_runner.api import yaml_safe_loader_preserved
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
@@ -190,8 +190,11 @@ RESOURCELESS_ACTIONS = {"ecr:GetAuthorizationToken"}
 
 def policy_statements(resource: dict) -> list[dict]:
     properties = resource["Properties"]
-    documents = [properties["PolicyDocument"]] if "PolicyDocument" in properties else [
-        p["PolicyDocument"] for p in properties.get("Policies", [])]
+    documents = (
+        [properties["PolicyDocument"]]
+        if "PolicyDocument" in properties
+        else [p["PolicyDocument"] for p in properties.get("Policies", [])]
+    )
     statements = [s for document in documents for s in as_list(document["Statement"])]
     # Conditional statements (Fn::If [condition, statement, AWS::NoValue]) count as their statement.
     return [s["Fn::If"][1] if "Fn::If" in s else s for s in statements]
@@ -222,16 +225,25 @@ def test_retrain_route_needs_an_api_key_and_the_others_do_not():
     events = FUNCTIONS["RetrainingApiFunction"]["Properties"]["Events"]
     assert events["StartRetrain"]["Properties"]["Auth"] == {"ApiKeyRequired": True}
     assert RESOURCES["MedClassifierApi"]["Properties"]["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
-    keyed = [(f, e) for f, fn in FUNCTIONS.items() for e, ev in fn["Properties"].get("Events", {}).items()
-             if ev["Properties"].get("Auth", {}).get("ApiKeyRequired")]
+    keyed = [
+        (f, e)
+        for f, fn in FUNCTIONS.items()
+        for e, ev in fn["Properties"].get("Events", {}).items()
+        if ev["Properties"].get("Auth", {}).get("ApiKeyRequired")
+    ]
     assert keyed == [("RetrainingApiFunction", "StartRetrain")]
 
 
 def test_the_web_page_is_served_at_the_root_by_the_predict_function_without_a_key():
-    pages = [(f, ev["Properties"]) for f, fn in FUNCTIONS.items() for ev in fn["Properties"].get("Events", {}).values()
-             if ev["Type"] == "Api" and ev["Properties"]["Path"] == "/"]
-    assert [(f, p["Method"], p["RestApiId"]) for f, p in pages] == [("PredictFunction", "GET",
-                                                                      {"Ref": "MedClassifierApi"})]
+    pages = [
+        (f, ev["Properties"])
+        for f, fn in FUNCTIONS.items()
+        for ev in fn["Properties"].get("Events", {}).values()
+        if ev["Type"] == "Api" and ev["Properties"]["Path"] == "/"
+    ]
+    assert [(f, p["Method"], p["RestApiId"]) for f, p in pages] == [
+        ("PredictFunction", "GET", {"Ref": "MedClassifierApi"})
+    ]
     assert "Auth" not in pages[0][1]
     code = REPO_ROOT / FUNCTIONS["PredictFunction"]["Properties"]["CodeUri"]
     assert (code / "static" / "index.html").is_file()  # shipped with the function's code

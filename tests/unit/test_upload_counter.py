@@ -26,25 +26,47 @@ def stubbed():
 
 
 def cancelled(stubber, *codes):
-    stubber.add_client_error("transact_write_items", service_error_code="TransactionCanceledException",
-                             http_status_code=400,
-                             modeled_fields={"CancellationReasons": [{"Code": code} for code in codes]})
+    stubber.add_client_error(
+        "transact_write_items",
+        service_error_code="TransactionCanceledException",
+        http_status_code=400,
+        modeled_fields={"CancellationReasons": [{"Code": code} for code in codes]},
+    )
 
 
 def test_counting_is_one_transaction_marking_the_object_and_adding_one(stubbed, monkeypatch):
     counter, stubber = stubbed
     monkeypatch.setattr(upload_counter.time, "time", lambda: 1_000_000.5)
     expires = 1_000_000 + 30 * 86400
-    stubber.add_response("transact_write_items", {}, {"TransactItems": [
-        {"Put": {"TableName": TABLE,
-                 "Item": {"pk": {"S": "upload#uploads/chest-ct/normal/a.png"}, "model": {"S": "chest-ct"},
-                          "label": {"S": "normal"}, "expires_at": {"N": str(expires)}},
-                 "ConditionExpression": "attribute_not_exists(pk)"}},
-        {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
-                    "UpdateExpression": "ADD #total :one, pending :one",
-                    "ExpressionAttributeNames": {"#total": "total"},
-                    "ExpressionAttributeValues": {":one": {"N": "1"}}}},
-    ]})
+    stubber.add_response(
+        "transact_write_items",
+        {},
+        {
+            "TransactItems": [
+                {
+                    "Put": {
+                        "TableName": TABLE,
+                        "Item": {
+                            "pk": {"S": "upload#uploads/chest-ct/normal/a.png"},
+                            "model": {"S": "chest-ct"},
+                            "label": {"S": "normal"},
+                            "expires_at": {"N": str(expires)},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": {"pk": {"S": "model#chest-ct"}},
+                        "UpdateExpression": "ADD #total :one, pending :one",
+                        "ExpressionAttributeNames": {"#total": "total"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+            ]
+        },
+    )
     assert counter.count(UPLOAD) is True
     assert SEEN_TTL_DAYS == 30  # longer than S3's and SQS's redelivery windows
 
@@ -55,8 +77,10 @@ def test_an_object_whose_marker_exists_was_counted_before(stubbed):
     assert counter.count(UPLOAD) is False
 
 
-@pytest.mark.parametrize("codes", [("ThrottlingError", "None"), ("None", "TransactionConflict"),
-                                   ("TransactionConflict", "ConditionalCheckFailed")])
+@pytest.mark.parametrize(
+    "codes",
+    [("ThrottlingError", "None"), ("None", "TransactionConflict"), ("TransactionConflict", "ConditionalCheckFailed")],
+)
 def test_a_transaction_cancelled_for_another_reason_is_not_counted_and_propagates(stubbed, codes):
     counter, stubber = stubbed
     cancelled(stubber, *codes)
@@ -76,36 +100,64 @@ def test_state_reads_consistently_and_defaults_to_zero(stubbed):
     counter, stubber = stubbed
     key = {"TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}}, "ConsistentRead": True}
     stubber.add_response("get_item", {}, key)
-    stubber.add_response("get_item", {"Item": {"pk": {"S": "model#chest-ct"}, "total": {"N": "12"},
-                                               "pending": {"N": "3"}, "active_job": {"S": "job-2"},
-                                               "last_job": {"S": "job-2"}}}, key)
+    stubber.add_response(
+        "get_item",
+        {
+            "Item": {
+                "pk": {"S": "model#chest-ct"},
+                "total": {"N": "12"},
+                "pending": {"N": "3"},
+                "active_job": {"S": "job-2"},
+                "last_job": {"S": "job-2"},
+            }
+        },
+        key,
+    )
     assert counter.state("chest-ct") == CounterState("chest-ct")
     assert counter.state("chest-ct") == CounterState("chest-ct", 12, 3, "job-2", "job-2")
 
 
 def test_public_state_names_its_fields():
     assert CounterState("m", 12, 3, "job-2", "job-1").public(5) == {
-        "total_uploads": 12, "uploads_since_last_job": 3, "threshold": 5, "active_job": "job-2", "last_job": "job-1"}
+        "total_uploads": 12,
+        "uploads_since_last_job": 3,
+        "threshold": 5,
+        "active_job": "job-2",
+        "last_job": "job-1",
+    }
 
 
 def test_a_claim_needs_no_active_job_and_enough_pending_and_records_the_job(stubbed):
     counter, stubber = stubbed
-    stubber.add_response("update_item", {"Attributes": {"pending": {"N": "7"}}}, {
-        "TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
-        "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
-        "ConditionExpression": "attribute_not_exists(active_job) AND pending >= :threshold",
-        "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}, ":threshold": {"N": "5"}},
-        "ReturnValues": "ALL_OLD"})
+    stubber.add_response(
+        "update_item",
+        {"Attributes": {"pending": {"N": "7"}}},
+        {
+            "TableName": TABLE,
+            "Key": {"pk": {"S": "model#chest-ct"}},
+            "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
+            "ConditionExpression": "attribute_not_exists(active_job) AND pending >= :threshold",
+            "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}, ":threshold": {"N": "5"}},
+            "ReturnValues": "ALL_OLD",
+        },
+    )
     assert counter.claim("chest-ct", "job-1", 5) == 7
 
 
 def test_a_manual_claim_needs_only_no_active_job(stubbed):
     counter, stubber = stubbed
-    stubber.add_response("update_item", {}, {
-        "TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
-        "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
-        "ConditionExpression": "attribute_not_exists(active_job)",
-        "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}}, "ReturnValues": "ALL_OLD"})
+    stubber.add_response(
+        "update_item",
+        {},
+        {
+            "TableName": TABLE,
+            "Key": {"pk": {"S": "model#chest-ct"}},
+            "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
+            "ConditionExpression": "attribute_not_exists(active_job)",
+            "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}},
+            "ReturnValues": "ALL_OLD",
+        },
+    )
     assert counter.claim("chest-ct", "job-1", None) == 0
 
 
@@ -120,10 +172,17 @@ def test_a_lost_claim_is_none_and_other_errors_propagate(stubbed):
 
 def test_release_only_ends_the_claim_of_the_job_holding_it(stubbed):
     counter, stubber = stubbed
-    stubber.add_response("update_item", {}, {
-        "TableName": TABLE, "Key": {"pk": {"S": "model#chest-ct"}},
-        "UpdateExpression": "REMOVE active_job ADD pending :restore", "ConditionExpression": "active_job = :job",
-        "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":restore": {"N": "4"}}})
+    stubber.add_response(
+        "update_item",
+        {},
+        {
+            "TableName": TABLE,
+            "Key": {"pk": {"S": "model#chest-ct"}},
+            "UpdateExpression": "REMOVE active_job ADD pending :restore",
+            "ConditionExpression": "active_job = :job",
+            "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":restore": {"N": "4"}},
+        },
+    )
     stubber.add_client_error("update_item", service_error_code="ConditionalCheckFailedException")
     stubber.add_client_error("update_item", service_error_code="InternalServerError")
     assert counter.release("chest-ct", "job-1", restore_pending=4) is True
@@ -134,66 +193,108 @@ def test_release_only_ends_the_claim_of_the_job_holding_it(stubbed):
 
 # --- upload keys and notifications ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["a.JPG", "a.Png", "a.jpg", "a.png", "a.b.PNG"])
 def test_upload_extensions_are_case_insensitive(name):
     upload = parse_upload_key("b", f"uploads/chest-ct/normal/{name}", 7)
     assert upload == UploadedObject("b", f"uploads/chest-ct/normal/{name}", "chest-ct", "normal", 7)
 
 
-@pytest.mark.parametrize("key", ["uploads/chest-ct/normal/a.jpeg", "uploads/chest-ct/normal/png", "uploads/chest-ct/normal/.png",
-                                 "uploads/chest-ct/normal/a.gif", "datasets/chest-ct/normal/a.png",
-                                 "uploadsx/chest-ct/normal/a.png", "uploads/chest-ct//a.png"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "uploads/chest-ct/normal/a.jpeg",
+        "uploads/chest-ct/normal/png",
+        "uploads/chest-ct/normal/.png",
+        "uploads/chest-ct/normal/a.gif",
+        "datasets/chest-ct/normal/a.png",
+        "uploadsx/chest-ct/normal/a.png",
+        "uploads/chest-ct//a.png",
+    ],
+)
 def test_keys_outside_the_uploads_layout_are_not_uploads(key):
     assert parse_upload_key("b", key) is None
 
 
 def test_notification_records_carry_bucket_key_and_size():
-    body = json.dumps({"Records": [
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"},
-                                                  "object": {"key": "uploads/chest-ct/normal/a.png", "size": 99}}},
-        {"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": "up"},
-                                                   "object": {"key": "uploads/chest-ct/normal/b.png"}}},
-        {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "up"},
-                                                     "object": {"key": "uploads/chest-ct/normal/c.png"}}},
-    ]})
+    body = json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": "up"}, "object": {"key": "uploads/chest-ct/normal/a.png", "size": 99}},
+                },
+                {
+                    "eventName": "ObjectCreated:Post",
+                    "s3": {"bucket": {"name": "up"}, "object": {"key": "uploads/chest-ct/normal/b.png"}},
+                },
+                {
+                    "eventName": "ObjectRemoved:Delete",
+                    "s3": {"bucket": {"name": "up"}, "object": {"key": "uploads/chest-ct/normal/c.png"}},
+                },
+            ]
+        }
+    )
     assert uploads_in_notification(body) == [
         UploadedObject("up", "uploads/chest-ct/normal/a.png", "chest-ct", "normal", 99),
-        UploadedObject("up", "uploads/chest-ct/normal/b.png", "chest-ct", "normal", 0)]
+        UploadedObject("up", "uploads/chest-ct/normal/b.png", "chest-ct", "normal", 0),
+    ]
 
 
-@pytest.mark.parametrize("body, message", [
-    ("not json", "message body is not JSON: Expecting value: line 1 column 1 (char 0)"),
-    ("[1, 2]", "message body is not an S3 event notification"),
-    ('{"hello": "world"}', "message body is not an S3 event notification (no Records)"),
-    ('{"Records": {}}', "message body is not an S3 event notification (no Records)"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("not json", "message body is not JSON: Expecting value: line 1 column 1 (char 0)"),
+        ("[1, 2]", "message body is not an S3 event notification"),
+        ('{"hello": "world"}', "message body is not an S3 event notification (no Records)"),
+        ('{"Records": {}}', "message body is not an S3 event notification (no Records)"),
+    ],
+)
 def test_a_message_that_is_no_s3_notification_says_why(body, message):
     with pytest.raises(ValueError) as info:
         uploads_in_notification(body)
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("record, error", [
-    ({"eventName": "ObjectCreated:Put"}, "KeyError"),
-    ({"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "uploads/chest-ct/normal/a.png"}}}, "KeyError"),
-    ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": {}}}, "KeyError"),
-    ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": "key"}}, "TypeError"),
-    ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"},
-                                               "object": {"key": "uploads/chest-ct/normal/a.png", "size": "big"}}},
-     "ValueError"),
-])
+@pytest.mark.parametrize(
+    "record, error",
+    [
+        ({"eventName": "ObjectCreated:Put"}, "KeyError"),
+        ({"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "uploads/chest-ct/normal/a.png"}}}, "KeyError"),
+        ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": {}}}, "KeyError"),
+        ({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": "key"}}, "TypeError"),
+        (
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "up"}, "object": {"key": "uploads/chest-ct/normal/a.png", "size": "big"}},
+            },
+            "ValueError",
+        ),
+    ],
+)
 def test_a_created_record_without_bucket_and_key_is_an_error_not_skipped(record, error):
     body = json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete"}, record]})
     with pytest.raises(ValueError) as info:
         uploads_in_notification(body)
-    assert str(info.value) == ("Records[1] is an ObjectCreated record without s3.bucket.name and s3.object.key: "
-                               + error)
+    assert str(info.value) == (
+        "Records[1] is an ObjectCreated record without s3.bucket.name and s3.object.key: " + error
+    )
 
 
 def test_records_other_than_object_created_are_skipped_whatever_they_hold():
-    body = json.dumps({"Records": [{"eventName": "ObjectRemoved:Delete"}, {}, {"eventName": None},
-                                   {"eventName": "ObjectCreated:Copy", "s3": {"bucket": {"name": "up"}, "object": {
-                                       "key": "uploads/chest-ct/normal/d.png", "size": 5}}}]})
+    body = json.dumps(
+        {
+            "Records": [
+                {"eventName": "ObjectRemoved:Delete"},
+                {},
+                {"eventName": None},
+                {
+                    "eventName": "ObjectCreated:Copy",
+                    "s3": {"bucket": {"name": "up"}, "object": {"key": "uploads/chest-ct/normal/d.png", "size": 5}},
+                },
+            ]
+        }
+    )
     assert [u.key for u in uploads_in_notification(body)] == ["uploads/chest-ct/normal/d.png"]
 
 

@@ -6,8 +6,8 @@ import json
 import boto3
 import pytest
 
-from med_classifier.domain.errors import InvalidInput, UnknownModel, UnsupportedMediaType
 from med_classifier.adapters.s3_uploads import S3UploadSigner
+from med_classifier.domain.errors import InvalidInput, UnknownModel, UnsupportedMediaType
 from med_classifier.domain.uploads import UploadLimits, presigned_upload
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import breast_cancer_candidate, manifest_for
@@ -18,8 +18,12 @@ BUCKET = "uploads-test"
 @pytest.fixture(scope="module")
 def client():
     # Signing is local: no request is sent.
-    return S3UploadSigner(BUCKET, client=boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing",
-                                                      aws_secret_access_key="testing"))
+    return S3UploadSigner(
+        BUCKET,
+        client=boto3.client(
+            "s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +32,15 @@ def image_manifest():
 
 
 def test_policy_pins_key_content_type_size_and_expiry(client, image_manifest):
-    ticket = presigned_upload(client, image_manifest, "colour-test", "green", "image/png",
-                              UploadLimits(max_bytes=5000000), new_id=lambda: "abc123")
+    ticket = presigned_upload(
+        client,
+        image_manifest,
+        "colour-test",
+        "green",
+        "image/png",
+        UploadLimits(max_bytes=5000000),
+        new_id=lambda: "abc123",
+    )
     assert ticket.key == "uploads/colour-test/green/abc123.png" and ticket.fields["key"] == ticket.key
     assert ticket.fields["Content-Type"] == "image/png" and ticket.max_bytes == 5000000
     policy = json.loads(base64.b64decode(ticket.fields["policy"]))
@@ -47,12 +58,15 @@ def test_jpeg_gets_a_jpg_key_and_every_upload_a_fresh_key(client, image_manifest
     assert first.key.endswith(".jpg") and first.key != second.key
 
 
-@pytest.mark.parametrize("label, content_type, error", [
-    ("purple", "image/png", InvalidInput),
-    ("../red", "image/png", InvalidInput),
-    ("red", "image/gif", UnsupportedMediaType),
-    ("red", "", UnsupportedMediaType),
-])
+@pytest.mark.parametrize(
+    "label, content_type, error",
+    [
+        ("purple", "image/png", InvalidInput),
+        ("../red", "image/png", InvalidInput),
+        ("red", "image/gif", UnsupportedMediaType),
+        ("red", "", UnsupportedMediaType),
+    ],
+)
 def test_bad_label_or_type_is_refused(client, image_manifest, label, content_type, error):
     with pytest.raises(error):
         presigned_upload(client, image_manifest, "colour-test", label, content_type, UploadLimits())
@@ -62,5 +76,6 @@ def test_unknown_and_tabular_models_are_refused(client):
     with pytest.raises(UnknownModel):
         presigned_upload(client, None, "nope", "red", "image/png", UploadLimits())
     with pytest.raises(InvalidInput, match="feature rows"):
-        presigned_upload(client, manifest_for(breast_cancer_candidate()), "breast-cancer", "malignant",
-                         "image/png", UploadLimits())
+        presigned_upload(
+            client, manifest_for(breast_cancer_candidate()), "breast-cancer", "malignant", "image/png", UploadLimits()
+        )

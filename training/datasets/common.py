@@ -6,9 +6,9 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -22,11 +22,11 @@ SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 @dataclass(frozen=True)
 class ImageDataset:
-    name: str                      # e.g. "ham10000", "chest-ct"
-    source: str                    # where it was read from
-    classes: list[str]             # output order of the model
+    name: str  # e.g. "ham10000", "chest-ct"
+    source: str  # where it was read from
+    classes: list[str]  # output order of the model
     paths: list[Path]
-    labels: np.ndarray             # int64 indices into classes
+    labels: np.ndarray  # int64 indices into classes
     groups: list[str] | None = None  # e.g. HAM10000 lesion_id: images of one lesion never straddle splits
     splits: list[str] | None = None  # "train"/"valid"/"test" when the layout ships them
     synthetic: bool = False
@@ -56,8 +56,15 @@ class ImageDataset:
         return {name: int(np.sum(labels == i)) for i, name in enumerate(self.classes)}
 
     def training_data(self, n_train: int, n_test: int, uploads: Sequence[tuple[Path, str]] = ()) -> dict:
-        return {"name": self.name, "source": self.source, "sha256": self.sha256(uploads), "n_train": int(n_train),
-                "n_test": int(n_test), "synthetic": self.synthetic, "n_uploads": len(uploads)}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256(uploads),
+            "n_train": int(n_train),
+            "n_test": int(n_test),
+            "synthetic": self.synthetic,
+            "n_uploads": len(uploads),
+        }
 
 
 @dataclass(frozen=True)
@@ -106,21 +113,35 @@ def tensors(dataset: ImageDataset, indices: np.ndarray, spec: ImageInput) -> np.
     return batch_from_files([dataset.paths[i] for i in indices], spec)
 
 
-def add_uploads(dataset: ImageDataset, x_train: np.ndarray, y_train: np.ndarray,
-                uploads: Sequence[tuple[Path, str]], spec: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+def add_uploads(
+    dataset: ImageDataset,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    uploads: Sequence[tuple[Path, str]],
+    spec: ImageInput,
+) -> tuple[np.ndarray, np.ndarray]:
     """Labelled uploads (path, class name) join the training split only: valid and test
     stay the data set's own, so a retrained version is measured as its predecessor was."""
     if not uploads:
         return x_train, y_train
     paths, names = zip(*uploads)
     y = np.asarray([dataset.classes.index(name) for name in names], dtype=np.int64)
-    log.info("%s: %d labelled uploads join the training split %s", dataset.name, len(y),
-             {name: int(np.sum(y == i)) for i, name in enumerate(dataset.classes)})
+    log.info(
+        "%s: %d labelled uploads join the training split %s",
+        dataset.name,
+        len(y),
+        {name: int(np.sum(y == i)) for i, name in enumerate(dataset.classes)},
+    )
     return np.concatenate([x_train, batch_from_files(paths, spec)]), np.concatenate([y_train, y])
 
 
-def write_synthetic_set(root: Path, notice: str, settings: dict, write: Callable[[Path], dict],
-                        intact: Callable[[Path], bool] = lambda root: True) -> bool:
+def write_synthetic_set(
+    root: Path,
+    notice: str,
+    settings: dict,
+    write: Callable[[Path], dict],
+    intact: Callable[[Path], bool] = lambda root: True,
+) -> bool:
     """The safe, idempotent part every synthetic generator shares. Reuses a complete set
     written with the same `settings` (and still `intact`); refuses a non-empty folder
     without our marker (it may be the real data set); otherwise `write`s the set into a
@@ -135,14 +156,17 @@ def write_synthetic_set(root: Path, notice: str, settings: dict, write: Callable
     if isinstance(recorded, dict) and all(recorded.get(k) == v for k, v in settings.items()) and intact(root):
         return False
     if root.exists() and any(root.iterdir()) and not marker.is_file():
-        raise ValueError(f"{root} is not empty and holds no {SYNTHETIC_MARKER}: refusing to write a synthetic set "
-                         "over what may be the real data set")
+        raise ValueError(
+            f"{root} is not empty and holds no {SYNTHETIC_MARKER}: refusing to write a synthetic set "
+            "over what may be the real data set"
+        )
     staging = root.with_name(f"{root.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     figures = write(staging)
-    (staging / SYNTHETIC_MARKER).write_text(notice.rstrip() + " NOT FOR CLINICAL USE.\n"
-                                            + json.dumps({**settings, **figures}, sort_keys=True) + "\n")
+    (staging / SYNTHETIC_MARKER).write_text(
+        notice.rstrip() + " NOT FOR CLINICAL USE.\n" + json.dumps({**settings, **figures}, sort_keys=True) + "\n"
+    )
     if root.exists():
         shutil.rmtree(root)  # an incomplete or different synthetic set of ours
     staging.rename(root)

@@ -62,15 +62,19 @@ def load(root: Path) -> ImageDataset:
         raise ValueError(f"HAM10000: {root} is not a directory")
     metadata = root / METADATA_FILE
     if not metadata.is_file():
-        raise ValueError(f"HAM10000: {METADATA_FILE} not found in {root} (expected the public layout: "
-                         f"{METADATA_FILE} plus {IMAGE_FOLDERS[0]}/ and {IMAGE_FOLDERS[1]}/)")
+        raise ValueError(
+            f"HAM10000: {METADATA_FILE} not found in {root} (expected the public layout: "
+            f"{METADATA_FILE} plus {IMAGE_FOLDERS[0]}/ and {IMAGE_FOLDERS[1]}/)"
+        )
     with metadata.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
-            raise ValueError(f"HAM10000: {metadata} lacks column(s) {', '.join(missing)} "
-                             f"(has {', '.join(columns) or 'none'}; expected {', '.join(COLUMNS)})")
+            raise ValueError(
+                f"HAM10000: {metadata} lacks column(s) {', '.join(missing)} "
+                f"(has {', '.join(columns) or 'none'}; expected {', '.join(COLUMNS)})"
+            )
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     if not rows:
         raise ValueError(f"HAM10000: {metadata} has no rows")
@@ -105,23 +109,43 @@ def load(root: Path) -> ImageDataset:
         log.warning("HAM10000: %d duplicate image_id row(s) in %s ignored (first one kept)", duplicates, metadata)
     if missing_images:
         if not paths:
-            raise ValueError(f"HAM10000: none of the {len(missing_images)} images listed in {metadata} was found "
-                             f"under {root} (looked for {{image_id}}.jpg in {IMAGE_FOLDERS[0]}/, "
-                             f"{IMAGE_FOLDERS[1]}/, the root and its subfolders)")
-        log.warning("HAM10000: %d of %d listed images not found under %s; skipped (e.g. %s)",
-                    len(missing_images), len(missing_images) + len(paths), root, ", ".join(missing_images[:3]))
-    dataset = ImageDataset(name=NAME, source=str(root), classes=list(CLASSES), paths=paths,
-                           labels=np.asarray(labels, dtype=np.int64), groups=groups,
-                           synthetic=(root / SYNTHETIC_MARKER).is_file())
-    log.info("data: %s%s, %d images of %d lesions from %s; per class %s", NAME,
-             " (SYNTHETIC)" if dataset.synthetic else "", len(paths), len(set(groups)), root,
-             dataset.class_counts())
+            raise ValueError(
+                f"HAM10000: none of the {len(missing_images)} images listed in {metadata} was found "
+                f"under {root} (looked for {{image_id}}.jpg in {IMAGE_FOLDERS[0]}/, "
+                f"{IMAGE_FOLDERS[1]}/, the root and its subfolders)"
+            )
+        log.warning(
+            "HAM10000: %d of %d listed images not found under %s; skipped (e.g. %s)",
+            len(missing_images),
+            len(missing_images) + len(paths),
+            root,
+            ", ".join(missing_images[:3]),
+        )
+    dataset = ImageDataset(
+        name=NAME,
+        source=str(root),
+        classes=list(CLASSES),
+        paths=paths,
+        labels=np.asarray(labels, dtype=np.int64),
+        groups=groups,
+        synthetic=(root / SYNTHETIC_MARKER).is_file(),
+    )
+    log.info(
+        "data: %s%s, %d images of %d lesions from %s; per class %s",
+        NAME,
+        " (SYNTHETIC)" if dataset.synthetic else "",
+        len(paths),
+        len(set(groups)),
+        root,
+        dataset.class_counts(),
+    )
     return dataset
 
 
 def _image_index(root: Path) -> dict[str, Path]:
     """image_id -> file. The public part folders win over copies elsewhere; otherwise
     the first path in sorted order, so the choice is deterministic."""
+
     def rank(path: Path) -> tuple:
         relative = path.relative_to(root)
         in_part_folder = len(relative.parts) == 2 and relative.parts[0] in IMAGE_FOLDERS
@@ -142,23 +166,46 @@ _DARK_SKIN = np.array([196.0, 148.0, 116.0])
 # Per-class recipe: base colour (RGB), radius range (fraction of the image side),
 # border irregularity (amplitude of the angular harmonics), edge softness and texture.
 _STYLES = {
-    "akiec": {"colour": (192, 98, 88), "radius": (0.20, 0.30), "irregularity": 0.16, "soft": 0.035,
-              "texture": "scaly"},
-    "bcc": {"colour": (214, 150, 170), "radius": (0.18, 0.28), "irregularity": 0.08, "soft": 0.02,
-            "texture": "vessels"},
-    "bkl": {"colour": (172, 130, 86), "radius": (0.22, 0.32), "irregularity": 0.10, "soft": 0.02,
-            "texture": "mottled"},
-    "df": {"colour": (134, 88, 62), "radius": (0.16, 0.24), "irregularity": 0.05, "soft": 0.03,
-           "texture": "ring"},
-    "mel": {"colour": (58, 36, 36), "radius": (0.22, 0.34), "irregularity": 0.32, "soft": 0.015,
-            "texture": "multicolour"},
-    "nv": {"colour": (108, 70, 46), "radius": (0.14, 0.24), "irregularity": 0.04, "soft": 0.04,
-           "texture": "uniform"},
-    "vasc": {"colour": (160, 34, 70), "radius": (0.14, 0.22), "irregularity": 0.05, "soft": 0.012,
-             "texture": "lobules"},
+    "akiec": {"colour": (192, 98, 88), "radius": (0.20, 0.30), "irregularity": 0.16, "soft": 0.035, "texture": "scaly"},
+    "bcc": {
+        "colour": (214, 150, 170),
+        "radius": (0.18, 0.28),
+        "irregularity": 0.08,
+        "soft": 0.02,
+        "texture": "vessels",
+    },
+    "bkl": {"colour": (172, 130, 86), "radius": (0.22, 0.32), "irregularity": 0.10, "soft": 0.02, "texture": "mottled"},
+    "df": {"colour": (134, 88, 62), "radius": (0.16, 0.24), "irregularity": 0.05, "soft": 0.03, "texture": "ring"},
+    "mel": {
+        "colour": (58, 36, 36),
+        "radius": (0.22, 0.34),
+        "irregularity": 0.32,
+        "soft": 0.015,
+        "texture": "multicolour",
+    },
+    "nv": {"colour": (108, 70, 46), "radius": (0.14, 0.24), "irregularity": 0.04, "soft": 0.04, "texture": "uniform"},
+    "vasc": {
+        "colour": (160, 34, 70),
+        "radius": (0.14, 0.22),
+        "irregularity": 0.05,
+        "soft": 0.012,
+        "texture": "lobules",
+    },
 }
-_LOCALIZATIONS = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest",
-                  "foot", "neck", "scalp", "hand", "ear")
+_LOCALIZATIONS = (
+    "back",
+    "lower extremity",
+    "trunk",
+    "upper extremity",
+    "abdomen",
+    "face",
+    "chest",
+    "foot",
+    "neck",
+    "scalp",
+    "hand",
+    "ear",
+)
 _DX_TYPES = ("histo", "follow_up", "consensus", "confocal")
 
 
@@ -167,8 +214,9 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     from PIL import Image
 
     coarse = rng.standard_normal((cells, cells)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC),
-                      dtype=np.float32)
+    return np.asarray(
+        Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32
+    )
 
 
 def _blend(field: np.ndarray, colour, weight: np.ndarray) -> np.ndarray:
@@ -194,15 +242,19 @@ def _lesion(class_name: str, rng: np.random.Generator, prototypical: bool) -> di
     harmonics = [(rng.normal(0.0, style["irregularity"] / k), rng.uniform(0.0, 2 * np.pi)) for k in range(2, 7)]
     if prototypical:  # a typical border: harmonics at their expected size
         harmonics = [(style["irregularity"] / k * 0.8, phase) for k, (_, phase) in zip(range(2, 7), harmonics)]
-    return {"class": class_name, "colour": np.asarray(style["colour"], dtype=np.float32) + jitter,
-            "radius": (low + high) / 2 if prototypical else rng.uniform(low, high),
-            "harmonics": harmonics, "texture_seed": int(rng.integers(0, 2**31 - 1))}
+    return {
+        "class": class_name,
+        "colour": np.asarray(style["colour"], dtype=np.float32) + jitter,
+        "radius": (low + high) / 2 if prototypical else rng.uniform(low, high),
+        "harmonics": harmonics,
+        "texture_seed": int(rng.integers(0, 2**31 - 1)),
+    }
 
 
 def _render(lesion: dict, size: int, rng: np.random.Generator, prototypical: bool) -> np.ndarray:
     """One image of a lesion: HxWx3 uint8."""
     style = _STYLES[lesion["class"]]
-    yy, xx = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     # Background: a skin tone between light and darker, low-frequency mottling, sensor noise.
     tone = 0.45 if prototypical else rng.uniform(0.0, 1.0)
     skin = (_LIGHT_SKIN * (1 - tone) + _DARK_SKIN * tone).astype(np.float32)
@@ -227,11 +279,11 @@ def _render(lesion: dict, size: int, rng: np.random.Generator, prototypical: boo
     texture = np.random.default_rng(lesion["texture_seed"])
     field = np.broadcast_to(lesion["colour"], (size, size, 3)).astype(np.float32).copy()
     kind = style["texture"]
-    if kind == "scaly":          # rough red patch with whitish scale
+    if kind == "scaly":  # rough red patch with whitish scale
         field += _smooth_noise(texture, size, max(4, size // 16))[..., None] * 10.0
         scale = _smooth_noise(texture, size, max(6, size // 6))
         field = _blend(field, (238, 224, 214), (scale - 0.5) * 1.2)
-    elif kind == "vessels":      # pearly pink with arborising red vessels
+    elif kind == "vessels":  # pearly pink with arborising red vessels
         field += _smooth_noise(texture, size, 5)[..., None] * 6.0
         strokes = []
         for _ in range(int(texture.integers(3, 6))):
@@ -245,9 +297,9 @@ def _render(lesion: dict, size: int, rng: np.random.Generator, prototypical: boo
             strokes.append(points)
         vessels = _lines_mask(size, strokes, width=max(1, size // 56))
         field = _blend(field, (176, 22, 38), vessels * 0.9)
-    elif kind == "mottled":      # waxy tan with cerebriform light and dark patches
+    elif kind == "mottled":  # waxy tan with cerebriform light and dark patches
         field *= (1.0 + 0.16 * _smooth_noise(texture, size, max(6, size // 10)))[..., None]
-    elif kind == "ring":         # brown ring around a pale scar-like centre
+    elif kind == "ring":  # brown ring around a pale scar-like centre
         centre = np.clip((0.55 - relative) / 0.15, 0.0, 1.0)
         field = _blend(field, (230, 210, 194), centre)
     elif kind == "multicolour":  # dark, with blue-grey veil and black blotches
@@ -255,9 +307,9 @@ def _render(lesion: dict, size: int, rng: np.random.Generator, prototypical: boo
         field = _blend(field, (96, 106, 136), (blotches - 0.2) * 1.5)
         field = _blend(field, (22, 14, 14), (-blotches - 0.6) * 1.5)
         field += _smooth_noise(texture, size, max(6, size // 8))[..., None] * 8.0
-    elif kind == "uniform":      # even brown, a little darker in the middle
+    elif kind == "uniform":  # even brown, a little darker in the middle
         field *= (1.0 - 0.12 * np.clip(1.0 - relative, 0.0, 1.0))[..., None]
-    elif kind == "lobules":      # red-purple with darker lacunae
+    elif kind == "lobules":  # red-purple with darker lacunae
         lacunae = np.zeros((size, size), dtype=np.float32)
         for _ in range(int(texture.integers(4, 8))):
             r = texture.uniform(0.0, 0.6) * radius
@@ -281,7 +333,7 @@ def _render(lesion: dict, size: int, rng: np.random.Generator, prototypical: boo
         image = _blend(image, (48, 36, 30), _lines_mask(size, strokes, width=1) * 0.7)
     # Dermatoscope vignette, then sensor noise.
     corner = np.hypot(xx - size / 2, yy - size / 2) / (size / np.sqrt(2))
-    image *= (1.0 - (0.12 if prototypical else rng.uniform(0.05, 0.3)) * corner ** 2)[..., None]
+    image *= (1.0 - (0.12 if prototypical else rng.uniform(0.05, 0.3)) * corner**2)[..., None]
     if not prototypical:
         image += rng.normal(0.0, 4.0, image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
@@ -320,13 +372,20 @@ def write_synthetic(root: Path, n_per_class: int, seed: int, size: int = 128) ->
     if size < 32:
         raise ValueError("size must be at least 32 pixels")
     root = Path(root)
-    settings = {"generator_version": GENERATOR_VERSION, "n_per_class": int(n_per_class), "seed": int(seed),
-                "size": int(size)}
+    settings = {
+        "generator_version": GENERATOR_VERSION,
+        "n_per_class": int(n_per_class),
+        "seed": int(seed),
+        "size": int(size),
+    }
     wrote = write_synthetic_set(
-        root, "SYNTHETIC HAM10000-layout data written by training.datasets.ham10000.write_synthetic. These images "
-              "are drawn by a program; they are not dermatoscopy and say nothing about real lesions.",
-        settings, lambda folder: _write_images(folder, n_per_class, seed, size),
-        intact=lambda root: (root / METADATA_FILE).is_file())
+        root,
+        "SYNTHETIC HAM10000-layout data written by training.datasets.ham10000.write_synthetic. These images "
+        "are drawn by a program; they are not dermatoscopy and say nothing about real lesions.",
+        settings,
+        lambda folder: _write_images(folder, n_per_class, seed, size),
+        intact=lambda root: (root / METADATA_FILE).is_file(),
+    )
     if not wrote:
         log.info("data: reusing synthetic HAM10000 set in %s", root)
     return root
@@ -358,22 +417,28 @@ def _write_images(root: Path, n_per_class: int, seed: int, size: int) -> dict:
     for number, (lesion_id, class_name, lesion_index, image_index) in enumerate(rows):
         class_index = CLASSES.index(class_name)
         if lesion_id not in lesions:
-            lesions[lesion_id] = _lesion(class_name, np.random.default_rng([seed, class_index, lesion_index]),
-                                         prototypical=False)
+            lesions[lesion_id] = _lesion(
+                class_name, np.random.default_rng([seed, class_index, lesion_index]), prototypical=False
+            )
         image_rng = np.random.default_rng([seed, class_index, lesion_index, image_index + 1])
         pixels = _render(lesions[lesion_id], size, image_rng, prototypical=False)
         image_id = f"ISIC_{24306 + number:07d}"
         folder = IMAGE_FOLDERS[0] if number < half else IMAGE_FOLDERS[1]
         (root / folder / f"{image_id}.jpg").write_bytes(_encode(pixels, "JPEG"))
-        records.append({"lesion_id": lesion_id, "image_id": image_id, "dx": class_name,
-                        "dx_type": _DX_TYPES[int(people.integers(0, len(_DX_TYPES)))],
-                        "age": f"{5 * int(people.integers(4, 17)):.1f}",
-                        "sex": ("male", "female")[int(people.integers(0, 2))],
-                        "localization": _LOCALIZATIONS[int(people.integers(0, len(_LOCALIZATIONS)))]})
+        records.append(
+            {
+                "lesion_id": lesion_id,
+                "image_id": image_id,
+                "dx": class_name,
+                "dx_type": _DX_TYPES[int(people.integers(0, len(_DX_TYPES)))],
+                "age": f"{5 * int(people.integers(4, 17)):.1f}",
+                "sex": ("male", "female")[int(people.integers(0, 2))],
+                "localization": _LOCALIZATIONS[int(people.integers(0, len(_LOCALIZATIONS)))],
+            }
+        )
     with (root / METADATA_FILE).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(COLUMNS), lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
-    log.info("data: wrote %d synthetic HAM10000 images (%d lesions, %dx%d)", len(records), len(lesions),
-             size, size)
+    log.info("data: wrote %d synthetic HAM10000 images (%d lesions, %dx%d)", len(records), len(lesions), size, size)
     return {"images": len(records), "lesions": len(lesions)}

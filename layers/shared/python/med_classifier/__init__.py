@@ -9,6 +9,5 @@ Research and education only - NOT FOR CLINICAL USE.
 """
 
 NOT_FOR_CLINICAL_USE = (
-    "Research and education only. NOT FOR CLINICAL USE: predictions must not inform "
-    "diagnosis or treatment."
+    "Research and education only. NOT FOR CLINICAL USE: predictions must not inform diagnosis or treatment."
 )

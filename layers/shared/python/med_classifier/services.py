@@ -25,9 +25,12 @@ def model_cache(settings: ServingSettings, store: ModelStore | None = None) -> M
 
 def retraining(settings: RetrainingSettings) -> Retraining:
     """The retraining loop with its launcher (functions that may start jobs)."""
-    return Retraining(UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
-                      JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
-                      launcher_for(settings.launch(), endpoint_url=settings.endpoint_url), settings.thresholds)
+    return Retraining(
+        UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
+        JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
+        launcher_for(settings.launch(), endpoint_url=settings.endpoint_url),
+        settings.thresholds,
+    )
 
 
 def retraining_status(settings: PredictSettings) -> Retraining | None:
@@ -35,8 +38,12 @@ def retraining_status(settings: PredictSettings) -> Retraining | None:
     not given the tables."""
     if not settings.shows_retraining:
         return None
-    return Retraining(UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
-                      JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url), None, settings.thresholds)
+    return Retraining(
+        UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
+        JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
+        None,
+        settings.thresholds,
+    )
 
 
 def upload_signer(settings: RetrainingApiSettings) -> S3UploadSigner:

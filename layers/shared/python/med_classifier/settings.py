@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -128,13 +129,21 @@ class RetrainingSettings(ThresholdSettings):
 
     def launch(self) -> LaunchSettings:
         return LaunchSettings(
-            backend=self.retrain_backend, uploads_bucket=self.uploads_bucket, models_bucket=self.models_bucket,
-            jobs_table=self.jobs_table, training_image=self.training_image_uri, role_arn=self.training_role_arn,
-            output_uri=self.training_output_uri, original_data_prefix=self.original_data_prefix,
-            instance_type=self.training_instance_type, max_runtime_seconds=self.training_max_runtime_seconds,
-            job_queue=self.batch_job_queue, job_definition=self.batch_job_definition,
+            backend=self.retrain_backend,
+            uploads_bucket=self.uploads_bucket,
+            models_bucket=self.models_bucket,
+            jobs_table=self.jobs_table,
+            training_image=self.training_image_uri,
+            role_arn=self.training_role_arn,
+            output_uri=self.training_output_uri,
+            original_data_prefix=self.original_data_prefix,
+            instance_type=self.training_instance_type,
+            max_runtime_seconds=self.training_max_runtime_seconds,
+            job_queue=self.batch_job_queue,
+            job_definition=self.batch_job_definition,
             extra_hyperparameters=dict(self.retrain_hyperparameters),
-            mlflow_tracking_uri=self.retrain_mlflow_tracking_uri)
+            mlflow_tracking_uri=self.retrain_mlflow_tracking_uri,
+        )
 
 
 class PredictSettings(ServingSettings, ThresholdSettings):

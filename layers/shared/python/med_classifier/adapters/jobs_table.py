@@ -32,7 +32,7 @@ def _from_item(item: dict) -> JobRecord:
     for name, typed in item.items():
         if name not in JobRecord.__dataclass_fields__:
             continue
-        (kind, raw), = typed.items()
+        ((kind, raw),) = typed.items()
         values[name] = json.loads(raw) if name in _JSON_FIELDS else int(raw) if kind == "N" else raw
     return JobRecord(**values)
 
@@ -45,31 +45,50 @@ class JobsTable(ServiceAdapter):
         self.table_name = table_name
 
     def create(self, record: JobRecord) -> None:
-        self.client.put_item(TableName=self.table_name, Item=_to_item(record),
-                             ConditionExpression="attribute_not_exists(job_id)")
+        self.client.put_item(
+            TableName=self.table_name, Item=_to_item(record), ConditionExpression="attribute_not_exists(job_id)"
+        )
 
     def get(self, job_id: str) -> JobRecord | None:
-        item = self.client.get_item(TableName=self.table_name, Key={"job_id": {"S": job_id}},
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(TableName=self.table_name, Key={"job_id": {"S": job_id}}, ConsistentRead=True).get(
+            "Item"
+        )
         return _from_item(item) if item else None
 
     def recent(self, model_id: str, limit: int = 5) -> list[JobRecord]:
         """The model's latest jobs, newest first."""
         response = self.client.query(
-            TableName=self.table_name, IndexName=MODEL_INDEX, KeyConditionExpression="model = :model",
-            ExpressionAttributeValues={":model": {"S": model_id}}, ScanIndexForward=False, Limit=limit)
+            TableName=self.table_name,
+            IndexName=MODEL_INDEX,
+            KeyConditionExpression="model = :model",
+            ExpressionAttributeValues={":model": {"S": model_id}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
         return [_from_item(item) for item in response.get("Items", [])]
 
-    def set_state(self, job_id: str, state: str, *, service_status: str | None = None,
-                  failure_reason: str | None = None, backend_job: str | None = None,
-                  at: str | None = None) -> bool:
+    def set_state(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        service_status: str | None = None,
+        failure_reason: str | None = None,
+        backend_job: str | None = None,
+        at: str | None = None,
+    ) -> bool:
         """Moves a job forward to `state`. Returns False (and changes nothing) if the job
         is unknown, already terminal, or already past `state`."""
         if state not in STATES:
             raise ValueError(f"unknown job state {state!r}")
         at = at or utc_now()
-        sets = {"state": state, "updated_at": at, "service_status": service_status,
-                "failure_reason": failure_reason, "backend_job": backend_job}
+        sets = {
+            "state": state,
+            "updated_at": at,
+            "service_status": service_status,
+            "failure_reason": failure_reason,
+            "backend_job": backend_job,
+        }
         if state == IN_PROGRESS:
             sets["started_at"] = at
         if state in TERMINAL_STATES:
@@ -87,14 +106,30 @@ class JobsTable(ServiceAdapter):
         state the job has reached by then)."""
         return self._update(job_id, {"backend_job": backend_job}, STATES)
 
-    def record_outcome(self, job_id: str, *, outcome: str, version: str | None, metrics: dict[str, float],
-                       reasons: list[str], production_version: str | None) -> bool:
+    def record_outcome(
+        self,
+        job_id: str,
+        *,
+        outcome: str,
+        version: str | None,
+        metrics: dict[str, float],
+        reasons: list[str],
+        production_version: str | None,
+    ) -> bool:
         """What the job concluded; the job calls it once, then its process exits and the
         service reports Completed. Also marks the job Completed at once, so readers need
         not wait for the service's event."""
         at = utc_now()
-        sets = {"outcome": outcome, "version": version, "metrics": metrics, "reasons": reasons,
-                "production_version": production_version, "state": COMPLETED, "ended_at": at, "updated_at": at}
+        sets = {
+            "outcome": outcome,
+            "version": version,
+            "metrics": metrics,
+            "reasons": reasons,
+            "production_version": production_version,
+            "state": COMPLETED,
+            "ended_at": at,
+            "updated_at": at,
+        }
         return self._update(job_id, sets, (PENDING, IN_PROGRESS))
 
     def _update(self, job_id: str, sets: dict, allowed_from: tuple[str, ...], keep_first: tuple[str, ...] = ()) -> bool:
@@ -102,15 +137,20 @@ class JobsTable(ServiceAdapter):
         for index, (name, value) in enumerate((k, v) for k, v in sets.items() if v is not None):
             names[f"#a{index}"] = name
             values[f":a{index}"] = _attribute(name, value)
-            clauses.append(f"#a{index} = if_not_exists(#a{index}, :a{index})" if name in keep_first
-                           else f"#a{index} = :a{index}")
+            clauses.append(
+                f"#a{index} = if_not_exists(#a{index}, :a{index})" if name in keep_first else f"#a{index} = :a{index}"
+            )
         allowed = [f":from{i}" for i in range(len(allowed_from))]
         values.update({f":from{i}": {"S": state} for i, state in enumerate(allowed_from)})
         try:
             self.client.update_item(
-                TableName=self.table_name, Key={"job_id": {"S": job_id}}, UpdateExpression="SET " + ", ".join(clauses),
+                TableName=self.table_name,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET " + ", ".join(clauses),
                 ConditionExpression=f"attribute_exists(job_id) AND #state IN ({', '.join(allowed)})",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
             return True
         except self.client.exceptions.ConditionalCheckFailedException:
             return False

@@ -56,8 +56,14 @@ class LaunchSettings:
 
     def hyperparameters(self, request: JobRequest) -> dict[str, str]:
         # Configured values first: what a request asks for (e.g. a stricter gate) wins.
-        return {**self.extra_hyperparameters, **request.hyperparameters, "model": request.model,
-                "job_id": request.job_id, "models_bucket": self.models_bucket, "jobs_table": self.jobs_table}
+        return {
+            **self.extra_hyperparameters,
+            **request.hyperparameters,
+            "model": request.model,
+            "job_id": request.job_id,
+            "models_bucket": self.models_bucket,
+            "jobs_table": self.jobs_table,
+        }
 
 
 class _Launcher(ServiceAdapter):
@@ -77,10 +83,19 @@ class SageMakerLauncher(_Launcher):
             "RoleArn": s.role_arn,
             "HyperParameters": s.hyperparameters(job),
             "InputDataConfig": [
-                {"ChannelName": name, "ContentType": "application/x-image" if name == "uploads" else "application/x-directory",
-                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                                 "S3DataDistributionType": "FullyReplicated"}}}
-                for name, uri in s.channels(job.model).items()],
+                {
+                    "ChannelName": name,
+                    "ContentType": "application/x-image" if name == "uploads" else "application/x-directory",
+                    "DataSource": {
+                        "S3DataSource": {
+                            "S3DataType": "S3Prefix",
+                            "S3Uri": uri,
+                            "S3DataDistributionType": "FullyReplicated",
+                        }
+                    },
+                }
+                for name, uri in s.channels(job.model).items()
+            ],
             "OutputDataConfig": {"S3OutputPath": s.output_uri},
             "ResourceConfig": {"InstanceType": s.instance_type, "InstanceCount": 1, "VolumeSizeInGB": s.volume_gb},
             "StoppingCondition": {"MaxRuntimeInSeconds": s.max_runtime_seconds},
@@ -97,15 +112,20 @@ class BatchLauncher(_Launcher):
 
     def request(self, job: JobRequest) -> dict:
         s = self.settings
-        environment = {"RETRAIN_HYPERPARAMETERS": json.dumps(s.hyperparameters(job), sort_keys=True),
-                       "RETRAIN_CHANNELS": json.dumps(s.channels(job.model), sort_keys=True),
-                       "ML_ROOT": "/tmp/ml", **s.environment()}
+        environment = {
+            "RETRAIN_HYPERPARAMETERS": json.dumps(s.hyperparameters(job), sort_keys=True),
+            "RETRAIN_CHANNELS": json.dumps(s.channels(job.model), sort_keys=True),
+            "ML_ROOT": "/tmp/ml",
+            **s.environment(),
+        }
         return {
             "jobName": job.job_id,
             "jobQueue": s.job_queue,
             "jobDefinition": s.job_definition,
-            "containerOverrides": {"command": IMAGE_COMMAND,
-                                   "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())]},
+            "containerOverrides": {
+                "command": IMAGE_COMMAND,
+                "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+            },
             "timeout": {"attemptDurationSeconds": s.max_runtime_seconds},
             "tags": {"model": job.model, "job_id": job.job_id},
         }
@@ -114,6 +134,7 @@ class BatchLauncher(_Launcher):
         return self.client.submit_job(**self.request(job))["jobId"]
 
 
-def launcher_for(settings: LaunchSettings, client=None, endpoint_url: str | None = None
-                 ) -> SageMakerLauncher | BatchLauncher:
+def launcher_for(
+    settings: LaunchSettings, client=None, endpoint_url: str | None = None
+) -> SageMakerLauncher | BatchLauncher:
     return (SageMakerLauncher if settings.backend == SAGEMAKER else BatchLauncher)(settings, client, endpoint_url)

@@ -12,7 +12,7 @@ The pointer only ever moves to a version that was read back and verified.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..domain.errors import IntegrityError
 from ..domain.manifest import Manifest, ProductionPointer, sha256_hex
@@ -65,7 +65,7 @@ class ModelStore(ServiceAdapter):
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
             for entry in page.get("CommonPrefixes", []):
-                names.append(entry["Prefix"][len(prefix):-1])  # a common prefix ends with the delimiter
+                names.append(entry["Prefix"][len(prefix) : -1])  # a common prefix ends with the delimiter
         return sorted(names)
 
     def list_model_ids(self) -> list[str]:
@@ -75,8 +75,7 @@ class ModelStore(ServiceAdapter):
         """Versions that have a manifest (complete ones), oldest first."""
         prefix = f"{MODELS_PREFIX}{model_id}/"
         return [
-            v for v in self._child_prefixes(prefix)
-            if self._exists(self.version_prefix(model_id, v) + "manifest.json")
+            v for v in self._child_prefixes(prefix) if self._exists(self.version_prefix(model_id, v) + "manifest.json")
         ]
 
     def _exists(self, key: str) -> bool:
@@ -143,7 +142,10 @@ class ModelStore(ServiceAdapter):
                 ("manifest.json", manifest.model_dump_json(indent=2).encode(), "application/json"),
             ):
                 self.client.put_object(
-                    Bucket=self.bucket, Key=prefix + name, Body=body, ContentType=content_type,
+                    Bucket=self.bucket,
+                    Key=prefix + name,
+                    Body=body,
+                    ContentType=content_type,
                     ChecksumAlgorithm="SHA256",
                 )
                 written.append(prefix + name)
@@ -164,12 +166,14 @@ class ModelStore(ServiceAdapter):
         pointer = ProductionPointer(
             version=version,
             sha256=checked.manifest.onnx_sha256,
-            promoted_at=datetime.now(timezone.utc),
+            promoted_at=datetime.now(UTC),
             previous=current.version if current and current.version != version else None,
         )
         self.client.put_object(
-            Bucket=self.bucket, Key=self.pointer_key(model_id),
-            Body=pointer.model_dump_json(indent=2).encode(), ContentType="application/json",
+            Bucket=self.bucket,
+            Key=self.pointer_key(model_id),
+            Body=pointer.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
         )
         return pointer
 
@@ -179,4 +183,3 @@ class ModelStore(ServiceAdapter):
             return self.read_pointer(model_id)
         except IntegrityError:
             return None
-

@@ -20,11 +20,19 @@ class S3UploadSigner(ServiceAdapter):
         # Signature V4: S3 refuses V2-signed POST policies in newer regions and for KMS-encrypted buckets.
         return {"config": Config(signature_version="s3v4")}
 
-    def presigned_post(self, key: str, content_type: str, max_bytes: int,
-                       expires_in: int) -> tuple[str, dict[str, str]]:
+    def presigned_post(
+        self, key: str, content_type: str, max_bytes: int, expires_in: int
+    ) -> tuple[str, dict[str, str]]:
         post = self.client.generate_presigned_post(
-            Bucket=self.bucket, Key=key, Fields={"Content-Type": content_type},
-            Conditions=[{"bucket": self.bucket}, ["eq", "$key", key], ["eq", "$Content-Type", content_type],
-                        ["content-length-range", 1, max_bytes]],
-            ExpiresIn=expires_in)
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[
+                {"bucket": self.bucket},
+                ["eq", "$key", key],
+                ["eq", "$Content-Type", content_type],
+                ["content-length-range", 1, max_bytes],
+            ],
+            ExpiresIn=expires_in,
+        )
         return post["url"], post["fields"]

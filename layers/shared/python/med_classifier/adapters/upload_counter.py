@@ -37,16 +37,31 @@ class UploadCounter(ServiceAdapter):
         """Counts the object once. True if counted now, False if it was counted before."""
         expires = int(time.time()) + SEEN_TTL_DAYS * 86400
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.table_name,
-                         "Item": {"pk": {"S": f"upload#{upload.key}"}, "model": {"S": upload.model},
-                                  "label": {"S": upload.label}, "expires_at": {"N": str(expires)}},
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-                {"Update": {"TableName": self.table_name, "Key": self._model_key(upload.model),
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": {
+                                "pk": {"S": f"upload#{upload.key}"},
+                                "model": {"S": upload.model},
+                                "label": {"S": upload.label},
+                                "expires_at": {"N": str(expires)},
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._model_key(upload.model),
                             "UpdateExpression": "ADD #total :one, pending :one",
                             "ExpressionAttributeNames": {"#total": "total"},
-                            "ExpressionAttributeValues": {":one": {"N": "1"}}}},
-            ])
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    },
+                ]
+            )
             return True
         except self.client.exceptions.TransactionCanceledException as exc:
             codes = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
@@ -55,11 +70,16 @@ class UploadCounter(ServiceAdapter):
             raise
 
     def state(self, model: str) -> CounterState:
-        item = self.client.get_item(TableName=self.table_name, Key=self._model_key(model),
-                                    ConsistentRead=True).get("Item", {})
-        return CounterState(model=model, total=int(item.get("total", {}).get("N", 0)),
-                            pending=int(item.get("pending", {}).get("N", 0)),
-                            active_job=item.get("active_job", {}).get("S"), last_job=item.get("last_job", {}).get("S"))
+        item = self.client.get_item(TableName=self.table_name, Key=self._model_key(model), ConsistentRead=True).get(
+            "Item", {}
+        )
+        return CounterState(
+            model=model,
+            total=int(item.get("total", {}).get("N", 0)),
+            pending=int(item.get("pending", {}).get("N", 0)),
+            active_job=item.get("active_job", {}).get("S"),
+            last_job=item.get("last_job", {}).get("S"),
+        )
 
     def claim(self, model: str, job_id: str, threshold: int | None) -> int | None:
         """Makes `job_id` the model's active job if none is active and (unless threshold
@@ -72,9 +92,13 @@ class UploadCounter(ServiceAdapter):
             values[":threshold"] = {"N": str(threshold)}
         try:
             response = self.client.update_item(
-                TableName=self.table_name, Key=self._model_key(model),
+                TableName=self.table_name,
+                Key=self._model_key(model),
                 UpdateExpression="SET active_job = :job, last_job = :job, pending = :zero",
-                ConditionExpression=condition, ExpressionAttributeValues=values, ReturnValues="ALL_OLD")
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+            )
         except self.client.exceptions.ConditionalCheckFailedException:
             return None
         return int(response.get("Attributes", {}).get("pending", {}).get("N", 0))
@@ -84,10 +108,12 @@ class UploadCounter(ServiceAdapter):
         the uploads of a job that never started."""
         try:
             self.client.update_item(
-                TableName=self.table_name, Key=self._model_key(model),
+                TableName=self.table_name,
+                Key=self._model_key(model),
                 UpdateExpression="REMOVE active_job ADD pending :restore",
                 ConditionExpression="active_job = :job",
-                ExpressionAttributeValues={":job": {"S": job_id}, ":restore": {"N": str(restore_pending)}})
+                ExpressionAttributeValues={":job": {"S": job_id}, ":restore": {"N": str(restore_pending)}},
+            )
             return True
         except self.client.exceptions.ConditionalCheckFailedException:
             return False

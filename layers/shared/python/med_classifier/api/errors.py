@@ -15,8 +15,11 @@ from .schemas import ErrorResponse
 
 
 def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body={"error": {"code": code, "message": message, "details": details or []}})
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": {"code": code, "message": message, "details": details or []}},
+    )
 
 
 def error_doc(description: str) -> dict:
@@ -34,16 +37,22 @@ def register_error_handlers(app, logger) -> None:
     def handle_validation_error(exc: RequestValidationError) -> Response:
         problems = exc.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
-            return error_response(400, "invalid_json", "The request body is not valid JSON. Send "
-                                  '{"instances": [[...numbers...]]} with Content-Type: application/json.')
+            return error_response(
+                400,
+                "invalid_json",
+                "The request body is not valid JSON. Send "
+                '{"instances": [[...numbers...]]} with Content-Type: application/json.',
+            )
         details = [f"{'.'.join(str(part) for part in p.get('loc', ()))}: {p.get('msg')}" for p in problems]
-        return error_response(422, "invalid_request", "The request does not match the schema: " + details[0],
-                              details)
+        return error_response(422, "invalid_request", "The request does not match the schema: " + details[0], details)
 
     @app.not_found
     def handle_not_found(exc: NotFoundError) -> Response:
-        return error_response(404, "not_found", f"No route {app.current_event.http_method} "
-                              f"{app.current_event.path}. See /docs for the API.")
+        return error_response(
+            404,
+            "not_found",
+            f"No route {app.current_event.http_method} {app.current_event.path}. See /docs for the API.",
+        )
 
     @app.exception_handler(Exception)
     def handle_unexpected(exc: Exception) -> Response:

@@ -27,11 +27,13 @@ def _too_large(model_id: str, what: str, max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"{what} is larger than {max_bytes} bytes. Send a smaller (downscaled) image, or upload it to S3 "
         f"with POST /models/{model_id}/uploads.",
-        details=[{"max_image_bytes": max_bytes, "upload_path": f"/models/{model_id}/uploads"}])
+        details=[{"max_image_bytes": max_bytes, "upload_path": f"/models/{model_id}/uploads"}],
+    )
 
 
-def images_from_body(model_id: str, content_type: str | None, body: bytes,
-                     limits: ImageLimits = ImageLimits()) -> list[bytes]:
+def images_from_body(
+    model_id: str, content_type: str | None, body: bytes, limits: ImageLimits = ImageLimits()
+) -> list[bytes]:
     """The image files in a request body. Raises UnsupportedMediaType, PayloadTooLarge
     or InvalidInput; image bytes are not decoded here (preprocessing does that)."""
     max_bytes, max_images = limits.max_bytes, limits.max_images
@@ -45,24 +47,28 @@ def images_from_body(model_id: str, content_type: str | None, body: bytes,
     if media_type not in ("application/json", ""):
         raise UnsupportedMediaType(
             f"Content-Type {media_type!r} is not accepted: send image/jpeg or image/png, or application/json "
-            'with {"images": ["<base64>", ...]}.')
+            'with {"images": ["<base64>", ...]}.'
+        )
     # Base64 inflates by 4/3; JSON adds a little. Refuse before parsing a huge document.
     if len(body) > max_images * max_bytes * 4 // 3 + 4096:
         raise _too_large(model_id, "The request", max_bytes)
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidInput('The body is neither an image nor JSON. Send image/jpeg or image/png, or '
-                           '{"images": ["<base64>", ...]} as application/json.') from None
-    if not isinstance(document, dict) or not isinstance(document.get("images"), list) or \
-            set(document) - {"images"}:
+        raise InvalidInput(
+            "The body is neither an image nor JSON. Send image/jpeg or image/png, or "
+            '{"images": ["<base64>", ...]} as application/json.'
+        ) from None
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list) or set(document) - {"images"}:
         raise InvalidInput('Expected {"images": ["<base64 JPEG or PNG>", ...]} for an image model.')
     encoded = document["images"]
     if not encoded:
         raise InvalidInput('"images" is empty: send at least one image.')
     if len(encoded) > max_images:
-        raise PayloadTooLarge(f"{len(encoded)} images in one request; at most {max_images} are accepted.",
-                              details=[{"max_images": max_images}])
+        raise PayloadTooLarge(
+            f"{len(encoded)} images in one request; at most {max_images} are accepted.",
+            details=[{"max_images": max_images}],
+        )
     return [_decode_base64(model_id, index, item, max_bytes) for index, item in enumerate(encoded)]
 
 

@@ -38,7 +38,9 @@ def upload_origin(endpoint_url: str | None) -> str:
     regional as botocore picks, so the whole domain is allowed: the signed policy and
     the bucket, not this header, decide what may be written."""
     endpoint = urlsplit(endpoint_url or "")
-    return f"{endpoint.scheme}://{endpoint.netloc}" if endpoint.scheme and endpoint.netloc else "https://*.amazonaws.com"
+    return (
+        f"{endpoint.scheme}://{endpoint.netloc}" if endpoint.scheme and endpoint.netloc else "https://*.amazonaws.com"
+    )
 
 
 def content_security_policy(html: str, uploads: str) -> str:
@@ -47,17 +49,20 @@ def content_security_policy(html: str, uploads: str) -> str:
     parser.feed(html)
     parser.close()
     for tag, body in parser.blocks:
-        hashes[tag].append("'sha256-%s'" % base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode())
-    return "; ".join([
-        "default-src 'none'",
-        "script-src " + (" ".join(hashes["script"]) or "'none'"),
-        "style-src " + (" ".join(hashes["style"]) or "'none'"),
-        "img-src 'self' blob: data:",  # previews of the chosen images; the empty favicon
-        f"connect-src 'self' {uploads}",
-        "base-uri 'none'",
-        "form-action 'none'",  # every form is sent by script
-        "frame-ancestors 'none'",
-    ])
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
+        hashes[tag].append(f"'sha256-{digest}'")
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src " + (" ".join(hashes["script"]) or "'none'"),
+            "style-src " + (" ".join(hashes["style"]) or "'none'"),
+            "img-src 'self' blob: data:",  # previews of the chosen images; the empty favicon
+            f"connect-src 'self' {uploads}",
+            "base-uri 'none'",
+            "form-action 'none'",  # every form is sent by script
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}

@@ -51,8 +51,9 @@ class OnnxClassifier:
 
         self.manifest = manifest
         try:
-            self.session = ort.InferenceSession(onnx, sess_options=session_options(),
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                onnx, sess_options=session_options(), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise IntegrityError(f"{manifest.model_id}/{manifest.version}: ONNX model does not load: {exc}") from exc
         inputs = {i.name for i in self.session.get_inputs()}
@@ -60,8 +61,7 @@ class OnnxClassifier:
         if manifest.input.input_name not in inputs:
             raise IntegrityError(f"ONNX graph has no input {manifest.input.input_name!r} (has {sorted(inputs)})")
         if manifest.outputs.probabilities not in outputs:
-            raise IntegrityError(
-                f"ONNX graph has no output {manifest.outputs.probabilities!r} (has {sorted(outputs)})")
+            raise IntegrityError(f"ONNX graph has no output {manifest.outputs.probabilities!r} (has {sorted(outputs)})")
         # Run once on a neutral input so a graph that loads but cannot execute is refused
         # before it replaces a working version.
         try:
@@ -93,10 +93,12 @@ class OnnxClassifier:
         predictions = []
         for row in proba:
             index = int(np.argmax(row))
-            predictions.append(Prediction(
-                label=classes[index],
-                class_index=index,
-                confidence=float(row[index]),
-                probabilities={name: float(p) for name, p in zip(classes, row)},
-            ))
+            predictions.append(
+                Prediction(
+                    label=classes[index],
+                    class_index=index,
+                    confidence=float(row[index]),
+                    probabilities={name: float(p) for name, p in zip(classes, row)},
+                )
+            )
         return predictions, elapsed_ms

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,7 +73,7 @@ class Manifest(BaseModel):
     description: str = ""
     task: Literal["binary", "multiclass"]
     classes: list[str] = Field(min_length=2)
-    input: Annotated[Union[TabularInput, ImageInput], Field(discriminator="kind")]
+    input: Annotated[TabularInput | ImageInput, Field(discriminator="kind")]
     outputs: OnnxOutputs
     onnx_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     onnx_bytes: int
@@ -108,7 +108,7 @@ def sha256_hex(data: bytes) -> str:
 def new_version(now: datetime | None = None) -> str:
     """Sortable, unique version id: UTC timestamp plus 32 random bits (two versions made in
     the same second by different jobs never collide)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 

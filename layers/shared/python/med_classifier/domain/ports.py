@@ -58,9 +58,16 @@ class JobStore(Protocol):
 
     def recent(self, model_id: str, limit: int = 5) -> list[JobRecord]: ...
 
-    def set_state(self, job_id: str, state: str, *, service_status: str | None = None,
-                  failure_reason: str | None = None, backend_job: str | None = None,
-                  at: str | None = None) -> bool: ...
+    def set_state(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        service_status: str | None = None,
+        failure_reason: str | None = None,
+        backend_job: str | None = None,
+        at: str | None = None,
+    ) -> bool: ...
 
     def set_backend_job(self, job_id: str, backend_job: str) -> bool: ...
 
@@ -78,5 +85,6 @@ class Launcher(Protocol):
 class UploadSigner(Protocol):
     """Signs a POST that lets a client put one object under `key`, and nothing else."""
 
-    def presigned_post(self, key: str, content_type: str, max_bytes: int,
-                       expires_in: int) -> tuple[str, dict[str, str]]: ...
+    def presigned_post(
+        self, key: str, content_type: str, max_bytes: int, expires_in: int
+    ) -> tuple[str, dict[str, str]]: ...

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -50,8 +50,10 @@ def decode_image(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_P
         raise InvalidInput(f"The image cannot be read: {type(exc).__name__}.") from exc
     width, height = image.size  # Pillow refuses images without pixels when it reads the header
     if width * height > pixel_limit:
-        raise PayloadTooLarge(f"The image is {width}x{height} pixels; at most {pixel_limit} pixels are accepted "
-                              "(decompression-bomb guard). Downscale it first.")
+        raise PayloadTooLarge(
+            f"The image is {width}x{height} pixels; at most {pixel_limit} pixels are accepted "
+            "(decompression-bomb guard). Downscale it first."
+        )
     mode = "RGB" if spec.channels == 3 else "L"
     try:
         if image.format == "JPEG":
@@ -114,7 +116,10 @@ def batch_from_files(paths: Iterable[str | Path], spec: ImageInput) -> np.ndarra
     """Stack the tensors of many files into one (N, ...) float32 batch."""
     items = [tensor_from_file(p, spec) for p in paths]
     if not items:
-        shape = (spec.channels, spec.height, spec.width) if spec.layout == "NCHW" else \
-            (spec.height, spec.width, spec.channels)
+        shape = (
+            (spec.channels, spec.height, spec.width)
+            if spec.layout == "NCHW"
+            else (spec.height, spec.width, spec.channels)
+        )
         return np.zeros((0, *shape), dtype=np.float32)
     return np.stack(items)

@@ -54,12 +54,14 @@ class RegistryView:
             view["versions"] = []
             for version in reversed(versions):
                 manifest = self._manifest(model_id, version)
-                view["versions"].append({
-                    "version": version,
-                    "created_at": manifest.created_at.isoformat() if manifest else None,
-                    "metrics": manifest.metrics if manifest else None,
-                    "production": pointer is not None and pointer.version == version,
-                })
+                view["versions"].append(
+                    {
+                        "version": version,
+                        "created_at": manifest.created_at.isoformat() if manifest else None,
+                        "metrics": manifest.metrics if manifest else None,
+                        "production": pointer is not None and pointer.version == version,
+                    }
+                )
         return view
 
 

@@ -21,17 +21,29 @@ log = logging.getLogger(__name__)
 UPLOADS_TRIGGER, MANUAL_TRIGGER = "uploads", "manual"
 
 # The services' status words → the jobs table's states.
-SAGEMAKER_STATES = {"InProgress": IN_PROGRESS, "Stopping": IN_PROGRESS, "Completed": COMPLETED,
-                    "Failed": FAILED, "Stopped": STOPPED}
-BATCH_STATES = {"SUBMITTED": PENDING, "PENDING": PENDING, "RUNNABLE": PENDING, "STARTING": IN_PROGRESS,
-                "RUNNING": IN_PROGRESS, "SUCCEEDED": COMPLETED, "FAILED": FAILED}
+SAGEMAKER_STATES = {
+    "InProgress": IN_PROGRESS,
+    "Stopping": IN_PROGRESS,
+    "Completed": COMPLETED,
+    "Failed": FAILED,
+    "Stopped": STOPPED,
+}
+BATCH_STATES = {
+    "SUBMITTED": PENDING,
+    "PENDING": PENDING,
+    "RUNNABLE": PENDING,
+    "STARTING": IN_PROGRESS,
+    "RUNNING": IN_PROGRESS,
+    "SUCCEEDED": COMPLETED,
+    "FAILED": FAILED,
+}
 
 
 @dataclass(frozen=True)
 class UploadOutcome:
     upload: UploadedObject
-    counted: bool               # False: counted before (a redelivery)
-    started: JobRecord | None   # the job this upload's arrival started, if any
+    counted: bool  # False: counted before (a redelivery)
+    started: JobRecord | None  # the job this upload's arrival started, if any
 
 
 @dataclass(frozen=True)
@@ -64,8 +76,9 @@ def state_change_from_event(source: str, detail: dict) -> JobStateChange | None:
 
 
 class Retraining:
-    def __init__(self, counter: CounterStore, jobs: JobStore, launcher: Launcher | None,
-                 thresholds: tuple[int, dict[str, int]]):
+    def __init__(
+        self, counter: CounterStore, jobs: JobStore, launcher: Launcher | None, thresholds: tuple[int, dict[str, int]]
+    ):
         self.counter = counter
         self.jobs = jobs
         self.launcher = launcher
@@ -82,23 +95,34 @@ class Retraining:
     def start_if_due(self, model: str) -> JobRecord | None:
         return self._start(model, UPLOADS_TRIGGER, self.threshold(model))
 
-    def start_manual(self, model: str, reason: str | None = None,
-                     hyperparameters: dict[str, str] | None = None) -> JobRecord:
+    def start_manual(
+        self, model: str, reason: str | None = None, hyperparameters: dict[str, str] | None = None
+    ) -> JobRecord:
         job = self._start(model, MANUAL_TRIGGER, None, reason, hyperparameters)
         if job is None:
             active = self.counter.state(model).active_job
-            raise Conflict(f"A retraining job for {model!r} is already running: {active}. "
-                           f"GET /models/{model}/retrain/{active} shows it.", details=[{"active_job": active}])
+            raise Conflict(
+                f"A retraining job for {model!r} is already running: {active}. "
+                f"GET /models/{model}/retrain/{active} shows it.",
+                details=[{"active_job": active}],
+            )
         return job
 
-    def _start(self, model: str, trigger: str, threshold: int | None, reason: str | None = None,
-               hyperparameters: dict[str, str] | None = None) -> JobRecord | None:
+    def _start(
+        self,
+        model: str,
+        trigger: str,
+        threshold: int | None,
+        reason: str | None = None,
+        hyperparameters: dict[str, str] | None = None,
+    ) -> JobRecord | None:
         job_id = new_job_id(model)
         pending = self.counter.claim(model, job_id, threshold)
         if pending is None:
             return None
-        record = JobRecord(job_id=job_id, model=model, trigger=trigger, backend=self.launcher.backend,
-                           uploads=pending, reason=reason)
+        record = JobRecord(
+            job_id=job_id, model=model, trigger=trigger, backend=self.launcher.backend, uploads=pending, reason=reason
+        )
         try:
             self.jobs.create(record)
             record.backend_job = self.launcher.start(JobRequest(job_id, model, dict(hyperparameters or {})))
@@ -121,8 +145,9 @@ class Retraining:
         record = self.jobs.get(change.job_id)
         if record is None:
             return None
-        self.jobs.set_state(change.job_id, change.state, service_status=change.service_status,
-                            failure_reason=change.failure_reason)
+        self.jobs.set_state(
+            change.job_id, change.state, service_status=change.service_status, failure_reason=change.failure_reason
+        )
         if change.state in TERMINAL_STATES:
             if self.counter.release(record.model, change.job_id):
                 self.start_if_due(record.model)
@@ -130,5 +155,7 @@ class Retraining:
 
     def status(self, model: str, recent: int = 5) -> dict:
         state: CounterState = self.counter.state(model)
-        return {**state.public(self.threshold(model)),
-                "jobs": [job.public() for job in self.jobs.recent(model, recent)]}
+        return {
+            **state.public(self.threshold(model)),
+            "jobs": [job.public() for job in self.jobs.recent(model, recent)],
+        }

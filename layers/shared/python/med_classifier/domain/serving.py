@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
 from .inference import OnnxClassifier
@@ -39,8 +39,7 @@ class _Entry:
 
 
 class ModelCache:
-    def __init__(self, store: ModelReader, refresh_seconds: float,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, store: ModelReader, refresh_seconds: float, clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.refresh_seconds = refresh_seconds
         self._clock = clock
@@ -65,15 +64,17 @@ class ModelCache:
         try:
             pointer = self.store.read_pointer(model_id)
         except IntegrityError as exc:
-            logger.error("unreadable production pointer, keeping current version", extra={"model": model_id,
-                         "error": str(exc)})
+            logger.error(
+                "unreadable production pointer, keeping current version", extra={"model": model_id, "error": str(exc)}
+            )
             entry.refused["production.json"] = str(exc)
             return
         except Exception as exc:  # S3 unreachable: a warm container keeps serving what it has
             if entry.current is None:
                 raise ModelUnavailable(f"Model store unreachable for {model_id!r}.") from exc
-            logger.warning("pointer refresh failed, keeping current version", extra={"model": model_id,
-                           "error": str(exc)})
+            logger.warning(
+                "pointer refresh failed, keeping current version", extra={"model": model_id, "error": str(exc)}
+            )
             return
         if pointer is None:
             if entry.current is None:
@@ -83,17 +84,26 @@ class ModelCache:
                 raise UnknownModel(f"No model named {model_id!r}. GET /models lists the models.")
             return
         entry.refused.pop("production.json", None)
-        if entry.current is not None and entry.current.pointer.version == pointer.version \
-                and entry.current.pointer.sha256 == pointer.sha256:
+        if (
+            entry.current is not None
+            and entry.current.pointer.version == pointer.version
+            and entry.current.pointer.sha256 == pointer.sha256
+        ):
             return
         try:
             entry.current = self._load(model_id, pointer)
             entry.refused.pop(pointer.version, None)
         except IntegrityError as exc:
             entry.refused[pointer.version] = str(exc)
-            logger.error("refusing broken model version", extra={
-                "model": model_id, "version": pointer.version, "error": str(exc),
-                "serving": entry.current.pointer.version if entry.current else None})
+            logger.error(
+                "refusing broken model version",
+                extra={
+                    "model": model_id,
+                    "version": pointer.version,
+                    "error": str(exc),
+                    "serving": entry.current.pointer.version if entry.current else None,
+                },
+            )
 
     def _load(self, model_id: str, pointer: ProductionPointer) -> LoadedModel:
         started = self._clock()
@@ -101,8 +111,9 @@ class ModelCache:
         classifier = OnnxClassifier(version.manifest, version.onnx)
         load_ms = (self._clock() - started) * 1000.0
         logger.info("model loaded", extra={"model": model_id, "version": pointer.version, "load_ms": round(load_ms, 1)})
-        return LoadedModel(manifest=version.manifest, classifier=classifier, pointer=pointer,
-                           loaded_at=time.time(), load_ms=load_ms)
+        return LoadedModel(
+            manifest=version.manifest, classifier=classifier, pointer=pointer, loaded_at=time.time(), load_ms=load_ms
+        )
 
     def status(self) -> dict[str, dict]:
         """What this container has loaded, for /health."""
@@ -136,22 +147,24 @@ def predict_rows(cache: ModelCache, model_id: str, rows: list, max_rows: int) ->
         raise InvalidInput(f"Model {model_id!r} takes images, not feature rows.")
     matrix = rows_to_matrix(rows, spec, max_rows)
     predictions, elapsed_ms = loaded.classifier.predict(matrix)
-    return PredictionResult(model_id=model_id, version=loaded.pointer.version,
-                            predictions=predictions, inference_ms=elapsed_ms)
+    return PredictionResult(
+        model_id=model_id, version=loaded.pointer.version, predictions=predictions, inference_ms=elapsed_ms
+    )
 
 
-def predict_images(cache: ModelCache, model_id: str, images: list[bytes],
-                   pixel_limit: int = DEFAULT_MAX_PIXELS) -> PredictionResult:
+def predict_images(
+    cache: ModelCache, model_id: str, images: list[bytes], pixel_limit: int = DEFAULT_MAX_PIXELS
+) -> PredictionResult:
     """Image prediction: resolve the production model, preprocess every image with the
     manifest's spec (the same code training evaluated with), run them as one batch."""
     import numpy as np
 
-
     loaded = cache.get(model_id)
     spec = loaded.manifest.input
     if spec.kind != "image":
-        raise InvalidInput(f'Model {model_id!r} takes feature rows, not images: send {{"instances": [...]}} '
-                           "as application/json.")
+        raise InvalidInput(
+            f'Model {model_id!r} takes feature rows, not images: send {{"instances": [...]}} as application/json.'
+        )
     tensors = []
     for index, data in enumerate(images):
         try:
@@ -162,5 +175,6 @@ def predict_images(cache: ModelCache, model_id: str, images: list[bytes],
             # Same error class (same status), saying which image of the batch is bad.
             raise type(exc)(f"images[{index}]: {exc.message}", details=exc.details) from exc
     predictions, elapsed_ms = loaded.classifier.predict(np.stack(tensors))
-    return PredictionResult(model_id=model_id, version=loaded.pointer.version,
-                            predictions=predictions, inference_ms=elapsed_ms)
+    return PredictionResult(
+        model_id=model_id, version=loaded.pointer.version, predictions=predictions, inference_ms=elapsed_ms
+    )

@@ -33,7 +33,7 @@ def rows_to_matrix(rows: Any, spec: TabularInput, max_rows: int) -> np.ndarray:
     """Each row is a list of ``n_features`` numbers in manifest order, or an object
     keyed by feature name. All problems are reported at once (up to a limit)."""
     if not isinstance(rows, list) or not rows:
-        raise InvalidInput("Send at least one row: {\"instances\": [[...features...]]}.")
+        raise InvalidInput('Send at least one row: {"instances": [[...features...]]}.')
     if len(rows) > max_rows:
         raise PayloadTooLarge(f"{len(rows)} rows sent; at most {max_rows} rows per request. Split the batch.")
     names = spec.feature_names
@@ -46,8 +46,10 @@ def rows_to_matrix(rows: Any, spec: TabularInput, max_rows: int) -> np.ndarray:
             if missing or unknown:
                 parts = []
                 if missing:
-                    parts.append(f"missing {len(missing)} feature(s): {', '.join(missing[:5])}"
-                                 + (" ..." if len(missing) > 5 else ""))
+                    parts.append(
+                        f"missing {len(missing)} feature(s): {', '.join(missing[:5])}"
+                        + (" ..." if len(missing) > 5 else "")
+                    )
                 if unknown:
                     parts.append(f"unknown key(s): {', '.join(map(str, unknown[:5]))}")
                 errors.append(f"row {r}: " + "; ".join(parts))
@@ -61,8 +63,10 @@ def rows_to_matrix(rows: Any, spec: TabularInput, max_rows: int) -> np.ndarray:
             values = row
             labels = [f"row {r}, feature {i} ({n})" for i, n in enumerate(names)]
         else:
-            errors.append(f"row {r}: expected a list of {len(names)} numbers or an object keyed by "
-                          f"feature name, got {type(row).__name__}")
+            errors.append(
+                f"row {r}: expected a list of {len(names)} numbers or an object keyed by "
+                f"feature name, got {type(row).__name__}"
+            )
             continue
         for c, (value, where) in enumerate(zip(values, labels)):
             matrix[r, c] = _number(value, where, errors)
@@ -70,6 +74,7 @@ def rows_to_matrix(rows: Any, spec: TabularInput, max_rows: int) -> np.ndarray:
             break
     if errors:
         shown = errors[:MAX_ERRORS_REPORTED]
-        raise InvalidInput(f"Invalid input: {shown[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
-                           details=shown)
+        raise InvalidInput(
+            f"Invalid input: {shown[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""), details=shown
+        )
     return matrix

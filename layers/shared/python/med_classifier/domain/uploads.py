@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from .errors import InvalidInput, UnknownModel, UnsupportedMediaType
@@ -49,9 +50,15 @@ class UploadLimits:
     expires_in: int = DEFAULT_EXPIRES_SECONDS
 
 
-def presigned_upload(signer: UploadSigner, manifest: Manifest | None, model_id: str, label: str,
-                     content_type: str, limits: UploadLimits,
-                     new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> UploadTicket:
+def presigned_upload(
+    signer: UploadSigner,
+    manifest: Manifest | None,
+    model_id: str,
+    label: str,
+    content_type: str,
+    limits: UploadLimits,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> UploadTicket:
     """A presigned POST for one labelled image of `model_id` (its production manifest
     says which labels exist). Raises UnknownModel, InvalidInput or UnsupportedMediaType."""
     if manifest is None:
@@ -59,15 +66,25 @@ def presigned_upload(signer: UploadSigner, manifest: Manifest | None, model_id: 
     if manifest.input.kind != "image":
         raise InvalidInput(f"Model {model_id!r} takes feature rows; uploads are labelled images for image models.")
     if label not in manifest.classes:
-        raise InvalidInput(f"Unknown label {label!r} for {model_id!r}; expected one of {manifest.classes}.",
-                           details=[{"labels": manifest.classes}])
+        raise InvalidInput(
+            f"Unknown label {label!r} for {model_id!r}; expected one of {manifest.classes}.",
+            details=[{"labels": manifest.classes}],
+        )
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in UPLOAD_CONTENT_TYPES:
         raise UnsupportedMediaType(f"content_type {content_type!r} is not accepted: use image/jpeg or image/png.")
     key = upload_key(model_id, label, new_id(), UPLOAD_CONTENT_TYPES[media_type])
     url, fields = signer.presigned_post(key, media_type, limits.max_bytes, limits.expires_in)
-    return UploadTicket(model_id=model_id, label=label, key=key, url=url, fields=fields,
-                        content_type=media_type, max_bytes=limits.max_bytes, expires_in=limits.expires_in)
+    return UploadTicket(
+        model_id=model_id,
+        label=label,
+        key=key,
+        url=url,
+        fields=fields,
+        content_type=media_type,
+        max_bytes=limits.max_bytes,
+        expires_in=limits.expires_in,
+    )
 
 
 # --- what an S3 notification announces -------------------------------------------------
@@ -91,8 +108,13 @@ class CounterState:
     last_job: str | None = None
 
     def public(self, threshold: int) -> dict:
-        return {"total_uploads": self.total, "uploads_since_last_job": self.pending, "threshold": threshold,
-                "active_job": self.active_job, "last_job": self.last_job}
+        return {
+            "total_uploads": self.total,
+            "uploads_since_last_job": self.pending,
+            "threshold": threshold,
+            "active_job": self.active_job,
+            "last_job": self.last_job,
+        }
 
 
 def parse_upload_key(bucket: str, key: str, size: int = 0) -> UploadedObject | None:
@@ -129,8 +151,10 @@ def uploads_in_notification(body: str) -> list[UploadedObject]:
             # S3 URL-encodes keys in notifications (spaces as '+').
             key, size = unquote_plus(created["key"]), int(created.get("size") or 0)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"Records[{index}] is an ObjectCreated record without s3.bucket.name and "
-                             f"s3.object.key: {type(exc).__name__}") from None
+            raise ValueError(
+                f"Records[{index}] is an ObjectCreated record without s3.bucket.name and "
+                f"s3.object.key: {type(exc).__name__}"
+            ) from None
         upload = parse_upload_key(bucket, key, size)
         if upload is not None:
             found.append(upload)
