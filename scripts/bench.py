@@ -460,6 +460,17 @@ def report(
         f"- Rows: 1 = the public malignant example; {BATCH_ROWS} = held-out Wisconsin test rows; "
         "the same rows on every path",
         "",
+        *warm_table(warm),
+        "",
+        *cold_start_table(cold),
+        "",
+        PATHS_EXPLAINED,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def warm_table(warm: dict[str, dict[int, Latency]]) -> list[str]:
+    lines = [
         f"| path | 1 row p50 | 1 row p99 | {BATCH_ROWS} rows p50 | {BATCH_ROWS} rows p99 "
         f"| p50 ÷ sklearn `predict_proba` (1 / {BATCH_ROWS}) | p50 ÷ Flask HTTP (1 / {BATCH_ROWS}) "
         f"| n (1 / {BATCH_ROWS}) |",
@@ -473,19 +484,24 @@ def report(
             f"| {fmt_time(batch.p99)} | {ratio_cell(latencies, warm[SKLEARN_PATH])} | {vs_flask} "
             f"| {one.n} / {batch.n} |"
         )
+    return lines
+
+
+COLD_START_TITLES = {
+    "ours": "our handler: import, S3 read + sha256, ONNX session, predict",
+    "native": "native: import scikit-learn, `joblib.load`, `predict_proba`",
+}
+
+
+def cold_start_table(cold: dict[str, ColdStart]) -> list[str]:
     repeats = len(cold["ours"].totals_s)
-    lines += [
-        "",
+    lines = [
         f"Cold start: fresh process → first response (1 row), median of {repeats}; page cache warm, S3 is moto on "
         "loopback, so real Lambda cold starts (runtime init, S3 over the network) take longer.",
         "",
         "| path | median | min – max | where the time goes (medians) | ÷ native |",
         "| --- | ---: | ---: | --- | ---: |",
     ]
-    titles = {
-        "ours": "our handler: import, S3 read + sha256, ONNX session, predict",
-        "native": "native: import scikit-learn, `joblib.load`, `predict_proba`",
-    }
     native_median = statistics.median(cold["native"].totals_s)
     for path, result in cold.items():
         median = statistics.median(result.totals_s)
@@ -493,20 +509,21 @@ def report(
             f"{name} {fmt_time(statistics.median(values) * 1e6)}" for name, values in result.phases_s.items()
         )
         lines.append(
-            f"| {titles[path]} | {fmt_time(median * 1e6)} | {fmt_time(min(result.totals_s) * 1e6)} – "
+            f"| {COLD_START_TITLES[path]} | {fmt_time(median * 1e6)} | {fmt_time(min(result.totals_s) * 1e6)} – "
             f"{fmt_time(max(result.totals_s) * 1e6)} | {phases} | {fmt_ratio(median / native_median)} |"
         )
-    lines += [
-        "",
-        "Paths: `InferenceSession.run` and `predict_proba` take a ready numpy array (float32 / float64). The handler "
-        "path is `lambda_handler(event, context)` with the API Gateway event (JSON parsing, validation, Powertools "
-        "logging and EMF metrics included). Flask: scripts/flask_baseline.py, werkzeug's threaded server in a "
-        'subprocess, body `{"features": rows}`. Our API: template.yaml served by scripts/local_runner (SAM CLI\'s '
-        'API Gateway emulation, handler in a warm worker process), body `{"instances": rows}`. Both HTTP paths: '
-        "one keep-alive `requests.Session` on 127.0.0.1, client and server sharing the machine's cores; the local "
-        "runner's overhead is SAM's emulation, not API Gateway + Lambda on AWS.",
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+PATHS_EXPLAINED = (
+    "Paths: `InferenceSession.run` and `predict_proba` take a ready numpy array (float32 / float64). The handler "
+    "path is `lambda_handler(event, context)` with the API Gateway event (JSON parsing, validation, Powertools "
+    "logging and EMF metrics included). Flask: scripts/flask_baseline.py, werkzeug's threaded server in a "
+    'subprocess, body `{"features": rows}`. Our API: template.yaml served by scripts/local_runner (SAM CLI\'s '
+    'API Gateway emulation, handler in a warm worker process), body `{"instances": rows}`. Both HTTP paths: '
+    "one keep-alive `requests.Session` on 127.0.0.1, client and server sharing the machine's cores; the local "
+    "runner's overhead is SAM's emulation, not API Gateway + Lambda on AWS."
+)
 
 
 # --- the run ---------------------------------------------------------------------------------------------

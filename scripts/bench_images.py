@@ -208,7 +208,7 @@ def bench_image_model(
     expected = candidate.classes.index(expected_label)
 
     fp32 = OnnxClassifier(manifest, candidate.onnx)
-    report = evaluate_int8(
+    quantized = evaluate_int8(
         candidate.onnx,
         candidate.classes,
         candidate.input_spec,
@@ -216,14 +216,41 @@ def bench_image_model(
         candidate.evaluation,
         trainer(model_id).DEFAULT_GATE,
     )  # the decision training makes
-    int8 = OnnxClassifier(manifest, report.onnx_int8) if report.onnx_int8 else None
-    checks = {"fp32": fp32.predict_proba(batch), "native": _native_proba(framework, native, batch, candidate.outputs)}
+    int8 = OnnxClassifier(manifest, quantized.onnx_int8) if quantized.onnx_int8 else None
+    _check_native_and_onnx_agree(model_id, framework, native, fp32, batch, candidate.outputs, expected_label, expected)
+    warm = _warm_latencies(framework, native, fp32, int8, spec.input_name, candidate.outputs, batch, budget)
+    event = image_event(model_id, example)
+    warm[HANDLER] = _handler_latency(model_id, event, expected_label, budget)
+    native_file = _save_native(framework, native, batch, workdir)
+    cold = _cold_starts(
+        model_id, framework, candidate, example, event, native_file, function_env, workdir, expected, budget
+    )
+    return ModelResult(
+        model_id=model_id,
+        framework=framework,
+        warm=warm,
+        cold=cold,
+        sizes={
+            "fp32": len(candidate.onnx),
+            "int8": int(quantized.int8.get("bytes", 0)),
+            "native": native_file.stat().st_size,
+        },
+        accuracy={"fp32": quantized.fp32["test_accuracy"], "int8": quantized.int8.get("test_accuracy", float("nan"))},
+        int8_served=quantized.chosen,
+        int8_speedup=quantized.int8.get("speedup_vs_fp32"),
+    )
+
+
+def _check_native_and_onnx_agree(model_id, framework, native, fp32, batch, outputs, expected_label, expected) -> None:
+    checks = {"fp32": fp32.predict_proba(batch), "native": _native_proba(framework, native, batch, outputs)}
     if int(np.argmax(checks["fp32"])) != expected or int(np.argmax(checks["native"])) != expected:
         raise RuntimeError(f"{model_id}: the example is not predicted as {expected_label}: {checks}")
     if float(np.max(np.abs(checks["fp32"] - checks["native"]))) > 1e-4:
         raise RuntimeError(f"{model_id}: native and ONNX disagree on the bench input")
 
-    input_name, output_name = spec.input_name, candidate.outputs["probabilities"]
+
+def _warm_latencies(framework, native, fp32, int8, input_name, outputs, batch, budget: Budget) -> dict:
+    output_name = outputs["probabilities"]
     warm = {
         ORT_FP32: measure(lambda: fp32.session.run([output_name], {input_name: batch}), budget.iterations, budget.cap_s)
     }
@@ -232,54 +259,39 @@ def bench_image_model(
             lambda: int8.session.run([output_name], {input_name: batch}), budget.iterations, budget.cap_s
         )
     warm[NATIVE] = measure(_native_callable(framework, native, batch), budget.native_iterations, budget.cap_s)
+    return warm
+
+
+def _handler_latency(model_id: str, event: dict, expected_label: str, budget: Budget):
+    """The image function's handler in this process: API Gateway event → response."""
     handler = load_function_module("image_predict")
-    handler._cache = None
-    event = image_event(model_id, example)
     context = LambdaContext("ImagePredictFunction", 2048)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # EMF line per call
         answer = handler.lambda_handler(event, context)
         if answer["statusCode"] != 200 or json.loads(answer["body"])["predictions"][0]["label"] != expected_label:
             raise RuntimeError(f"{model_id}: handler answered {answer['statusCode']}: {answer['body'][:300]}")
-        warm[HANDLER] = measure(lambda: handler.lambda_handler(event, context), budget.handler_iterations, budget.cap_s)
+        return measure(lambda: handler.lambda_handler(event, context), budget.handler_iterations, budget.cap_s)
 
-    native_file = _save_native(framework, native, batch, workdir)
+
+def _cold_starts(model_id, framework, candidate, example, event, native_file, function_env, workdir, expected, budget):
+    """Fresh processes → first answer, ours (the image function) and native, alternating so drift hits both alike."""
     image_file = workdir / f"{model_id}.png"
     image_file.write_bytes(example)
     event_file = workdir / f"{model_id}-event.json"
     event_file.write_text(json.dumps(event))
     ours_env = {**os.environ, **function_env, "PYTHONPATH": str(SHARED_LAYER)}
     native_env = {**os.environ, "PYTHONPATH": str(SHARED_LAYER)}
+    native_args = [framework, str(native_file), str(image_file), json.dumps(candidate.input_spec)]
+    ours_script = ours_cold_start("ImagePredictFunction", 2048)
     cold: dict[str, list[float]] = {"ours": [], "native": []}
-    for _ in range(budget.cold_starts):  # alternate, so drift hits both alike
+    for _ in range(budget.cold_starts):
         cold["ours"].append(
             cold_start_once(
-                ours_cold_start("ImagePredictFunction", 2048),
-                [str(event_file)],
-                REPO_ROOT / "functions" / "image_predict",
-                ours_env,
-                expected,
+                ours_script, [str(event_file)], REPO_ROOT / "functions" / "image_predict", ours_env, expected
             )["total"]
         )
-        cold["native"].append(
-            cold_start_once(
-                NATIVE_COLD_START,
-                [framework, str(native_file), str(image_file), json.dumps(candidate.input_spec)],
-                workdir,
-                native_env,
-                expected,
-            )["total"]
-        )
-    q = report
-    return ModelResult(
-        model_id=model_id,
-        framework=framework,
-        warm=warm,
-        cold=cold,
-        sizes={"fp32": len(candidate.onnx), "int8": int(q.int8.get("bytes", 0)), "native": native_file.stat().st_size},
-        accuracy={"fp32": q.fp32["test_accuracy"], "int8": q.int8.get("test_accuracy", float("nan"))},
-        int8_served=q.chosen,
-        int8_speedup=q.int8.get("speedup_vs_fp32"),
-    )
+        cold["native"].append(cold_start_once(NATIVE_COLD_START, native_args, workdir, native_env, expected)["total"])
+    return cold
 
 
 def bench_lite(candidate, store, budget: Budget) -> ModelResult:
@@ -321,23 +333,36 @@ def report(results: list[ModelResult], quick: bool, started: datetime, load: flo
         "- Inputs: each model's known example image (PNG) of its synthetic data, through the shared preprocessing; "
         "breast-cancer-lite: Wisconsin row 0. Batch 1, 1 thread on every path. Models: smoke-trained here.",
         "",
-        "| model | path | p50 | p99 | p50 ÷ native | n |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *warm_table(results),
+        "",
+        *cold_start_table(results),
+        "",
+        *size_and_accuracy_table(results),
+        "",
+        "INT8 is published only if it passes the model's gate, loses at most 1 point of accuracy and is "
+        "at least 5 % faster at batch 1 on the training machine (training/quantize.py); the last column is "
+        "that decision on this machine.",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def warm_table(results: list[ModelResult]) -> list[str]:
+    lines = ["| model | path | p50 | p99 | p50 ÷ native | n |", "| --- | --- | ---: | ---: | ---: | ---: |"]
     for result in results:
         native = result.warm[NATIVE].p50
+        native_name = NATIVE.replace(
+            "native framework", "native PyTorch" if result.framework == "torch" else "native Keras"
+        )
         for path, latency in result.warm.items():
-            name = (
-                NATIVE.replace("native framework", "native PyTorch" if result.framework == "torch" else "native Keras")
-                if path == NATIVE
-                else path
-            )
             lines.append(
-                f"| {result.model_id} | {name} | {fmt_time(latency.p50)} | {fmt_time(latency.p99)} "
-                f"| {fmt_ratio(latency.p50 / native)} | {latency.n} |"
+                f"| {result.model_id} | {native_name if path == NATIVE else path} | {fmt_time(latency.p50)} "
+                f"| {fmt_time(latency.p99)} | {fmt_ratio(latency.p50 / native)} | {latency.n} |"
             )
-    lines += [
-        "",
+    return lines
+
+
+def cold_start_table(results: list[ModelResult]) -> list[str]:
+    lines = [
         "Cold start, fresh process → first response (median; page cache warm, S3 is moto on loopback):",
         "",
         "| model | ours (handler, S3, session, predict) | native (import framework, load model, predict) "
@@ -351,8 +376,11 @@ def report(results: list[ModelResult], quick: bool, started: datetime, load: flo
                 f"| {result.model_id} | {fmt_time(ours * 1e6)} | {fmt_time(native * 1e6)} "
                 f"| {fmt_ratio(ours / native)} |"
             )
-    lines += [
-        "",
+    return lines
+
+
+def size_and_accuracy_table(results: list[ModelResult]) -> list[str]:
+    lines = [
         "Size and held-out accuracy (synthetic test split), fp32 vs static QDQ INT8:",
         "",
         "| model | ONNX fp32 | ONNX INT8 | native file | accuracy fp32 | accuracy INT8 "
@@ -369,13 +397,7 @@ def report(results: list[ModelResult], quick: bool, started: datetime, load: flo
             f"| {result.model_id} | {result.sizes['fp32'] / 1024:,.0f} KiB | {int8} | {native} "
             f"| {result.accuracy['fp32']:.4f} | {acc8} | {speedup} | {served} |"
         )
-    lines += [
-        "",
-        "INT8 is published only if it passes the model's gate, loses at most 1 point of accuracy and is "
-        "at least 5 % faster at batch 1 on the training machine (training/quantize.py); the last column is "
-        "that decision on this machine.",
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def run(budget: Budget, quick: bool, markdown: Path | None) -> None:

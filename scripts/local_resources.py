@@ -104,40 +104,52 @@ def provision(session_client, template_path: Path, env: dict[str, str]) -> Local
     """`session_client(service)` returns a boto3 client for moto. Idempotent."""
     template = load_template(template_path)
     names = physical_names(template, env)
-    resources = LocalResources(names=names)
     by_type = {
         t: {lid: template["Resources"][lid] for lid in names if template["Resources"][lid]["Type"] == t} for t in TYPES
     }
-    dynamodb, sqs, s3 = session_client("dynamodb"), session_client("sqs"), session_client("s3")
-    existing_tables = set(dynamodb.list_tables()["TableNames"])
-    for logical_id, resource in by_type["AWS::DynamoDB::Table"].items():
-        if names[logical_id] in existing_tables:
+    create_tables(session_client("dynamodb"), by_type["AWS::DynamoDB::Table"], names)
+    queue_urls = create_queues(session_client("sqs"), by_type["AWS::SQS::Queue"], template, names)
+    create_buckets(session_client("s3"), by_type["AWS::S3::Bucket"], template, names)
+    return LocalResources(names=names, queue_urls=queue_urls)
+
+
+def create_tables(dynamodb, tables: dict[str, dict], names: dict[str, str]) -> None:
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for logical_id, resource in tables.items():
+        if names[logical_id] in existing:
             continue
         props = resource["Properties"]
+        indexes = (
+            {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
+        )
         dynamodb.create_table(
             TableName=names[logical_id],
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
             KeySchema=props["KeySchema"],
             AttributeDefinitions=props["AttributeDefinitions"],
-            **(
-                {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
-            ),
+            **indexes,
         )
-    # Dead-letter queues first: a redrive policy names its target's ARN.
-    queues = sorted(
-        by_type["AWS::SQS::Queue"].items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {})
-    )
-    for logical_id, resource in queues:
+
+
+QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds")
+
+
+def create_queues(sqs, queues: dict[str, dict], template: dict, names: dict[str, str]) -> dict[str, str]:
+    """Logical id → queue URL. Dead-letter queues first: a redrive policy names its target's ARN."""
+    urls = {}
+    for logical_id, resource in sorted(
+        queues.items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {})
+    ):
         props = _resolve(resource.get("Properties", {}), template, names)
         attributes = {
-            k: (json.dumps(v) if isinstance(v, dict) else str(v))
-            for k, v in props.items()
-            if k in ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds")
+            k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in props.items() if k in QUEUE_ATTRIBUTES
         }
-        resources.queue_urls[logical_id] = sqs.create_queue(QueueName=names[logical_id], Attributes=attributes)[
-            "QueueUrl"
-        ]
-    for logical_id, resource in by_type["AWS::S3::Bucket"].items():
+        urls[logical_id] = sqs.create_queue(QueueName=names[logical_id], Attributes=attributes)["QueueUrl"]
+    return urls
+
+
+def create_buckets(s3, buckets: dict[str, dict], template: dict, names: dict[str, str]) -> None:
+    for logical_id, resource in buckets.items():
         bucket = names[logical_id]
         try:
             s3.create_bucket(Bucket=bucket)
@@ -148,21 +160,17 @@ def provision(session_client, template_path: Path, env: dict[str, str]) -> Local
             s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": _cors_rules(cors)})
         notifications = _resolve(resource.get("Properties", {}).get("NotificationConfiguration"), template, names)
         if notifications:
+            queues = [_queue_notification(q) for q in notifications.get("QueueConfigurations", [])]
             s3.put_bucket_notification_configuration(
-                Bucket=bucket,
-                NotificationConfiguration={
-                    "QueueConfigurations": [
-                        {
-                            "QueueArn": q["Queue"],
-                            "Events": [q["Event"]],
-                            **(
-                                {"Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}}
-                                if "Filter" in q
-                                else {}
-                            ),
-                        }
-                        for q in notifications.get("QueueConfigurations", [])
-                    ]
-                },
+                Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queues}
             )
-    return resources
+
+
+def _queue_notification(configuration: dict) -> dict:
+    """A template QueueConfiguration (CloudFormation's shape) → the S3 API's shape."""
+    rules = (
+        {"Filter": {"Key": {"FilterRules": configuration["Filter"]["S3Key"]["Rules"]}}}
+        if "Filter" in configuration
+        else {}
+    )
+    return {"QueueArn": configuration["Queue"], "Events": [configuration["Event"]], **rules}
