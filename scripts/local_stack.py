@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -208,7 +209,7 @@ class EventEmulation:
             source.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Local stack: moto + SAM API emulation on 127.0.0.1. NOT FOR CLINICAL USE."
     )
@@ -222,45 +223,58 @@ def main(argv: list[str] | None = None) -> int:
         help="train missing models in smoke mode (seconds instead of minutes; tests use it)",
     )
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("LOCAL_STATE_DIR", REPO_ROOT / ".local")))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+@dataclass
+class Stack:
+    """What main started; stop() takes down whatever of it is running, last started first."""
+
+    moto: MotoServer
+    mirror: BucketMirror | None = None
+    api: object | None = None  # scripts.local_runner.LocalApi
+    emulation: EventEmulation | None = None
+
+    def stop(self) -> None:
+        if self.emulation:
+            self.emulation.stop()
+        if self.api:
+            self.api.stop()
+        if self.mirror:
+            try:
+                self.mirror.stop()
+            except Exception as exc:
+                print(f"[stack] final mirror sync failed: {exc}", file=sys.stderr)
+        self.moto.stop()
+
+
+def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str], api_key: str) -> None:
+    """Provision the template's resources in moto, restore and mirror the models bucket,
+    publish any missing model, then serve the API and emulate its event sources."""
     from scripts.local_resources import provision
     from scripts.local_runner import LocalApi
 
-    env = load_env_file(args.env_vars)
-    endpoint = urlparse(env["AWS_ENDPOINT_URL"])
-    bucket = env["MODELS_BUCKET"]
-    os.environ.update(LOCAL_CREDENTIALS)
-    os.environ["LOCAL_STATE_DIR"] = str(args.state_dir)
+    bucket, moto_url = env["MODELS_BUCKET"], stack.moto.url
+    client = s3_client(moto_url)
+    resources = provision(lambda service: aws_client(service, moto_url), args.template, env)
+    stack.mirror = BucketMirror(client, bucket, args.state_dir / "s3" / bucket)
+    restored = stack.mirror.restore()
+    print(f"[stack] moto on {moto_url}; restored {restored} objects into s3://{bucket} from {stack.mirror.directory}")
+    ensure_models(client, bucket, {**env, **LOCAL_CREDENTIALS}, quick=args.quick_train)
+    stack.mirror.sync()
+    stack.mirror.run_in_background()
+    stack.api = LocalApi(
+        str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port, api_key=api_key
+    )
+    stack.api.start()
+    stack.emulation = EventEmulation(stack.api, resources.queue_urls, moto_url).start()
 
-    moto = MotoServer(port=endpoint.port, host=endpoint.hostname).start()
-    api = None
-    emulation = None
-    mirror = None
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    # Ctrl-C stops the stack even when started from a background job, which inherits SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        client = s3_client(moto.url)
-        resources = provision(lambda service: aws_client(service, moto.url), args.template, env)
-        mirror = BucketMirror(client, bucket, args.state_dir / "s3" / bucket)
-        restored = mirror.restore()
-        print(f"[stack] moto on {moto.url}; restored {restored} objects into s3://{bucket} from {mirror.directory}")
-        ensure_models(client, bucket, {**env, **LOCAL_CREDENTIALS}, quick=args.quick_train)
-        mirror.sync()
-        mirror.run_in_background()
-        api_key = os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY
-        api = LocalApi(
-            str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port, api_key=api_key
-        )
-        api.start()
-        emulation = EventEmulation(api, resources.queue_urls, moto.url).start()
-        base = f"http://{args.host}:{args.port}"
-        row = json.dumps({"instances": [EXAMPLE_MALIGNANT_ROW]})
-        threshold = env.get("RETRAIN_THRESHOLD", "?")
-        print(
-            f"""
+
+def ready_banner(args: argparse.Namespace, env: dict[str, str], stack: Stack, api_key: str) -> str:
+    base = f"http://{args.host}:{args.port}"
+    row = json.dumps({"instances": [EXAMPLE_MALIGNANT_ROW]})
+    threshold = env.get("RETRAIN_THRESHOLD", "?")
+    return f"""
   Local stack ready — NOT FOR CLINICAL USE
     web page    {base}/   (predict, upload labelled images, watch retraining)
     API         {base}/health
@@ -275,28 +289,40 @@ def main(argv: list[str] | None = None) -> int:
                 (threshold {threshold} uploads per model; then watch: curl -s {base}/models/chest-ct)
                 by hand: curl -s -X POST {base}/models/chest-ct/retrain -H 'x-api-key: {api_key}'
     API docs    {base}/docs      (OpenAPI: {base}/openapi.json)
-    moto        {moto.url}  (bucket {bucket}, mirrored to {mirror.directory})
+    moto        {stack.moto.url}  (bucket {env["MODELS_BUCKET"]}, mirrored to {stack.mirror.directory})
     MLflow UI   .venv/bin/mlflow ui --backend-store-uri sqlite:///{args.state_dir}/mlflow/mlflow.db
   Ctrl-C to stop.
-""",
-            flush=True,
-        )
+"""
+
+
+def stop_signal() -> threading.Event:
+    """Set by SIGTERM; Ctrl-C (SIGINT) raises KeyboardInterrupt, even when started from a
+    background job, which inherits SIGINT ignored."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return stopping
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = load_env_file(args.env_vars)
+    endpoint = urlparse(env["AWS_ENDPOINT_URL"])
+    os.environ.update(LOCAL_CREDENTIALS)
+    os.environ["LOCAL_STATE_DIR"] = str(args.state_dir)
+    stack = Stack(MotoServer(port=endpoint.port, host=endpoint.hostname).start())
+    stopping = stop_signal()
+    try:
+        api_key = os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY
+        start_services(stack, args, env, api_key)
+        print(ready_banner(args, env, stack, api_key), flush=True)
         while not stopping.wait(1.0):
             pass
     except KeyboardInterrupt:
         pass
     finally:
         print("\n[stack] stopping…", flush=True)
-        if emulation:
-            emulation.stop()
-        if api:
-            api.stop()
-        if mirror:
-            try:
-                mirror.stop()
-            except Exception as exc:
-                print(f"[stack] final mirror sync failed: {exc}", file=sys.stderr)
-        moto.stop()
+        stack.stop()
     return 0
 
 

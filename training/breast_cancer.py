@@ -10,7 +10,7 @@ import numpy as np
 
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
-from training.metrics import parity_figures
+from training.metrics import log_parity, parity_figures
 
 log = logging.getLogger("training")
 
@@ -23,6 +23,7 @@ PROBABILITY_OUTPUT = "probabilities"
 # Missing a malignancy costs far more than a false alarm: gate on its recall, and on
 # how much that recall varies across folds.
 DEFAULT_GATE = PromotionGate(minimums={"test_recall": 0.95}, maximums={"cv_recall_std": 0.05})
+TEST_SIZE = 0.2
 
 
 @dataclass(frozen=True)
@@ -143,20 +144,13 @@ def parity(pipeline, onnx_bytes: bytes, X: np.ndarray) -> dict[str, float | int]
     return parity_figures(pipeline.predict_proba(X32), onnx_proba)
 
 
-def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Candidate:
+def train(options: TrainOptions = TrainOptions()) -> Candidate:
     import skl2onnx
     import sklearn
-    from sklearn.model_selection import train_test_split
 
-    k_folds, smoke, seed = options.k_folds, options.smoke, options.seed
     data = load_wisconsin()
-    X_train, X_test, y_train, y_test = train_test_split(
-        data.X, data.y, test_size=test_size, stratify=data.y, random_state=seed
-    )
-    if smoke:
-        # Smoke mode: a stratified fifth of the training split and at most 3 folds.
-        X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=0.2, stratify=y_train, random_state=seed)
-        k_folds = min(k_folds, 3)
+    X_train, X_test, y_train, y_test = _split(data, options.smoke, options.seed)
+    k_folds = min(options.k_folds, 3) if options.smoke else options.k_folds
     log.info(
         "data: Wisconsin breast cancer, %d train / %d test rows, %d features (sha256 %s…)",
         len(y_train),
@@ -165,12 +159,76 @@ def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Can
         data.sha256[:12],
     )
     log.info("cross-validating %d-fold…", k_folds)
-    cv = cross_validate_candidates(X_train, y_train, k_folds, seed)
+    cv = cross_validate_candidates(X_train, y_train, k_folds, options.seed)
     chosen = choose(cv)
     log.info("chosen by CV malignant recall: %s", chosen)
-    pipeline = candidate_pipelines(seed)[chosen].fit(X_train, y_train)
+    pipeline = candidate_pipelines(options.seed)[chosen].fit(X_train, y_train)
     proba = pipeline.predict_proba(X_test)
     metrics = {**cv[chosen], **test_metrics(y_test, proba)}
+    log_test_metrics(metrics)
+    onnx_bytes = export_onnx(pipeline, data.X.shape[1])
+    check = parity(pipeline, onnx_bytes, data.X)
+    log_parity(check)
+    return Candidate(
+        model_id=MODEL_ID,
+        description="Wisconsin diagnostic breast cancer (30 features): malignant vs benign.",
+        task="binary",
+        classes=CLASSES,
+        input_spec=tabular_input(INPUT_NAME, data.feature_names, data.X[0]),
+        outputs={"probabilities": PROBABILITY_OUTPUT, "probability_format": "probabilities"},
+        onnx=onnx_bytes,
+        metrics=metrics,
+        parity=check,
+        parity_limits={"max_abs_prob_diff": 1e-5, "label_mismatches": 0},
+        estimator=chosen,
+        params=_params(options, k_folds, chosen, pipeline.steps[-1][1]),
+        framework={"scikit-learn": sklearn.__version__},
+        converter={"skl2onnx": skl2onnx.__version__},
+        training_data=training_data(data, len(y_train), len(y_test)),
+        evaluation={"y_true": y_test, "proba": proba, "cv": cv},
+    )
+
+
+def _split(data: Dataset, smoke: bool, seed: int):
+    """Stratified train/test split; smoke mode keeps a stratified fifth of the training split."""
+    from sklearn.model_selection import train_test_split
+
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=TEST_SIZE, stratify=data.y, random_state=seed
+    )
+    if smoke:
+        X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=0.2, stratify=y_train, random_state=seed)
+    return X_train, X_test, y_train, y_test
+
+
+def _params(options: TrainOptions, k_folds: int, chosen: str, classifier) -> dict:
+    return {
+        "model_type": chosen,
+        "k_folds": k_folds,
+        "smoke": options.smoke,
+        "random_state": options.seed,
+        "test_size": TEST_SIZE,
+        **{
+            f"clf_{k}": v
+            for k, v in classifier.get_params().items()
+            if isinstance(v, (int, float, str, bool)) or v is None
+        },
+    }
+
+
+# Shared with breast-cancer-lite: the same data set, log lines and manifest fields.
+
+
+def tabular_input(input_name: str, feature_names: list[str], example_row: np.ndarray) -> dict:
+    return {
+        "kind": "tabular",
+        "feature_names": feature_names,
+        "input_name": input_name,
+        "example": [float(v) for v in example_row],
+    }
+
+
+def log_test_metrics(metrics: dict[str, float]) -> None:
     log.info(
         "test: accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f  roc_auc %.4f",
         metrics["test_accuracy"],
@@ -179,53 +237,14 @@ def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Can
         metrics["test_f1"],
         metrics["test_roc_auc"],
     )
-    onnx_bytes = export_onnx(pipeline, data.X.shape[1])
-    check = parity(pipeline, onnx_bytes, data.X)
-    log.info(
-        "ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
-        check["rows"],
-        check["label_mismatches"],
-        check["max_abs_prob_diff"],
-    )
-    classifier = pipeline.steps[-1][1]
-    return Candidate(
-        model_id=MODEL_ID,
-        description="Wisconsin diagnostic breast cancer (30 features): malignant vs benign.",
-        task="binary",
-        classes=CLASSES,
-        input_spec={
-            "kind": "tabular",
-            "feature_names": data.feature_names,
-            "input_name": INPUT_NAME,
-            "example": [float(v) for v in data.X[0]],
-        },
-        outputs={"probabilities": PROBABILITY_OUTPUT, "probability_format": "probabilities"},
-        onnx=onnx_bytes,
-        metrics=metrics,
-        parity=check,
-        parity_limits={"max_abs_prob_diff": 1e-5, "label_mismatches": 0},
-        estimator=chosen,
-        params={
-            "model_type": chosen,
-            "k_folds": k_folds,
-            "smoke": smoke,
-            "random_state": seed,
-            "test_size": test_size,
-            **{
-                f"clf_{k}": v
-                for k, v in classifier.get_params().items()
-                if isinstance(v, (int, float, str, bool)) or v is None
-            },
-        },
-        framework={"scikit-learn": sklearn.__version__},
-        converter={"skl2onnx": skl2onnx.__version__},
-        training_data={
-            "name": "wisconsin-diagnostic-breast-cancer",
-            "source": "sklearn.datasets.load_breast_cancer",
-            "sha256": data.sha256,
-            "n_train": int(len(y_train)),
-            "n_test": int(len(y_test)),
-            "synthetic": False,
-        },
-        evaluation={"y_true": y_test, "proba": proba, "cv": cv},
-    )
+
+
+def training_data(data: Dataset, n_train: int, n_test: int) -> dict:
+    return {
+        "name": "wisconsin-diagnostic-breast-cancer",
+        "source": "sklearn.datasets.load_breast_cancer",
+        "sha256": data.sha256,
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "synthetic": False,
+    }

@@ -14,9 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from med_classifier.domain.manifest import OnnxOutputs
-from training.breast_cancer import CLASSES, MALIGNANT, load_wisconsin, test_metrics
+from training.breast_cancer import (
+    CLASSES,
+    MALIGNANT,
+    TEST_SIZE,
+    Dataset,
+    load_wisconsin,
+    log_test_metrics,
+    tabular_input,
+    test_metrics,
+    training_data,
+)
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
+from training.metrics import log_parity
 
 log = logging.getLogger("training")
 
@@ -166,22 +177,60 @@ def cross_validate(X, y, k_folds: int, epochs: int, batch_size: int, seed: int) 
     return summary
 
 
-def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Candidate:
-    from sklearn.model_selection import train_test_split
-
+def train(options: TrainOptions = TrainOptions()) -> Candidate:
     from training import keras_export
 
-    k_folds, smoke, seed = options.k_folds, options.smoke, options.seed
+    seed = options.seed
     keras_export.tensorflow(seed)
-    epochs = options.epochs or (SMOKE_EPOCHS if smoke else EPOCHS)
+    epochs = options.epochs or (SMOKE_EPOCHS if options.smoke else EPOCHS)
     batch_size = options.batch_size or BATCH_SIZE
-    if smoke:
-        k_folds = min(k_folds, 3)
+    k_folds = min(options.k_folds, 3) if options.smoke else options.k_folds
     data = load_wisconsin()
-    columns = [data.feature_names.index(name) for name in FEATURES]
-    X = data.X[:, columns]
+    X = data.X[:, [data.feature_names.index(name) for name in FEATURES]]
+    X_train, X_test, y_train, y_test = _split(X, data, seed)
+    log.info("cross-validating %d-fold (up to %d epochs each)…", k_folds, epochs)
+    cv = cross_validate(X_train, y_train, k_folds, epochs, batch_size, seed)
+    log.info("final fit on the training split (up to %d epochs)…", epochs)
+    keras_export.tensorflow(seed)
+    final = fit(X_train, y_train, epochs, batch_size, seed, progress=True)
+    log.info("best epoch %d of %d (val loss, weights restored)", final.best_epoch, len(final.history.history["loss"]))
+    proba = predict_proba(final.model, X_test)
+    metrics = {**cv, **test_metrics(y_test, proba)}
+    log_test_metrics(metrics)
+    onnx_bytes, check = _export(final.model, X)
+    framework, converter = keras_export.versions()
+    return Candidate(
+        model_id=MODEL_ID,
+        description="Wisconsin diagnostic breast cancer, 4 features (mean radius, texture, smoothness, "
+        "perimeter): malignant vs benign. Keras MLP.",
+        task="binary",
+        classes=CLASSES,
+        input_spec=tabular_input(INPUT_NAME, FEATURES, X[0]),
+        outputs=OUTPUTS,
+        onnx=onnx_bytes,
+        metrics=metrics,
+        parity=check,
+        parity_limits={"label_mismatches": 0, "max_abs_prob_diff": 1e-4},
+        estimator="keras_mlp",
+        params=_params(options, epochs, batch_size, k_folds, final.best_epoch),
+        framework=framework,
+        converter=converter,
+        training_data=training_data(data, len(y_train), len(y_test)),
+        evaluation={
+            "y_true": y_test,
+            "proba": proba,
+            "history": keras_export.history_records(final.history),
+            "native_model": final.model,
+        },  # in memory only: the benchmark compares against it
+    )
+
+
+def _split(X: np.ndarray, data: Dataset, seed: int):
+    """Stratified train/test split of the FEATURES columns X of the data set."""
+    from sklearn.model_selection import train_test_split
+
     X_train, X_test, y_train, y_test = train_test_split(
-        X, data.y, test_size=test_size, stratify=data.y, random_state=seed
+        X, data.y, test_size=TEST_SIZE, stratify=data.y, random_state=seed
     )
     log.info(
         "data: Wisconsin breast cancer, %d train / %d test rows, %d of %d features (sha256 %s…)",
@@ -191,83 +240,40 @@ def train(options: TrainOptions = TrainOptions(), test_size: float = 0.2) -> Can
         data.X.shape[1],
         data.sha256[:12],
     )
-    log.info("cross-validating %d-fold (up to %d epochs each)…", k_folds, epochs)
-    cv = cross_validate(X_train, y_train, k_folds, epochs, batch_size, seed)
+    return X_train, X_test, y_train, y_test
 
-    log.info("final fit on the training split (up to %d epochs)…", epochs)
-    keras_export.tensorflow(seed)
-    final = fit(X_train, y_train, epochs, batch_size, seed, progress=True)
-    log.info("best epoch %d of %d (val loss, weights restored)", final.best_epoch, len(final.history.history["loss"]))
-    proba = predict_proba(final.model, X_test)
-    metrics = {**cv, **test_metrics(y_test, proba)}
-    log.info(
-        "test: accuracy %.4f  precision %.4f  recall %.4f  f1 %.4f  roc_auc %.4f",
-        metrics["test_accuracy"],
-        metrics["test_precision"],
-        metrics["test_recall"],
-        metrics["test_f1"],
-        metrics["test_roc_auc"],
-    )
 
-    onnx_bytes = keras_export.to_onnx(final.model, INPUT_NAME, (len(FEATURES),), OUTPUT_NAME)
-    # Every one of the 569 rows, raw values in: the standardisation must be in the graph.
+def _export(model, X: np.ndarray) -> tuple[bytes, dict[str, float | int]]:
+    """The ONNX file and its parity with Keras on every one of the 569 rows, raw values
+    in: the standardisation must be in the graph."""
+    from training import keras_export
+
+    onnx_bytes = keras_export.to_onnx(model, INPUT_NAME, (len(FEATURES),), OUTPUT_NAME)
     check = keras_export.parity(
-        final.model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, X.astype(np.float32), to_proba=class_columns
+        model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, X.astype(np.float32), to_proba=class_columns
     )
-    keras_export.log_parity(check)
-    framework, converter = keras_export.versions()
-    return Candidate(
-        model_id=MODEL_ID,
-        description="Wisconsin diagnostic breast cancer, 4 features (mean radius, texture, smoothness, "
-        "perimeter): malignant vs benign. Keras MLP.",
-        task="binary",
-        classes=CLASSES,
-        input_spec={
-            "kind": "tabular",
-            "feature_names": FEATURES,
-            "input_name": INPUT_NAME,
-            "example": [float(v) for v in X[0]],
-        },
-        outputs=OUTPUTS,
-        onnx=onnx_bytes,
-        metrics=metrics,
-        parity=check,
-        parity_limits={"label_mismatches": 0, "max_abs_prob_diff": 1e-4},
-        estimator="keras_mlp",
-        params={
-            "model_type": "keras_mlp",
-            "hidden_units": "-".join(map(str, HIDDEN)),
-            "activation": "relu",
-            "output": "sigmoid P(malignant)",
-            "normalisation": "in-graph keras Normalization",
-            "optimizer": "adam",
-            "learning_rate": LEARNING_RATE,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "patience": PATIENCE,
-            "validation_fraction": VALIDATION_FRACTION,
-            "best_epoch": final.best_epoch,
-            "class_weight": "balanced",
-            "k_folds": k_folds,
-            "smoke": smoke,
-            "random_state": seed,
-            "test_size": test_size,
-            "features": ",".join(FEATURES),
-        },
-        framework=framework,
-        converter=converter,
-        training_data={
-            "name": "wisconsin-diagnostic-breast-cancer",
-            "source": "sklearn.datasets.load_breast_cancer",
-            "sha256": data.sha256,
-            "n_train": int(len(y_train)),
-            "n_test": int(len(y_test)),
-            "synthetic": False,
-        },
-        evaluation={
-            "y_true": y_test,
-            "proba": proba,
-            "history": keras_export.history_records(final.history),
-            "native_model": final.model,
-        },  # in memory only: the benchmark compares against it
-    )
+    log_parity(check)
+    return onnx_bytes, check
+
+
+def _params(options: TrainOptions, epochs: int, batch_size: int, k_folds: int, best_epoch: int) -> dict:
+    return {
+        "model_type": "keras_mlp",
+        "hidden_units": "-".join(map(str, HIDDEN)),
+        "activation": "relu",
+        "output": "sigmoid P(malignant)",
+        "normalisation": "in-graph keras Normalization",
+        "optimizer": "adam",
+        "learning_rate": LEARNING_RATE,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "patience": PATIENCE,
+        "validation_fraction": VALIDATION_FRACTION,
+        "best_epoch": best_epoch,
+        "class_weight": "balanced",
+        "k_folds": k_folds,
+        "smoke": options.smoke,
+        "random_state": options.seed,
+        "test_size": TEST_SIZE,
+        "features": ",".join(FEATURES),
+    }

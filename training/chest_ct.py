@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from training.candidate import Candidate, TrainOptions
+from training.datasets import chest_ct as chest_ct_data
 from training.datasets.chest_ct import CLASSES
+from training.datasets.common import ImageDataset, Split
 from training.gate import PromotionGate
+from training.image_training import ImageData, RunLength, image_candidate, image_data, load_dataset, run_length
+from training.metrics import classification_metrics, log_parity
 
 log = logging.getLogger("training")
 
@@ -58,7 +63,6 @@ SMOKE_CAP = {"train": 48, "valid": 12, "test": 24}
 MAX_SHIFT = 8  # pixels, each direction
 MAX_BRIGHTNESS = 0.05  # in [0, 1] pixel units, before normalisation
 AUGMENTATION = f"hflip, shift<={MAX_SHIFT}px, brightness+-{MAX_BRIGHTNESS}"
-CALIBRATION_IMAGES = 128
 
 
 def image_input():
@@ -155,104 +159,125 @@ def balanced_class_weights(y: np.ndarray) -> dict[int, float]:
     return {c: float(len(y) / (len(CLASSES) * counts[c])) if counts[c] else 1.0 for c in range(len(CLASSES))}
 
 
+@dataclass(frozen=True)
+class Fit:
+    model: object  # keras.Model with the kept epoch's weights
+    history: object  # keras History of the fit
+    best_epoch: int  # 1-based epoch whose weights were kept
+    class_weight: dict[int, float]
+
+
+def fit(model, data: ImageData, length: RunLength, seed: int) -> Fit:
+    """Adam, balanced class weights, augmented batches; early stopping on the validation
+    loss (not during the first WARMUP_EPOCHS) with the best epoch's weights restored."""
+    import keras
+    import tensorflow as tf
+
+    from training import keras_export
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    class_weight = balanced_class_weights(data.y_train)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=length.patience,
+        restore_best_weights=True,
+        start_from_epoch=min(WARMUP_EPOCHS, length.epochs - 1),
+    )
+    log.info(
+        "training %s (%d parameters) for up to %d epochs, batch %d, class weights %s…",
+        model.name,
+        model.count_params(),
+        length.epochs,
+        length.batch_size,
+        {CLASSES[c]: round(w, 3) for c, w in class_weight.items()},
+    )
+    started = time.perf_counter()
+    history = model.fit(
+        augmented_batches(data.x_train, data.y_train, length.batch_size, seed),
+        validation_data=tf.data.Dataset.from_tensor_slices((data.x_valid, data.y_valid)).batch(64),
+        epochs=length.epochs,
+        class_weight=class_weight,
+        shuffle=False,
+        verbose=0,
+        callbacks=[stopper, keras_export.epoch_logger(length.epochs, metric="accuracy")],
+    )
+    fitted = Fit(model=model, history=history, best_epoch=int(stopper.best_epoch) + 1, class_weight=class_weight)
+    log.info(
+        "trained %d epochs in %.1f s; kept epoch %d (lowest val loss)",
+        len(history.history["loss"]),
+        time.perf_counter() - started,
+        fitted.best_epoch,
+    )
+    return fitted
+
+
 def _cap_per_class(indices: np.ndarray, labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(indices[labels[indices] == c])[:cap] for c in range(len(CLASSES))]
     return np.sort(np.concatenate(keep))
 
 
-def load_data(options: TrainOptions):
-    """The data set and its train/valid/test indices (smoke: fewer images)."""
-    from training import tracking
-    from training.datasets import chest_ct, common
+def _smoke_subset(dataset: ImageDataset, parts: Split, seed: int) -> Split:
+    """At most SMOKE_CAP images of each class in each split."""
+    return Split(
+        *(_cap_per_class(getattr(parts, s), dataset.labels, SMOKE_CAP[s], seed) for s in ("train", "valid", "test"))
+    )
 
-    if options.data_dir is not None:
-        dataset = chest_ct.load(options.data_dir)
-    else:
-        n = SMOKE_PER_CLASS if options.smoke else SYNTHETIC_PER_CLASS
-        root = tracking.state_dir() / "data" / f"chest-ct-synthetic-{options.seed}-{n}"
-        dataset = chest_ct.load(chest_ct.write_synthetic(root, n, options.seed, size=IMAGE_SIZE))
-    parts = common.split(dataset, options.seed)
-    if options.smoke and options.data_dir is not None:
-        parts = common.Split(
-            *(
-                _cap_per_class(getattr(parts, s), dataset.labels, SMOKE_CAP[s], options.seed)
-                for s in ("train", "valid", "test")
-            )
-        )
-    return dataset, parts
+
+def load_data(options: TrainOptions) -> ImageDataset:
+    per_class = SMOKE_PER_CLASS if options.smoke else SYNTHETIC_PER_CLASS
+    return load_dataset(options, chest_ct_data, per_class, size=IMAGE_SIZE)
 
 
 def train(options: TrainOptions = TrainOptions()) -> Candidate:
     from training import keras_export
-    from training.datasets.common import add_uploads, tensors
-    from training.metrics import classification_metrics
 
-    smoke, seed = options.smoke, options.seed
     check_pretrained(options.pretrained)
-    tf, keras = keras_export.tensorflow(seed)
-    epochs = options.epochs or (SMOKE_EPOCHS if smoke else EPOCHS)
-    patience = SMOKE_PATIENCE if smoke else PATIENCE
-    batch_size = options.batch_size or BATCH_SIZE
-
-    dataset, parts = load_data(options)
+    keras_export.tensorflow(options.seed)
+    length = run_length(
+        options,
+        epochs=EPOCHS,
+        smoke_epochs=SMOKE_EPOCHS,
+        patience=PATIENCE,
+        smoke_patience=SMOKE_PATIENCE,
+        batch_size=BATCH_SIZE,
+    )
     spec = image_input()
-    started = time.perf_counter()
-    x_train, x_valid, x_test = (tensors(dataset, getattr(parts, s), spec) for s in ("train", "valid", "test"))
-    y_train, y_valid, y_test = (dataset.labels[getattr(parts, s)] for s in ("train", "valid", "test"))
-    x_train, y_train = add_uploads(dataset, x_train, y_train, options.extra_train, spec)
-    log.info(
-        "tensors (shared preprocessing, %dx%d grayscale, NHWC): %d train %s / %d valid / %d test %s in %.1f s",
-        IMAGE_SIZE,
-        IMAGE_SIZE,
-        len(y_train),
-        dataset.class_counts(parts.train),
-        len(y_valid),
-        len(y_test),
-        dataset.class_counts(parts.test),
-        time.perf_counter() - started,
+    data = image_data(options, load_data(options), spec, _smoke_subset)
+    fitted = fit(initial_model(options.pretrained), data, length, options.seed)
+    proba, metrics = _evaluate(fitted.model, data)
+    onnx_bytes, check = _export(fitted.model, data.x_test)
+    framework, converter = keras_export.versions()
+    return image_candidate(
+        options,
+        data,
+        spec,
+        output_name=OUTPUT_NAME,
+        proba=proba,
+        history=keras_export.history_records(fitted.history),
+        native_model=fitted.model,
+        model_id=MODEL_ID,
+        description="Chest CT slice: normal vs adenocarcinoma. Small VGG-style CNN (Keras).",
+        task="binary",
+        classes=list(CLASSES),
+        onnx=onnx_bytes,
+        metrics=metrics,
+        parity=check,
+        estimator="keras_vgg_cnn",
+        params=_params(options, length, fitted),
+        framework=framework,
+        converter=converter,
     )
 
-    model = initial_model(options.pretrained)
-    model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    class_weight = balanced_class_weights(y_train)
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss",
-        patience=patience,
-        restore_best_weights=True,
-        start_from_epoch=min(WARMUP_EPOCHS, epochs - 1),
-    )
-    log.info(
-        "training %s (%d parameters) for up to %d epochs, batch %d, class weights %s…",
-        model.name,
-        model.count_params(),
-        epochs,
-        batch_size,
-        {CLASSES[c]: round(w, 3) for c, w in class_weight.items()},
-    )
-    started = time.perf_counter()
-    history = model.fit(
-        augmented_batches(x_train, y_train, batch_size, seed),
-        validation_data=tf.data.Dataset.from_tensor_slices((x_valid, y_valid)).batch(64),
-        epochs=epochs,
-        class_weight=class_weight,
-        shuffle=False,
-        verbose=0,
-        callbacks=[stopper, keras_export.epoch_logger(epochs, metric="accuracy")],
-    )
-    epochs_run = len(history.history["loss"])
-    best_epoch = int(stopper.best_epoch) + 1
-    log.info(
-        "trained %d epochs in %.1f s; kept epoch %d (lowest val loss)",
-        epochs_run,
-        time.perf_counter() - started,
-        best_epoch,
-    )
 
-    proba = keras_export.keras_outputs(model, x_test).astype(np.float64)
-    metrics = classification_metrics(y_test, proba, CLASSES)
+def _evaluate(model, data: ImageData) -> tuple[np.ndarray, dict[str, float]]:
+    """The Keras model's test probabilities and test metrics."""
+    from training.keras_export import keras_outputs
+
+    proba = keras_outputs(model, data.x_test).astype(np.float64)
+    metrics = classification_metrics(data.y_test, proba, CLASSES)
     log.info(
         "test: accuracy %.4f  adenocarcinoma recall %.4f  precision %.4f  roc_auc %.4f",
         metrics["test_accuracy"],
@@ -260,53 +285,37 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         metrics["test_precision_adenocarcinoma"],
         metrics.get("test_roc_auc", float("nan")),
     )
+    return proba, metrics
+
+
+def _export(model, x_test: np.ndarray) -> tuple[bytes, dict[str, float | int]]:
+    """The ONNX file and its parity with Keras on the test tensors."""
+    from training import keras_export
 
     onnx_bytes = keras_export.to_onnx(model, INPUT_NAME, (IMAGE_SIZE, IMAGE_SIZE, 1), OUTPUT_NAME)
     check = keras_export.parity(model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, x_test)
-    keras_export.log_parity(check)
+    log_parity(check)
     log.info("ONNX: %.0f KB", len(onnx_bytes) / 1024)
-    framework, converter = keras_export.versions()
-    calibration = np.random.default_rng(seed).permutation(len(y_train))[:CALIBRATION_IMAGES]
-    return Candidate(
-        model_id=MODEL_ID,
-        description="Chest CT slice: normal vs adenocarcinoma. Small VGG-style CNN (Keras).",
-        task="binary",
-        classes=list(CLASSES),
-        input_spec=spec.model_dump(),
-        outputs={"probabilities": OUTPUT_NAME, "probability_format": "probabilities"},
-        onnx=onnx_bytes,
-        metrics=metrics,
-        parity=check,
-        parity_limits={"label_mismatches": 0, "max_abs_prob_diff": 1e-4},
-        estimator="keras_vgg_cnn",
-        params={
-            "model_type": "keras_vgg_cnn",
-            "architecture": "-".join(f"{f}x{n}" for f, n in BLOCKS) + "-gmp",
-            "n_parameters": int(model.count_params()),
-            "epochs": epochs,
-            "epochs_run": epochs_run,
-            "best_epoch": best_epoch,
-            "batch_size": batch_size,
-            "learning_rate": LEARNING_RATE,
-            "optimizer": "adam",
-            "dropout": DROPOUT,
-            "image_size": IMAGE_SIZE,
-            "augmentation": AUGMENTATION,
-            "class_weights": ",".join(f"{CLASSES[c]}={w:.4f}" for c, w in class_weight.items()),
-            "patience": patience,
-            "pretrained": str(options.pretrained) if options.pretrained else "none",
-            "smoke": smoke,
-            "seed": seed,
-        },
-        framework=framework,
-        converter=converter,
-        training_data=dataset.training_data(len(y_train), len(y_test), options.extra_train),
-        evaluation={
-            "y_true": y_test,
-            "proba": proba,
-            "x_eval": x_test,
-            "x_calibration": x_train[calibration],
-            "history": keras_export.history_records(history),
-            "native_model": model,
-        },  # in memory only: the benchmark compares against it
-    )
+    return onnx_bytes, check
+
+
+def _params(options: TrainOptions, length: RunLength, fitted: Fit) -> dict:
+    return {
+        "model_type": "keras_vgg_cnn",
+        "architecture": "-".join(f"{f}x{n}" for f, n in BLOCKS) + "-gmp",
+        "n_parameters": int(fitted.model.count_params()),
+        "epochs": length.epochs,
+        "epochs_run": len(fitted.history.history["loss"]),
+        "best_epoch": fitted.best_epoch,
+        "batch_size": length.batch_size,
+        "learning_rate": LEARNING_RATE,
+        "optimizer": "adam",
+        "dropout": DROPOUT,
+        "image_size": IMAGE_SIZE,
+        "augmentation": AUGMENTATION,
+        "class_weights": ",".join(f"{CLASSES[c]}={w:.4f}" for c, w in fitted.class_weight.items()),
+        "patience": length.patience,
+        "pretrained": str(options.pretrained) if options.pretrained else "none",
+        "smoke": options.smoke,
+        "seed": options.seed,
+    }

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from training.candidate import TrainOptions
+from training.gate import PromotionGate
 from training.trainers import TRAINERS
 
 
@@ -32,6 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         "S3 model store if it passes the promotion gate. NOT FOR CLINICAL USE.",
     )
     parser.add_argument("model", choices=tuple(TRAINERS), help="model to train")
+    _add_training_options(parser)
+    _add_gate_options(parser)
+    parser.add_argument(
+        "--bucket",
+        default=os.environ.get("MODELS_BUCKET"),
+        help="models bucket to publish to (default: $MODELS_BUCKET); S3 endpoint from $AWS_ENDPOINT_URL",
+    )
+    parser.add_argument("--no-publish", action="store_true", help="train, gate and log only")
+    return parser
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="small, fast run (tests, CI): less data, fewer folds and epochs"
     )
@@ -54,24 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="local weights file to start from (never downloaded); default: from scratch",
     )
     parser.add_argument("--no-quantize", action="store_true", help="skip the static INT8 variant (image models)")
-    parser.add_argument(
-        "--min",
-        dest="minimums",
-        type=_threshold,
-        action="append",
-        default=[],
-        metavar="METRIC=VALUE",
-        help="gate: lowest acceptable value of a metric (repeatable)",
-    )
-    parser.add_argument(
-        "--max",
-        dest="maximums",
-        type=_threshold,
-        action="append",
-        default=[],
-        metavar="METRIC=VALUE",
-        help="gate: highest acceptable value of a metric (repeatable)",
-    )
+
+
+def _add_gate_options(parser: argparse.ArgumentParser) -> None:
+    for flag, dest, lowest_or_highest in (("--min", "minimums", "lowest"), ("--max", "maximums", "highest")):
+        parser.add_argument(
+            flag,
+            dest=dest,
+            type=_threshold,
+            action="append",
+            default=[],
+            metavar="METRIC=VALUE",
+            help=f"gate: {lowest_or_highest} acceptable value of a metric (repeatable)",
+        )
     parser.add_argument(
         "--min-recall",
         type=float,
@@ -84,18 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="gate: maximum CV recall std, breast-cancer models (same as --max cv_recall_std=X)",
     )
-    parser.add_argument(
-        "--bucket",
-        default=os.environ.get("MODELS_BUCKET"),
-        help="models bucket to publish to (default: $MODELS_BUCKET); S3 endpoint from $AWS_ENDPOINT_URL",
-    )
-    parser.add_argument("--no-publish", action="store_true", help="train, gate and log only")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with a usage error (status 2) on values argparse's types cannot rule out."""
     if args.k_folds < 2:
         parser.error("--k-folds must be at least 2")
     if args.epochs is not None and args.epochs < 1:
@@ -108,24 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--pretrained {args.pretrained} is not a file")
     if not args.no_publish and not args.bucket:
         parser.error("no bucket: pass --bucket, set MODELS_BUCKET, or use --no-publish")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s  %(message)s", datefmt="%H:%M:%S")
-    log = logging.getLogger("training")
-    started = time.perf_counter()
 
-    from med_classifier.adapters.model_store import ModelStore
-    from training.candidate import TrainOptions
-    from training.pipeline import ParityError, finish
-    from training.trainers import trainer
 
-    module = trainer(args.model)
+def _gate(default: PromotionGate, args: argparse.Namespace) -> PromotionGate:
+    """The model's gate with --min/--max (and the breast-cancer shorthands) applied."""
     minimums = dict(args.minimums)
     maximums = dict(args.maximums)
     if args.min_recall is not None:
         minimums["test_recall"] = args.min_recall
     if args.max_recall_std is not None:
         maximums["cv_recall_std"] = args.max_recall_std
-    gate = module.DEFAULT_GATE.with_overrides(minimums, maximums)
-    options = TrainOptions(
+    return default.with_overrides(minimums, maximums)
+
+
+def _options(args: argparse.Namespace) -> TrainOptions:
+    return TrainOptions(
         smoke=args.smoke,
         seed=args.seed,
         k_folds=args.k_folds,
@@ -135,6 +133,23 @@ def main(argv: list[str] | None = None) -> int:
         pretrained=args.pretrained,
         quantize=not args.no_quantize,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s  %(message)s", datefmt="%H:%M:%S")
+    log = logging.getLogger("training")
+    started = time.perf_counter()
+
+    from med_classifier.adapters.model_store import ModelStore
+    from training.pipeline import ParityError, finish
+    from training.trainers import trainer
+
+    module = trainer(args.model)
+    gate = _gate(module.DEFAULT_GATE, args)
+    options = _options(args)
     log.info("training %s%s — NOT FOR CLINICAL USE", args.model, " (smoke)" if args.smoke else "")
     candidate = module.train(options)
     store = None if args.no_publish else ModelStore(args.bucket)
@@ -143,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     except ParityError as exc:
         log.error("FAILED: %s", exc)
         return 3
-    elapsed = time.perf_counter() - started
     if outcome.gate.passed:
         log.info(
             "gate PASSED  version %s  (%s)",
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         log.warning("gate REJECTED version %s: %s", outcome.version, "; ".join(outcome.gate.reasons))
-    log.info("MLflow run %s; done in %.1f s", outcome.mlflow_run_id, elapsed)
+    log.info("MLflow run %s; done in %.1f s", outcome.mlflow_run_id, time.perf_counter() - started)
     return 0 if outcome.gate.passed else 2
 
 

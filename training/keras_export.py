@@ -11,7 +11,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -80,12 +79,12 @@ def history_records(history) -> list[dict[str, float]]:
     return [{"epoch": epoch + 1, **{k: float(history.history[k][epoch]) for k in keys}} for epoch in range(n_epochs)]
 
 
-def to_onnx(model, input_name: str, item_shape: tuple[int, ...], output_name: str, opset: int = OPSET) -> bytes:
+def to_onnx(model, input_name: str, item_shape: tuple[int, ...], output_name: str) -> bytes:
     """Export a single-input, single-output Keras model with tf2onnx.
 
     The graph gets exactly one float32 input `input_name` of shape (batch, *item_shape)
     and one output `output_name`, both with a dynamic batch axis named "batch". The IR
-    version is the lowest one that carries `opset` (onnx 1.23 would otherwise stamp its
+    version is the lowest one that carries OPSET (onnx 1.23 would otherwise stamp its
     own newest, which onnxruntime refuses)."""
     import onnx
     import tensorflow as tf
@@ -106,7 +105,7 @@ def to_onnx(model, input_name: str, item_shape: tuple[int, ...], output_name: st
     level = converter_log.level
     converter_log.setLevel(logging.WARNING)  # its INFO lines would drown the training log
     try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
     finally:
         converter_log.setLevel(level)
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
@@ -161,12 +160,3 @@ def parity(
     native = to_proba(np.asarray(keras_outputs(model, x), dtype=np.float64))
     exported = to_proba(np.asarray(onnx_outputs(onnx_bytes, input_name, output_name, x), dtype=np.float64))
     return parity_figures(native, exported)
-
-
-def log_parity(check: dict[str, Any]) -> None:
-    log.info(
-        "ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
-        check["rows"],
-        check["label_mismatches"],
-        check["max_abs_prob_diff"],
-    )

@@ -1,15 +1,17 @@
-"""Classification metrics shared by every trainer (test split unless told otherwise)."""
+"""Classification metrics and the ONNX parity check, shared by every trainer."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
+log = logging.getLogger("training")
 
-def classification_metrics(
-    y_true: np.ndarray, proba: np.ndarray, classes: list[str], prefix: str = "test_"
-) -> dict[str, float]:
-    """Accuracy, macro F1, per-class precision and recall, ROC AUC (binary: of class 1
-    vs 0; multiclass: macro one-vs-rest over the classes present)."""
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Test-split accuracy, macro F1, per-class precision and recall, ROC AUC (binary: of
+    class 1 vs 0; multiclass: macro one-vs-rest over the classes present)."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
     y_true = np.asarray(y_true)
@@ -17,21 +19,21 @@ def classification_metrics(
     labels = list(range(len(classes)))
     precision, recall, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     metrics = {
-        f"{prefix}accuracy": float(accuracy_score(y_true, y_pred)),
-        f"{prefix}macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "test_accuracy": float(accuracy_score(y_true, y_pred)),
+        "test_macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
     }
     for index, name in enumerate(classes):
         metric_name = name.replace("-", "_").replace(" ", "_")
-        metrics[f"{prefix}precision_{metric_name}"] = float(precision[index])
-        metrics[f"{prefix}recall_{metric_name}"] = float(recall[index])
+        metrics[f"test_precision_{metric_name}"] = float(precision[index])
+        metrics[f"test_recall_{metric_name}"] = float(recall[index])
     present = np.unique(y_true)
     if len(present) >= 2:
         if len(classes) == 2:
-            metrics[f"{prefix}roc_auc"] = float(roc_auc_score(y_true, proba[:, 1]))
+            metrics["test_roc_auc"] = float(roc_auc_score(y_true, proba[:, 1]))
         else:
             # Classes absent from a small test split cannot enter a one-vs-rest AUC.
             aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present]
-            metrics[f"{prefix}roc_auc"] = float(np.mean(aucs))
+            metrics["test_roc_auc"] = float(np.mean(aucs))
     return metrics
 
 
@@ -47,3 +49,12 @@ def parity_figures(native_proba: np.ndarray, exported_proba: np.ndarray) -> dict
         "label_mismatches": int(np.sum(np.argmax(native, 1) != np.argmax(exported, 1))),
         "max_abs_prob_diff": float(np.max(np.abs(native - exported))) if len(native) else 0.0,
     }
+
+
+def log_parity(check: dict[str, float | int]) -> None:
+    log.info(
+        "ONNX parity over %d rows: %d label mismatches, max |Δp| %.2e",
+        check["rows"],
+        check["label_mismatches"],
+        check["max_abs_prob_diff"],
+    )

@@ -190,126 +190,179 @@ def finish(
     the candidate as it would be served (after quantisation) with production: its
     reasons reject a candidate that passes the gate (training.champion)."""
     import mlflow
-    import onnx
-    from mlflow import MlflowClient
 
     failures = candidate.parity_failures()
-    fp32_onnx = int8_onnx = None
+    onnx_variants = {}
     if quantize and not failures:
         candidate, fp32_onnx, int8_onnx = apply_quantization(candidate, gate)
+        onnx_variants = {"model-fp32.onnx": fp32_onnx, "model-int8.onnx": int8_onnx}
     tracking_uri = tracking.configure(experiment=candidate.model_id)
     version = new_version()
-    verdict = gate.evaluate(candidate.metrics)
-    gate_passed = verdict.passed
-    comparison = champion(candidate) if champion is not None else None
-    if comparison is not None and comparison.reasons:
-        verdict = GateResult(passed=False, reasons=verdict.reasons + comparison.reasons, thresholds=verdict.thresholds)
+    decision = _decide(candidate, gate, champion)
     with mlflow.start_run(run_name=f"{candidate.model_id}-{version}") as run:
-        mlflow.set_tags(
-            {
-                "model_id": candidate.model_id,
-                "version": version,
-                "estimator": candidate.estimator,
-                "data_sha256": candidate.training_data["sha256"],
-                "not_for_clinical_use": "true",
-            }
-        )
-        mlflow.log_params(
-            {
-                **candidate.params,
-                "data_version": candidate.training_data["sha256"],
-                "n_samples_train": candidate.training_data["n_train"],
-                "n_samples_test": candidate.training_data["n_test"],
-                "n_uploads": candidate.training_data.get("n_uploads", 0),
-                **{f"gate_{k}": v for k, v in gate.thresholds().items()},
-            }
-        )
-        mlflow.log_metrics(
-            {
-                **candidate.metrics,
-                **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
-                "gate_passed": float(gate_passed and not failures),
-            }
-        )
-        if comparison is not None and comparison.production_version is not None:
-            mlflow.set_tag("production_version", comparison.production_version)
-            mlflow.log_metrics({f"production_{k}": v for k, v in comparison.production_metrics.items()})
-        for epoch in candidate.evaluation.get("history", []):
-            mlflow.log_metrics(
-                {f"epoch_{k}": float(v) for k, v in epoch.items() if k != "epoch"}, step=int(epoch["epoch"])
-            )
-        if candidate.quantization:
-            q = candidate.quantization
-            mlflow.log_metrics(
-                {
-                    **{f"fp32_{k}": v for k, v in q["fp32"].items()},
-                    **{f"int8_{k}": v for k, v in q["int8"].items()},
-                    "int8_served": float(q["chosen"]),
-                }
-            )
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_path = Path(tmp)
-            _confusion_matrix_png(candidate, tmp_path / "confusion_matrix.png")
-            _roc_png(candidate, tmp_path / "roc.png")
-            (tmp_path / "classification_report.txt").write_text(_classification_report(candidate))
-            summary = {
-                "model_id": candidate.model_id,
-                "version": version,
-                "estimator": candidate.estimator,
-                "metrics": candidate.metrics,
-                "parity": candidate.parity,
-                "parity_failures": failures,
-                "gate": {"passed": verdict.passed, "reasons": verdict.reasons, **verdict.thresholds},
-                "training_data": candidate.training_data,
-                "quantization": candidate.quantization,
-            }
-            (tmp_path / "run_summary.json").write_text(json.dumps(summary, indent=2))
-            for name in ("confusion_matrix.png", "roc.png", "classification_report.txt", "run_summary.json"):
-                mlflow.log_artifact(str(tmp_path / name))
-            for name, data in (("model-fp32.onnx", fp32_onnx), ("model-int8.onnx", int8_onnx)):
-                if data is not None:  # both variants stay with the run, whichever is served
-                    (tmp_path / name).write_bytes(data)
-                    mlflow.log_artifact(str(tmp_path / name), artifact_path="onnx-variants")
+        _log_run(candidate, version, gate, decision, failures)
+        _log_artifacts(candidate, version, decision.verdict, failures, onnx_variants)
         if failures:
             mlflow.set_tag("outcome", "parity_failed")
             raise ParityError(f"{candidate.model_id}: ONNX export fails parity: {'; '.join(failures)}")
-        # Every exported model stays with its run; only a gate-passing one enters the registry.
-        info = mlflow.onnx.log_model(
-            onnx.load_from_string(candidate.onnx),
-            name="model",
-            registered_model_name=candidate.model_id if verdict.passed else None,
-        )
-        registry_version = str(info.registered_model_version) if verdict.passed else None
-        manifest = build_manifest(candidate, version, verdict, run.info.run_id, tracking_uri, registry_version)
+        registry_version = _log_model(candidate, decision.verdict)
+        manifest = build_manifest(candidate, version, decision.verdict, run.info.run_id, tracking_uri, registry_version)
         mlflow.log_dict(json.loads(manifest.model_dump_json()), "manifest.json")
-        pointer = None
-        if verdict.passed and store is not None:
-            pointer = store.publish(manifest, candidate.onnx, promote=True)
-            MlflowClient().set_registered_model_alias(candidate.model_id, PRODUCTION_ALIAS, registry_version)
-            mlflow.set_tag("outcome", "published")
-            log.info(
-                "published s3://%s/%s (production → %s)",
-                store.bucket,
-                store.version_prefix(candidate.model_id, version),
-                version,
-            )
-        else:
-            mlflow.set_tag(
-                "outcome",
-                "gate_passed_not_published"
-                if verdict.passed
-                else "rejected_by_gate"
-                if not gate_passed
-                else "rejected_worse_than_production",
-            )
+        pointer = _publish(candidate, manifest, decision, store, registry_version)
         return Outcome(
             model_id=candidate.model_id,
             version=version,
-            gate=verdict,
+            gate=decision.verdict,
             published=pointer is not None,
             pointer=pointer,
             mlflow_run_id=run.info.run_id,
             registry_version=registry_version,
             manifest=manifest,
-            champion=comparison,
+            champion=decision.comparison,
         )
+
+
+@dataclass(frozen=True)
+class _Decision:
+    verdict: GateResult  # the gate's, with the comparison's reasons added: what decides publishing
+    gate_passed: bool  # the gate's own verdict
+    comparison: ChampionResult | None
+
+
+def _decide(
+    candidate: Candidate, gate: PromotionGate, champion: Callable[[Candidate], ChampionResult] | None
+) -> _Decision:
+    verdict = gate.evaluate(candidate.metrics)
+    comparison = champion(candidate) if champion is not None else None
+    if comparison is not None and comparison.reasons:
+        return _Decision(
+            GateResult(passed=False, reasons=verdict.reasons + comparison.reasons, thresholds=verdict.thresholds),
+            verdict.passed,
+            comparison,
+        )
+    return _Decision(verdict, verdict.passed, comparison)
+
+
+def _log_run(candidate: Candidate, version: str, gate: PromotionGate, decision: _Decision, failures: list[str]) -> None:
+    """Tags, parameters and metrics of the MLflow run: the candidate's, the gate's, the
+    production version's it was compared with, per-epoch history and quantisation."""
+    import mlflow
+
+    data = candidate.training_data
+    mlflow.set_tags(
+        {
+            "model_id": candidate.model_id,
+            "version": version,
+            "estimator": candidate.estimator,
+            "data_sha256": data["sha256"],
+            "not_for_clinical_use": "true",
+        }
+    )
+    mlflow.log_params(
+        {
+            **candidate.params,
+            "data_version": data["sha256"],
+            "n_samples_train": data["n_train"],
+            "n_samples_test": data["n_test"],
+            "n_uploads": data.get("n_uploads", 0),
+            **{f"gate_{k}": v for k, v in gate.thresholds().items()},
+        }
+    )
+    mlflow.log_metrics(
+        {
+            **candidate.metrics,
+            **{f"parity_{k}": float(v) for k, v in candidate.parity.items()},
+            "gate_passed": float(decision.gate_passed and not failures),
+        }
+    )
+    comparison = decision.comparison
+    if comparison is not None and comparison.production_version is not None:
+        mlflow.set_tag("production_version", comparison.production_version)
+        mlflow.log_metrics({f"production_{k}": v for k, v in comparison.production_metrics.items()})
+    for epoch in candidate.evaluation.get("history", []):
+        mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in epoch.items() if k != "epoch"}, step=int(epoch["epoch"]))
+    if candidate.quantization:
+        q = candidate.quantization
+        mlflow.log_metrics(
+            {
+                **{f"fp32_{k}": v for k, v in q["fp32"].items()},
+                **{f"int8_{k}": v for k, v in q["int8"].items()},
+                "int8_served": float(q["chosen"]),
+            }
+        )
+
+
+def _log_artifacts(
+    candidate: Candidate, version: str, verdict: GateResult, failures: list[str], onnx_variants: dict[str, bytes | None]
+) -> None:
+    """Plots, classification report and run summary; both ONNX variants stay with the
+    run, whichever is served."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        _confusion_matrix_png(candidate, tmp_path / "confusion_matrix.png")
+        _roc_png(candidate, tmp_path / "roc.png")
+        (tmp_path / "classification_report.txt").write_text(_classification_report(candidate))
+        summary = {
+            "model_id": candidate.model_id,
+            "version": version,
+            "estimator": candidate.estimator,
+            "metrics": candidate.metrics,
+            "parity": candidate.parity,
+            "parity_failures": failures,
+            "gate": {"passed": verdict.passed, "reasons": verdict.reasons, **verdict.thresholds},
+            "training_data": candidate.training_data,
+            "quantization": candidate.quantization,
+        }
+        (tmp_path / "run_summary.json").write_text(json.dumps(summary, indent=2))
+        for name in ("confusion_matrix.png", "roc.png", "classification_report.txt", "run_summary.json"):
+            mlflow.log_artifact(str(tmp_path / name))
+        for name, data in onnx_variants.items():
+            if data is not None:
+                (tmp_path / name).write_bytes(data)
+                mlflow.log_artifact(str(tmp_path / name), artifact_path="onnx-variants")
+
+
+def _log_model(candidate: Candidate, verdict: GateResult) -> str | None:
+    """Every exported model stays with its run; only a gate-passing one enters the
+    registry. Returns its registry version (None when not registered)."""
+    import mlflow
+    import onnx
+
+    info = mlflow.onnx.log_model(
+        onnx.load_from_string(candidate.onnx),
+        name="model",
+        registered_model_name=candidate.model_id if verdict.passed else None,
+    )
+    return str(info.registered_model_version) if verdict.passed else None
+
+
+def _publish(
+    candidate: Candidate,
+    manifest: Manifest,
+    decision: _Decision,
+    store: ModelStore | None,
+    registry_version: str | None,
+) -> ProductionPointer | None:
+    """Publish and promote a passing candidate when there is a store, and tag the run
+    with the outcome; returns the new production pointer (None when not published)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    if not decision.verdict.passed:
+        mlflow.set_tag("outcome", "rejected_by_gate" if not decision.gate_passed else "rejected_worse_than_production")
+        return None
+    if store is None:
+        mlflow.set_tag("outcome", "gate_passed_not_published")
+        return None
+    pointer = store.publish(manifest, candidate.onnx, promote=True)
+    MlflowClient().set_registered_model_alias(candidate.model_id, PRODUCTION_ALIAS, registry_version)
+    mlflow.set_tag("outcome", "published")
+    log.info(
+        "published s3://%s/%s (production → %s)",
+        store.bucket,
+        store.version_prefix(candidate.model_id, manifest.version),
+        manifest.version,
+    )
+    return pointer

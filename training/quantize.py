@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from training.gate import PromotionGate
+from training.gate import GateResult, PromotionGate
 from training.metrics import classification_metrics
 
 log = logging.getLogger("training")
 
 MAX_ACCURACY_DROP = 0.01
 MIN_SPEEDUP = 1.05  # int8 must be at least 5 % faster at batch 1 to be worth the risk
+LATENCY_REPEATS = 300  # timed batch-1 runs of each model
 
 
 @dataclass
@@ -63,16 +64,14 @@ def _run(session, input_name: str, output_name: str, batch: np.ndarray) -> np.nd
     return np.asarray(out, dtype=np.float64)
 
 
-def paired_latency_ms(
-    first, second, input_name: str, output_name: str, item: np.ndarray, repeats: int = 300
-) -> tuple[float, float]:
+def paired_latency_ms(first, second, input_name: str, output_name: str, item: np.ndarray) -> tuple[float, float]:
     """Median batch-1 latency of two sessions, measured interleaved after warm-up so
     that drift on the machine hits both alike (sub-millisecond models are noisy)."""
     for _ in range(10):
         _run(first, input_name, output_name, item)
         _run(second, input_name, output_name, item)
     times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
+    for _ in range(LATENCY_REPEATS):
         for session, samples in ((first, times[0]), (second, times[1])):
             started = time.perf_counter()
             _run(session, input_name, output_name, item)
@@ -144,36 +143,44 @@ def evaluate_int8(
         "test_macro_f1": int8_metrics["test_macro_f1"],
         "label_agreement_with_fp32": float(np.mean(np.argmax(int8_proba, 1) == np.argmax(fp32_proba, 1))),
         "max_abs_prob_diff_vs_fp32": float(np.max(np.abs(int8_proba - fp32_proba))),
+        "speedup_vs_fp32": fp32["latency_ms_p50"] / int8_ms,
     }
-    reasons = []
-    verdict = gate.evaluate(int8_metrics)
-    if not verdict.passed:
-        reasons.append("int8 fails the gate: " + "; ".join(verdict.reasons))
-    drop = fp32["test_accuracy"] - int8["test_accuracy"]
-    if drop > MAX_ACCURACY_DROP:
-        reasons.append(f"int8 accuracy drop {drop:.4f} > {MAX_ACCURACY_DROP}")
-    speedup = fp32["latency_ms_p50"] / int8["latency_ms_p50"]
-    int8["speedup_vs_fp32"] = speedup
-    if speedup < MIN_SPEEDUP:
-        reasons.append(f"int8 is not faster on this CPU ({speedup:.2f}x, need {MIN_SPEEDUP}x)")
-    chosen = not reasons
-    log.info(
-        "INT8 (static QDQ): %.0f KB vs %.0f KB, p50 %.2f ms vs %.2f ms (%.2fx), accuracy %.4f vs %.4f → %s",
-        int8["bytes"] / 1024,
-        fp32["bytes"] / 1024,
-        int8["latency_ms_p50"],
-        fp32["latency_ms_p50"],
-        speedup,
-        int8["test_accuracy"],
-        fp32["test_accuracy"],
-        "publish int8" if chosen else "keep fp32 (" + "; ".join(reasons) + ")",
-    )
+    reasons = _reasons_to_keep_fp32(fp32, int8, gate.evaluate(int8_metrics))
+    _log_decision(fp32, int8, reasons)
     return QuantizationReport(
-        chosen,
+        not reasons,
         reasons or ["int8 passes the gate, within the accuracy budget, and faster"],
         onnx_int8,
         fp32,
         int8,
         int8_metrics,
         int8_proba,
+    )
+
+
+def _reasons_to_keep_fp32(fp32: dict[str, float], int8: dict[str, float], verdict: GateResult) -> list[str]:
+    """Why the INT8 variant must not replace fp32: it fails the gate, loses more than
+    MAX_ACCURACY_DROP accuracy, or is not at least MIN_SPEEDUP times faster."""
+    reasons = []
+    if not verdict.passed:
+        reasons.append("int8 fails the gate: " + "; ".join(verdict.reasons))
+    drop = fp32["test_accuracy"] - int8["test_accuracy"]
+    if drop > MAX_ACCURACY_DROP:
+        reasons.append(f"int8 accuracy drop {drop:.4f} > {MAX_ACCURACY_DROP}")
+    if int8["speedup_vs_fp32"] < MIN_SPEEDUP:
+        reasons.append(f"int8 is not faster on this CPU ({int8['speedup_vs_fp32']:.2f}x, need {MIN_SPEEDUP}x)")
+    return reasons
+
+
+def _log_decision(fp32: dict[str, float], int8: dict[str, float], reasons: list[str]) -> None:
+    log.info(
+        "INT8 (static QDQ): %.0f KB vs %.0f KB, p50 %.2f ms vs %.2f ms (%.2fx), accuracy %.4f vs %.4f → %s",
+        int8["bytes"] / 1024,
+        fp32["bytes"] / 1024,
+        int8["latency_ms_p50"],
+        fp32["latency_ms_p50"],
+        int8["speedup_vs_fp32"],
+        int8["test_accuracy"],
+        fp32["test_accuracy"],
+        "keep fp32 (" + "; ".join(reasons) + ")" if reasons else "publish int8",
     )

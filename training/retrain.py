@@ -168,7 +168,6 @@ def collect_uploads(channel: Path, classes: list[str], spec) -> Uploads:
 
 def run(paths: JobPaths, settings: JobSettings) -> dict:
     """Train, compare, gate and (maybe) publish; returns what outcome.json holds."""
-    from training.candidate import TrainOptions
     from training.champion import compare_with_production
     from training.pipeline import finish
 
@@ -178,27 +177,7 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     module = image_trainer(settings.model)
     uploads = collect_uploads(paths.channel("uploads"), list(module.CLASSES), module.image_input())
-    original = paths.channel("original")
-    data_dir = original if original.is_dir() and any(original.iterdir()) else None
-    log.info(
-        "%s: %d uploads (%d skipped); data: %s; gate %s; max regression vs production %s",
-        settings.model,
-        len(uploads.images),
-        uploads.skipped,
-        data_dir or "synthetic",
-        settings.gate.thresholds(),
-        settings.max_regression,
-    )
-    options = TrainOptions(
-        smoke=settings.smoke,
-        seed=settings.seed,
-        data_dir=data_dir,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        quantize=settings.quantize,
-        extra_train=uploads.images,
-    )
-    candidate = module.train(options)
+    candidate = module.train(_train_options(paths, settings, uploads))
     store = ModelStore(settings.models_bucket)
     outcome = finish(
         candidate,
@@ -218,11 +197,7 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
         "n_uploads": len(uploads.images),
         "skipped_uploads": uploads.skipped,
     }
-    if outcome.published:
-        published = store.read_version(settings.model, outcome.version)  # read back: the bytes that serve
-        (paths.model_dir / "model.onnx").write_bytes(published.onnx)
-        (paths.model_dir / "manifest.json").write_text(published.manifest.model_dump_json(indent=2))
-    (paths.model_dir / "outcome.json").write_text(json.dumps(result, indent=2))
+    _write_model_dir(paths, store, result)
     if jobs is not None and not jobs.record_outcome(
         settings.job_id,
         outcome=result["outcome"],
@@ -233,6 +208,43 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
     ):
         log.warning("job %s: the jobs table did not accept the outcome (unknown or already finished)", settings.job_id)
     return result
+
+
+def _train_options(paths: JobPaths, settings: JobSettings, uploads: Uploads):
+    """The trainer's options: the job's settings, the `original` channel as the data set
+    when it holds anything (else the synthetic set) and the uploads for the training split."""
+    from training.candidate import TrainOptions
+
+    original = paths.channel("original")
+    data_dir = original if original.is_dir() and any(original.iterdir()) else None
+    log.info(
+        "%s: %d uploads (%d skipped); data: %s; gate %s; max regression vs production %s",
+        settings.model,
+        len(uploads.images),
+        uploads.skipped,
+        data_dir or "synthetic",
+        settings.gate.thresholds(),
+        settings.max_regression,
+    )
+    return TrainOptions(
+        smoke=settings.smoke,
+        seed=settings.seed,
+        data_dir=data_dir,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        quantize=settings.quantize,
+        extra_train=uploads.images,
+    )
+
+
+def _write_model_dir(paths: JobPaths, store: ModelStore, result: dict) -> None:
+    """outcome.json; with a promoted version, also its model.onnx and manifest.json as
+    published (read back: the bytes that serve)."""
+    if result["outcome"] == PROMOTED:
+        published = store.read_version(result["model"], result["version"])
+        (paths.model_dir / "model.onnx").write_bytes(published.onnx)
+        (paths.model_dir / "manifest.json").write_text(published.manifest.model_dump_json(indent=2))
+    (paths.model_dir / "outcome.json").write_text(json.dumps(result, indent=2))
 
 
 def keep_mlflow_with_artefacts(paths: JobPaths, environ=os.environ) -> None:

@@ -24,14 +24,16 @@ import numpy as np
 
 from training.candidate import Candidate, TrainOptions
 from training.datasets import ham10000
-from training.datasets.common import ImageDataset, add_uploads, split, tensors
+from training.datasets.common import ImageDataset, Split
 from training.gate import PromotionGate
+from training.image_training import ImageData, RunLength, image_candidate, image_data, load_dataset, run_length
 from training.metrics import classification_metrics, parity_figures
 
 log = logging.getLogger("training")
 
 MODEL_ID = "skin-lesion"
 CLASSES = ham10000.CLASSES
+DESCRIPTION = "Dermatoscopic image (HAM10000's 7 diagnoses: " + ", ".join(CLASSES) + "). NOT FOR CLINICAL USE."
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 IMAGE_SIZE = 96
@@ -70,29 +72,17 @@ SYNTHETIC_PER_CLASS = 120  # nv gets twice as many: 960 images
 # Smoke runs: a small synthetic set, fewer epochs; on a real data set (--data-dir),
 # at most this many images of each split (after the lesion-grouped split).
 SMOKE = {"per_class": 48, "epochs": 10, "patience": 4, "max_images": {"train": 480, "valid": 160, "test": 320}}
-CALIBRATION_SIZE = 128
 # (expansion t, output channels c, repeats n, first stride s), as in MobileNetV2 but
 # shorter: a 96x96 input reaches 3x3 after five stride-2 stages.
 BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 2), (6, 96, 1, 1), (6, 160, 1, 2))
 
 
-def input_spec() -> dict:
-    return {
-        "kind": "image",
-        "input_name": INPUT_NAME,
-        "height": IMAGE_SIZE,
-        "width": IMAGE_SIZE,
-        "channels": 3,
-        "layout": "NCHW",
-        "mean": list(MEAN),
-        "std": list(STD),
-    }
-
-
 def image_input():
     from med_classifier.domain.manifest import ImageInput
 
-    return ImageInput(**input_spec())
+    return ImageInput(
+        input_name=INPUT_NAME, height=IMAGE_SIZE, width=IMAGE_SIZE, channels=3, layout="NCHW", mean=MEAN, std=STD
+    )
 
 
 # ---------------------------------------------------------------------------- model
@@ -104,12 +94,7 @@ def _divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-def build_model(
-    num_classes: int = len(CLASSES),
-    width: float = WIDTH_MULTIPLIER,
-    last_channels: int = LAST_CHANNELS,
-    dropout: float = DROPOUT,
-):
+def build_model():
     """MobileNetV2-style network: inverted residual blocks (1x1 expand, 3x3 depthwise,
     1x1 linear projection, residual when shapes allow), width multiplier, logits out."""
     from torch import nn
@@ -139,16 +124,16 @@ def build_model(
     class MobileNetV2Small(nn.Module):
         def __init__(self):
             super().__init__()
-            channels = _divisible(32 * width)
+            channels = _divisible(32 * WIDTH_MULTIPLIER)
             layers = conv_bn(3, channels, 3, 2)
             for t, c, n, s in BLOCKS:
-                out = _divisible(c * width)
+                out = _divisible(c * WIDTH_MULTIPLIER)
                 for i in range(n):
                     layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
                     channels = out
-            layers += conv_bn(channels, last_channels)
+            layers += conv_bn(channels, LAST_CHANNELS)
             self.features = nn.Sequential(*layers)
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_channels, num_classes))
+            self.classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(LAST_CHANNELS, len(CLASSES)))
             for module in self.modules():
                 if isinstance(module, nn.Conv2d):
                     nn.init.kaiming_normal_(module.weight, mode="fan_out")
@@ -276,112 +261,143 @@ def _predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), dtype=np.float32)
 
 
-def fit(
-    model,
-    x_train,
-    y_train,
-    x_valid,
-    y_valid,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    patience: int,
-    weights: np.ndarray,
-    seed: int,
-) -> Fit:
+def fit(model, data: ImageData, length: RunLength, *, weights: np.ndarray, seed: int) -> Fit:
     """AdamW with a cosine learning-rate schedule (one warm-up epoch), weighted
     cross-entropy, early stopping on the (equally weighted) validation loss with the
     best epoch's weights restored."""
-    import copy
+    import torch
 
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.tensor(weights, dtype=torch.float32)
+    epochs, batch_size = length.epochs, length.batch_size
+    xt, yt = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train.astype(np.int64))
+    step = _optimisation_step(model, weight, epochs, steps_per_epoch=max(1, math.ceil(len(xt) / batch_size)))
+    history: list[dict] = []
+    best = _BestEpoch()
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        loss = _train_epoch(model, xt, yt, batch_size, step, generator)
+        history.append({"epoch": epoch, "loss": loss, **_validate(model, data.x_valid, data.y_valid, weight)})
+        improved = best.update(model, epoch, history[-1]["val_loss"])
+        _log_epoch(history[-1], epochs, time.perf_counter() - started, improved)
+        if best.stale >= length.patience and epoch < epochs:
+            log.info(
+                "early stop: no val-loss improvement for %d epochs; best epoch %d (val_loss %.4f)",
+                length.patience,
+                best.epoch,
+                best.val_loss,
+            )
+            break
+    model.load_state_dict(best.state)
+    model.eval()
+    return Fit(
+        model=model,
+        history=history,
+        best_epoch=best.epoch,
+        best_val_loss=best.val_loss,
+        stopped_early=len(history) < epochs,
+    )
+
+
+def _learning_rate_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to the full rate, then a cosine decay to 3 % of it."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) * 0.97 + 0.03
+
+
+def _optimisation_step(model, weight, epochs: int, steps_per_epoch: int):
+    """A function that takes one AdamW step (weighted cross-entropy, scheduled learning
+    rate) on a batch and returns the batch's loss."""
+    import torch
+    import torch.nn.functional as F
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    total = epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, total // 4 or 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, warmup, total))
+
+    def step(batch, labels) -> float:
+        loss = F.cross_entropy(model(batch), labels, weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        return loss.item()
+
+    return step
+
+
+def _train_epoch(model, x, y, batch_size: int, step, generator) -> float:
+    """One pass over the training tensors in a fresh random order, each batch augmented;
+    returns the mean training loss."""
+    import torch
+
+    mean = torch.tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=torch.float32).view(1, 3, 1, 1)
+    model.train()
+    order = torch.randperm(len(x), generator=generator)
+    running, seen = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        if len(index) < 2:  # BatchNorm needs two samples
+            continue
+        running += step(augment(x[index], generator, mean, std), y[index]) * len(index)
+        seen += len(index)
+    return running / max(seen, 1)
+
+
+def _validate(model, x_valid: np.ndarray, y_valid: np.ndarray, weight) -> dict[str, float]:
+    """Validation loss (class-weighted like training), accuracy and macro F1, in eval mode."""
     import torch
     import torch.nn.functional as F
     from sklearn.metrics import f1_score
 
-    generator = torch.Generator().manual_seed(seed)
-    mean = torch.tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=torch.float32).view(1, 3, 1, 1)
-    weight = torch.tensor(weights, dtype=torch.float32)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64))
-    yv = torch.from_numpy(y_valid.astype(np.int64))
-    steps_per_epoch = max(1, math.ceil(len(xt) / batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
-    total = epochs * steps_per_epoch
-    warmup = min(steps_per_epoch, total // 4 or 1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            (step + 1) / warmup
-            if step < warmup
-            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) * 0.97 + 0.03
-        ),
-    )
-    history: list[dict] = []
-    best = (math.inf, 0, None)
-    stale = 0
-    for epoch in range(1, epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(xt), generator=generator)
-        running, seen = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            if len(index) < 2:  # BatchNorm needs two samples
-                continue
-            batch = augment(xt[index], generator, mean, std)
-            loss = F.cross_entropy(model(batch), yt[index], weight=weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            running += loss.item() * len(index)
-            seen += len(index)
-        model.eval()
-        with torch.inference_mode():
-            logits = torch.from_numpy(_predict(model, x_valid))
-            val_loss = float(F.cross_entropy(logits, yv, weight=weight))
-        predicted = logits.argmax(1).numpy()
-        val_accuracy = float(np.mean(predicted == y_valid))
-        val_f1 = float(f1_score(y_valid, predicted, labels=list(range(len(CLASSES))), average="macro", zero_division=0))
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": running / max(seen, 1),
-                "val_loss": val_loss,
-                "val_accuracy": val_accuracy,
-                "val_macro_f1": val_f1,
-            }
-        )
-        improved = val_loss < best[0] - MIN_DELTA
-        if improved:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
-            stale = 0
-        else:
-            stale += 1
-        log.info(
-            "epoch %2d/%d  loss %.4f  val_loss %.4f  val_accuracy %.4f  val_macro_f1 %.4f  %.1f s%s",
-            epoch,
-            epochs,
-            history[-1]["loss"],
-            val_loss,
-            val_accuracy,
-            val_f1,
-            time.perf_counter() - started,
-            "  *" if improved else "",
-        )
-        if stale >= patience and epoch < epochs:
-            log.info(
-                "early stop: no val-loss improvement for %d epochs; best epoch %d (val_loss %.4f)",
-                patience,
-                best[1],
-                best[0],
-            )
-            break
-    model.load_state_dict(best[2])
+    labels = torch.from_numpy(y_valid.astype(np.int64))
     model.eval()
-    return Fit(
-        model=model, history=history, best_epoch=best[1], best_val_loss=best[0], stopped_early=len(history) < epochs
+    with torch.inference_mode():
+        logits = torch.from_numpy(_predict(model, x_valid))
+        val_loss = float(F.cross_entropy(logits, labels, weight=weight))
+    predicted = logits.argmax(1).numpy()
+    return {
+        "val_loss": val_loss,
+        "val_accuracy": float(np.mean(predicted == y_valid)),
+        "val_macro_f1": float(
+            f1_score(y_valid, predicted, labels=list(range(len(CLASSES))), average="macro", zero_division=0)
+        ),
+    }
+
+
+class _BestEpoch:
+    """The epoch with the lowest validation loss so far (a gain must exceed MIN_DELTA),
+    a copy of its weights, and how many epochs have passed without a gain since."""
+
+    def __init__(self):
+        self.val_loss, self.epoch, self.state, self.stale = math.inf, 0, None, 0
+
+    def update(self, model, epoch: int, val_loss: float) -> bool:
+        """Take this epoch into account; True when it is the new best."""
+        import copy
+
+        improved = val_loss < self.val_loss - MIN_DELTA
+        if improved:
+            self.val_loss, self.epoch, self.state, self.stale = val_loss, epoch, copy.deepcopy(model.state_dict()), 0
+        else:
+            self.stale += 1
+        return improved
+
+
+def _log_epoch(record: dict, epochs: int, seconds: float, improved: bool) -> None:
+    log.info(
+        "epoch %2d/%d  loss %.4f  val_loss %.4f  val_accuracy %.4f  val_macro_f1 %.4f  %.1f s%s",
+        record["epoch"],
+        epochs,
+        record["loss"],
+        record["val_loss"],
+        record["val_accuracy"],
+        record["val_macro_f1"],
+        seconds,
+        "  *" if improved else "",
     )
 
 
@@ -459,24 +475,13 @@ def parity(model, onnx_bytes: bytes, x: np.ndarray) -> tuple[dict[str, float | i
 # ------------------------------------------------------------------------------ train
 
 
-def synthetic_dir(seed: int, per_class: int) -> Path:
-    from training.tracking import state_dir
-
-    return state_dir() / "data" / f"ham10000-synthetic-{seed}-{per_class}"
-
-
 def load_data(options: TrainOptions) -> ImageDataset:
-    if options.data_dir is not None:
-        return ham10000.load(Path(options.data_dir))
     per_class = SMOKE["per_class"] if options.smoke else SYNTHETIC_PER_CLASS
-    root = ham10000.write_synthetic(synthetic_dir(options.seed, per_class), per_class, options.seed)
-    return ham10000.load(root)
+    return load_dataset(options, ham10000, per_class)
 
 
-def _smoke_subset(parts, seed: int):
+def _smoke_subset(dataset: ImageDataset, parts: Split, seed: int) -> Split:
     """A random subset of each split (lesions still never straddle splits)."""
-    from training.datasets.common import Split
-
     rng = np.random.default_rng(seed)
     limits = SMOKE["max_images"]
     chosen = {name: np.sort(rng.permutation(getattr(parts, name))[: limits[name]]) for name in limits}
@@ -484,70 +489,88 @@ def _smoke_subset(parts, seed: int):
 
 
 def train(options: TrainOptions = TrainOptions()) -> Candidate:
-    import onnxscript
+    started = time.perf_counter()
+    _seed(options.seed)
+    length = run_length(
+        options,
+        epochs=EPOCHS,
+        smoke_epochs=SMOKE["epochs"],
+        patience=PATIENCE,
+        smoke_patience=SMOKE["patience"],
+        batch_size=BATCH_SIZE,
+    )
+    spec = image_input()
+    data = image_data(options, load_data(options), spec, _smoke_subset)
+    _require_valid_and_test(data)
+    weights = class_weights(data.y_train, len(CLASSES))
+    log.info("class weights (inverse frequency): %s", ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights)))
+    model, pretrained = _initial_model(options.pretrained, length)
+    fitted = fit(model, data, length, weights=weights, seed=options.seed)
+    onnx_bytes, check, proba = _export(fitted.model, data.x_test)
+    framework, converter = versions()
+    return image_candidate(
+        options,
+        data,
+        spec,
+        output_name=OUTPUT_NAME,
+        proba=proba,
+        history=fitted.history,
+        native_model=with_softmax(fitted.model).eval(),
+        model_id=MODEL_ID,
+        description=DESCRIPTION,
+        task="multiclass",
+        classes=list(CLASSES),
+        onnx=onnx_bytes,
+        metrics=_metrics(data.y_test, proba, fitted, started),
+        parity=check,
+        estimator=ESTIMATOR,
+        params=_params(options, length, fitted, pretrained),
+        framework=framework,
+        converter=converter,
+    )
+
+
+def _seed(seed: int) -> None:
+    """A reproducible run on this CPU's two cores."""
     import torch
 
-    started = time.perf_counter()
-    seed, smoke = options.seed, options.smoke
     torch.set_num_threads(2)
     torch.manual_seed(seed)
     np.random.seed(seed)
-    epochs = options.epochs or (SMOKE["epochs"] if smoke else EPOCHS)
-    patience = SMOKE["patience"] if smoke else PATIENCE
-    batch_size = options.batch_size or BATCH_SIZE
 
-    dataset = load_data(options)
-    parts = split(dataset, seed)
-    if smoke and options.data_dir is not None:
-        parts = _smoke_subset(parts, seed)
-    spec = image_input()
-    x_train, x_valid, x_test = (tensors(dataset, idx, spec) for idx in (parts.train, parts.valid, parts.test))
-    y_train, y_valid, y_test = (dataset.labels[idx] for idx in (parts.train, parts.valid, parts.test))
-    x_train, y_train = add_uploads(dataset, x_train, y_train, options.extra_train, spec)
-    log.info(
-        "split by lesion: %d train / %d valid / %d test images; train per class %s; data and tensors ready in %.1f s",
-        len(y_train),
-        len(y_valid),
-        len(y_test),
-        dataset.class_counts(parts.train),
-        time.perf_counter() - started,
-    )
-    if not len(y_valid) or not len(y_test):
+
+def _require_valid_and_test(data: ImageData) -> None:
+    if not len(data.y_valid) or not len(data.y_test):
+        dataset = data.dataset
         raise ValueError(f"{dataset.name}: too few images/lesions for a train/valid/test split ({len(dataset.paths)})")
 
-    weights = class_weights(y_train, len(CLASSES))
-    log.info("class weights (inverse frequency): %s", ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights)))
+
+def _initial_model(pretrained_path: Path | None, length: RunLength):
+    """build_model(), from a local state_dict when given; returns the model and what
+    load_pretrained loaded (None when training from scratch)."""
     model = build_model()
-    pretrained = None
-    if options.pretrained is not None:
-        pretrained = load_pretrained(model, options.pretrained)
-    n_params = sum(p.numel() for p in model.parameters())
+    pretrained = load_pretrained(model, pretrained_path) if pretrained_path is not None else None
     log.info(
         "model: %s, width %.2f, %d parameters; %d epochs max (patience %d), batch %d, lr %g",
         ESTIMATOR,
         WIDTH_MULTIPLIER,
-        n_params,
-        epochs,
-        patience,
-        batch_size,
+        _parameter_count(model),
+        length.epochs,
+        length.patience,
+        length.batch_size,
         LEARNING_RATE,
     )
-    fitted = fit(
-        model,
-        x_train,
-        y_train,
-        x_valid,
-        y_valid,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=LEARNING_RATE,
-        patience=patience,
-        weights=weights,
-        seed=seed,
-    )
+    return model, pretrained
 
-    onnx_bytes = export_onnx(fitted.model)
-    check, proba = parity(fitted.model, onnx_bytes, x_test)
+
+def _parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _export(model, x_test: np.ndarray) -> tuple[bytes, dict[str, float | int], np.ndarray]:
+    """The ONNX file, its parity with PyTorch on the test tensors, and PyTorch's test probabilities."""
+    onnx_bytes = export_onnx(model)
+    check, proba = parity(model, onnx_bytes, x_test)
     log.info(
         "ONNX %d bytes; parity over %d test images: %d label mismatches, max |Δp| %.2e",
         len(onnx_bytes),
@@ -555,6 +578,11 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         check["label_mismatches"],
         check["max_abs_prob_diff"],
     )
+    return onnx_bytes, check, proba
+
+
+def _metrics(y_test: np.ndarray, proba: np.ndarray, fitted: Fit, started: float) -> dict[str, float]:
+    """Test metrics, the kept epoch's validation figures and the run's duration so far."""
     best = fitted.history[fitted.best_epoch - 1]
     metrics = {
         **classification_metrics(y_test, proba, CLASSES),
@@ -572,51 +600,37 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         metrics.get("test_roc_auc", float("nan")),
         metrics["train_seconds"],
     )
-    calibration = x_train[np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_SIZE]]
-    return Candidate(
-        model_id=MODEL_ID,
-        description="Dermatoscopic image (HAM10000's 7 diagnoses: " + ", ".join(CLASSES) + "). NOT FOR CLINICAL USE.",
-        task="multiclass",
-        classes=list(CLASSES),
-        input_spec=input_spec(),
-        outputs={"probabilities": OUTPUT_NAME, "probability_format": "probabilities"},
-        onnx=onnx_bytes,
-        metrics=metrics,
-        parity=check,
-        parity_limits={"label_mismatches": 0, "max_abs_prob_diff": 1e-4},
-        estimator=ESTIMATOR,
-        params={
-            "epochs": epochs,
-            "epochs_run": len(fitted.history),
-            "batch_size": batch_size,
-            "learning_rate": LEARNING_RATE,
-            "weight_decay": WEIGHT_DECAY,
-            "optimizer": "AdamW+cosine",
-            "width_multiplier": WIDTH_MULTIPLIER,
-            "last_channels": LAST_CHANNELS,
-            "image_size": IMAGE_SIZE,
-            "class_weighting": "inverse_frequency_loss_weights",
-            "augmentation": "flip_h,flip_v,transpose,affine(rot15,shift6%,zoom0.9-1.1),brightness,contrast",
-            "early_stopping_patience": patience,
-            "best_epoch": fitted.best_epoch,
-            "stopped_early": fitted.stopped_early,
-            "pretrained": str(options.pretrained) if options.pretrained else None,
-            "pretrained_tensors_loaded": pretrained["loaded"] if pretrained else 0,
-            "parameters": n_params,
-            "smoke": smoke,
-            "seed": seed,
-            "opset": OPSET,
-        },
-        framework={"torch": torch.__version__},
-        converter={"torch.onnx": torch.__version__, "onnxscript": onnxscript.__version__},
-        training_data=dataset.training_data(len(y_train), len(y_test), options.extra_train),
-        evaluation={
-            "y_true": y_test,
-            "proba": proba,
-            "x_eval": x_test,
-            "x_calibration": calibration,
-            "history": fitted.history,
-            # In memory only (benchmarks): eval-mode PyTorch, image tensor -> probabilities.
-            "native_model": with_softmax(fitted.model).eval(),
-        },
-    )
+    return metrics
+
+
+def _params(options: TrainOptions, length: RunLength, fitted: Fit, pretrained: dict | None) -> dict:
+    return {
+        "epochs": length.epochs,
+        "epochs_run": len(fitted.history),
+        "batch_size": length.batch_size,
+        "learning_rate": LEARNING_RATE,
+        "weight_decay": WEIGHT_DECAY,
+        "optimizer": "AdamW+cosine",
+        "width_multiplier": WIDTH_MULTIPLIER,
+        "last_channels": LAST_CHANNELS,
+        "image_size": IMAGE_SIZE,
+        "class_weighting": "inverse_frequency_loss_weights",
+        "augmentation": "flip_h,flip_v,transpose,affine(rot15,shift6%,zoom0.9-1.1),brightness,contrast",
+        "early_stopping_patience": length.patience,
+        "best_epoch": fitted.best_epoch,
+        "stopped_early": fitted.stopped_early,
+        "pretrained": str(options.pretrained) if options.pretrained else None,
+        "pretrained_tensors_loaded": pretrained["loaded"] if pretrained else 0,
+        "parameters": _parameter_count(fitted.model),
+        "smoke": options.smoke,
+        "seed": options.seed,
+        "opset": OPSET,
+    }
+
+
+def versions() -> tuple[dict[str, str], dict[str, str]]:
+    """(framework, converter) version dicts for the Candidate and the manifest."""
+    import onnxscript
+    import torch
+
+    return {"torch": torch.__version__}, {"torch.onnx": torch.__version__, "onnxscript": onnxscript.__version__}

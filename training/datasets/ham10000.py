@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +28,9 @@ from training.datasets.common import SYNTHETIC_MARKER, ImageDataset, write_synth
 log = logging.getLogger("training")
 
 NAME = "ham10000"
-# Model output order.
+# Model output order: actinic keratosis / intraepithelial carcinoma, basal cell carcinoma,
+# benign keratosis-like lesion, dermatofibroma, melanoma, melanocytic nevus, vascular lesion.
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
-DESCRIPTIONS = {
-    "akiec": "actinic keratosis / intraepithelial carcinoma",
-    "bcc": "basal cell carcinoma",
-    "bkl": "benign keratosis-like lesion",
-    "df": "dermatofibroma",
-    "mel": "melanoma",
-    "nv": "melanocytic nevus",
-    "vasc": "vascular lesion",
-}
 METADATA_FILE = "HAM10000_metadata.csv"
 IMAGE_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
 COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
@@ -58,6 +51,32 @@ def load(root: Path) -> ImageDataset:
     are missing are skipped with a warning.
     """
     root = Path(root)
+    metadata = _metadata_file(root)
+    rows = _read_metadata(metadata)
+    _check_diagnoses(rows, metadata)
+    paths, labels, groups = _listed_images(rows, _image_index(root), metadata, root)
+    dataset = ImageDataset(
+        name=NAME,
+        source=str(root),
+        classes=list(CLASSES),
+        paths=paths,
+        labels=np.asarray(labels, dtype=np.int64),
+        groups=groups,
+        synthetic=(root / SYNTHETIC_MARKER).is_file(),
+    )
+    log.info(
+        "data: %s%s, %d images of %d lesions from %s; per class %s",
+        NAME,
+        " (SYNTHETIC)" if dataset.synthetic else "",
+        len(paths),
+        len(set(groups)),
+        root,
+        dataset.class_counts(),
+    )
+    return dataset
+
+
+def _metadata_file(root: Path) -> Path:
     if not root.is_dir():
         raise ValueError(f"HAM10000: {root} is not a directory")
     metadata = root / METADATA_FILE
@@ -66,6 +85,11 @@ def load(root: Path) -> ImageDataset:
             f"HAM10000: {METADATA_FILE} not found in {root} (expected the public layout: "
             f"{METADATA_FILE} plus {IMAGE_FOLDERS[0]}/ and {IMAGE_FOLDERS[1]}/)"
         )
+    return metadata
+
+
+def _read_metadata(metadata: Path) -> list[dict[str, str]]:
+    """The metadata rows, names and values stripped; refuses a file without the required columns or rows."""
     with metadata.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
@@ -78,7 +102,10 @@ def load(root: Path) -> ImageDataset:
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     if not rows:
         raise ValueError(f"HAM10000: {metadata} has no rows")
+    return rows
 
+
+def _check_diagnoses(rows: list[dict[str, str]], metadata: Path) -> None:
     unknown: dict[str, int] = {}
     for row in rows:
         if row["dx"] not in CLASSES:
@@ -87,7 +114,10 @@ def load(root: Path) -> ImageDataset:
         listed = ", ".join(f"{dx!r} ({n} rows)" for dx, n in sorted(unknown.items()))
         raise ValueError(f"HAM10000: {metadata} has unknown dx value(s) {listed}; expected one of {CLASSES}")
 
-    index = _image_index(root)
+
+def _listed_images(rows: list[dict[str, str]], index: dict[str, Path], metadata: Path, root: Path):
+    """(paths, labels, lesion ids) of the listed images found in `index`, each image once
+    (the first row that lists it); warns about duplicate rows and missing images."""
     paths, labels, groups, seen = [], [], [], set()
     missing_images, duplicates = [], 0
     for row in rows:
@@ -108,38 +138,25 @@ def load(root: Path) -> ImageDataset:
     if duplicates:
         log.warning("HAM10000: %d duplicate image_id row(s) in %s ignored (first one kept)", duplicates, metadata)
     if missing_images:
-        if not paths:
-            raise ValueError(
-                f"HAM10000: none of the {len(missing_images)} images listed in {metadata} was found "
-                f"under {root} (looked for {{image_id}}.jpg in {IMAGE_FOLDERS[0]}/, "
-                f"{IMAGE_FOLDERS[1]}/, the root and its subfolders)"
-            )
-        log.warning(
-            "HAM10000: %d of %d listed images not found under %s; skipped (e.g. %s)",
-            len(missing_images),
-            len(missing_images) + len(paths),
-            root,
-            ", ".join(missing_images[:3]),
+        _report_missing(missing_images, len(paths), metadata, root)
+    return paths, labels, groups
+
+
+def _report_missing(missing_images: list[str], n_found: int, metadata: Path, root: Path) -> None:
+    """Refuses a layout where no listed image exists; otherwise warns about the missing ones."""
+    if not n_found:
+        raise ValueError(
+            f"HAM10000: none of the {len(missing_images)} images listed in {metadata} was found "
+            f"under {root} (looked for {{image_id}}.jpg in {IMAGE_FOLDERS[0]}/, "
+            f"{IMAGE_FOLDERS[1]}/, the root and its subfolders)"
         )
-    dataset = ImageDataset(
-        name=NAME,
-        source=str(root),
-        classes=list(CLASSES),
-        paths=paths,
-        labels=np.asarray(labels, dtype=np.int64),
-        groups=groups,
-        synthetic=(root / SYNTHETIC_MARKER).is_file(),
-    )
-    log.info(
-        "data: %s%s, %d images of %d lesions from %s; per class %s",
-        NAME,
-        " (SYNTHETIC)" if dataset.synthetic else "",
-        len(paths),
-        len(set(groups)),
+    log.warning(
+        "HAM10000: %d of %d listed images not found under %s; skipped (e.g. %s)",
+        len(missing_images),
+        len(missing_images) + n_found,
         root,
-        dataset.class_counts(),
+        ", ".join(missing_images[:3]),
     )
-    return dataset
 
 
 def _image_index(root: Path) -> dict[str, Path]:
@@ -251,16 +268,46 @@ def _lesion(class_name: str, rng: np.random.Generator, prototypical: bool) -> di
     }
 
 
+@dataclass(frozen=True)
+class _Outline:
+    """Where the lesion lies in one image of it."""
+
+    xx: np.ndarray  # pixel-centre coordinates
+    yy: np.ndarray
+    cx: float
+    cy: float
+    radius: float
+    alpha: np.ndarray  # how much of each pixel the lesion covers: 1 inside, a soft edge, 0 outside
+    relative: np.ndarray  # distance from the centre: 0 at the centre, 1 on the border
+
+
 def _render(lesion: dict, size: int, rng: np.random.Generator, prototypical: bool) -> np.ndarray:
-    """One image of a lesion: HxWx3 uint8."""
-    style = _STYLES[lesion["class"]]
+    """One image of a lesion: HxWx3 uint8. `rng` draws, in this order: skin, placement,
+    hairs, dermatoscope; the lesion's texture has a generator of its own."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    # Background: a skin tone between light and darker, low-frequency mottling, sensor noise.
+    background = _skin(size, rng, prototypical)
+    outline = _outline(lesion, size, rng, prototypical, xx, yy)
+    style = _STYLES[lesion["class"]]
+    field = np.broadcast_to(lesion["colour"], (size, size, 3)).astype(np.float32).copy()
+    field = _TEXTURES[style["texture"]](field, np.random.default_rng(lesion["texture_seed"]), size, outline)
+    image = background * (1.0 - outline.alpha[..., None]) + field * outline.alpha[..., None]
+    if not prototypical and rng.random() < 0.3:  # a few hairs, as on real dermatoscopy
+        image = _blend(image, (48, 36, 30), _hairs(size, rng) * 0.7)
+    return _through_dermatoscope(image, xx, yy, size, rng, prototypical)
+
+
+def _skin(size: int, rng: np.random.Generator, prototypical: bool) -> np.ndarray:
+    """A skin tone between light and darker, with low-frequency mottling."""
     tone = 0.45 if prototypical else rng.uniform(0.0, 1.0)
     skin = (_LIGHT_SKIN * (1 - tone) + _DARK_SKIN * tone).astype(np.float32)
     background = np.broadcast_to(skin, (size, size, 3)).copy()
     background += _smooth_noise(rng, size, 6)[..., None] * 6.0
-    # Where the lesion sits and how it is turned in this picture of it.
+    return background
+
+
+def _outline(lesion: dict, size: int, rng: np.random.Generator, prototypical: bool, xx, yy) -> _Outline:
+    """Where the lesion sits and how it is turned in this picture of it; its border
+    wobbles by the lesion's harmonics."""
     if prototypical:
         cx = cy = size / 2
         turn = 0.0
@@ -273,70 +320,106 @@ def _render(lesion: dict, size: int, rng: np.random.Generator, prototypical: boo
     angle = np.arctan2(dy, dx) + turn
     wobble = sum(a * np.cos(k * angle + phase) for k, (a, phase) in zip(range(2, 7), lesion["harmonics"]))
     border = radius * np.clip(1.0 + wobble, 0.45, 1.8)
-    alpha = np.clip((border - distance) / (style["soft"] * size) + 0.5, 0.0, 1.0)
-    relative = distance / np.maximum(border, 1e-3)  # 0 at the centre, 1 on the border
+    alpha = np.clip((border - distance) / (_STYLES[lesion["class"]]["soft"] * size) + 0.5, 0.0, 1.0)
+    return _Outline(xx, yy, cx, cy, radius, alpha, relative=distance / np.maximum(border, 1e-3))
 
-    texture = np.random.default_rng(lesion["texture_seed"])
-    field = np.broadcast_to(lesion["colour"], (size, size, 3)).astype(np.float32).copy()
-    kind = style["texture"]
-    if kind == "scaly":  # rough red patch with whitish scale
-        field += _smooth_noise(texture, size, max(4, size // 16))[..., None] * 10.0
-        scale = _smooth_noise(texture, size, max(6, size // 6))
-        field = _blend(field, (238, 224, 214), (scale - 0.5) * 1.2)
-    elif kind == "vessels":  # pearly pink with arborising red vessels
-        field += _smooth_noise(texture, size, 5)[..., None] * 6.0
-        strokes = []
-        for _ in range(int(texture.integers(3, 6))):
-            point = np.array([cx, cy]) + texture.normal(0, radius * 0.3, 2)
-            heading = texture.uniform(0, 2 * np.pi)
-            points = [tuple(point)]
-            for _ in range(7):
-                heading += texture.normal(0, 0.6)
-                point = point + radius * 0.16 * np.array([np.cos(heading), np.sin(heading)])
-                points.append(tuple(point))
-            strokes.append(points)
-        vessels = _lines_mask(size, strokes, width=max(1, size // 56))
-        field = _blend(field, (176, 22, 38), vessels * 0.9)
-    elif kind == "mottled":  # waxy tan with cerebriform light and dark patches
-        field *= (1.0 + 0.16 * _smooth_noise(texture, size, max(6, size // 10)))[..., None]
-    elif kind == "ring":  # brown ring around a pale scar-like centre
-        centre = np.clip((0.55 - relative) / 0.15, 0.0, 1.0)
-        field = _blend(field, (230, 210, 194), centre)
-    elif kind == "multicolour":  # dark, with blue-grey veil and black blotches
-        blotches = _smooth_noise(texture, size, 4)
-        field = _blend(field, (96, 106, 136), (blotches - 0.2) * 1.5)
-        field = _blend(field, (22, 14, 14), (-blotches - 0.6) * 1.5)
-        field += _smooth_noise(texture, size, max(6, size // 8))[..., None] * 8.0
-    elif kind == "uniform":  # even brown, a little darker in the middle
-        field *= (1.0 - 0.12 * np.clip(1.0 - relative, 0.0, 1.0))[..., None]
-    elif kind == "lobules":  # red-purple with darker lacunae
-        lacunae = np.zeros((size, size), dtype=np.float32)
-        for _ in range(int(texture.integers(4, 8))):
-            r = texture.uniform(0.0, 0.6) * radius
-            theta = texture.uniform(0.0, 2 * np.pi)
-            spot = np.hypot(xx - cx - r * np.cos(theta), yy - cy - r * np.sin(theta))
-            lacunae = np.maximum(lacunae, np.clip((radius * texture.uniform(0.15, 0.28) - spot) / 2.0, 0, 1))
-        field = _blend(field, (104, 12, 46), lacunae * 0.8)
 
-    image = background * (1.0 - alpha[..., None]) + field * alpha[..., None]
-    if not prototypical and rng.random() < 0.3:  # a few hairs, as on real dermatoscopy
-        strokes = []
-        for _ in range(int(rng.integers(1, 4))):
-            start = rng.uniform(0, size, 2)
-            heading = rng.uniform(0, 2 * np.pi)
-            points = [tuple(start)]
-            for _ in range(6):
-                heading += rng.normal(0, 0.15)
-                start = start + size * 0.12 * np.array([np.cos(heading), np.sin(heading)])
-                points.append(tuple(start))
-            strokes.append(points)
-        image = _blend(image, (48, 36, 30), _lines_mask(size, strokes, width=1) * 0.7)
-    # Dermatoscope vignette, then sensor noise.
+def _stroke(rng: np.random.Generator, start: np.ndarray, steps: int, step_length: float, turn: float) -> list:
+    """A random walk from `start` in a random direction, turning by N(0, turn) at each step."""
+    heading = rng.uniform(0, 2 * np.pi)
+    point = start
+    points = [tuple(point)]
+    for _ in range(steps):
+        heading += rng.normal(0, turn)
+        point = point + step_length * np.array([np.cos(heading), np.sin(heading)])
+        points.append(tuple(point))
+    return points
+
+
+def _hairs(size: int, rng: np.random.Generator) -> np.ndarray:
+    strokes = [_stroke(rng, rng.uniform(0, size, 2), 6, size * 0.12, 0.15) for _ in range(int(rng.integers(1, 4)))]
+    return _lines_mask(size, strokes, width=1)
+
+
+def _through_dermatoscope(image: np.ndarray, xx, yy, size: int, rng: np.random.Generator, prototypical: bool):
+    """Dermatoscope vignette, then sensor noise; as uint8."""
     corner = np.hypot(xx - size / 2, yy - size / 2) / (size / np.sqrt(2))
     image *= (1.0 - (0.12 if prototypical else rng.uniform(0.05, 0.3)) * corner**2)[..., None]
     if not prototypical:
         image += rng.normal(0.0, 4.0, image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+# Textures: (lesion colour field, the lesion's generator, size, outline) -> the field.
+
+
+def _scaly(field, texture, size, outline):
+    """Rough red patch with whitish scale."""
+    field += _smooth_noise(texture, size, max(4, size // 16))[..., None] * 10.0
+    scale = _smooth_noise(texture, size, max(6, size // 6))
+    return _blend(field, (238, 224, 214), (scale - 0.5) * 1.2)
+
+
+def _vessels(field, texture, size, outline):
+    """Pearly pink with arborising red vessels."""
+    field += _smooth_noise(texture, size, 5)[..., None] * 6.0
+    centre, radius = np.array([outline.cx, outline.cy]), outline.radius
+    strokes = [
+        _stroke(texture, centre + texture.normal(0, radius * 0.3, 2), 7, radius * 0.16, 0.6)
+        for _ in range(int(texture.integers(3, 6)))
+    ]
+    vessels = _lines_mask(size, strokes, width=max(1, size // 56))
+    return _blend(field, (176, 22, 38), vessels * 0.9)
+
+
+def _mottled(field, texture, size, outline):
+    """Waxy tan with cerebriform light and dark patches."""
+    field *= (1.0 + 0.16 * _smooth_noise(texture, size, max(6, size // 10)))[..., None]
+    return field
+
+
+def _ring(field, texture, size, outline):
+    """Brown ring around a pale scar-like centre."""
+    centre = np.clip((0.55 - outline.relative) / 0.15, 0.0, 1.0)
+    return _blend(field, (230, 210, 194), centre)
+
+
+def _multicolour(field, texture, size, outline):
+    """Dark, with blue-grey veil and black blotches."""
+    blotches = _smooth_noise(texture, size, 4)
+    field = _blend(field, (96, 106, 136), (blotches - 0.2) * 1.5)
+    field = _blend(field, (22, 14, 14), (-blotches - 0.6) * 1.5)
+    field += _smooth_noise(texture, size, max(6, size // 8))[..., None] * 8.0
+    return field
+
+
+def _uniform(field, texture, size, outline):
+    """Even brown, a little darker in the middle."""
+    field *= (1.0 - 0.12 * np.clip(1.0 - outline.relative, 0.0, 1.0))[..., None]
+    return field
+
+
+def _lobules(field, texture, size, outline):
+    """Red-purple with darker lacunae."""
+    o = outline
+    lacunae = np.zeros((size, size), dtype=np.float32)
+    for _ in range(int(texture.integers(4, 8))):
+        r = texture.uniform(0.0, 0.6) * o.radius
+        theta = texture.uniform(0.0, 2 * np.pi)
+        spot = np.hypot(o.xx - o.cx - r * np.cos(theta), o.yy - o.cy - r * np.sin(theta))
+        lacunae = np.maximum(lacunae, np.clip((o.radius * texture.uniform(0.15, 0.28) - spot) / 2.0, 0, 1))
+    return _blend(field, (104, 12, 46), lacunae * 0.8)
+
+
+_TEXTURES = {
+    "scaly": _scaly,
+    "vessels": _vessels,
+    "mottled": _mottled,
+    "ring": _ring,
+    "multicolour": _multicolour,
+    "uniform": _uniform,
+    "lobules": _lobules,
+}
 
 
 def _encode(pixels: np.ndarray, fmt: str) -> bytes:
