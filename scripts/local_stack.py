@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from med_classifier.api.schemas import EXAMPLE_MALIGNANT_ROW
+from training.settings import training_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = REPO_ROOT / "events" / "env.json"
@@ -222,7 +223,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="train missing models in smoke mode (seconds instead of minutes; tests use it)",
     )
-    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("LOCAL_STATE_DIR", REPO_ROOT / ".local")))
+    parser.add_argument("--state-dir", type=Path, default=training_settings().local_state_dir)
     return parser.parse_args(argv)
 
 
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(MotoServer(port=endpoint.port, host=endpoint.hostname).start())
     stopping = stop_signal()
     try:
-        api_key = os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY
+        api_key = training_settings().local_api_key or DEFAULT_API_KEY
         start_services(stack, args, env, api_key)
         print(ready_banner(args, env, stack, api_key), flush=True)
         while not stopping.wait(1.0):

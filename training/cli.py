@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 from training.candidate import TrainOptions
 from training.gate import PromotionGate
+from training.settings import training_settings
 from training.trainers import TRAINERS
 
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_options(parser)
     parser.add_argument(
         "--bucket",
-        default=os.environ.get("MODELS_BUCKET"),
+        default=training_settings().models_bucket or None,
         help="models bucket to publish to (default: $MODELS_BUCKET); S3 endpoint from $AWS_ENDPOINT_URL",
     )
     parser.add_argument("--no-publish", action="store_true", help="train, gate and log only")
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     options = _options(args)
     log.info("training %s%s — NOT FOR CLINICAL USE", args.model, " (smoke)" if args.smoke else "")
     candidate = module.train(options)
-    store = None if args.no_publish else ModelStore(args.bucket)
+    store = None if args.no_publish else ModelStore(args.bucket, endpoint_url=training_settings().endpoint_url)
     try:
         outcome = finish(candidate, gate, store, quantize=options.quantize)
     except ParityError as exc:

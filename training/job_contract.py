@@ -14,14 +14,12 @@ The root (/opt/ml) is overridable (ML_ROOT) for tests, Batch and the local runne
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-DEFAULT_ML_ROOT = Path("/opt/ml")
-HYPERPARAMETERS_ENV = "RETRAIN_HYPERPARAMETERS"
-CHANNELS_ENV = "RETRAIN_CHANNELS"
+from training.settings import training_settings
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class JobPaths:
 
     @classmethod
     def from_environment(cls) -> JobPaths:
-        return cls(Path(os.environ.get("ML_ROOT") or DEFAULT_ML_ROOT))
+        return cls(training_settings().ml_root)
 
     @property
     def hyperparameters(self) -> Path:
@@ -92,9 +90,10 @@ def stage(paths: JobPaths, s3, hyperparameters: dict, channels: dict[str, str]) 
     return {name: download_prefix(s3, uri, paths.channel(name)) for name, uri in channels.items()}
 
 
-def stage_from_environment(paths: JobPaths, s3, environ=os.environ) -> dict[str, int] | None:
+def stage_from_environment(paths: JobPaths, s3, environ: Mapping[str, str] | None = None) -> dict[str, int] | None:
     """Batch mode: stage from RETRAIN_HYPERPARAMETERS / RETRAIN_CHANNELS when set.
     Returns None when they are not set (SageMaker has staged the job already)."""
-    if HYPERPARAMETERS_ENV not in environ:
+    settings = training_settings(environ)
+    if settings.retrain_hyperparameters is None:
         return None
-    return stage(paths, s3, json.loads(environ[HYPERPARAMETERS_ENV]), json.loads(environ.get(CHANNELS_ENV, "{}")))
+    return stage(paths, s3, settings.retrain_hyperparameters, settings.retrain_channels)

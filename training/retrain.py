@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +33,7 @@ from med_classifier.adapters.model_store import ModelStore
 from med_classifier.domain.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED
 from training.gate import PromotionGate
 from training.job_contract import JobPaths, stage_from_environment
+from training.settings import training_settings
 
 log = logging.getLogger("training")
 
@@ -171,14 +172,15 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
     from training.champion import compare_with_production
     from training.pipeline import finish
 
-    jobs = JobsTable(settings.jobs_table) if settings.jobs_table else None
+    endpoint = training_settings().endpoint_url
+    jobs = JobsTable(settings.jobs_table, endpoint_url=endpoint) if settings.jobs_table else None
     if jobs is not None and not jobs.set_state(settings.job_id, IN_PROGRESS):
         log.warning("job %s: the jobs table did not accept InProgress (unknown or already finished)", settings.job_id)
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     module = image_trainer(settings.model)
     uploads = collect_uploads(paths.channel("uploads"), list(module.CLASSES), module.image_input())
     candidate = module.train(_train_options(paths, settings, uploads))
-    store = ModelStore(settings.models_bucket)
+    store = ModelStore(settings.models_bucket, endpoint_url=endpoint)
     outcome = finish(
         candidate,
         settings.gate,
@@ -247,10 +249,12 @@ def _write_model_dir(paths: JobPaths, store: ModelStore, result: dict) -> None:
     (paths.model_dir / "outcome.json").write_text(json.dumps(result, indent=2))
 
 
-def keep_mlflow_with_artefacts(paths: JobPaths, environ=os.environ) -> None:
+def keep_mlflow_with_artefacts(paths: JobPaths, environ: MutableMapping[str, str] = os.environ) -> None:
     """In a container with no tracking server, the MLflow run goes with the model artefacts
-    that SageMaker uploads (model.tar.gz), not into a folder that dies with the container."""
-    if not environ.get("MLFLOW_TRACKING_URI") and not environ.get("LOCAL_STATE_DIR"):
+    that SageMaker uploads (model.tar.gz), not into a folder that dies with the container.
+    Sets MLFLOW_LOCAL_DIR, which training.settings reads when MLflow is configured."""
+    settings = training_settings(environ)
+    if not settings.mlflow_tracking_uri and "local_state_dir" not in settings.model_fields_set:
         environ["MLFLOW_LOCAL_DIR"] = str(paths.model_dir / "mlflow")
 
 
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_mlflow_with_artefacts(paths)
     hyperparameters: dict[str, str] = {}
     try:
-        staged = stage_from_environment(paths, aws_client("s3"))
+        staged = stage_from_environment(paths, aws_client("s3", training_settings().endpoint_url))
         if staged is not None:
             log.info("staged from the environment (Batch): files per channel %s", staged)
         hyperparameters = paths.read_hyperparameters()
@@ -279,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         job_id, table = hyperparameters.get("job_id"), hyperparameters.get("jobs_table")
         if job_id and table:
             try:
-                JobsTable(table).set_state(job_id, FAILED, failure_reason=reason)
+                JobsTable(table, endpoint_url=training_settings().endpoint_url).set_state(
+                    job_id, FAILED, failure_reason=reason
+                )
             except Exception:  # the failure file still reports it; the service's event marks it Failed too
                 log.exception("could not mark job %s Failed in %s", job_id, table)
         return 1

@@ -3,15 +3,16 @@ MLFLOW_TRACKING_URI says otherwise."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from training.settings import REPO_ROOT, training_settings
+
+__all__ = ["REPO_ROOT", "configure", "state_dir"]
 
 
 def state_dir() -> Path:
     """Where local state lives (MLflow, the local model-store mirror): LOCAL_STATE_DIR or ./.local."""
-    return Path(os.environ.get("LOCAL_STATE_DIR", REPO_ROOT / ".local")).resolve()
+    return training_settings().state_dir
 
 
 def configure(experiment: str) -> str:
@@ -19,10 +20,11 @@ def configure(experiment: str) -> str:
     Returns the tracking URI in use."""
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    settings = training_settings()
+    uri = settings.mlflow_tracking_uri
     artifact_root = None
     if not uri:
-        root = Path(os.environ.get("MLFLOW_LOCAL_DIR") or state_dir() / "mlflow")
+        root = settings.mlflow_store
         root.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{root / 'mlflow.db'}"
         artifact_root = (root / "artifacts").as_uri()

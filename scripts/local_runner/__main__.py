@@ -5,12 +5,12 @@ Serves the template's API like ``sam local start-api`` (same routes, events and 
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 
 from scripts.local_runner.api import LocalApi
+from training.settings import training_settings
 
 LOG = logging.getLogger("scripts.local_runner")
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start_api_parser.add_argument(
         "--api-key",
-        default=os.environ.get("LOCAL_API_KEY"),
+        default=training_settings().local_api_key or None,
         help="the key routes with ApiKeyRequired accept in x-api-key (default: $LOCAL_API_KEY; none: they answer 403)",
     )
     start_api_parser.add_argument(

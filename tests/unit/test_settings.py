@@ -3,6 +3,8 @@ template giving every function exactly the variables its model declares."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 from samcli.yamlhelper import yaml_parse
@@ -141,3 +143,108 @@ def test_an_empty_endpoint_in_the_process_environment_is_removed(monkeypatch):
 
     assert PredictSettings.from_environ().endpoint_url is None
     assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+# --- where the environment is read -------------------------------------------------------------
+
+REPO = TEMPLATE_PATH.parent
+SETTINGS_MODULES = {"layers/shared/python/med_classifier/settings.py", "training/settings.py"}
+# The local runner plays Lambda's runtime: it hands the host's environment to workers and job
+# processes and reads AWS_LAMBDA_* in the worker as the runtime does. That is plumbing, not settings.
+LAMBDA_EMULATION = "scripts/local_runner/"
+
+
+def environment_reads(roots: tuple[str, ...], repo=REPO) -> list[str]:
+    """Reads of a variable (`os.environ.get`, `os.environ[...]`, `in os.environ`, `os.getenv`) outside
+    the settings modules. Writes (update, setdefault, item assignment: configuring libraries) and
+    copying the whole environment into a child process's are allowed."""
+    import ast
+
+    found = []
+    for root in roots:
+        for path in sorted((repo / root).rglob("*.py")):
+            name = str(path.relative_to(repo))
+            if name in SETTINGS_MODULES or name.startswith(LAMBDA_EMULATION):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if _reads_environment(node):
+                    found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def _is_environ(node) -> bool:
+    import ast
+
+    return isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name)
+
+
+def _reads_environment(node) -> bool:
+    import ast
+
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in ("get", "pop") and _is_environ(node.func.value):
+            return True
+        return node.func.attr == "getenv"
+    if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and _is_environ(node.value):
+        return True
+    return isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators)
+
+
+def test_layers_and_functions_never_mention_os_environ_outside_settings():
+    offenders = []
+    for root in ("layers", "functions"):
+        for path in sorted((REPO / root).rglob("*.py")):
+            name = str(path.relative_to(REPO))
+            if name not in SETTINGS_MODULES and "os.environ" in path.read_text():
+                offenders.append(name)
+    assert offenders == []
+
+
+def test_training_and_scripts_read_the_environment_only_through_their_settings():
+    assert environment_reads(("training", "scripts")) == []
+
+
+def test_the_environment_check_sees_reads_but_not_writes(tmp_path):
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "m.py").write_text(
+        "import os\n"
+        'a = os.environ.get("A")\n'
+        'b = os.environ["B"]\n'
+        'c = "C" in os.environ\n'
+        'd = os.getenv("D")\n'
+        "e = {**os.environ}\n"
+        'f = os.environ.pop("F", None)\n'
+        'os.environ["F"] = "1"\n'
+        'os.environ.update({"G": "1"})\n'
+        'os.environ.setdefault("H", "1")\n'
+    )
+    assert environment_reads(("code",), tmp_path) == [
+        "code/m.py:2",
+        "code/m.py:3",
+        "code/m.py:4",
+        "code/m.py:5",
+        "code/m.py:7",
+    ]
+
+
+def test_training_settings_defaults_and_json_variables(tmp_path):
+    from training.settings import REPO_ROOT, training_settings
+
+    defaults = training_settings({"LOCAL_STATE_DIR": "", "MLFLOW_TRACKING_URI": ""})
+    assert (defaults.state_dir, defaults.mlflow_store, defaults.ml_root) == (
+        (REPO_ROOT / ".local").resolve(),
+        (REPO_ROOT / ".local" / "mlflow").resolve(),
+        Path("/opt/ml"),
+    )
+    assert defaults.retrain_hyperparameters is None and defaults.retrain_channels == {}
+    batch = training_settings(
+        {
+            "LOCAL_STATE_DIR": str(tmp_path),
+            "MLFLOW_LOCAL_DIR": str(tmp_path / "runs"),
+            "RETRAIN_HYPERPARAMETERS": '{"model": "chest-ct"}',
+            "RETRAIN_CHANNELS": '{"uploads": "s3://up/uploads/chest-ct/"}',
+        }
+    )
+    assert (batch.state_dir, batch.mlflow_store) == (tmp_path.resolve(), tmp_path / "runs")
+    assert batch.retrain_hyperparameters == {"model": "chest-ct"}
+    assert batch.retrain_channels == {"uploads": "s3://up/uploads/chest-ct/"}
