@@ -1,6 +1,8 @@
 """Image predict function: POST /models/{model}/predict for image models.
 
-Its own function (memory, timeout, cold start) so the tabular function never loads
+API Gateway sends each image model's literal route here (template.yaml: /models/skin-lesion/predict,
+/models/chest-ct/predict; it prefers literal paths over {model}), everything else to the predict
+function. Its own function (memory, timeout, cold start) so the tabular function never loads
 an image model and vice versa. Thin adapter: body -> image files -> med_classifier.
 NOT FOR CLINICAL USE.
 """
@@ -18,9 +20,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE, services
-from med_classifier.api.errors import register_error_handlers
-from med_classifier.api.image_requests import images_from_body
-from med_classifier.api.schemas import PredictResponse
+from med_classifier.api.errors import error_doc, register_error_handlers
+from med_classifier.api.image_requests import image_request_body, images_from_body
+from med_classifier.api.schemas import PredictResponse, predict_response
 from med_classifier.domain.errors import InvalidInput
 from med_classifier.domain.serving import ModelCache, predict_images
 from med_classifier.settings import ImagePredictSettings
@@ -53,7 +55,26 @@ def _body_bytes() -> bytes:
     return body.encode("utf-8")
 
 
-@app.post("/models/<model>/predict", summary="Classify one or many images")
+@app.post(
+    "/models/<model>/predict",
+    summary="Classify one or many images",
+    description="One image as the raw body (Content-Type image/jpeg or image/png), or one or many as JSON "
+    '{"images": ["<base64>", ...]}. ' + NOT_FOR_CLINICAL_USE,
+    tags=["Predict"],
+    # The body is read by images_from_body (raw or JSON, limits first), not by Powertools: documented here.
+    openapi_extensions={"requestBody": image_request_body()},
+    responses={
+        200: {"description": "One prediction per image, in request order"},
+        404: error_doc("The model is not published"),
+        413: error_doc(
+            "An image over MaxImageBytes (the message points to the upload route), more than "
+            "MaxImagesPerRequest images, or more than MaxImagePixels pixels (decompression-bomb guard)"
+        ),
+        415: error_doc("Not a JPEG or PNG image, or a media type other than image/jpeg, image/png, application/json"),
+        422: error_doc("A truncated or corrupt image (in a batch, the message names images[i]), or malformed JSON"),
+        503: error_doc("The model has no loadable version"),
+    },
+)
 def predict(model: Annotated[str, Path(description="Model id, e.g. skin-lesion")]) -> PredictResponse:
     images = images_from_body(
         model, app.current_event.headers.get("content-type"), _body_bytes(), settings().image_limits
@@ -62,7 +83,7 @@ def predict(model: Annotated[str, Path(description="Model id, e.g. skin-lesion")
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedImages", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
-    return PredictResponse.from_result(result, NOT_FOR_CLINICAL_USE)
+    return predict_response(result, NOT_FOR_CLINICAL_USE)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,4 +1,5 @@
-"""Predict function: the web page, health, registry view, tabular predict, OpenAPI.
+"""Predict function: the web page, health, registry view, tabular predict, and the API's
+OpenAPI document (openapi.json, generated for every function by `python -m scripts.openapi`).
 
 Thin adapter: translate API Gateway events to med_classifier calls and shape the
 responses. NOT FOR CLINICAL USE.
@@ -7,20 +8,34 @@ responses. NOT FOR CLINICAL USE.
 from __future__ import annotations
 
 import functools
-import json
 import time
+from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE, services
-from med_classifier.api.errors import error_doc, register_error_handlers
-from med_classifier.api.page import PAGE_HEADERS, content_security_policy, upload_origin
-from med_classifier.api.schemas import PredictRequest, PredictResponse
+from med_classifier.api.errors import (
+    INVALID_JSON,
+    SCHEMA_MISMATCH,
+    UNSUPPORTED_BODY,
+    error_doc,
+    register_error_handlers,
+)
+from med_classifier.api.openapi import OPENAPI_DOC, html_doc, openapi_response, swagger_ui_response
+from med_classifier.api.page import page_response
+from med_classifier.api.schemas import (
+    HealthResponse,
+    ModelList,
+    ModelView,
+    PredictRequest,
+    PredictResponse,
+    predict_response,
+)
 from med_classifier.domain.errors import InvalidInput
 from med_classifier.domain.registry import RegistryView
 from med_classifier.domain.retraining import Retraining
@@ -30,14 +45,10 @@ from med_classifier.settings import PredictSettings
 logger = Logger()
 metrics = Metrics()
 STARTED_AT = time.time()
-OPENAPI = {
-    "title": "Medical classifier inference API",
-    "version": "1.0.0",
-    "description": "ONNX classifiers served by AWS Lambda. " + NOT_FOR_CLINICAL_USE,
-}
+HERE = FilePath(__file__).resolve().parent
+PAGE, SPEC = HERE / "static" / "index.html", HERE / "openapi.json"
 
 app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(path="/docs", **OPENAPI)
 
 
 @functools.cache
@@ -56,79 +67,86 @@ def _services() -> tuple[ModelCache, RegistryView, Retraining | None]:
     )
 
 
-ERRORS = {
-    404: error_doc("Unknown model"),
-    422: error_doc("Invalid input (the message says which row and feature)"),
-    503: error_doc("Model not loadable"),
-}
+ModelId = Annotated[str, Path(description="Model id, e.g. breast-cancer")]
+UNKNOWN_MODEL = error_doc("Unknown model")
 
 
-PAGE = FilePath(__file__).resolve().parent / "static" / "index.html"
-
-
-@functools.cache
-def _page() -> tuple[str, str]:
-    html = PAGE.read_text(encoding="utf-8")
-    return html, content_security_policy(html, upload_origin(settings().aws_endpoint_url))
-
-
-@app.get("/", include_in_schema=False)
+@app.get(
+    "/",
+    summary="The web page: models, predict, labelled uploads, retraining",
+    tags=["Web page and docs"],
+    responses={200: html_doc("The page (served with a strict Content-Security-Policy)")},
+)
 def page():  # no return annotation: Response is not a schema type
-    html, policy = _page()
-    return Response(
-        status_code=200,
-        content_type="text/html; charset=utf-8",
-        body=html,
-        headers={"Content-Security-Policy": policy, **PAGE_HEADERS},
+    return page_response(PAGE, settings().aws_endpoint_url)
+
+
+@app.get(
+    "/openapi.json",
+    summary="This OpenAPI document: every route of every function",
+    tags=["Web page and docs"],
+    responses={200: OPENAPI_DOC},
+)
+def openapi_json():  # no return annotation: Response is not a schema type
+    return openapi_response(SPEC, app.current_event)
+
+
+@app.get(
+    "/docs",
+    summary="Swagger UI for this document (works offline: no CDN)",
+    tags=["Web page and docs"],
+    responses={200: html_doc("Swagger UI, script and style inlined")},
+)
+def docs():  # no return annotation: Response is not a schema type
+    return swagger_ui_response(SPEC, app.current_event)
+
+
+@app.get("/health", summary="Liveness, uptime and the models this container has loaded", tags=["Models"])
+def health() -> HealthResponse:
+    return HealthResponse(
+        status="ok",
+        uptime_s=round(time.time() - STARTED_AT, 1),
+        models=_services()[0].status(),
+        notice=NOT_FOR_CLINICAL_USE,
     )
 
 
-@app.get("/health", summary="Liveness, uptime and the models this container has loaded")
-def health() -> dict:
-    cache = _services()[0]
-    return {
-        "status": "ok",
-        "uptime_s": round(time.time() - STARTED_AT, 1),
-        "models": cache.status(),
-        "notice": NOT_FOR_CLINICAL_USE,
-    }
-
-
-@app.get("/models", summary="Every model with its production version, metrics and input schema")
-def list_models() -> dict:
-    registry = _services()[1]
-    return {"models": registry.list_models(), "notice": NOT_FOR_CLINICAL_USE}
+@app.get("/models", summary="Every model with its production version, metrics and input schema", tags=["Models"])
+def list_models() -> ModelList:
+    return ModelList(models=_services()[1].list_models(), notice=NOT_FOR_CLINICAL_USE)
 
 
 @app.get(
     "/models/<model>",
     summary="One model: versions, production pointer, metrics, input schema, upload counter and recent retraining jobs",
-    responses={404: ERRORS[404]},
+    tags=["Models"],
+    responses={200: {"description": "The model"}, 404: UNKNOWN_MODEL},
 )
-def get_model(model: Annotated[str, Path(description="Model id, e.g. breast-cancer")]) -> dict:
+def get_model(model: ModelId) -> ModelView:
     _, registry, retraining = _services()
     view = registry.describe(model)
-    if view.get("input", {}).get("kind") == "image" and retraining is not None:
-        view["retraining"] = retraining.status(model)
+    if view.input is not None and view.input.kind == "image" and retraining is not None:
+        view = replace(view, retraining=retraining.status_of(model))
     return view
 
 
 @app.post(
     "/models/<model>/predict",
-    summary="Classify one or many rows (tabular) or images (image models)",
-    description="Tabular models: JSON rows. Image models (served by their own function): a raw image/jpeg "
-    'or image/png body, or JSON {"images": ["<base64>", ...]}. ' + NOT_FOR_CLINICAL_USE,
+    summary="Classify one or many feature rows (tabular models)",
+    description="JSON rows, one or many. Image models have routes of their own (API Gateway sends "
+    "/models/skin-lesion/predict and /models/chest-ct/predict to the image function). " + NOT_FOR_CLINICAL_USE,
+    tags=["Predict"],
     responses={
-        400: error_doc("Body is not JSON"),
-        413: error_doc("Too many rows or too large an image"),
-        415: error_doc("Media type not accepted"),
-        **ERRORS,
+        200: {"description": "One prediction per row, in request order"},
+        400: INVALID_JSON,
+        404: UNKNOWN_MODEL,
+        413: error_doc("More rows than MaxPredictRows"),
+        415: UNSUPPORTED_BODY,
+        422: error_doc("Invalid rows (the message names the row and feature), an image model, or " + SCHEMA_MISMATCH),
+        503: error_doc("The model has no loadable version"),
     },
 )
-def predict(
-    model: Annotated[str, Path(description="Model id, e.g. breast-cancer")],
-    request: Annotated[PredictRequest, Body(embed=False)],
-) -> PredictResponse:
+def predict(model: ModelId, request: Annotated[PredictRequest, Body(embed=False)]) -> PredictResponse:
     cache, registry, _ = _services()
     if request.images is not None:  # the manifest says which kind; no need to load the model here
         kind = registry.production_manifest(model).input.kind
@@ -147,25 +165,7 @@ def predict(
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
-    return PredictResponse.from_result(result, NOT_FOR_CLINICAL_USE)
-
-
-@app.get("/openapi.json", include_in_schema=False)
-def openapi_json():  # no return annotation: Response is not a schema type
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=_with_image_bodies(json.loads(app.get_openapi_json_schema(**OPENAPI))),
-    )
-
-
-def _with_image_bodies(spec: dict) -> dict:
-    """The image function shares the predict route; its raw-image bodies are not a
-    pydantic model, so add them to the generated spec here."""
-    body = spec["paths"]["/models/{model}/predict"]["post"]["requestBody"]["content"]
-    for media_type in ("image/jpeg", "image/png"):
-        body[media_type] = {"schema": {"type": "string", "format": "binary"}}
-    return spec
+    return predict_response(result, NOT_FOR_CLINICAL_USE)
 
 
 register_error_handlers(app, logger)

@@ -10,14 +10,28 @@ import functools
 from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE, services
 from med_classifier.adapters.s3_uploads import S3UploadSigner
-from med_classifier.api.errors import error_doc, register_error_handlers
-from med_classifier.api.schemas import JobResponse, RetrainRequest, UploadRequest, UploadTicketResponse
+from med_classifier.api.errors import (
+    INVALID_JSON,
+    SCHEMA_MISMATCH,
+    UNSUPPORTED_BODY,
+    error_doc,
+    gateway_error_doc,
+    register_error_handlers,
+)
+from med_classifier.api.openapi import API_KEY_REQUIRED
+from med_classifier.api.schemas import (
+    JobRecord,
+    RetrainRequest,
+    UploadRequest,
+    UploadTicketResponse,
+    upload_ticket_response,
+)
 from med_classifier.domain.errors import InvalidInput, UnknownModel
 from med_classifier.domain.registry import RegistryView
 from med_classifier.domain.retraining import Retraining
@@ -48,11 +62,8 @@ def _image_model(model: str):
     return manifest
 
 
-def _json(status: int, body: dict) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
 ModelId = Annotated[str, Path(description="Image model id, e.g. skin-lesion")]
+UNKNOWN_MODEL = error_doc("Unknown model")
 
 
 @app.post(
@@ -60,14 +71,17 @@ ModelId = Annotated[str, Path(description="Image model id, e.g. skin-lesion")]
     summary="A presigned POST for one labelled image",
     description="POST the returned form straight to S3 (`fields`, then `file`). S3 refuses other content "
     "types, sizes or keys. " + NOT_FOR_CLINICAL_USE,
+    tags=["Retraining"],
+    status_code=201,
     responses={
-        201: {"description": "Upload form", "content": {"application/json": {"model": UploadTicketResponse}}},
-        404: error_doc("Unknown model"),
-        415: error_doc("Not image/jpeg or image/png"),
-        422: error_doc("Unknown label, or a tabular model"),
+        201: {"description": "Upload form"},
+        400: INVALID_JSON,
+        404: UNKNOWN_MODEL,
+        415: error_doc("content_type is not image/jpeg or image/png, or the body is not application/json"),
+        422: error_doc("Unknown label, a tabular model, or " + SCHEMA_MISMATCH),
     },
 )
-def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=False)]):  # Response: not a schema type
+def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=False)]) -> UploadTicketResponse:
     registry, _, signer = _services()
     try:
         manifest = registry.production_manifest(model)
@@ -76,51 +90,49 @@ def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=F
     ticket = presigned_upload(signer, manifest, model, request.label, request.content_type, settings().upload_limits)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="UploadTicketsIssued", unit=MetricUnit.Count, value=1)
-    response = UploadTicketResponse(
-        model=model,
-        label=ticket.label,
-        key=ticket.key,
-        url=ticket.url,
-        fields=ticket.fields,
-        content_type=ticket.content_type,
-        max_bytes=ticket.max_bytes,
-        expires_in=ticket.expires_in,
-        notice=NOT_FOR_CLINICAL_USE,
-    )
-    return _json(201, response.model_dump())
+    return upload_ticket_response(ticket, NOT_FOR_CLINICAL_USE)
 
 
 @app.post(
     "/models/<model>/retrain",
     summary="Start a retraining job now (needs an API key)",
+    description="Optional `reason`, and a `gate` stricter than the model's own for this job only. "
+    + NOT_FOR_CLINICAL_USE,
+    tags=["Retraining"],
+    status_code=202,
+    security=API_KEY_REQUIRED,
     responses={
-        202: {"description": "Job started", "content": {"application/json": {"model": JobResponse}}},
-        404: error_doc("Unknown model"),
-        409: error_doc("A job for this model is already running"),
-        422: error_doc("Invalid request, or a tabular model"),
+        202: {"description": "Job started (state Pending)"},
+        400: INVALID_JSON,
+        403: gateway_error_doc("No valid x-api-key (API Gateway's usage plan)"),
+        404: UNKNOWN_MODEL,
+        409: error_doc("A job for this model is already running (details name it)"),
+        415: UNSUPPORTED_BODY,
+        422: error_doc("A tabular model, or " + SCHEMA_MISMATCH),
     },
 )
-def start_retrain(model: ModelId, request: Annotated[RetrainRequest | None, Body(embed=False)] = None):
+def start_retrain(model: ModelId, request: Annotated[RetrainRequest | None, Body(embed=False)] = None) -> JobRecord:
     _image_model(model)
     request = request or RetrainRequest()
     job = _services()[1].start_manual(model, request.reason, request.hyperparameters())
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="RetrainJobsStarted", unit=MetricUnit.Count, value=1)
-    return _json(202, JobResponse(**job.public()).model_dump())
+    return job
 
 
 @app.get(
     "/models/<model>/retrain/<job_id>",
     summary="A retraining job's state and outcome",
-    responses={404: error_doc("Unknown model or job")},
+    tags=["Retraining"],
+    responses={200: {"description": "The job"}, 404: error_doc("Unknown model or job")},
 )
 def get_retrain_job(
     model: ModelId, job_id: Annotated[str, Path(description="Job id from POST .../retrain")]
-) -> JobResponse:
+) -> JobRecord:
     job = _services()[1].jobs.get(job_id)
     if job is None or job.model != model:
         raise UnknownModel(f"No retraining job {job_id!r} for model {model!r}.")
-    return JobResponse(**job.public())
+    return job
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -59,8 +59,15 @@ def test_unknown_model_is_404(stack):
 def test_docs_and_openapi(stack):
     docs = stack["http"].get(stack["url"] + "/docs", timeout=30)
     assert docs.status_code == 200 and "text/html" in docs.headers["Content-Type"]
+    assert "SwaggerUIBundle" in docs.text and "unpkg.com" not in docs.text  # offline: no CDN
     spec = stack["http"].get(stack["url"] + "/openapi.json", timeout=30).json()
     assert {"/health", "/models", "/models/{model}", "/models/{model}/predict"} <= set(spec["paths"])
+    # One document for the whole API: every function's routes, served by the predict function.
+    assert {"/", "/docs", "/openapi.json", "/models/skin-lesion/predict", "/models/{model}/uploads"} <= set(
+        spec["paths"]
+    )
+    assert spec["servers"] == [{"url": "/"}]  # locally the stage is not part of the URL
+    assert stack["http"].get(stack["url"] + "/docs?format=json", timeout=30).json() == spec
 
 
 def served_version(stack):

@@ -136,3 +136,16 @@ def test_tabular_model_on_the_image_function_and_images_on_the_tabular_function(
     images = json.dumps({"images": [base64.b64encode(image_bytes()).decode()]})
     response = tabular.lambda_handler(image_event(images, "application/json", model="breast-cancer"), LambdaContext())
     assert response["statusCode"] == 422 and "takes feature rows" in json.loads(response["body"])["error"]["message"]
+
+
+def test_a_model_with_versions_but_none_in_production_is_503(handler, store):
+    publish(store, colour_candidate("colour-draft"), promote=False)
+    status, body = call(handler, image_event(image_bytes(), "image/png", model="colour-draft"))
+    assert (status, body["error"]["code"]) == (503, "model_unavailable")
+    assert body["error"]["message"] == "Model 'colour-draft' has versions but none is promoted to production."
+
+
+def test_the_response_body_keeps_its_keys(handler):
+    status, body = call(handler, image_event(image_bytes("red"), "image/png"))
+    assert status == 200 and list(body) == ["model", "version", "predictions", "inference_ms", "notice"]
+    assert list(body["predictions"][0]) == ["label", "class_index", "confidence", "probabilities"]

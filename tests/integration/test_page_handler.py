@@ -81,8 +81,16 @@ def test_the_page_loads_nothing_from_other_hosts_and_calls_the_api_by_relative_u
     assert "new URL(path, BASE)" in html
 
 
-def test_the_page_is_not_part_of_the_api_spec(handler):
+def test_the_page_is_documented_in_the_api_spec_as_html(handler):
     event = page_event()
     event.update(path="/openapi.json", resource="/openapi.json")
     spec = json.loads(handler(event)["body"])
-    assert "/" not in spec["paths"] and "/models/{model}/predict" in spec["paths"]
+    assert list(spec["paths"]["/"]) == ["get"] and "/models/{model}/predict" in spec["paths"]
+    page = spec["paths"]["/"]["get"]
+    assert page["operationId"] == "Page" and "security" not in page  # open to everyone
+    assert page["responses"] == {
+        "200": {
+            "description": "The page (served with a strict Content-Security-Policy)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    }

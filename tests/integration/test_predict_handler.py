@@ -16,6 +16,26 @@ from tests.helpers.models import (
 from tests.integration.conftest import BUCKET
 
 EVENTS = REPO_ROOT / "events"
+SPEC_FILE = REPO_ROOT / "functions" / "predict" / "openapi.json"
+SUMMARY_KEYS = [
+    "model",
+    "production_version",
+    "promoted_at",
+    "previous_version",
+    "n_versions",
+    "description",
+    "task",
+    "classes",
+    "input",
+    "metrics",
+    "estimator",
+    "framework",
+    "converter",
+    "parity",
+    "quantization",
+    "training_data",
+    "mlflow",
+]
 
 
 @pytest.fixture
@@ -118,15 +138,77 @@ def test_registry_and_health_views(handler):
     assert status == 200 and health["models"]["breast-cancer"]["version"] == model["production_version"]
 
 
+def docs_event(path: str = "/openapi.json", stage: str = "Prod", stage_in_url: bool = False, query=None) -> dict:
+    ev = copy.deepcopy(event("api-health.json", path=path, resource=path, queryStringParameters=query))
+    ev["requestContext"].update(stage=stage, path=f"/{stage}{path}" if stage_in_url else path)
+    return ev
+
+
 def test_openapi_and_swagger_ui_work_offline(handler):
-    status, spec = call(handler, event("api-health.json", path="/openapi.json", resource="/openapi.json"))
+    status, spec = call(handler, docs_event())
     assert status == 200
     assert "/models/{model}/predict" in spec["paths"] and "NOT FOR CLINICAL USE" in spec["info"]["description"]
     request_schema = json.dumps(spec["components"]["schemas"]["PredictRequest"])
     assert "instances" in request_schema
-    docs = handler(event("api-health.json", path="/docs", resource="/docs"))
+    # One document for the whole API: the image and retraining functions' routes are in it too.
+    assert {"/models/chest-ct/predict", "/models/{model}/retrain", "/models/{model}/retrain/{job_id}"} <= set(
+        spec["paths"]
+    )
+    assert spec == json.loads(SPEC_FILE.read_text()) | {"servers": [{"url": "/"}]}
+    docs = handler(docs_event("/docs"))
     assert docs["statusCode"] == 200 and "SwaggerUIBundle" in docs["body"]
     assert "unpkg.com" not in docs["body"] and "cdn.jsdelivr" not in docs["body"]
+    assert '"/models/{model}/retrain/{job_id}"' in docs["body"]  # the whole API's document, inlined
+    status, downloaded = call(handler, docs_event("/docs", query={"format": "json"}))  # Swagger UI's download link
+    assert status == 200 and downloaded == spec
+
+
+def test_the_served_document_points_at_the_stage_it_was_requested_through(handler):
+    # On API Gateway's own domain the stage is part of the URL, so "Try it out" must call /v1/...
+    _, on_aws = call(handler, docs_event(stage="v1", stage_in_url=True))
+    assert on_aws["servers"] == [{"url": "/v1"}]
+    assert '"servers": [{"url": "/v1"}]' in handler(docs_event("/docs", stage="v1", stage_in_url=True))["body"]
+    # sam local (and a custom domain) send a stage that is not in the URL.
+    _, local = call(handler, docs_event(stage="v1"))
+    assert local["servers"] == [{"url": "/"}]
+
+
+def test_a_body_that_is_not_json_is_415_in_the_error_shape(handler):
+    ev = predict_event("17.99, 10.38")
+    ev["headers"]["Content-Type"] = "text/plain"
+    ev["multiValueHeaders"]["Content-Type"] = ["text/plain"]
+    status, body = call(handler, ev)
+    assert (status, body) == (
+        415,
+        {
+            "error": {
+                "code": "unsupported_media_type",
+                "message": "Content-Type 'text/plain' is not accepted here: send application/json.",
+                "details": [],
+            }
+        },
+    )
+
+
+def test_health_and_registry_bodies_keep_their_keys(handler):
+    call(handler, event("api-predict-breast-cancer.json"))
+    _, health = call(handler, event("api-health.json"))
+    assert list(health) == ["status", "uptime_s", "models", "notice"]
+    assert list(health["models"]["breast-cancer"]) == ["version", "load_ms", "loaded_at", "refused"]
+    _, listed = call(handler, event("api-list-models.json"))
+    assert list(listed) == ["models", "notice"] and [list(m) for m in listed["models"]] == [SUMMARY_KEYS]
+    status, one = call(
+        handler,
+        event(
+            "api-list-models.json",
+            path="/models/breast-cancer",
+            resource="/models/{model}",
+            pathParameters={"model": "breast-cancer"},
+        ),
+    )
+    assert status == 200 and list(one) == SUMMARY_KEYS + ["versions"]  # a tabular model: no "retraining" key
+    assert list(one["versions"][0]) == ["version", "created_at", "metrics", "production"]
+    assert one["input"]["kind"] == "tabular" and list(one["training_data"])[:2] == ["name", "source"]
 
 
 def test_new_version_is_served_without_redeploy(handler, store):

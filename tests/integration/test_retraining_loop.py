@@ -3,6 +3,7 @@ template.yaml: counting once per object, exactly one job per threshold (also und
 concurrent uploads), state changes, launch failures, and the three functions."""
 
 import copy
+import dataclasses
 import json
 import threading
 
@@ -14,7 +15,7 @@ from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.launchers import SageMakerLauncher
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.adapters.upload_counter import UploadCounter
-from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, PROMOTED
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, PROMOTED, JobRecord
 from med_classifier.domain.retraining import JobStateChange, Retraining
 from med_classifier.domain.uploads import UploadedObject
 from med_classifier.settings import UploadCounterSettings
@@ -277,15 +278,18 @@ def api(aws):
     module._registry = module._retraining = module._uploads_s3 = None
     context = LambdaContext("RetrainingApiFunction", 512)
 
-    def call(method, path, body=None, path_parameters=None):
+    def call(method, path, body=None, path_parameters=None, *, raw: str | None = None, content_type: str | None = None):
         event = copy.deepcopy(API_EVENT)
         event.update(
             httpMethod=method,
             path=path,
             resource=path,
             pathParameters=path_parameters,
-            body=None if body is None else json.dumps(body),
+            body=raw if raw is not None else None if body is None else json.dumps(body),
         )
+        if content_type is not None:
+            event["headers"]["Content-Type"] = content_type
+            event["multiValueHeaders"]["Content-Type"] = [content_type]
         response = module.lambda_handler(event, context)
         return response["statusCode"], json.loads(response["body"])
 
@@ -341,6 +345,36 @@ def test_retrain_route_starts_one_job_then_conflicts_and_reports_status(api):
         {"model": "breast-cancer", "job_id": job["job_id"]},
     )
     assert status == 404
+
+
+def test_upload_and_retrain_bodies_keep_their_keys(api):
+    status, ticket = api("POST", "/models/colour-test/uploads", {"label": "red"}, {"model": "colour-test"})
+    assert status == 201 and list(ticket) == [
+        "model",
+        "label",
+        "key",
+        "url",
+        "fields",
+        "content_type",
+        "max_bytes",
+        "expires_in",
+        "notice",
+    ]
+    status, job = api("POST", "/models/colour-test/retrain", {"reason": "keys"}, {"model": "colour-test"})
+    assert status == 202 and list(job) == [f.name for f in dataclasses.fields(JobRecord)]
+    assert (job["reasons"], job["metrics"], job["outcome"]) == ([], {}, None)
+
+
+@pytest.mark.parametrize("route", ["uploads", "retrain"])
+def test_a_body_that_is_not_json_is_400_and_another_media_type_415(api, route):
+    path = f"/models/colour-test/{route}"
+    status, body = api("POST", path, None, {"model": "colour-test"}, raw='{"label": ')
+    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    status, body = api("POST", path, None, {"model": "colour-test"}, raw="label=red", content_type="text/plain")
+    assert (status, body["error"]["message"]) == (
+        415,
+        "Content-Type 'text/plain' is not accepted here: send application/json.",
+    )
 
 
 def test_retrain_route_refuses_tabular_and_unknown_models(api):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 
 from ..domain.errors import ClassifierError
-from .schemas import ErrorResponse
+from .schemas import ErrorResponse, GatewayError
 
 
 def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:
@@ -23,8 +23,19 @@ def error_response(status: int, code: str, message: str, details: list | None = 
 
 
 def error_doc(description: str) -> dict:
-    """An OpenAPI response entry for an error status."""
+    """An OpenAPI response entry for an error status a function answers."""
     return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
+
+
+def gateway_error_doc(description: str) -> dict:
+    """An OpenAPI response entry for an error API Gateway answers before the function runs."""
+    return {"description": description, "content": {"application/json": {"model": GatewayError}}}
+
+
+# The statuses Powertools' request validation answers (through the handlers below) for a JSON body.
+INVALID_JSON = error_doc("The body is not JSON")
+UNSUPPORTED_BODY = error_doc("Content-Type is not application/json")
+SCHEMA_MISMATCH = "a body that does not match the schema (the message names the field)"
 
 
 def register_error_handlers(app, logger) -> None:
@@ -45,6 +56,13 @@ def register_error_handlers(app, logger) -> None:
             )
         details = [f"{'.'.join(str(part) for part in p.get('loc', ()))}: {p.get('msg')}" for p in problems]
         return error_response(422, "invalid_request", "The request does not match the schema: " + details[0], details)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def handle_unsupported_content_type(exc: RequestUnsupportedContentType) -> Response:
+        media_type = (app.current_event.headers.get("content-type") or "").split(";", 1)[0].strip()
+        return error_response(
+            415, "unsupported_media_type", f"Content-Type {media_type!r} is not accepted here: send application/json."
+        )
 
     @app.not_found
     def handle_not_found(exc: NotFoundError) -> Response:

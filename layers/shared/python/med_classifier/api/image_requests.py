@@ -86,3 +86,18 @@ def _decode_base64(model_id: str, index: int, item, max_bytes: int) -> bytes:
     if not data:
         raise InvalidInput(f"images[{index}] is empty.")
     return data
+
+
+def image_request_body() -> dict:
+    """The OpenAPI requestBody of an image model's predict route: what images_from_body accepts."""
+    from .schemas import ImagesRequest
+
+    raw = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "required": True,
+        "description": "One JPEG or PNG file as the body, or JSON with one or many base64-encoded files",
+        "content": {
+            **{media_type: raw for media_type in IMAGE_CONTENT_TYPES},
+            "application/json": {"schema": ImagesRequest.model_json_schema()},
+        },
+    }

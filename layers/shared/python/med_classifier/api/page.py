@@ -4,9 +4,13 @@ inline <script> and <style> (by hash), this API, and the uploads endpoint."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
+
+from aws_lambda_powertools.event_handler import Response
 
 
 class _InlineBlocks(HTMLParser):
@@ -66,3 +70,20 @@ def content_security_policy(html: str, uploads: str) -> str:
 
 
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
+
+
+@functools.cache
+def _page(path: Path, endpoint_url: str | None) -> tuple[str, str]:
+    html = path.read_text(encoding="utf-8")
+    return html, content_security_policy(html, upload_origin(endpoint_url))
+
+
+def page_response(path: Path, endpoint_url: str | None) -> Response:
+    """The page at `path` with its headers (read and hashed once per container)."""
+    html, policy = _page(path, endpoint_url)
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=html,
+        headers={"Content-Security-Policy": policy, **PAGE_HEADERS},
+    )

@@ -1,11 +1,30 @@
-"""Request/response schemas of the HTTP API, shared by the tabular and image
-functions (Powertools validation and the generated OpenAPI)."""
+"""Request/response schemas of the HTTP API, shared by every function behind it (Powertools
+validation and the generated OpenAPI document).
+
+One definition per shape: where the domain already defines a result (JobRecord, the registry's
+ModelSummary/ModelView, Prediction), the API returns it as it is; where the API renames or adds a
+field (PredictResponse, UploadTicketResponse), the model is derived from the domain dataclass, so
+no field list is written twice."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import dataclasses
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+
+# Domain results the API returns as they are (re-exported: the API's response types, one place).
+from ..domain.inference import Prediction as Prediction
+from ..domain.jobs import JobRecord as JobRecord
+from ..domain.registry import ModelSummary as ModelSummary
+from ..domain.registry import ModelView as ModelView
+from ..domain.retraining import RetrainingStatus as RetrainingStatus
+from ..domain.serving import PredictionResult
+from ..domain.uploads import UploadTicket
+
+# Response models put every field in the JSON, so their schemas require every field.
+RESPONSE = ConfigDict(json_schema_serialization_defaults_required=True)
 
 _NUMBER_ROW_SCHEMA = {
     "oneOf": [
@@ -54,7 +73,7 @@ EXAMPLE_MALIGNANT_ROW = [
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"instances": [EXAMPLE_MALIGNANT_ROW]}, {"images": ["<base64 PNG>"]}]},
+        json_schema_extra={"examples": [{"instances": [EXAMPLE_MALIGNANT_ROW]}, {"features": EXAMPLE_MALIGNANT_ROW}]},
     )
 
     instances: list[Row] | None = Field(
@@ -67,46 +86,107 @@ class PredictRequest(BaseModel):
     )
     images: list[str] | None = Field(
         default=None,
-        description="Image models: one or more base64-encoded JPEG or PNG files (a data: URL prefix "
-        "is accepted). A single image can also be sent as the raw body with "
-        "Content-Type image/jpeg or image/png.",
+        description="Not taken here: image models have routes of their own (POST /models/skin-lesion/predict, "
+        "POST /models/chest-ct/predict), which take this field. Sent here, it is answered 422 with the reason.",
     )
 
 
-class PredictionOut(BaseModel):
-    label: str
-    class_index: int
-    confidence: float
-    probabilities: dict[str, float]
+def derived_model(
+    name: str,
+    source: type,
+    doc: str,
+    *,
+    renamed: Mapping[str, str] | None = None,
+    retyped: Mapping[str, Any] | None = None,
+    described: Mapping[str, str] | None = None,
+    **added: Any,
+) -> type[BaseModel]:
+    """A response model with the fields of the domain dataclass `source` (in its order; `renamed`
+    and `retyped` where the API says otherwise, `described` for the docs), then the `added` ones."""
+    renamed, retyped, described = renamed or {}, retyped or {}, described or {}
+    hints = get_type_hints(source, include_extras=True)
+    definitions: dict[str, Any] = {}
+    for source_field in dataclasses.fields(source):
+        name_out = renamed.get(source_field.name, source_field.name)
+        annotation = retyped.get(name_out, hints[source_field.name])
+        definitions[name_out] = (Annotated[annotation, Field(description=described.get(name_out))], ...)
+    return create_model(name, __config__=RESPONSE, __doc__=doc, **definitions, **added)
 
 
-class PredictResponse(BaseModel):
-    model: str
-    version: str
-    predictions: list[PredictionOut]
-    inference_ms: float
-    notice: str
+def values_of(record: Any, renamed: Mapping[str, str]) -> dict[str, Any]:
+    """A domain dataclass instance's field values, under the API's names."""
+    return {renamed.get(f.name, f.name): getattr(record, f.name) for f in dataclasses.fields(record)}
 
-    @classmethod
-    def from_result(cls, result, notice: str) -> PredictResponse:
-        """From a med_classifier.serving.PredictionResult."""
-        return cls(
-            model=result.model_id,
-            version=result.version,
-            inference_ms=round(result.inference_ms, 3),
-            predictions=[PredictionOut(**vars(p)) for p in result.predictions],
-            notice=notice,
-        )
+
+Notice = Annotated[str, Field(description="Research and education only: NOT FOR CLINICAL USE")]
+_MODEL_ID = {"model_id": "model"}
+
+PredictResponse = derived_model(
+    "PredictResponse",
+    PredictionResult,
+    "The prediction for every row or image of the request, in request order.",
+    renamed=_MODEL_ID,
+    retyped={"predictions": list[Prediction]},
+    described={"version": "The production version that answered", "inference_ms": "ONNX Runtime time"},
+    notice=(Notice, ...),
+)
+
+
+def predict_response(result: PredictionResult, notice: str) -> BaseModel:
+    return PredictResponse(
+        **{**values_of(result, _MODEL_ID), "inference_ms": round(result.inference_ms, 3)}, notice=notice
+    )
+
+
+class LoadedModel(BaseModel):  # one entry of domain.serving.ModelCache.status()
+    """What this container has loaded for one model."""
+
+    model_config = RESPONSE
+
+    version: str | None = Field(description="The version serving; null before the first load succeeded")
+    load_ms: float | None
+    loaded_at: float | None = Field(description="Unix time of the load")
+    refused: dict[str, str] = Field(description="version -> why it was refused (bad hash, bad ONNX, missing file)")
+
+
+class HealthResponse(BaseModel):
+    model_config = RESPONSE
+
+    status: Literal["ok"]
+    uptime_s: float = Field(description="Seconds since this container started")
+    models: dict[str, LoadedModel] = Field(description="model id -> what this container has loaded")
+    notice: Notice
+
+
+class ModelList(BaseModel):
+    model_config = RESPONSE
+
+    models: list[ModelSummary]
+    notice: Notice
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: list[Any] = []
+    model_config = RESPONSE
+
+    code: str = Field(description="Stable, machine-readable: invalid_input, unknown_model, conflict, ...")
+    message: str = Field(description="For people: says what is wrong and what to send instead")
+    details: list[Any] = Field(default=[], description="Which row, feature, label or limit, when there is one")
 
 
 class ErrorResponse(BaseModel):
+    """Every error a function answers, whichever function served the request."""
+
+    model_config = RESPONSE
+
     error: ErrorBody
+
+
+class GatewayError(BaseModel):
+    """API Gateway's own answer (e.g. 403 without a valid x-api-key); the local runner answers the same."""
+
+    model_config = RESPONSE
+
+    message: str
 
 
 # --- uploads and retraining ------------------------------------------------------------
@@ -123,16 +203,38 @@ class UploadRequest(BaseModel):
     content_type: str = Field(default="image/jpeg", description="image/jpeg or image/png")
 
 
-class UploadTicketResponse(BaseModel):
-    model: str
-    label: str
-    key: str = Field(description="Where the image will be stored: uploads/{model}/{label}/{uuid}.{ext}")
-    url: str = Field(description="POST the form here: every field of `fields`, then the file as `file` (last)")
-    fields: dict[str, str]
-    content_type: str
-    max_bytes: int
-    expires_in: int = Field(description="Seconds the form stays valid")
-    notice: str
+UploadTicketResponse = derived_model(
+    "UploadTicketResponse",
+    UploadTicket,
+    "A presigned POST for one labelled image: POST every field of `fields`, then the file as `file` (last), "
+    "to `url`. S3 refuses any other key, content type or size.",
+    renamed=_MODEL_ID,
+    described={
+        "key": "Where the image will be stored: uploads/{model}/{label}/{uuid}.{ext}",
+        "url": "POST the form here: every field of `fields`, then the file as `file` (last)",
+        "max_bytes": "The largest file S3 accepts with this form",
+        "expires_in": "Seconds the form stays valid",
+    },
+    notice=(Notice, ...),
+)
+
+
+def upload_ticket_response(ticket: UploadTicket, notice: str) -> BaseModel:
+    return UploadTicketResponse(**values_of(ticket, _MODEL_ID), notice=notice)
+
+
+# images_from_body parses image requests itself (raw or JSON, limits before parsing); this model documents
+# the JSON form, and tests/unit/test_openapi.py checks that both accept the same documents.
+class ImagesRequest(BaseModel):
+    """The JSON form of an image model's request body."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": ["<base64 PNG>"]}]})
+
+    images: list[str] = Field(
+        min_length=1,
+        description="One or more base64-encoded JPEG or PNG files (a data: URL prefix is accepted), "
+        "at most MaxImagesPerRequest (16) of at most MaxImageBytes (4 MiB) each",
+    )
 
 
 class GateOverrides(BaseModel):
@@ -160,25 +262,3 @@ class RetrainRequest(BaseModel):
             **{f"gate_min_{k}": repr(v) for k, v in gate.min.items()},
             **{f"gate_max_{k}": repr(v) for k, v in gate.max.items()},
         }
-
-
-class JobResponse(BaseModel):
-    job_id: str
-    model: str
-    trigger: str
-    backend: str
-    state: str
-    created_at: str
-    updated_at: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    uploads: int | None = None
-    reason: str | None = None
-    backend_job: str | None = None
-    service_status: str | None = None
-    outcome: str | None = None
-    version: str | None = None
-    production_version: str | None = None
-    reasons: list[str] = []
-    metrics: dict[str, float] = {}
-    failure_reason: str | None = None

@@ -11,12 +11,17 @@ from __future__ import annotations
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated, Literal, get_args
 
-PENDING, IN_PROGRESS, COMPLETED, FAILED, STOPPED = "Pending", "InProgress", "Completed", "Failed", "Stopped"
+from pydantic import ConfigDict, Field
+
+JobState = Literal["Pending", "InProgress", "Completed", "Failed", "Stopped"]
+STATES: tuple[str, ...] = get_args(JobState)
+PENDING, IN_PROGRESS, COMPLETED, FAILED, STOPPED = STATES
 TERMINAL_STATES = (COMPLETED, FAILED, STOPPED)
-STATES = (PENDING, IN_PROGRESS, *TERMINAL_STATES)
 # What a finished job concluded (set by the job itself).
-PROMOTED, REJECTED = "promoted", "rejected"
+Outcome = Literal["promoted", "rejected"]
+PROMOTED, REJECTED = get_args(Outcome)
 
 
 def utc_now() -> str:
@@ -30,25 +35,38 @@ def new_job_id(model_id: str, now: datetime | None = None) -> str:
     return f"{model_id[:40]}-{stamp}-{secrets.token_hex(3)}"
 
 
+# The one definition of a job: the jobs table stores it, and the API returns it as it is (POST
+# /models/{model}/retrain, GET /models/{model}/retrain/{job_id}, the model view's recent jobs).
 @dataclass
 class JobRecord:
-    job_id: str
+    """One retraining job: what started it, where it runs, its state and what it concluded."""
+
+    # Every field is always in the JSON, so the response schema requires them all.
+    __pydantic_config__ = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    job_id: Annotated[str, Field(description="Unique, sortable; also the SageMaker training job / Batch job name")]
     model: str
-    trigger: str  # "uploads" (threshold reached) or "manual" (POST .../retrain)
-    backend: str  # "sagemaker" or "batch"
-    state: str = PENDING
+    trigger: Annotated[str, Field(description='"uploads" (threshold reached) or "manual" (POST .../retrain)')]
+    backend: Annotated[str, Field(description='"sagemaker" or "batch"')]
+    state: Annotated[JobState, Field(description="Only moves forward; Completed, Failed and Stopped are final")] = (
+        PENDING
+    )
     created_at: str = field(default_factory=utc_now)
     updated_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
-    uploads: int | None = None  # uploads counted since the previous job when this one was triggered
-    reason: str | None = None  # why it was started (manual requests may say)
-    backend_job: str | None = None  # the training job's name / Batch job id
-    service_status: str | None = None  # the service's own status word, as last reported
-    outcome: str | None = None  # "promoted" / "rejected", once the job has decided
-    version: str | None = None  # the version the job trained (published only if promoted)
-    production_version: str | None = None  # production when the job evaluated (the one it had to beat)
-    reasons: list[str] = field(default_factory=list)  # why the gate rejected it
+    uploads: Annotated[
+        int | None, Field(description="Uploads counted since the previous job when this one started")
+    ] = None
+    reason: Annotated[str | None, Field(description="Why it was started (manual requests may say)")] = None
+    backend_job: Annotated[str | None, Field(description="The training job's name / Batch job id")] = None
+    service_status: Annotated[str | None, Field(description="The service's own status word, as last reported")] = None
+    outcome: Annotated[Outcome | None, Field(description="Once the job has decided (set by the job itself)")] = None
+    version: Annotated[str | None, Field(description="The version the job trained (published only if promoted)")] = None
+    production_version: Annotated[
+        str | None, Field(description="Production when the job evaluated: the version it had to beat")
+    ] = None
+    reasons: Annotated[list[str], Field(description="Why the gate rejected it")] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     failure_reason: str | None = None
 

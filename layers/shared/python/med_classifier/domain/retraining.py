@@ -9,7 +9,7 @@ implements the CounterStore, JobStore and Launcher Protocols (domain.ports).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .errors import Conflict
 from .jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES, JobRecord, JobRequest, new_job_id
@@ -44,6 +44,18 @@ class UploadOutcome:
     upload: UploadedObject
     counted: bool  # False: counted before (a redelivery)
     started: JobRecord | None  # the job this upload's arrival started, if any
+
+
+@dataclass(frozen=True)
+class RetrainingStatus:
+    """A model's upload counter against its threshold, and its recent jobs (GET /models/{model})."""
+
+    total_uploads: int
+    uploads_since_last_job: int
+    threshold: int
+    active_job: str | None
+    last_job: str | None
+    jobs: list[JobRecord]
 
 
 @dataclass(frozen=True)
@@ -153,9 +165,11 @@ class Retraining:
                 self.start_if_due(record.model)
         return self.jobs.get(change.job_id)
 
-    def status(self, model: str, recent: int = 5) -> dict:
+    def status_of(self, model: str, recent: int = 5) -> RetrainingStatus:
+        """The counter against the model's threshold and its `recent` latest jobs, newest first."""
         state: CounterState = self.counter.state(model)
-        return {
-            **state.public(self.threshold(model)),
-            "jobs": [job.public() for job in self.jobs.recent(model, recent)],
-        }
+        return RetrainingStatus(**state.public(self.threshold(model)), jobs=self.jobs.recent(model, recent))
+
+    def status(self, model: str, recent: int = 5) -> dict:
+        """status_of() as plain JSON-ready data."""
+        return asdict(self.status_of(model, recent))
