@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint test-fast mutation venv chromium build validate layer-size bench train clean
+.PHONY: run test lint openapi test-fast mutation venv chromium build validate layer-size bench train clean
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -39,6 +39,11 @@ test: lint chromium
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The API's one OpenAPI document (functions/predict/openapi.json), generated from every function's
+# routes; run after changing a route, a schema or template.yaml (tests/unit/test_openapi.py fails on a stale file).
+openapi: $(STAMP)
+	$(PY) -m scripts.openapi
 
 # Contributors' inner loop: unit and integration tests that train nothing and start no stack,
 # server or browser, spread over the cores. `make test` still runs everything.

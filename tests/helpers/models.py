@@ -74,7 +74,8 @@ def publish(store: ModelStore, candidate: Candidate, promote: bool = True) -> Ma
 
 def load_function_module(function_dir: str, module: str = "app"):
     """Import a function's handler module the way Lambda does (its folder on sys.path),
-    under a unique name so two functions' app.py never collide."""
+    under a unique name so two functions' app.py never collide. Each call executes the module
+    afresh: a new container, with its settings and services not yet built."""
     folder = REPO_ROOT / "functions" / function_dir
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))

@@ -26,7 +26,6 @@ def handler(store, monkeypatch):
     publish(store, colour_candidate("colour-test"))
     publish(store, colour_candidate("colour-nhwc", layout="NHWC"))
     module = load_function_module("image_predict")
-    module._cache = None  # fresh container for each test
     context = LambdaContext("ImagePredictFunction", 2048)
     return lambda event: module.lambda_handler(event, context)
 
@@ -132,7 +131,6 @@ def test_tabular_model_on_the_image_function_and_images_on_the_tabular_function(
     assert status == 422 and "takes feature rows" in body["error"]["message"]
     monkeypatch.setenv("MAX_PREDICT_ROWS", "50")
     tabular = load_function_module("predict")
-    tabular._store = None
     images = json.dumps({"images": [base64.b64encode(image_bytes()).decode()]})
     response = tabular.lambda_handler(image_event(images, "application/json", model="breast-cancer"), LambdaContext())
     assert response["statusCode"] == 422 and "takes feature rows" in json.loads(response["body"])["error"]["message"]

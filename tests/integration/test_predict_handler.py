@@ -46,7 +46,6 @@ def handler(store, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Test")
     publish(store, breast_cancer_candidate())
     module = load_function_module("predict")
-    module._store = None  # fresh container for each test
     return lambda event: module.lambda_handler(event, LambdaContext())
 
 

@@ -275,7 +275,6 @@ def api(aws):
     publish(store, colour_candidate("colour-test"))
     publish(store, breast_cancer_candidate())
     module = load_function_module("retraining_api")
-    module._registry = module._retraining = module._uploads_s3 = None
     context = LambdaContext("RetrainingApiFunction", 512)
 
     def call(method, path, body=None, path_parameters=None, *, raw: str | None = None, content_type: str | None = None):
@@ -385,7 +384,6 @@ def test_retrain_route_refuses_tabular_and_unknown_models(api):
 def test_model_view_shows_the_upload_counter_and_recent_jobs(api, aws):
     api("POST", "/models/colour-test/retrain", {}, {"model": "colour-test"})
     module = load_function_module("predict")
-    module._store = module._retraining = None
     event = copy.deepcopy(API_EVENT)
     event.update(
         httpMethod="GET",
@@ -442,7 +440,6 @@ def test_sample_api_events_reach_the_retraining_routes(aws):
 
     publish(ModelStore(ENV["MODELS_BUCKET"], boto3.client("s3", region_name="us-east-1")), chest_ct_candidate())
     module = load_function_module("retraining_api")
-    module._registry = module._retraining = module._uploads_s3 = None
     context = LambdaContext("RetrainingApiFunction", 512)
     upload_response = module.lambda_handler(sample_event("api-create-upload.json"), context)
     assert upload_response["statusCode"] == 201, upload_response["body"]
