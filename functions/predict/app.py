@@ -126,7 +126,7 @@ def get_model(model: ModelId) -> ModelView:
     _, registry, retraining = _services()
     view = registry.describe(model)
     if view.input is not None and view.input.kind == "image" and retraining is not None:
-        view = replace(view, retraining=retraining.status_of(model))
+        view = replace(view, retraining=retraining.status(model))
     return view
 
 

@@ -29,7 +29,13 @@ def test_the_stage_copies_the_package_links_the_project_and_configures_mutmut(tm
         "src/med_classifier/domain/tabular.py",
         "src/med_classifier/adapters/model_store.py",
     ]
-    assert mutmut["pytest_add_cli_args_test_selection"] == ["tests/unit", "tests/integration", "-m", "not slow"]
+    assert mutmut["pytest_add_cli_args_test_selection"] == [
+        "tests/unit",
+        "tests/integration",
+        "-m",
+        "not slow",
+        "--ignore=tests/unit/test_mutation_tool.py",
+    ]
     assert "tests" not in mutmut["also_copy"] and "training" in mutmut["also_copy"]
     assert "slow: " in " ".join(config["tool"]["pytest"]["ini_options"]["markers"])
 

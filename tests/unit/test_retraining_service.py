@@ -133,14 +133,14 @@ def test_status_shows_the_counter_against_the_models_threshold_and_its_recent_jo
         if retraining.counter.state("chest-ct").active_job:
             retraining.on_state_change(JobStateChange(retraining.counter.state("chest-ct").active_job, COMPLETED, "C"))
     status = retraining.status("chest-ct", recent=2)
-    assert status["threshold"] == 2 and status["total_uploads"] == 7
-    assert len(status["jobs"]) == 2 and set(status["jobs"][0]) >= {"job_id", "state", "trigger", "outcome"}
-    assert len(retraining.status("chest-ct")["jobs"]) == 3  # all three that ran
+    assert status.threshold == 2 and status.total_uploads == 7
+    assert len(status.jobs) == 2 and all(job.model == "chest-ct" for job in status.jobs)
+    assert len(retraining.status("chest-ct").jobs) == 3  # all three that ran
     for i in range(7, 15):
         retraining.record_upload(upload(i))
         if retraining.counter.state("chest-ct").active_job:
             retraining.on_state_change(JobStateChange(retraining.counter.state("chest-ct").active_job, COMPLETED, "C"))
-    assert len(retraining.status("chest-ct")["jobs"]) == 5  # seven ran: the five latest by default
+    assert len(retraining.status("chest-ct").jobs) == 5  # seven ran: the five latest by default
 
 
 def test_a_started_job_is_logged_with_its_trigger_uploads_and_backend(caplog):

@@ -79,3 +79,27 @@ def test_unknown_and_tabular_models_are_refused(client):
         presigned_upload(
             client, manifest_for(breast_cancer_candidate()), "breast-cancer", "malignant", "image/png", UploadLimits()
         )
+
+
+def test_refusals_name_what_was_wrong_and_list_the_labels(client, image_manifest):
+    with pytest.raises(UnknownModel) as unknown:
+        presigned_upload(client, None, "nope", "red", "image/png", UploadLimits())
+    assert unknown.value.message == "No model named 'nope'. GET /models lists the models."
+    with pytest.raises(InvalidInput) as label:
+        presigned_upload(client, image_manifest, "colour-test", "purple", "image/png", UploadLimits())
+    assert label.value.message == (
+        f"Unknown label 'purple' for 'colour-test'; expected one of {image_manifest.classes}."
+    )
+    assert label.value.details == [{"labels": image_manifest.classes}]
+    with pytest.raises(UnsupportedMediaType) as media:
+        presigned_upload(client, image_manifest, "colour-test", "red", "image/gif", UploadLimits())
+    assert media.value.message == "content_type 'image/gif' is not accepted: use image/jpeg or image/png."
+
+
+@pytest.mark.parametrize(
+    "content_type", ["image/png; charset=binary", "IMAGE/PNG", " image/png ;q=1", "image/png; a=1; b=2"]
+)
+def test_media_type_parameters_and_case_are_ignored(client, image_manifest, content_type):
+    ticket = presigned_upload(client, image_manifest, "colour-test", "red", content_type, UploadLimits())
+    assert ticket.content_type == "image/png" and ticket.key.endswith(".png")
+    assert ticket.fields["Content-Type"] == "image/png"

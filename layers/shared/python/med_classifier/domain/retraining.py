@@ -9,7 +9,7 @@ implements the CounterStore, JobStore and Launcher Protocols (domain.ports).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .errors import Conflict
 from .jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES, JobRecord, JobRequest, new_job_id
@@ -165,11 +165,7 @@ class Retraining:
                 self.start_if_due(record.model)
         return self.jobs.get(change.job_id)
 
-    def status_of(self, model: str, recent: int = 5) -> RetrainingStatus:
+    def status(self, model: str, recent: int = 5) -> RetrainingStatus:
         """The counter against the model's threshold and its `recent` latest jobs, newest first."""
         state: CounterState = self.counter.state(model)
         return RetrainingStatus(**state.public(self.threshold(model)), jobs=self.jobs.recent(model, recent))
-
-    def status(self, model: str, recent: int = 5) -> dict:
-        """status_of() as plain JSON-ready data."""
-        return asdict(self.status_of(model, recent))
