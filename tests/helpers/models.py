@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from med_classifier.adapters.model_store import ModelStore
+from med_classifier.api.schemas import EXAMPLE_MALIGNANT_ROW
 from med_classifier.domain.manifest import Manifest, new_version
 from training import breast_cancer
 from training.candidate import Candidate, TrainOptions
@@ -15,38 +16,7 @@ from training.gate import PromotionGate
 from training.pipeline import build_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MALIGNANT_EXAMPLE = [
-    17.99,
-    10.38,
-    122.8,
-    1001.0,
-    0.1184,
-    0.2776,
-    0.3001,
-    0.1471,
-    0.2419,
-    0.07871,
-    1.095,
-    0.9053,
-    8.589,
-    153.4,
-    0.006399,
-    0.04904,
-    0.05373,
-    0.01587,
-    0.03003,
-    0.006193,
-    25.38,
-    17.33,
-    184.6,
-    2019.0,
-    0.1622,
-    0.6656,
-    0.7119,
-    0.2654,
-    0.4601,
-    0.1189,
-]
+MALIGNANT_EXAMPLE = EXAMPLE_MALIGNANT_ROW  # Wisconsin row 0, the public malignant example
 
 
 @functools.cache

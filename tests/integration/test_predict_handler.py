@@ -69,6 +69,16 @@ def predict_event(body, model="breast-cancer"):
     return ev
 
 
+def model_view_event() -> dict:
+    """GET /models/breast-cancer."""
+    return event(
+        "api-list-models.json",
+        path="/models/breast-cancer",
+        resource="/models/{model}",
+        pathParameters={"model": "breast-cancer"},
+    )
+
+
 def test_sample_event_predicts_malignant(handler):
     status, body = call(handler, event("api-predict-breast-cancer.json"))
     assert status == 200
@@ -122,15 +132,7 @@ def test_registry_and_health_views(handler):
     (model,) = listed["models"]
     assert model["model"] == "breast-cancer" and model["production_version"]
     assert len(model["input"]["feature_names"]) == 30 and model["metrics"]["test_recall"] >= 0.95
-    status, one = call(
-        handler,
-        event(
-            "api-list-models.json",
-            path="/models/breast-cancer",
-            resource="/models/{model}",
-            pathParameters={"model": "breast-cancer"},
-        ),
-    )
+    status, one = call(handler, model_view_event())
     assert status == 200 and one["versions"][0]["production"] is True
     call(handler, event("api-predict-breast-cancer.json"))
     status, health = call(handler, event("api-health.json"))
@@ -196,15 +198,7 @@ def test_health_and_registry_bodies_keep_their_keys(handler):
     assert list(health["models"]["breast-cancer"]) == ["version", "load_ms", "loaded_at", "refused"]
     _, listed = call(handler, event("api-list-models.json"))
     assert list(listed) == ["models", "notice"] and [list(m) for m in listed["models"]] == [SUMMARY_KEYS]
-    status, one = call(
-        handler,
-        event(
-            "api-list-models.json",
-            path="/models/breast-cancer",
-            resource="/models/{model}",
-            pathParameters={"model": "breast-cancer"},
-        ),
-    )
+    status, one = call(handler, model_view_event())
     assert status == 200 and list(one) == SUMMARY_KEYS + ["versions"]  # a tabular model: no "retraining" key
     assert list(one["versions"][0]) == ["version", "created_at", "metrics", "production"]
     assert one["input"]["kind"] == "tabular" and list(one["training_data"])[:2] == ["name", "source"]

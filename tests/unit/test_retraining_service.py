@@ -4,6 +4,7 @@ it cannot start, and what a state change does. The DynamoDB adapters are tested 
 moto in tests/integration/test_retraining_loop.py."""
 
 import logging
+from dataclasses import asdict
 
 import pytest
 
@@ -149,3 +150,17 @@ def test_a_started_job_is_logged_with_its_trigger_uploads_and_backend(caplog):
     with caplog.at_level(logging.INFO, logger="med_classifier.domain.retraining"):
         job = retraining.record_upload(upload(2)).started
     assert f"started {job.job_id} (uploads, 2 uploads pending) on sagemaker" in caplog.messages
+
+
+def test_status_names_the_counters_fields():
+    retraining = service(threshold=5)
+    retraining.counter.states["m"] = CounterState("m", 12, 3, "job-2", "job-1")
+    status = retraining.status("m")
+    assert asdict(status) == {
+        "total_uploads": 12,
+        "uploads_since_last_job": 3,
+        "threshold": 5,
+        "active_job": "job-2",
+        "last_job": "job-1",
+        "jobs": [],
+    }

@@ -117,16 +117,6 @@ def test_state_reads_consistently_and_defaults_to_zero(stubbed):
     assert counter.state("chest-ct") == CounterState("chest-ct", 12, 3, "job-2", "job-2")
 
 
-def test_public_state_names_its_fields():
-    assert CounterState("m", 12, 3, "job-2", "job-1").public(5) == {
-        "total_uploads": 12,
-        "uploads_since_last_job": 3,
-        "threshold": 5,
-        "active_job": "job-2",
-        "last_job": "job-1",
-    }
-
-
 def test_a_claim_needs_no_active_job_and_enough_pending_and_records_the_job(stubbed):
     counter, stubber = stubbed
     stubber.add_response(

@@ -9,7 +9,7 @@ so late or repeated events never undo what is recorded.
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Literal, get_args
 
@@ -69,9 +69,6 @@ class JobRecord:
     reasons: Annotated[list[str], Field(description="Why the gate rejected it")] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     failure_reason: str | None = None
-
-    def public(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -168,4 +168,11 @@ class Retraining:
     def status(self, model: str, recent: int = 5) -> RetrainingStatus:
         """The counter against the model's threshold and its `recent` latest jobs, newest first."""
         state: CounterState = self.counter.state(model)
-        return RetrainingStatus(**state.public(self.threshold(model)), jobs=self.jobs.recent(model, recent))
+        return RetrainingStatus(
+            total_uploads=state.total,
+            uploads_since_last_job=state.pending,
+            threshold=self.threshold(model),
+            active_job=state.active_job,
+            last_job=state.last_job,
+            jobs=self.jobs.recent(model, recent),
+        )

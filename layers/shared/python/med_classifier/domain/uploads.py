@@ -107,15 +107,6 @@ class CounterState:
     active_job: str | None = None
     last_job: str | None = None
 
-    def public(self, threshold: int) -> dict:
-        return {
-            "total_uploads": self.total,
-            "uploads_since_last_job": self.pending,
-            "threshold": threshold,
-            "active_job": self.active_job,
-            "last_job": self.last_job,
-        }
-
 
 def parse_upload_key(bucket: str, key: str, size: int = 0) -> UploadedObject | None:
     """uploads/<model>/<label>/<name>.<jpg|png> → UploadedObject; anything else → None."""
