@@ -25,23 +25,20 @@ def model_cache(settings: ServingSettings, store: ModelStore | None = None) -> M
 
 def retraining(settings: RetrainingSettings) -> Retraining:
     """The retraining loop with its launcher (functions that may start jobs)."""
-    return Retraining(
-        UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
-        JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
-        launcher_for(settings.launch(), endpoint_url=settings.endpoint_url),
-        settings.thresholds,
-    )
+    return _retraining(settings, launcher_for(settings.launch(), endpoint_url=settings.endpoint_url))
 
 
 def retraining_status(settings: PredictSettings) -> Retraining | None:
     """A read-only view of the retraining loop (no launcher), or None when the function is
     not given the tables."""
-    if not settings.shows_retraining:
-        return None
+    return _retraining(settings, None) if settings.shows_retraining else None
+
+
+def _retraining(settings: RetrainingSettings | PredictSettings, launcher) -> Retraining:
     return Retraining(
         UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
         JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
-        None,
+        launcher,
         settings.thresholds,
     )
 
