@@ -54,3 +54,17 @@ def test_the_markdown_table_has_a_row_per_module_and_the_reasons():
     table = mutation.markdown(results, {"m1": "same result"})
     assert "| `tabular` | 10 | 9 | 1 | 0 | 100.0% |" in table
     assert "- `m1`: same result" in table
+
+
+def test_only_entries_of_the_modules_run_can_be_stale(capsys):
+    results = [mutation.ModuleResult("domain.tabular", Counter({"killed": 3}))]
+    equivalents = {
+        "med_classifier.domain.tabular.x_rows__mutmut_1": "gone",
+        "med_classifier.domain.preprocessing.x_decode__mutmut_9": "not run this time",
+    }
+    mutation.print_report(results, equivalents, show_diffs=False)
+    stale = [line for line in capsys.readouterr().out.splitlines() if line.startswith("STALE")]
+    assert stale == [
+        "STALE entry in mutation_equivalents.toml (no longer a surviving mutant): "
+        "med_classifier.domain.tabular.x_rows__mutmut_1"
+    ]
