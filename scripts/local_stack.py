@@ -58,7 +58,8 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0) -> MotoServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            # moto, plus the job-status route the local training jobs report through (moto_service.py).
+            [sys.executable, "-m", "scripts.local_runner.moto_service", "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -188,23 +189,30 @@ DEFAULT_API_KEY = "local-retrain-key"
 
 class EventEmulation:
     """What `sam local` lacks, for the API's functions: Lambda's SQS event sources
-    (UploadCounter) and the training jobs the functions create in moto, run as local
-    processes that report their state changes through the template's EventBridge rules."""
+    (UploadCounter), the training jobs the functions create in moto, run as local
+    processes that report their state changes through the template's EventBridge rules,
+    and the template's schedules (ReconcilerFunction)."""
 
-    def __init__(self, api, queue_urls: dict[str, str], moto_url: str):
-        from scripts.local_runner.event_sources import sqs_event_sources
+    def __init__(self, api, queue_urls: dict[str, str], moto_url: str, schedule_seconds: float | None = None):
+        from scripts.local_runner.event_sources import ScheduleSource, schedules, sqs_event_sources
         from scripts.local_runner.training_jobs import LocalTrainingJobs
 
         self.sources = sqs_event_sources(api.functions, queue_urls, aws_client("sqs", moto_url))
         self.jobs = LocalTrainingJobs(api.functions, moto_url)
+        # The template's schedules (the reconciler) at their rate, or every `schedule_seconds` (tests).
+        self.schedules = [ScheduleSource(api.functions, s, schedule_seconds) for s in schedules(api.functions.stacks)]
 
     def start(self) -> EventEmulation:
         for source in self.sources:
             source.start()
         self.jobs.start()
+        for schedule in self.schedules:
+            schedule.start()
         return self
 
     def stop(self) -> None:
+        for schedule in self.schedules:
+            schedule.stop()
         self.jobs.stop()
         for source in self.sources:
             source.stop()

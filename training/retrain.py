@@ -30,7 +30,7 @@ from types import ModuleType
 from med_classifier.adapters.aws_clients import aws_client
 from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.model_store import ModelStore
-from med_classifier.domain.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED
+from med_classifier.domain.jobs import FAILED, IN_PROGRESS, PROMOTED, REJECTED, public_failure
 from training.gate import PromotionGate
 from training.job_contract import JobPaths, stage_from_environment
 from training.settings import training_settings
@@ -283,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         job_id, table = hyperparameters.get("job_id"), hyperparameters.get("jobs_table")
         if job_id and table:
             try:
+                # Callers see a code and a sentence; the reason is in the job's logs and failure file.
                 JobsTable(table, endpoint_url=training_settings().endpoint_url).set_state(
-                    job_id, FAILED, failure_reason=reason
+                    job_id, FAILED, failure_code="job_error", failure_reason=public_failure("job_error")
                 )
             except Exception:  # the failure file still reports it; the service's event marks it Failed too
                 log.exception("could not mark job %s Failed in %s", job_id, table)

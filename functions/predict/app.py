@@ -28,6 +28,7 @@ from med_classifier.api.errors import (
 )
 from med_classifier.api.openapi import OPENAPI_DOC, html_doc, openapi_response, swagger_ui_response
 from med_classifier.api.page import page_response
+from med_classifier.api.request_guard import BodyPolicy, json_policy, refusal
 from med_classifier.api.schemas import (
     HealthResponse,
     ModelList,
@@ -54,6 +55,11 @@ app = APIGatewayRestResolver(enable_validation=True)
 @functools.cache
 def settings() -> PredictSettings:
     return PredictSettings.from_environ()
+
+
+@functools.cache
+def body_policy() -> BodyPolicy:
+    return json_policy(settings().max_request_bytes)
 
 
 @functools.cache
@@ -140,7 +146,7 @@ def get_model(model: ModelId) -> ModelView:
         200: {"description": "One prediction per row, in request order"},
         400: INVALID_JSON,
         404: UNKNOWN_MODEL,
-        413: error_doc("More rows than MaxPredictRows"),
+        413: error_doc("More rows than MaxPredictRows, or a body over MaxPredictRequestBytes"),
         415: UNSUPPORTED_BODY,
         422: error_doc("Invalid rows (the message names the row and feature), an image model, or " + SCHEMA_MISMATCH),
         503: error_doc("The model has no loadable version"),
@@ -174,4 +180,5 @@ register_error_handlers(app, logger)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    # Media type, size and JSON shape are checked on the raw event, before Powertools parses the body.
+    return refusal(event, body_policy, logger) or app.resolve(event, context)

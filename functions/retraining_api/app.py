@@ -25,6 +25,7 @@ from med_classifier.api.errors import (
     register_error_handlers,
 )
 from med_classifier.api.openapi import API_KEY_REQUIRED
+from med_classifier.api.request_guard import BodyPolicy, json_policy, refusal
 from med_classifier.api.schemas import (
     JobRecord,
     RetrainRequest,
@@ -50,6 +51,11 @@ def settings() -> RetrainingApiSettings:
 
 
 @functools.cache
+def body_policy() -> BodyPolicy:
+    return json_policy(settings().max_request_bytes)
+
+
+@functools.cache
 def _services() -> tuple[RegistryView, Retraining, S3UploadSigner]:
     # Built on first use, not at import: boto3 and clients cost cold-start time.
     return services.registry(settings()), services.retraining(settings()), services.upload_signer(settings())
@@ -64,6 +70,7 @@ def _image_model(model: str):
 
 ModelId = Annotated[str, Path(description="Image model id, e.g. skin-lesion")]
 UNKNOWN_MODEL = error_doc("Unknown model")
+BODY_TOO_LARGE = error_doc("A body over MaxRetrainingRequestBytes")
 
 
 @app.post(
@@ -77,6 +84,7 @@ UNKNOWN_MODEL = error_doc("Unknown model")
         201: {"description": "Upload form"},
         400: INVALID_JSON,
         404: UNKNOWN_MODEL,
+        413: BODY_TOO_LARGE,
         415: error_doc("content_type is not image/jpeg or image/png, or the body is not application/json"),
         422: error_doc("Unknown label, a tabular model, or " + SCHEMA_MISMATCH),
     },
@@ -107,6 +115,8 @@ def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=F
         403: gateway_error_doc("No valid x-api-key (API Gateway's usage plan)"),
         404: UNKNOWN_MODEL,
         409: error_doc("A job for this model is already running (details name it)"),
+        413: BODY_TOO_LARGE,
+        503: error_doc("The training service did not start the job (details give its job_id and failure_code)"),
         415: UNSUPPORTED_BODY,
         422: error_doc("A tabular model, or " + SCHEMA_MISMATCH),
     },
@@ -138,4 +148,5 @@ def get_retrain_job(
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    # Media type, size and JSON shape are checked on the raw event, before Powertools parses the body.
+    return refusal(event, body_policy, logger) or app.resolve(event, context)

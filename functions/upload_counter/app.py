@@ -26,14 +26,20 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @functools.cache
+def settings() -> UploadCounterSettings:
+    return UploadCounterSettings.from_environ()
+
+
+@functools.cache
 def _service() -> Retraining:
     # Built on first use, not at import: boto3 and clients cost cold-start time.
-    return services.retraining(UploadCounterSettings.from_environ())
+    return services.retraining(settings())
 
 
 def record_handler(record: SQSRecord) -> None:
     # A body that is not an S3 notification raises: retried, then dead-lettered, never silently dropped.
-    for upload in uploads_in_notification(record.body):
+    # Records of other buckets are ignored and logged: the queue's policy admits the whole account.
+    for upload in uploads_in_notification(record.body, bucket=settings().uploads_bucket):
         outcome = _service().record_upload(upload)
         logger.info(
             "upload",

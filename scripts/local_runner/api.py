@@ -6,6 +6,7 @@ invocation (``LocalLambdaRunner``: code path, layers, environment variables, tim
 ours: ``WorkerProcessRuntime`` runs the handlers in warm worker processes.
 """
 
+import io
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from typing import Any
 
 import yaml
@@ -24,10 +26,14 @@ from samcli.lib.providers.api_provider import ApiProvider
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider
 from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
 from samcli.lib.utils.stream_writer import StreamWriter
+from samcli.local.apigw.event_constructor import _should_base64_encode
 from samcli.local.apigw.local_apigw_service import LocalApigwService
 from samcli.local.apigw.route import Route
 from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request
+from werkzeug.wsgi import get_input_stream
 
+from med_classifier.api.request_guard import RequestRefused, check_utf8, proxy_error
 from scripts.local_runner.runtime import InvocationResult, UnsupportedFunctionError, WorkerProcessRuntime
 
 LOG = logging.getLogger(__name__)
@@ -154,6 +160,32 @@ class ApiKeyCheck:
         return self.app(environ, start_response)
 
 
+class TextBodyCheck:
+    """A body that is not UTF-8 under a media type the API does not declare binary: SAM CLI's event
+    construction fails decoding it and answers 502; the functions answer such a body (arriving as base64
+    or as text) 400 ``invalid_body_encoding`` (request_guard). This answers it so, before SAM CLI."""
+
+    def __init__(self, app, binary_media_types: list[str]) -> None:
+        self.app, self.binary_media_types = app, binary_media_types
+
+    def __call__(self, environ, start_response):
+        if _should_base64_encode(self.binary_media_types, Request(environ).mimetype):
+            return self.app(environ, start_response)
+        body = get_input_stream(environ).read()
+        # The stream is consumed: SAM CLI's Flask request reads this copy.
+        environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+        try:
+            check_utf8(body)
+        except RequestRefused as refused:
+            answer = proxy_error(refused.status_code, refused.code, refused.message)["body"].encode()
+            start_response(
+                f"{refused.status_code} {HTTPStatus(refused.status_code).phrase.upper()}",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
+            )
+            return [answer]
+        return self.app(environ, start_response)
+
+
 class LocalApi:
     """``sam local start-api`` in-process: ``start()`` serves in a background thread, ``stop()`` ends everything.
 
@@ -209,7 +241,8 @@ class LocalApi:
         service.create()
         # LocalApigwService.run() blocks and installs signal handlers (main thread only); serving its Flask app
         # with werkzeug's server directly is what that run() does, minus those, and can be shut down.
-        app = ApiKeyCheck(service._app, api_key_routes(self.functions.stacks), self.api_key)
+        app = TextBodyCheck(service._app, self.api.binary_media_types)
+        app = ApiKeyCheck(app, api_key_routes(self.functions.stacks), self.api_key)
         self._server = make_server(self.host, self.port, app, threaded=True)
         self._serve_thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
         self._serve_thread.start()

@@ -1,16 +1,20 @@
-"""The event sources ``sam local`` lacks: Lambda's SQS event source mapping and EventBridge rule delivery.
+"""The event sources ``sam local`` lacks: Lambda's SQS event source mapping, EventBridge rule delivery and
+EventBridge schedules.
 
-Both are read from the template as SAM CLI resolves it (``LocalFunctions.stacks``): a function's ``SQS`` events
+All are read from the template as SAM CLI resolves it (``LocalFunctions.stacks``): a function's ``SQS`` events
 become ``SqsEventSource`` pollers, its ``EventBridgeRule`` (or ``CloudWatchEvent``) events become ``EventRule``
-targets for ``deliver_event``. Only the root stack is read.
+targets for ``deliver_event``, its ``Schedule`` events become ``ScheduleSource`` timers. Only the root stack is read.
 """
 
 import base64
 import logging
+import re
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from scripts.local_runner.api import LocalFunctions
@@ -33,6 +37,91 @@ class SqsSubscription(NamedTuple):
 class EventRule(NamedTuple):
     function_id: str
     pattern: dict[str, Any]
+
+
+class Schedule(NamedTuple):
+    function_id: str
+    name: str  # the event's name in the template
+    expression: str  # rate(...) as written
+
+
+RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> int:
+    """``rate(10 minutes)`` → 600. Cron expressions are not emulated (ValueError)."""
+    match = RATE.match(expression.strip())
+    if not match:
+        raise ValueError(f"only rate(...) schedules are emulated locally, not {expression!r}")
+    return int(match.group(1)) * RATE_UNITS[match.group(2).rstrip("s")]
+
+
+def schedules(stacks: Sequence[Any]) -> list[Schedule]:
+    """The enabled ``Schedule`` events of the template's functions."""
+    return [
+        Schedule(function_id, name, properties["Schedule"])
+        for function_id, name, properties in _function_events(stacks[0].resources, ("Schedule",))
+        if properties.get("Enabled", True) is not False and properties.get("State", "ENABLED") == "ENABLED"
+    ]
+
+
+class BackgroundLoop:
+    """An event source's daemon thread: ``start()`` runs ``_run`` until ``stop()``, which waits for the pass in
+    progress to finish."""
+
+    thread_name = "event-source"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class ScheduleSource(BackgroundLoop):
+    """Invokes a function with EventBridge's "Scheduled Event" every ``interval_seconds`` (the template's rate
+    unless overridden), the first time one interval after ``start()``. A failed invocation is logged only."""
+
+    def __init__(self, functions: LocalFunctions, schedule: Schedule, interval_seconds: float | None = None) -> None:
+        super().__init__()
+        self.functions, self.schedule = functions, schedule
+        self.interval_seconds = interval_seconds or rate_seconds(schedule.expression)
+        self.thread_name = f"schedule-{schedule.name}"
+        self.invocations = 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            try:
+                self.functions.invoke_function(self.schedule.function_id, self.event())
+            except Exception as error:  # EventBridge retries and then drops; the runner carries on
+                LOG.error("Scheduled %s of %s failed: %s", self.schedule.name, self.schedule.function_id, error)
+            self.invocations += 1
+
+    def event(self) -> dict[str, Any]:
+        rule = f"{self.schedule.function_id}{self.schedule.name}"
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "us-east-1",
+            "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
+            "detail": {},
+        }
 
 
 def sqs_subscriptions(stacks: Sequence[Any]) -> list[SqsSubscription]:
@@ -126,7 +215,7 @@ def messages_to_retry(result: Any, message_ids: Sequence[str]) -> set[str]:
     return set(message_ids)
 
 
-class SqsEventSource:
+class SqsEventSource(BackgroundLoop):
     """Lambda's SQS event source mapping for one function and queue, polling in a background thread.
 
     Like Lambda: a batch is up to ``batch_size`` messages collected for at most ``window_seconds`` after the first
@@ -151,25 +240,14 @@ class SqsEventSource:
         self.wait_seconds = wait_seconds
         self._functions = functions
         self._sqs = sqs
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self.thread_name = f"sqs-{subscription.function_id}"
         self.batches = 0  # invocations
         self.messages_deleted = 0
         self.messages_retried = 0  # left in the queue by a failed invocation or a reported item failure
         self.failed_batches = 0  # batches of which nothing was deleted
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._poll, name=f"sqs-{self.subscription.function_id}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stops polling; a batch being delivered is finished first."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _poll(self) -> None:
+    def _run(self) -> None:  # a batch being delivered when stop() is called is finished first
         while not self._stop.is_set():
             try:
                 messages = self._collect_batch()

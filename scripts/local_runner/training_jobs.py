@@ -27,6 +27,7 @@ import boto3
 from med_classifier.adapters.launchers import IMAGE_COMMAND, IMAGE_ENTRY_POINT
 from scripts.local_runner.api import LocalFunctions
 from scripts.local_runner.event_sources import deliver_event, event_rules
+from scripts.local_runner.moto_service import STATUS_PATH
 from training.job_contract import JobPaths, stage
 
 LOG = logging.getLogger(__name__)
@@ -327,6 +328,10 @@ class LocalTrainingJobs:
             detail["TrainingEndTime"] = _epoch_ms(record.ended_at)
         if record.reason:
             detail["FailureReason"] = record.reason
+        self._report_status(
+            {"backend": SAGEMAKER, "name": record.name, "status": status, "secondary_status": secondary}
+            | ({"reason": record.reason} if record.reason else {})
+        )
         self._deliver("aws.sagemaker", "SageMaker Training Job State Change", record.job_id, detail)
 
     def _batch_event(
@@ -355,7 +360,25 @@ class LocalTrainingJobs:
                     "statusReason": status_reason,
                 }
             ]
+        self._report_status(
+            {"backend": BATCH, "name": job["jobId"], "status": status}
+            | ({"reason": status_reason} if status_reason else {})
+        )
         self._deliver("aws.batch", "Batch Job State Change", job["jobArn"], detail)
+
+    def _report_status(self, report: dict) -> None:
+        """Tells moto the job's real status (moto_service.py), so DescribeTrainingJob and DescribeJobs,
+        which the scheduled reconciler asks, agree with the events."""
+        request = urllib.request.Request(
+            f"{self.endpoint_url}{STATUS_PATH}",
+            data=json.dumps({**report, "region": self.region}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+        except OSError as error:  # a plain moto server has no such route: its statuses stay moto's
+            LOG.warning("Could not report %s's status to %s: %s", report["name"], self.endpoint_url, error)
 
     def _deliver(self, source: str, detail_type: str, resource: str, detail: dict) -> None:
         event = {

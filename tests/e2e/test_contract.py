@@ -23,6 +23,7 @@ from PIL import Image
 from med_classifier.adapters.model_store import ModelStore
 from scripts.local_stack import free_port
 from tests.e2e.conftest import API_KEY, RETRAIN_THRESHOLDS
+from tests.helpers.image_models import colour_candidate
 from tests.helpers.keras_models import chest_ct_candidate
 from tests.helpers.local_stack import write_env_file
 from tests.helpers.models import MALIGNANT_EXAMPLE, REPO_ROOT, breast_cancer_candidate, publish
@@ -31,6 +32,7 @@ from tests.helpers.skin_lesion import skin_lesion_candidate
 from training.datasets import chest_ct, ham10000
 
 BARE_BUCKET = "med-classifier-models-e2e-bare"
+UNLAUNCHABLE = "colour-unlaunchable"  # an image model in the bare deployment, whose jobs cannot start
 JOB_TIMEOUT = 300
 KEY = {"x-api-key": API_KEY}
 
@@ -100,6 +102,8 @@ def b64(data: bytes) -> str:
 NOISE_PNG = png(Image.fromarray(np.random.default_rng(3).integers(0, 255, (96, 96, 3), dtype=np.uint8)))
 TEXT = {"data": "17.99, 10.38", "headers": {"Content-Type": "text/plain"}}
 NOT_JSON = {"data": '{"label": ', "headers": {"Content-Type": "application/json"}}
+TOO_DEEP = {"data": "[" * 40 + "]" * 40, "headers": {"Content-Type": "application/json"}}
+OVER_64_KIB = {"data": '{"label": "' + "x" * 65536 + '"}', "headers": {"Content-Type": "application/json"}}
 
 
 @operation("/", "get")
@@ -159,6 +163,7 @@ def image_route(api: Api, model: str, example: bytes, candidate: Callable) -> Ex
     exchanges = [
         (200, api.post(path, data=example, **raw)),
         (200, api.post(path, json={"images": [b64(example), b64(example)]})),
+        (400, api.post(path, **TOO_DEEP)),
         (413, api.post(path, data=png(Image.new("L", (9000, 6000))), **raw)),  # decompression-bomb guard
         (413, api.post(path, json={"images": [b64(example)] * 17})),  # MaxImagesPerRequest is 16
         (415, api.post(path, data=b"GIF89a....", headers={"Content-Type": "image/gif"})),
@@ -187,6 +192,7 @@ def create_upload(api: Api) -> Exchanges:
         (201, api.post(path, json={"label": "normal", "content_type": "image/png"})),
         (400, api.post(path, **NOT_JSON)),
         (404, api.post("/models/no-such-model/uploads", json={"label": "normal"})),
+        (413, api.post(path, **OVER_64_KIB)),  # MaxRetrainingRequestBytes
         (415, api.post(path, json={"label": "normal", "content_type": "image/gif"})),
         (415, api.post(path, **TEXT)),
         (422, api.post(path, json={"label": "not-a-class"})),
@@ -206,9 +212,11 @@ def start_retrain(api: Api) -> Exchanges:
         (403, api.post(path, json={}, headers={"x-api-key": "not-the-key"})),
         (404, api.post("/models/no-such-model/retrain", json={}, headers=KEY)),
         (409, conflict),
+        (413, api.post(path, data=OVER_64_KIB["data"], headers={**KEY, **OVER_64_KIB["headers"]})),
         (415, api.post(path, data="now please", headers={**KEY, "Content-Type": "text/plain"})),
         (422, api.post("/models/breast-cancer/retrain", json={}, headers=KEY)),  # a tabular model
         (422, api.post(path, json={"gate": {"min": {"Not A Metric": 1}}}, headers=KEY)),  # request validation
+        (503, api.post_bare(f"/models/{UNLAUNCHABLE}/retrain", json={}, headers=KEY)),  # Batch refused the job
     ]
 
 
@@ -234,6 +242,11 @@ def bare_url(stack, tmp_path_factory):
     env_file = write_env_file(
         tmp_path_factory.mktemp("bare") / "env.json", stack["moto_url"], BARE_BUCKET, RETRAIN_THRESHOLDS
     )
+    # Its jobs go to a Batch queue that does not exist: the training service refuses them (503).
+    env = json.loads(env_file.read_text())
+    env["Parameters"] |= {"RETRAIN_BACKEND": "batch", "BATCH_JOB_QUEUE": "no-such-queue"}
+    env_file.write_text(json.dumps(env))
+    publish(ModelStore(BARE_BUCKET, stack["s3"]), colour_candidate(UNLAUNCHABLE))
     api = LocalApi(
         str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), port=free_port(), api_key=API_KEY, warm=False
     )

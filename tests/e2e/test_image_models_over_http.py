@@ -87,7 +87,7 @@ def _png(image: Image.Image) -> bytes:
             _png(Image.new("L", (9000, 6000))),
             "image/png",
             413,
-            "The image is 9000x6000 pixels; at most 40000000 pixels are accepted (decompression-bomb guard). "
+            "The image is 9000x6000 pixels; at most 4194304 pixels are accepted (decompression-bomb guard). "
             "Downscale it first.",
         ),
         (
@@ -95,7 +95,7 @@ def _png(image: Image.Image) -> bytes:
             b"GIF89a....",
             "image/gif",
             415,
-            "Content-Type 'image/gif' is not accepted: send image/jpeg or image/png, or application/json "
+            "Content-Type 'image/gif' is not accepted here: send image/jpeg or image/png, or application/json "
             'with {"images": ["<base64>", ...]}.',
         ),
     ],

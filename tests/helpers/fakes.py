@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from med_classifier.domain.errors import IntegrityError
-from med_classifier.domain.jobs import STATES, TERMINAL_STATES, JobRecord, JobRequest
+from med_classifier.domain.jobs import STATES, TERMINAL_STATES, JobRecord, JobRequest, JobStateChange
 from med_classifier.domain.manifest import Manifest, ProductionPointer
 from med_classifier.domain.ports import ModelVersion
-from med_classifier.domain.uploads import CounterState, UploadedObject
+from med_classifier.domain.uploads import Claim, CounterState, UploadedObject
 
 
 @dataclass
@@ -68,19 +68,40 @@ class MemoryCounter:
         self.states[upload.model] = replace(state, total=state.total + 1, pending=state.pending + 1)
         return True
 
-    def claim(self, model: str, job_id: str, threshold: int | None) -> int | None:
+    def claim(
+        self, model: str, job_id: str, threshold: int | None, *, now: float, lease_seconds: float
+    ) -> Claim | None:
         state = self.state(model)
-        if state.active_job or (threshold is not None and state.pending < threshold):
+        held = state.active_job and not (state.lease_expires_at is not None and state.lease_expires_at < now)
+        if held or (threshold is not None and state.pending < threshold):
             return None
-        self.states[model] = replace(state, active_job=job_id, last_job=job_id, pending=0)
-        return state.pending
+        self.states[model] = replace(
+            state,
+            active_job=job_id,
+            last_job=job_id,
+            pending=0,
+            claimed_at=now,
+            lease_expires_at=now + lease_seconds,
+            claimed_uploads=state.pending,
+        )
+        return Claim(uploads=state.pending, took_over=state.active_job)
 
     def release(self, model: str, job_id: str, restore_pending: int = 0) -> bool:
         state = self.state(model)
         if state.active_job != job_id:
             return False
-        self.states[model] = replace(state, active_job=None, pending=state.pending + restore_pending)
+        self.states[model] = replace(
+            state,
+            active_job=None,
+            pending=state.pending + restore_pending,
+            claimed_at=None,
+            lease_expires_at=None,
+            claimed_uploads=0,
+        )
         return True
+
+    def active_claims(self) -> list[CounterState]:
+        return [state for state in self.states.values() if state.active_job]
 
 
 class MemoryJobs:
@@ -103,6 +124,7 @@ class MemoryJobs:
         state: str,
         *,
         service_status: str | None = None,
+        failure_code: str | None = None,
         failure_reason: str | None = None,
         backend_job: str | None = None,
         at: str | None = None,
@@ -110,7 +132,8 @@ class MemoryJobs:
         record = self.records.get(job_id)
         if record is None or record.state in TERMINAL_STATES or STATES.index(state) < STATES.index(record.state):
             return False
-        record.state, record.service_status, record.failure_reason = state, service_status, failure_reason
+        record.state, record.service_status = state, service_status
+        record.failure_code, record.failure_reason = failure_code, failure_reason
         record.backend_job = backend_job or record.backend_job
         return True
 
@@ -124,15 +147,22 @@ class MemoryJobs:
 
 
 class RecordingLauncher:
-    """A Launcher that records the jobs it is asked to start (or fails with the given error)."""
+    """A Launcher that records the jobs it is asked to start (or fails with the given error), and
+    reports the states set in `service_states` (job id → JobStateChange; absent: the service does
+    not know the job)."""
 
     backend = "sagemaker"
 
     def __init__(self, error: Exception | None = None):
         self.started, self.error = [], error
+        self.service_states: dict[str, JobStateChange] = {}
 
     def start(self, job: JobRequest) -> str:
         if self.error:
             raise self.error
         self.started.append(job)
-        return f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_id}"
+        self.service_states[job.job_id] = JobStateChange(job.job_id, "InProgress", "InProgress")
+        return job.job_id  # what SageMakerLauncher returns: the training job's name
+
+    def describe(self, job: JobRecord) -> JobStateChange | None:
+        return self.service_states.get(job.job_id)

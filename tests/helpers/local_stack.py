@@ -42,6 +42,9 @@ def write_env_file(path, moto_url: str, bucket: str, retrain_thresholds: dict[st
     return path
 
 
+RECONCILE_SECONDS = 2.0
+
+
 @contextmanager
 def running_moto() -> Iterator[MotoServer]:
     server = MotoServer(port=free_port()).start()
@@ -53,9 +56,19 @@ def running_moto() -> Iterator[MotoServer]:
 
 @contextmanager
 def running_stack(
-    moto_server: MotoServer, tmp_path_factory, *, bucket: str, api_key: str, retrain_thresholds: dict[str, int]
+    moto_server: MotoServer,
+    tmp_path_factory,
+    *,
+    bucket: str,
+    api_key: str,
+    retrain_thresholds: dict[str, int],
+    emulate_events: bool = True,
 ) -> Iterator[dict]:
-    """Yields {"url", "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "api_key"}."""
+    """Yields {"url", "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "api_key"}.
+
+    Without `emulate_events` nothing consumes the upload queue and no training job that a request
+    creates in moto ever runs (its record stays Pending; "emulation" is None): for tests that only
+    exercise the API, such as the fuzzer, whose accepted retrain requests must not start training."""
     from scripts.local_runner import LocalApi
 
     client = s3_client(moto_server.url)
@@ -74,7 +87,13 @@ def running_stack(
     # Retraining jobs run as processes of their own; their MLflow runs go to this stack's folder.
     saved_state_dir = os.environ.get("LOCAL_STATE_DIR")
     os.environ["LOCAL_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
-    emulation = EventEmulation(api, resources.queue_urls, moto_server.url).start()
+    # The reconciler runs every RECONCILE_SECONDS (not the template's 10 minutes), so the e2e tests also prove
+    # it never ends a job that is still running.
+    emulation = (
+        EventEmulation(api, resources.queue_urls, moto_server.url, schedule_seconds=RECONCILE_SECONDS).start()
+        if emulate_events
+        else None
+    )
     session = requests.Session()
     try:
         yield {
@@ -91,7 +110,8 @@ def running_stack(
         }
     finally:
         session.close()
-        emulation.stop()
+        if emulation is not None:
+            emulation.stop()
         api.stop()
         if saved_state_dir is None:
             os.environ.pop("LOCAL_STATE_DIR", None)

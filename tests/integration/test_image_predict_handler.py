@@ -147,3 +147,88 @@ def test_the_response_body_keeps_its_keys(handler):
     status, body = call(handler, image_event(image_bytes("red"), "image/png"))
     assert status == 200 and list(body) == ["model", "version", "predictions", "inference_ms", "notice"]
     assert list(body["predictions"][0]) == ["label", "class_index", "confidence", "probabilities"]
+
+
+# --- bounded cost: checks on the raw event and on every image header before decoding ---------------------
+
+
+def error_of(status: int, code: str, message: str, details=None) -> tuple[int, dict]:
+    return status, {"error": {"code": code, "message": message, "details": details or []}}
+
+
+def as_json(*images: bytes) -> str:
+    return json.dumps({"images": [base64.b64encode(image).decode() for image in images]})
+
+
+def without_content_type(event: dict) -> dict:
+    del event["headers"]["Content-Type"], event["multiValueHeaders"]["Content-Type"]
+    return event
+
+
+def test_a_request_without_content_type_is_415(handler):
+    assert call(handler, without_content_type(image_event(image_bytes(), "image/png"))) == error_of(
+        415,
+        "unsupported_media_type",
+        'The request has no Content-Type: send image/jpeg or image/png, or application/json with {"images": '
+        '["<base64>", ...]}.',
+    )
+
+
+def test_a_json_body_that_is_not_utf8_is_400(handler):
+    event = image_event(b'{"images": ["\xff"]}', "application/json", binary=True)
+    assert call(handler, event) == error_of(
+        400, "invalid_body_encoding", "The request body is not UTF-8 (at byte 13): JSON must be UTF-8 encoded."
+    )
+
+
+def test_json_nested_too_deep_is_400(handler):
+    event = image_event('{"images": ' + "[" * 40 + "]" * 40 + "}", "application/json")
+    assert call(handler, event) == error_of(
+        400, "json_too_deep", "The JSON body nests 41 levels deep; at most 32 are accepted."
+    )
+
+
+def test_a_body_over_max_request_bytes_is_413(handler, monkeypatch):
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "1000")
+    assert call(handler, image_event(b"\x89PNG" + b"\0" * 997, "image/png")) == error_of(
+        413,
+        "payload_too_large",
+        "The request body is 1001 bytes; at most 1000 are accepted here.",
+        [{"max_request_bytes": 1000}],
+    )
+
+
+def test_an_image_over_max_image_pixels_is_413_naming_it_in_a_batch(handler, monkeypatch):
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", str(64 * 48 - 1))
+    body = as_json(image_bytes("red", size=(8, 8)), image_bytes("red", size=(64, 48)))
+    assert call(handler, image_event(body, "application/json")) == error_of(
+        413,
+        "payload_too_large",
+        "images[1]: The image is 64x48 pixels; at most 3071 pixels are accepted (decompression-bomb guard). "
+        "Downscale it first.",
+    )
+
+
+def test_a_request_over_max_request_pixels_is_413_before_any_image_is_decoded(handler, monkeypatch):
+    monkeypatch.setenv("MAX_REQUEST_PIXELS", str(3 * 64 * 48 - 1))
+    cut = image_bytes("red", size=(64, 48))[:60]  # its header is whole, its pixels are not: decoding it is a 422
+    body = as_json(image_bytes("red", size=(64, 48)), cut, image_bytes("red", size=(64, 48)))
+    assert call(handler, image_event(body, "application/json")) == error_of(
+        413,
+        "payload_too_large",
+        "images[2] brings the request to 9216 decoded pixels; at most 9215 are accepted per request. "
+        "Send fewer or smaller images.",
+        [{"max_request_pixels": 9215, "max_image_pixels": 2048 * 2048}],
+    )
+    monkeypatch.setenv("MAX_REQUEST_PIXELS", str(3 * 64 * 48))  # within the budget, the cut image is decoded
+    fresh = load_function_module("image_predict")  # a new container: settings are read once per container
+    status, refused = call(lambda e: fresh.lambda_handler(e, LambdaContext()), image_event(body, "application/json"))
+    assert status == 422 and refused["error"]["message"].startswith("images[1]: The image is truncated or corrupt")
+
+
+def test_a_large_jpeg_counts_the_pixels_it_decodes_to(handler, monkeypatch):
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", str(80 * 60))  # the colour model takes 32x32: 640x480 decodes at 1/8
+    status, body = call(handler, image_event(image_bytes("green", size=(640, 480), fmt="JPEG"), "image/jpeg"))
+    assert status == 200 and body["predictions"][0]["label"] == "green"
+    status, body = call(handler, image_event(image_bytes("green", size=(640, 480)), "image/png"))
+    assert status == 413 and body["error"]["message"].startswith("The image is 640x480 pixels; at most 4800 pixels")

@@ -22,6 +22,7 @@ from scripts.local_runner import (
     sqs_subscriptions,
 )
 from scripts.local_stack import MotoServer, free_port
+from tests.helpers.runner_projects import function_project, local_functions
 
 pytestmark = pytest.mark.slow
 
@@ -86,18 +87,13 @@ def moto():
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sqs")
-    (root / "fn").mkdir()
-    (root / "fn" / "app.py").write_text(HANDLER)
-    (root / "template.yaml").write_text(TEMPLATE)
-    return root
+    return function_project(tmp_path_factory.mktemp("sqs"), TEMPLATE, HANDLER)
 
 
 @pytest.fixture(scope="module")
 def functions(project):
-    functions = LocalFunctions(str(project / "template.yaml"))
-    yield functions
-    functions.stop()
+    with local_functions(project) as functions:
+        yield functions
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from samcli.lib.providers.sam_function_provider import SamFunctionProvider
 from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
 from samcli.lib.utils.codeuri import resolve_code_path
 from samcli.lib.utils.stream_writer import StreamWriter
+from samcli.local.apigw.event_constructor import _should_base64_encode
 from samcli.local.apigw.local_apigw_service import LocalApigwService
 from samcli.local.lambdafn.env_vars import EnvironmentVariables
 from samcli.local.lambdafn.runtime import LambdaRuntime
@@ -106,6 +107,7 @@ def test_sam_cli_is_the_pinned_version():
         (StreamWriter.__init__, ["self", "stream", "auto_flush"]),
         (StreamWriter.write_str, ["self", "output"]),
         (resolve_code_path, ["cwd", "codeuri"]),
+        (_should_base64_encode, ["binary_types", "request_mimetype"]),
     ],
     ids=lambda value: getattr(value, "__qualname__", ""),
 )
@@ -259,6 +261,28 @@ def test_post_binary_media_type_arrives_base64_encoded(local_api):
     echo = response.json()
     assert echo["isBase64Encoded"] is True
     assert base64.b64decode(echo["body"]) == image
+
+
+def test_a_text_body_that_is_not_utf8_is_400_in_the_error_shape_not_502(local_api):
+    # SAM CLI decodes a body of a non-binary media type as UTF-8 and answered 502 when it could not.
+    before = get_item(local_api)
+    headers = {"Content-Type": "application/json"}
+    response = requests.post(f"{local_api.url}/items/9", data=b'{"a": "\xff"}', headers=headers, timeout=10)
+
+    assert (response.status_code, response.headers["Content-Type"]) == (400, "application/json")
+    assert response.json() == {
+        "error": {
+            "code": "invalid_body_encoding",
+            "message": "The request body is not UTF-8 (at byte 7): JSON must be UTF-8 encoded.",
+            "details": [],
+        }
+    }
+    assert get_item(local_api)["invocations"] == before["invocations"] + 1  # the function was not invoked
+    # Under a binary media type the same bytes reach the function, base64-encoded.
+    response = requests.post(
+        f"{local_api.url}/items/9", data=b"\xff", headers={"Content-Type": "image/png"}, timeout=10
+    )
+    assert response.status_code == 200 and base64.b64decode(response.json()["body"]) == b"\xff"
 
 
 def test_base64_encoded_response_is_decoded_for_binary_media_type(local_api):

@@ -17,8 +17,9 @@ import pytest
 
 from med_classifier.adapters.launchers import BatchLauncher, LaunchSettings, SageMakerLauncher
 from med_classifier.domain.jobs import JobRequest
-from scripts.local_runner import LocalFunctions, LocalTrainingJobs
+from scripts.local_runner import LocalTrainingJobs
 from scripts.local_stack import MotoServer, free_port
+from tests.helpers.runner_projects import function_project, local_functions
 
 pytestmark = pytest.mark.slow
 
@@ -137,19 +138,13 @@ def moto():
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("jobs")
-    (root / "fn").mkdir()
-    (root / "fn" / "app.py").write_text(HANDLER)
-    (root / "template.yaml").write_text(TEMPLATE)
-    (root / "job.py").write_text(JOB_SCRIPT)
-    return root
+    return function_project(tmp_path_factory.mktemp("jobs"), TEMPLATE, HANDLER, **{"job.py": JOB_SCRIPT})
 
 
 @pytest.fixture(scope="module")
 def functions(project):
-    functions = LocalFunctions(str(project / "template.yaml"))
-    yield functions
-    functions.stop()
+    with local_functions(project) as functions:
+        yield functions
 
 
 @pytest.fixture

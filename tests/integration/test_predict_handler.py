@@ -1,5 +1,6 @@
 """The predict function's handler on API Gateway events (events/*.json) against moto."""
 
+import base64
 import copy
 import json
 
@@ -209,3 +210,97 @@ def test_new_version_is_served_without_redeploy(handler, store):
     newer = publish(store, breast_cancer_candidate())
     _, after = call(handler, event("api-predict-breast-cancer.json"))
     assert before["version"] != after["version"] == newer.version
+
+
+# --- bodies refused before Powertools parses them (med_classifier.api.request_guard) -------------------
+
+
+def raw_event(body: bytes | str, content_type: str | None) -> dict:
+    """A predict request as API Gateway sends it: a bytes body arrives base64-encoded (binary media type)."""
+    ev = predict_event("{}")
+    binary = isinstance(body, bytes)
+    ev["body"], ev["isBase64Encoded"] = (base64.b64encode(body).decode() if binary else body), binary
+    for headers in (ev["headers"], ev["multiValueHeaders"]):
+        headers.pop("Content-Type", None)
+    if content_type is not None:
+        ev["headers"]["Content-Type"], ev["multiValueHeaders"]["Content-Type"] = content_type, [content_type]
+    return ev
+
+
+def refusal(status: int, code: str, message: str, details=None) -> tuple[int, dict]:
+    return status, {"error": {"code": code, "message": message, "details": details or []}}
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),  # reportedly a 500
+        ("application/x-www-form-urlencoded", "instances=1"),  # Powertools parsed it as a form: a 422
+        ("multipart/form-data; boundary=x", '--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--x--'),
+        ("application/jsonfoo", json.dumps({"instances": [MALIGNANT_EXAMPLE]})),  # Powertools answered 200
+    ],
+    ids=["raw PNG", "form", "multipart", "application/jsonfoo"],
+)
+def test_a_body_of_another_media_type_is_415_before_it_is_parsed(handler, content_type, body):
+    media_type = content_type.split(";")[0]
+    assert call(handler, raw_event(body, content_type)) == refusal(
+        415, "unsupported_media_type", f"Content-Type {media_type!r} is not accepted here: send application/json."
+    )
+
+
+def test_a_body_without_content_type_is_json(handler):
+    status, body = call(handler, raw_event(json.dumps({"instances": [MALIGNANT_EXAMPLE]}), None))
+    assert status == 200 and body["predictions"][0]["label"] == "malignant"
+
+
+def test_a_json_body_that_is_not_utf8_is_400_not_500(handler):
+    refused = refusal(
+        400, "invalid_body_encoding", "The request body is not UTF-8 (at byte 14): JSON must be UTF-8 encoded."
+    )
+    assert call(handler, raw_event(b'{"instances": \xff}', "application/json")) == refused  # arrived base64-encoded
+    assert call(handler, raw_event('{"instances": \udcff}', "application/json")) == refused  # arrived as text
+
+
+def test_json_nested_5000_levels_deep_is_400_not_a_recursion_error(handler):
+    assert call(handler, raw_event("[" * 5000 + "]" * 5000, "application/json")) == refusal(
+        400, "json_too_deep", "The JSON body nests 5000 levels deep; at most 32 are accepted."
+    )
+
+
+def test_an_integer_of_more_digits_than_python_reads_is_400_not_500(handler):
+    body = '{"instances": [[' + "9" * 5000 + ", 1" * 29 + "]]}"
+    assert call(handler, raw_event(body, "application/json")) == refusal(
+        400, "number_too_long", "A number in the JSON body has 5000 digits; at most 4300 are accepted."
+    )
+
+
+def test_a_body_over_max_request_bytes_is_413_before_it_is_parsed(handler, monkeypatch):
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "100")  # read on the first request
+    assert call(handler, raw_event("[" + " " * 99 + "]", "application/json")) == refusal(
+        413,
+        "payload_too_large",
+        "The request body is 101 bytes; at most 100 are accepted here.",
+        [{"max_request_bytes": 100}],
+    )
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [("1e39", "1e+39"), ("9" * 400, "9" * 37 + "..."), ("-3.5e38", "-3.5e+38")],
+    ids=["1e39 (became inf in float32)", "400 digits (OverflowError, a 500)", "-3.5e38"],
+)
+def test_a_number_outside_float32s_range_is_422_naming_row_and_feature(handler, value, shown):
+    body = '{"instances": [[17.99, 10.38, 122.8, ' + value + ", 0.1184" + ", 1" * 25 + "]]}"
+    assert call(handler, raw_event(body, "application/json")) == refusal(
+        422,
+        "invalid_input",
+        f"Invalid input: row 0, feature 3 (mean area): {shown} is outside the float32 range (±3.4028235e+38)",
+        [f"row 0, feature 3 (mean area): {shown} is outside the float32 range (±3.4028235e+38)"],
+    )
+
+
+def test_a_get_route_ignores_its_body(handler):
+    ev = event("api-health.json", body=base64.b64encode(b"\xff" * 100).decode(), isBase64Encoded=True)
+    ev["headers"]["Content-Type"] = "text/plain"
+    status, body = call(handler, ev)
+    assert status == 200 and body["status"] == "ok"

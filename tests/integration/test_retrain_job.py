@@ -181,7 +181,9 @@ def test_failing_job_writes_the_failure_marks_it_failed_and_publishes_nothing(jo
     reason = paths.failure.read_text()
     assert reason.startswith(expected) and "\n" not in reason
     record = jobs.get(job_id)
-    assert record.state == FAILED and record.failure_reason == reason and record.outcome is None
+    # The failure file (SageMaker's FailureReason, for operators) has the reason; callers get a code and a sentence.
+    assert (record.state, record.failure_code, record.outcome) == (FAILED, "job_error", None)
+    assert record.failure_reason == "The job failed. The details are in the logs."
     assert store.list_versions(MODEL) == [production.version]
     assert store.read_pointer(MODEL).version == production.version
     assert not (paths.model_dir / "outcome.json").exists()

@@ -15,6 +15,7 @@ from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.launchers import SageMakerLauncher
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.adapters.upload_counter import UploadCounter
+from med_classifier.domain.errors import ServiceUnavailable
 from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, PROMOTED, JobRecord
 from med_classifier.domain.retraining import JobStateChange, Retraining
 from med_classifier.domain.uploads import UploadedObject
@@ -157,10 +158,11 @@ def test_events_for_jobs_we_did_not_start_are_ignored(aws):
 def test_a_job_that_cannot_start_is_recorded_failed_and_gives_its_uploads_back(aws):
     retraining = service(RecordingLauncher(error=RuntimeError("ResourceLimitExceeded")), threshold=2)
     retraining.record_upload(upload(1))
-    with pytest.raises(RuntimeError, match="ResourceLimitExceeded"):
+    with pytest.raises(ServiceUnavailable, match="could not be started"):
         retraining.record_upload(upload(2))
     (job,) = retraining.jobs.recent("chest-ct")
-    assert job.state == FAILED and "ResourceLimitExceeded" in job.failure_reason
+    assert (job.state, job.failure_code) == (FAILED, "launch_failed")
+    assert "ResourceLimitExceeded" not in job.failure_reason  # the service's words stay in the logs
     state = retraining.counter.state("chest-ct")
     assert (state.pending, state.active_job) == (2, None)
     # The redelivered message does not count again, but does retry the start.
@@ -265,7 +267,8 @@ def test_job_state_function_records_eventbridge_state_changes(aws):
     result = module.lambda_handler(event, LambdaContext("JobStateFunction", 256))
     assert result == {"recorded": True, "job_id": job.job_id, "state": FAILED}
     stored = module._service().jobs.get(job.job_id)
-    assert stored.failure_reason == "AlgorithmError: boom" and stored.service_status == "Failed"
+    assert (stored.failure_code, stored.service_status) == ("algorithm_error", "Failed")
+    assert stored.failure_reason == "The training code failed. The details are in the logs."
     assert module._service().counter.state("chest-ct").active_job is None
 
 
@@ -427,11 +430,11 @@ def test_sample_state_change_events_are_recorded(aws, name, state):
     module = load_function_module("job_state")  # a fresh module: a cold start
     retraining = module._service()
     retraining.jobs.create(JobRecord(job_id=job_id, model="chest-ct", trigger="uploads", backend="sagemaker"))
-    assert retraining.counter.claim("chest-ct", job_id, threshold=None) == 0
+    assert retraining.counter.claim("chest-ct", job_id, threshold=None, now=0, lease_seconds=60).uploads == 0
     assert module.lambda_handler(event, LambdaContext("JobStateFunction", 256))["state"] == state
     assert retraining.counter.state("chest-ct").active_job is None
     if state == FAILED:
-        assert retraining.jobs.get(job_id).failure_reason == event["detail"]["FailureReason"]
+        assert retraining.jobs.get(job_id).failure_code == "algorithm_error"
 
 
 @pytest.mark.slow  # trains the chest-ct model the sample events name

@@ -199,8 +199,8 @@ def test_the_pixel_limit_message_names_the_size_and_the_limit():
     assert decode_image(encode(Image.new("RGB", (11, 10))), RGB_NCHW, pixel_limit=110).size == (11, 10)
 
 
-def test_the_default_pixel_limit_is_forty_megapixels():
-    assert DEFAULT_MAX_PIXELS == 40_000_000
+def test_the_default_pixel_limit_is_2048_squared():
+    assert DEFAULT_MAX_PIXELS == 2048 * 2048
     assert inspect.signature(decode_image).parameters["pixel_limit"].default == DEFAULT_MAX_PIXELS
     assert inspect.signature(tensor_from_bytes).parameters["pixel_limit"].default == DEFAULT_MAX_PIXELS
 

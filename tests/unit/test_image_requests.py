@@ -60,3 +60,37 @@ def test_too_many_images():
     assert len(images_from_body("chest-ct", "application/json", as_json(encoded, encoded), limits)) == 2
     with pytest.raises(PayloadTooLarge, match="at most 2"):
         images_from_body("chest-ct", "application/json", as_json(encoded, encoded, encoded), limits)
+
+
+def test_media_types_are_named_exactly_and_a_missing_one_is_refused():
+    hint = 'image/jpeg or image/png, or application/json with {"images": ["<base64>", ...]}'
+    with pytest.raises(UnsupportedMediaType) as missing:
+        images_from_body("skin-lesion", None, as_json(base64.b64encode(PNG).decode()))
+    assert missing.value.message == f"The request has no Content-Type: send {hint}."
+    with pytest.raises(UnsupportedMediaType) as other:
+        images_from_body("skin-lesion", "image/gif", b"GIF89a")
+    assert other.value.message == f"Content-Type 'image/gif' is not accepted here: send {hint}."
+
+
+def test_json_nested_too_deep_for_the_parser_is_invalid_input_not_a_recursion_error():
+    with pytest.raises(InvalidInput) as refused:
+        images_from_body("skin-lesion", "application/json", b"[" * 100_000 + b"]" * 100_000)
+    assert refused.value.message == (
+        'The body is neither an image nor JSON. Send image/jpeg or image/png, or {"images": ["<base64>", ...]} '
+        "as application/json."
+    )
+
+
+def test_a_base64_image_one_byte_over_the_limit_is_too_large():
+    # 257 bytes encode to 344 characters, within the loose check on the text (256 * 4 // 3 + 4).
+    with pytest.raises(PayloadTooLarge) as refused:
+        images_from_body(
+            "chest-ct", "application/json", as_json(base64.b64encode(b"\x89" * 257).decode()), ImageLimits(256)
+        )
+    assert refused.value.message == (
+        "images[0] is larger than 256 bytes. Send a smaller (downscaled) image, or upload it to S3 with "
+        "POST /models/chest-ct/uploads."
+    )
+    assert images_from_body(
+        "chest-ct", "application/json", as_json(base64.b64encode(b"\x89" * 256).decode()), ImageLimits(256)
+    )

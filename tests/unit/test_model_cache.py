@@ -13,7 +13,7 @@ from med_classifier.domain.errors import (
     UnsupportedMediaType,
 )
 from med_classifier.domain.manifest import ProductionPointer
-from med_classifier.domain.serving import ModelCache, predict_images, predict_rows
+from med_classifier.domain.serving import REFUSED_POINTER, REFUSED_VERSION, ModelCache, predict_images, predict_rows
 from tests.helpers.fakes import MemoryStore
 from tests.helpers.image_models import colour_candidate, image_bytes
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, manifest_for
@@ -144,7 +144,7 @@ def test_a_pointer_with_a_new_hash_for_the_same_version_is_reloaded_and_checked(
     cache.get("breast-cancer")
     store.pointer = ProductionPointer(version=first.version, sha256="f" * 64, promoted_at="2026-01-02T00:00:00Z")
     assert cache.get("breast-cancer").pointer.sha256 == first.onnx_sha256  # the mismatch was refused
-    assert cache.status()["breast-cancer"]["refused"] == {first.version: "sha mismatch"}
+    assert cache.status()["breast-cancer"]["refused"] == {first.version: REFUSED_VERSION}
 
 
 def test_a_refused_version_that_is_fixed_loads_and_is_no_longer_listed(two_versions):
@@ -169,9 +169,9 @@ def test_an_unreadable_pointer_is_listed_until_a_readable_one_returns(two_versio
     cache.get("breast-cancer")
     store.pointer_error = IntegrityError("breast-cancer: production.json is not a valid pointer: x")
     cache.get("breast-cancer")
-    assert cache.status()["breast-cancer"]["refused"] == {
-        "production.json": "breast-cancer: production.json is not a valid pointer: x"
-    }
+    # Callers get a fixed sentence; the check's own words are in the logs.
+    assert cache.status()["breast-cancer"]["refused"] == {"production.json": REFUSED_POINTER}
+    assert REFUSED_POINTER == "production.json is not a valid pointer; the details are in the logs."
     store.pointer_error = None
     cache.get("breast-cancer")
     assert cache.status()["breast-cancer"]["refused"] == {}
@@ -179,11 +179,12 @@ def test_an_unreadable_pointer_is_listed_until_a_readable_one_returns(two_versio
 
 def test_a_cold_container_with_an_unreadable_pointer_answers_503_with_the_reason(two_versions):
     versions, first, _ = two_versions
-    store = MemoryStore(versions, pointer_error=IntegrityError("production.json is not JSON"))
+    store = MemoryStore(versions, pointer_error=IntegrityError("s3://secret-bucket/production.json is not JSON"))
     with pytest.raises(ModelUnavailable) as info:
         ModelCache(store, refresh_seconds=0).get("breast-cancer")
     assert info.value.message == (
-        "Model 'breast-cancer' has no loadable version (production.json: production.json is not JSON)."
+        "Model 'breast-cancer' has no loadable version (production.json: production.json is not a valid pointer; "
+        "the details are in the logs.)."
     )
 
 
@@ -315,7 +316,9 @@ def test_a_refused_version_is_logged_with_what_keeps_serving(two_versions, caplo
         cache.get("breast-cancer")
     (record,) = [r for r in caplog.records if r.getMessage() == "refusing broken model version"]
     assert (record.model, record.version, record.serving) == ("breast-cancer", second.version, first.version)
-    assert record.error == cache.status()["breast-cancer"]["refused"][second.version]
+    assert record.error.startswith(f"breast-cancer/{second.version}: ONNX model does not load: ")
+    assert cache.status()["breast-cancer"]["refused"][second.version] == REFUSED_VERSION
+    assert REFUSED_VERSION == "failed its integrity checks (hash, manifest or ONNX); the details are in the logs."
 
 
 def test_a_bad_image_in_a_batch_keeps_its_details(colour_cache, monkeypatch):
@@ -324,7 +327,7 @@ def test_a_bad_image_in_a_batch_keeps_its_details(colour_cache, monkeypatch):
     def refuse(data, spec, pixel_limit):
         raise InvalidInput("The image is too dark.", details=[{"mean_brightness": 0.01}])
 
-    monkeypatch.setattr("med_classifier.domain.serving.tensor_from_bytes", refuse)
+    monkeypatch.setattr("med_classifier.domain.preprocessing.open_image", refuse)
     with pytest.raises(InvalidInput) as info:
         predict_images(cache, "colour-test", [b"a", b"b"])
     assert (info.value.message, info.value.details) == (

@@ -194,10 +194,10 @@ def test_every_operation_documents_its_success_and_its_schema(served):
 ERRORS = {
     ("/models/{model}", "get"): {"404"},
     ("/models/{model}/predict", "post"): {"400", "404", "413", "415", "422", "503"},
-    ("/models/skin-lesion/predict", "post"): {"404", "413", "415", "422", "503"},
-    ("/models/chest-ct/predict", "post"): {"404", "413", "415", "422", "503"},
-    ("/models/{model}/uploads", "post"): {"400", "404", "415", "422"},
-    ("/models/{model}/retrain", "post"): {"400", "403", "404", "409", "415", "422"},
+    ("/models/skin-lesion/predict", "post"): {"400", "404", "413", "415", "422", "503"},
+    ("/models/chest-ct/predict", "post"): {"400", "404", "413", "415", "422", "503"},
+    ("/models/{model}/uploads", "post"): {"400", "404", "413", "415", "422"},
+    ("/models/{model}/retrain", "post"): {"400", "403", "404", "409", "413", "415", "422", "503"},
     ("/models/{model}/retrain/{job_id}", "get"): {"404"},
 }
 

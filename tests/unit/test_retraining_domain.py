@@ -68,29 +68,94 @@ def test_a_message_that_is_no_s3_notification_is_an_error_not_silence(body):
 
 
 @pytest.mark.parametrize(
-    "source, detail, state",
+    "source, detail, state, code",
     [
-        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "InProgress"}, IN_PROGRESS),
-        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopping"}, IN_PROGRESS),
-        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Completed"}, COMPLETED),
-        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Failed", "FailureReason": "OOM"}, FAILED),
-        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopped"}, STOPPED),
-        ("aws.batch", {"jobName": "j", "status": "RUNNABLE"}, PENDING),
-        ("aws.batch", {"jobName": "j", "status": "RUNNING"}, IN_PROGRESS),
-        ("aws.batch", {"jobName": "j", "status": "SUCCEEDED"}, COMPLETED),
-        ("aws.batch", {"jobName": "j", "status": "FAILED", "statusReason": "Essential container exited"}, FAILED),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "InProgress"}, IN_PROGRESS, None),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopping"}, IN_PROGRESS, None),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Completed"}, COMPLETED, None),
+        (
+            "aws.sagemaker",
+            {"TrainingJobName": "j", "TrainingJobStatus": "Failed", "FailureReason": "OOM"},
+            FAILED,
+            "job_error",
+        ),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopped"}, STOPPED, "stopped"),
+        ("aws.batch", {"jobName": "j", "status": "RUNNABLE"}, PENDING, None),
+        ("aws.batch", {"jobName": "j", "status": "RUNNING"}, IN_PROGRESS, None),
+        ("aws.batch", {"jobName": "j", "status": "SUCCEEDED"}, COMPLETED, None),
+        (
+            "aws.batch",
+            {"jobName": "j", "status": "FAILED", "statusReason": "Essential container exited"},
+            FAILED,
+            "job_error",
+        ),
     ],
 )
-def test_service_states_map_to_job_states(source, detail, state):
+def test_service_states_map_to_job_states(source, detail, state, code):
     change = state_change_from_event(source, detail)
-    assert (change.job_id, change.state, change.service_status) == (
+    assert (change.job_id, change.state, change.service_status, change.failure_code) == (
         "j",
         state,
         detail.get("TrainingJobStatus", detail.get("status")),
+        code,
     )
-    assert change.failure_reason == (
-        detail.get("FailureReason") or detail.get("statusReason") if state == FAILED else None
+    # The service's own words are kept for the logs, for failures only.
+    assert change.detail == (detail.get("FailureReason") or detail.get("statusReason") if code else None)
+
+
+@pytest.mark.parametrize(
+    "reason, code",
+    [
+        ("AlgorithmError: ExecuteUserScriptError: arn:aws:iam::123456789012:role/x", "algorithm_error"),
+        ("ClientError: Data download failed", "client_error"),
+        ("CapacityError: Unable to provision requested ML compute capacity", "capacity_error"),
+        ("InternalServerError: We encountered an internal error", "service_error"),
+        ("something else entirely", "job_error"),
+        ("", "job_error"),
+    ],
+)
+def test_a_sagemaker_failure_reason_becomes_a_failure_code(reason, code):
+    detail = {"TrainingJobName": "j", "TrainingJobStatus": "Failed", "FailureReason": reason}
+    change = state_change_from_event("aws.sagemaker", detail)
+    assert (change.failure_code, change.detail) == (code, reason or None)
+
+
+@pytest.mark.parametrize(
+    "detail, code",
+    [
+        ({"SecondaryStatus": "MaxRuntimeExceeded"}, "max_runtime_exceeded"),
+        ({"FailureReason": "Training job exceeded MaxRuntimeInSeconds (60 s)"}, "max_runtime_exceeded"),
+        ({"SecondaryStatus": "Stopped", "FailureReason": "stopped by a user"}, "stopped"),
+    ],
+)
+def test_a_stopped_sagemaker_job_says_whether_its_max_runtime_stopped_it(detail, code):
+    change = state_change_from_event(
+        "aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": "Stopped", **detail}
     )
+    assert (change.state, change.failure_code) == (STOPPED, code)
+
+
+def test_a_batch_timeout_is_a_max_runtime_failure():
+    detail = {"jobName": "j", "status": "FAILED", "statusReason": "Job attempt duration exceeded timeout"}
+    assert state_change_from_event("aws.batch", detail).failure_code == "max_runtime_exceeded"
+
+
+@pytest.mark.parametrize(
+    "source, detail",
+    [
+        ("aws.sagemaker", {"TrainingJobName": ["j"], "TrainingJobStatus": "Failed"}),
+        ("aws.sagemaker", {"TrainingJobName": "j", "TrainingJobStatus": ["Failed"]}),
+        ("aws.batch", {"jobName": "j", "status": {"FAILED": 1}}),
+        ("aws.batch", {"jobName": "", "status": "FAILED"}),
+    ],
+)
+def test_events_with_names_or_statuses_of_the_wrong_type_are_not_tracked(source, detail):
+    assert state_change_from_event(source, detail) is None
+
+
+def test_a_batch_container_that_is_no_object_gives_no_reason():
+    change = state_change_from_event("aws.batch", {"jobName": "j", "status": "FAILED", "container": ["x"]})
+    assert (change.failure_code, change.detail) == ("job_error", None)
 
 
 def test_unknown_statuses_and_sources_are_not_tracked():
@@ -190,11 +255,11 @@ def test_a_batch_failure_without_a_status_reason_takes_the_containers():
     change = state_change_from_event(
         "aws.batch", {"jobName": "j", "status": "FAILED", "container": {"reason": "OutOfMemoryError: Container killed"}}
     )
-    assert change.failure_reason == "OutOfMemoryError: Container killed"
-    assert state_change_from_event("aws.batch", {"jobName": "j", "status": "FAILED"}).failure_reason is None
+    assert (change.failure_code, change.detail) == ("job_error", "OutOfMemoryError: Container killed")
+    assert state_change_from_event("aws.batch", {"jobName": "j", "status": "FAILED"}).detail is None
 
 
-def test_a_batch_success_carries_no_failure_reason():
+def test_a_batch_success_carries_no_failure():
     change = state_change_from_event(
         "aws.batch",
         {
@@ -204,12 +269,16 @@ def test_a_batch_success_carries_no_failure_reason():
             "container": {"reason": "exit 0"},
         },
     )
-    assert (change.state, change.failure_reason) == (COMPLETED, None)
+    assert (change.state, change.failure_code, change.detail) == (COMPLETED, None, None)
 
 
-def test_a_stopped_sagemaker_job_keeps_the_reason_it_was_stopped():
+def test_a_stopped_sagemaker_job_keeps_the_reason_it_was_stopped_for_the_logs():
     change = state_change_from_event(
         "aws.sagemaker",
         {"TrainingJobName": "j", "TrainingJobStatus": "Stopped", "FailureReason": "MaxRuntimeInSeconds exceeded"},
     )
-    assert (change.state, change.failure_reason) == (STOPPED, "MaxRuntimeInSeconds exceeded")
+    assert (change.state, change.failure_code, change.detail) == (
+        STOPPED,
+        "max_runtime_exceeded",
+        "MaxRuntimeInSeconds exceeded",
+    )

@@ -8,8 +8,8 @@ from dataclasses import asdict
 
 import pytest
 
-from med_classifier.domain.errors import Conflict
-from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES
+from med_classifier.domain.errors import Conflict, ServiceUnavailable
+from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, STOPPED, TERMINAL_STATES, public_failure
 from med_classifier.domain.retraining import MANUAL_TRIGGER, UPLOADS_TRIGGER, JobStateChange, Retraining
 from med_classifier.domain.uploads import CounterState, UploadedObject
 from tests.helpers.fakes import MemoryCounter, MemoryJobs, RecordingLauncher
@@ -39,7 +39,7 @@ def test_a_job_starts_when_pending_uploads_reach_the_threshold_not_before():
     (request,) = retraining.launcher.started
     assert (request.job_id, request.model, request.hyperparameters) == (job.job_id, "chest-ct", {})
     stored = retraining.jobs.get(job.job_id)
-    arn = f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job.job_id}"
+    arn = job.job_id  # the training job's name (its ARN would show the account id)
     assert stored.backend_job == arn == job.backend_job
 
 
@@ -52,7 +52,7 @@ def test_per_model_thresholds_override_the_default():
 
 def test_a_redelivered_upload_is_not_counted_but_may_start_a_due_job():
     retraining = service(threshold=1, launcher=RecordingLauncher(error=RuntimeError("capacity")))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ServiceUnavailable):
         retraining.record_upload(upload(1))
     retraining.launcher.error = None
     again = retraining.record_upload(upload(1))
@@ -60,20 +60,31 @@ def test_a_redelivered_upload_is_not_counted_but_may_start_a_due_job():
 
 
 def test_a_job_that_cannot_start_is_failed_and_gives_its_uploads_back(caplog):
-    error = RuntimeError("ResourceLimitExceeded: 0 instances")
+    error = RuntimeError("ResourceLimitExceeded: 0 instances for arn:aws:iam::123456789012:role/secret")
     retraining = service(threshold=2, launcher=RecordingLauncher(error=error))
     retraining.record_upload(upload(1))
     with (
         caplog.at_level(logging.ERROR, logger="med_classifier.domain.retraining"),
-        pytest.raises(RuntimeError, match="^ResourceLimitExceeded: 0 instances$"),
+        pytest.raises(ServiceUnavailable) as info,
     ):
         retraining.record_upload(upload(2))
     (job,) = retraining.jobs.records.values()
-    assert (job.state, job.failure_reason) == (FAILED, "could not start the job: ResourceLimitExceeded: 0 instances")
-    assert retraining.counter.state("chest-ct") == CounterState(
-        "chest-ct", total=2, pending=2, active_job=None, last_job=job.job_id
+    assert info.value.message == (
+        f"The retraining job for 'chest-ct' could not be started; try again later. Job id: {job.job_id}."
     )
+    assert info.value.details == [{"job_id": job.job_id, "failure_code": "launch_failed"}]
+    assert info.value.__cause__ is error and info.value.status_code == 503
+    # Callers see a code and a sentence; the service's words (an account id here) stay in the logs.
+    assert (job.state, job.failure_code, job.failure_reason) == (
+        FAILED,
+        "launch_failed",
+        "The training service did not start the job. The details are in the logs.",
+    )
+    assert retraining.counter.state("chest-ct").pending == 2
+    assert retraining.counter.state("chest-ct").active_job is None
+    assert retraining.counter.state("chest-ct").last_job == job.job_id
     assert f"could not start {job.job_id}" in caplog.messages
+    assert "123456789012" in caplog.text
 
 
 def test_a_manual_job_records_its_reason_and_hyperparameters_and_ignores_the_threshold():
@@ -109,8 +120,14 @@ def test_a_terminal_event_releases_the_model_and_starts_the_next_due_job(state):
     retraining = service(threshold=1)
     first = retraining.record_upload(upload(1)).started
     retraining.record_upload(upload(2))  # arrives while the first job runs
-    record = retraining.on_state_change(JobStateChange(first.job_id, state, "X", failure_reason="why"))
-    assert (record.state, record.failure_reason) == (state, "why")
+    record = retraining.on_state_change(
+        JobStateChange(first.job_id, state, "X", failure_code="job_error", detail="why")
+    )
+    assert (record.state, record.failure_code, record.failure_reason) == (
+        state,
+        "job_error",
+        public_failure("job_error"),
+    )
     assert len(retraining.launcher.started) == 2
     assert retraining.counter.state("chest-ct").active_job == retraining.launcher.started[1].job_id
 

@@ -107,8 +107,11 @@ def test_serving_defaults():
     assert (settings.image_limits.max_bytes, settings.image_limits.max_images, settings.max_image_pixels) == (
         4 * 1024 * 1024,
         16,
-        40_000_000,
+        2048 * 2048,
     )
+    assert (settings.max_request_pixels, settings.max_request_bytes) == (3 * 2048 * 2048, 6 * 1024 * 1024)
+    assert PredictSettings.from_environ({"MODELS_BUCKET": "m"}).max_request_bytes == 2 * 1024 * 1024
+    assert RetrainingApiSettings.from_environ(RETRAINING).max_request_bytes == 64 * 1024
 
 
 def test_limits_come_from_their_variables():
@@ -118,15 +121,20 @@ def test_limits_come_from_their_variables():
             "MAX_IMAGE_BYTES": "10",
             "MAX_IMAGES_PER_REQUEST": "2",
             "MAX_IMAGE_PIXELS": "99",
+            "MAX_REQUEST_PIXELS": "98",
+            "MAX_REQUEST_BYTES": "97",
             "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
         }
     )
     assert (settings.image_limits.max_bytes, settings.image_limits.max_images, settings.max_image_pixels) == (10, 2, 99)
+    assert (settings.max_request_pixels, settings.max_request_bytes) == (98, 97)
+    assert PredictSettings.from_environ({"MODELS_BUCKET": "m", "MAX_REQUEST_BYTES": "96"}).max_request_bytes == 96
     assert settings.endpoint_url == "http://127.0.0.1:5000"
     uploads = RetrainingApiSettings.from_environ(
         {**RETRAINING, "MAX_UPLOAD_BYTES": "7", "UPLOAD_URL_EXPIRES_SECONDS": "60"}
     ).upload_limits
     assert (uploads.max_bytes, uploads.expires_in) == (7, 60)
+    assert RetrainingApiSettings.from_environ({**RETRAINING, "MAX_REQUEST_BYTES": "95"}).max_request_bytes == 95
 
 
 def test_the_predict_function_shows_retraining_only_with_both_tables():

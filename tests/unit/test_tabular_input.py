@@ -175,3 +175,34 @@ def test_checking_stops_at_the_row_that_brings_the_count_to_exactly_ten():
     five = TabularInput(feature_names=[f"f{i}" for i in range(5)], input_name="features")
     message, details = messages([["x"] * 5] * 3, spec=five)
     assert len(details) == 10 and message.endswith(" (and 9 more)")  # the third row is not read
+
+
+# --- numbers the float32 models cannot hold ------------------------------------------------------------
+
+AREA = TabularInput(feature_names=["mean radius", "mean texture", "mean perimeter", "mean area"], input_name="x")
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (1e39, "1e+39"),  # passed the finiteness check and became inf in the float32 matrix
+        (-1e39, "-1e+39"),
+        (3.4028236e38, "3.4028236e+38"),  # rounds to inf in float32
+        (10**400, "1" + "0" * 36 + "..."),  # measured: OverflowError (a 500) in math.isfinite
+        (-(10**39), "-1" + "0" * 35 + "..."),
+    ],
+    ids=["1e39", "-1e39", "just past float32", "an int of 401 digits", "a negative int"],
+)
+def test_a_number_outside_float32s_range_is_refused_naming_row_and_feature(value, shown):
+    with pytest.raises(InvalidInput) as info:
+        rows_to_matrix([[1, 2, 3, value]], AREA, max_rows=10)
+    assert info.value.message == (
+        f"Invalid input: row 0, feature 3 (mean area): {shown} is outside the float32 range (±3.4028235e+38)"
+    )
+    assert info.value.status_code == 422
+
+
+def test_the_largest_float32_values_are_numbers():
+    largest = float(np.finfo(np.float32).max)
+    matrix = rows_to_matrix([[largest, -largest, 3.4028235e38, 10**38]], AREA, max_rows=10)
+    assert np.isfinite(matrix).all() and matrix[0, 2] == np.float32(largest)

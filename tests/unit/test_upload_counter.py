@@ -10,18 +10,23 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from med_classifier.adapters import upload_counter
-from med_classifier.adapters.upload_counter import SEEN_TTL_DAYS, UploadCounter
-from med_classifier.domain.uploads import CounterState, UploadedObject, parse_upload_key, uploads_in_notification
+from med_classifier.adapters.upload_counter import CONFLICT_ATTEMPTS, SEEN_TTL_DAYS, UploadCounter
+from med_classifier.domain.uploads import Claim, CounterState, UploadedObject, parse_upload_key, uploads_in_notification
 
 TABLE = "counts"
 UPLOAD = UploadedObject("bucket", "uploads/chest-ct/normal/a.png", "chest-ct", "normal", 10)
 
 
 @pytest.fixture
-def stubbed():
+def sleeps():
+    return []
+
+
+@pytest.fixture
+def stubbed(sleeps):
     client = boto3.client("dynamodb", region_name="us-east-1")
     with Stubber(client) as stubber:
-        yield UploadCounter(TABLE, client), stubber
+        yield UploadCounter(TABLE, client, sleep=sleeps.append), stubber
         stubber.assert_no_pending_responses()
 
 
@@ -77,16 +82,44 @@ def test_an_object_whose_marker_exists_was_counted_before(stubbed):
     assert counter.count(UPLOAD) is False
 
 
-@pytest.mark.parametrize(
-    "codes",
-    [("ThrottlingError", "None"), ("None", "TransactionConflict"), ("TransactionConflict", "ConditionalCheckFailed")],
-)
-def test_a_transaction_cancelled_for_another_reason_is_not_counted_and_propagates(stubbed, codes):
+@pytest.mark.parametrize("codes", [("ThrottlingError", "None"), ("None", "ValidationError")])
+def test_a_transaction_cancelled_for_another_reason_is_not_counted_and_propagates(stubbed, sleeps, codes):
     counter, stubber = stubbed
     cancelled(stubber, *codes)
     with pytest.raises(ClientError) as info:
         counter.count(UPLOAD)
     assert info.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert sleeps == []  # not retried here: the message is redelivered
+
+
+@pytest.mark.parametrize("codes", [("None", "TransactionConflict"), ("TransactionConflict", "None")])
+def test_a_transaction_conflict_is_retried_with_growing_jittered_delays_and_then_counts(stubbed, sleeps, codes):
+    counter, stubber = stubbed
+    for _ in range(3):
+        cancelled(stubber, *codes)
+    stubber.add_response("transact_write_items", {})
+    assert counter.count(UPLOAD) is True
+    assert len(sleeps) == 3
+    for attempt, delay in enumerate(sleeps):
+        base = upload_counter.CONFLICT_BASE_DELAY * 2**attempt
+        assert base / 2 <= delay <= base
+
+
+def test_a_conflict_that_hides_a_counted_object_is_not_counted_twice(stubbed, sleeps):
+    counter, stubber = stubbed
+    cancelled(stubber, "None", "TransactionConflict")
+    cancelled(stubber, "ConditionalCheckFailed", "None")  # the other transaction counted this very object
+    assert counter.count(UPLOAD) is False and len(sleeps) == 1
+
+
+def test_conflicts_past_the_last_attempt_propagate(stubbed, sleeps):
+    counter, stubber = stubbed
+    for _ in range(CONFLICT_ATTEMPTS):
+        cancelled(stubber, "None", "TransactionConflict")
+    with pytest.raises(ClientError) as info:
+        counter.count(UPLOAD)
+    assert info.value.response["CancellationReasons"] == [{"Code": "None"}, {"Code": "TransactionConflict"}]
+    assert len(sleeps) == CONFLICT_ATTEMPTS - 1 == 5
 
 
 def test_other_errors_propagate(stubbed):
@@ -117,50 +150,71 @@ def test_state_reads_consistently_and_defaults_to_zero(stubbed):
     assert counter.state("chest-ct") == CounterState("chest-ct", 12, 3, "job-2", "job-2")
 
 
-def test_a_claim_needs_no_active_job_and_enough_pending_and_records_the_job(stubbed):
+CLAIM_UPDATE = (
+    "SET active_job = :job, last_job = :job, claimed_uploads = if_not_exists(pending, :zero), "
+    "pending = :zero, claimed_at = :now, lease_expires_at = :lease"
+)
+
+
+def claim_request(condition: str, **values) -> dict:
+    return {
+        "TableName": TABLE,
+        "Key": {"pk": {"S": "model#chest-ct"}},
+        "UpdateExpression": CLAIM_UPDATE,
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": {
+            ":job": {"S": "job-1"},
+            ":zero": {"N": "0"},
+            ":now": {"N": "1000.250"},
+            ":lease": {"N": "4600.250"},
+            **values,
+        },
+        "ReturnValues": "ALL_OLD",
+    }
+
+
+def test_a_claim_needs_no_live_claim_and_enough_pending_and_records_the_job_and_its_lease(stubbed):
     counter, stubber = stubbed
     stubber.add_response(
         "update_item",
         {"Attributes": {"pending": {"N": "7"}}},
-        {
-            "TableName": TABLE,
-            "Key": {"pk": {"S": "model#chest-ct"}},
-            "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
-            "ConditionExpression": "attribute_not_exists(active_job) AND pending >= :threshold",
-            "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}, ":threshold": {"N": "5"}},
-            "ReturnValues": "ALL_OLD",
-        },
+        claim_request(
+            "(attribute_not_exists(active_job) OR lease_expires_at < :now) AND pending >= :threshold",
+            **{":threshold": {"N": "5"}},
+        ),
     )
-    assert counter.claim("chest-ct", "job-1", 5) == 7
+    assert counter.claim("chest-ct", "job-1", 5, now=1000.25, lease_seconds=3600) == Claim(uploads=7)
 
 
-def test_a_manual_claim_needs_only_no_active_job(stubbed):
+def test_a_manual_claim_needs_only_no_live_claim(stubbed):
     counter, stubber = stubbed
     stubber.add_response(
-        "update_item",
-        {},
-        {
-            "TableName": TABLE,
-            "Key": {"pk": {"S": "model#chest-ct"}},
-            "UpdateExpression": "SET active_job = :job, last_job = :job, pending = :zero",
-            "ConditionExpression": "attribute_not_exists(active_job)",
-            "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":zero": {"N": "0"}},
-            "ReturnValues": "ALL_OLD",
-        },
+        "update_item", {}, claim_request("(attribute_not_exists(active_job) OR lease_expires_at < :now)")
     )
-    assert counter.claim("chest-ct", "job-1", None) == 0
+    assert counter.claim("chest-ct", "job-1", None, now=1000.25, lease_seconds=3600) == Claim(uploads=0)
+
+
+def test_a_claim_that_takes_over_an_expired_lease_names_the_job_it_replaced(stubbed):
+    counter, stubber = stubbed
+    old = {"pending": {"N": "2"}, "active_job": {"S": "job-0"}, "lease_expires_at": {"N": "999"}}
+    stubber.add_response(
+        "update_item",
+        {"Attributes": old},
+        claim_request("(attribute_not_exists(active_job) OR lease_expires_at < :now)"),
+    )
+    assert counter.claim("chest-ct", "job-1", None, now=1000.25, lease_seconds=3600) == Claim(2, took_over="job-0")
 
 
 def test_a_lost_claim_is_none_and_other_errors_propagate(stubbed):
     counter, stubber = stubbed
     stubber.add_client_error("update_item", service_error_code="ConditionalCheckFailedException")
     stubber.add_client_error("update_item", service_error_code="ThrottlingException")
-    assert counter.claim("chest-ct", "job-1", 5) is None
+    assert counter.claim("chest-ct", "job-1", 5, now=1, lease_seconds=1) is None
     with pytest.raises(ClientError):
-        counter.claim("chest-ct", "job-1", 5)
+        counter.claim("chest-ct", "job-1", 5, now=1, lease_seconds=1)
 
 
-def test_release_only_ends_the_claim_of_the_job_holding_it(stubbed):
+def test_release_only_ends_the_claim_of_the_job_holding_it_and_drops_its_lease(stubbed):
     counter, stubber = stubbed
     stubber.add_response(
         "update_item",
@@ -168,7 +222,7 @@ def test_release_only_ends_the_claim_of_the_job_holding_it(stubbed):
         {
             "TableName": TABLE,
             "Key": {"pk": {"S": "model#chest-ct"}},
-            "UpdateExpression": "REMOVE active_job ADD pending :restore",
+            "UpdateExpression": "REMOVE active_job, claimed_at, lease_expires_at, claimed_uploads ADD pending :restore",
             "ConditionExpression": "active_job = :job",
             "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":restore": {"N": "4"}},
         },
@@ -179,6 +233,29 @@ def test_release_only_ends_the_claim_of_the_job_holding_it(stubbed):
     assert counter.release("chest-ct", "job-0") is False
     with pytest.raises(ClientError):
         counter.release("chest-ct", "job-1")
+
+
+def test_active_claims_are_read_from_the_sparse_index_page_by_page(stubbed):
+    counter, stubber = stubbed
+    claimed = {
+        "pk": {"S": "model#chest-ct"},
+        "pending": {"N": "1"},
+        "active_job": {"S": "job-1"},
+        "claimed_at": {"N": "1000.5"},
+        "lease_expires_at": {"N": "4600.5"},
+        "claimed_uploads": {"N": "3"},
+    }
+    request = {"TableName": TABLE, "IndexName": "active-claims"}
+    stubber.add_response("scan", {"Items": [claimed], "LastEvaluatedKey": {"pk": {"S": "x"}}}, request)
+    stubber.add_response(
+        "scan",
+        {"Items": [{"pk": {"S": "model#skin-lesion"}, "active_job": {"S": "job-2"}}]},
+        {**request, "ExclusiveStartKey": {"pk": {"S": "x"}}},
+    )
+    assert counter.active_claims() == [
+        CounterState("chest-ct", 0, 1, "job-1", None, 1000.5, 4600.5, 3),
+        CounterState("skin-lesion", active_job="job-2"),
+    ]
 
 
 # --- upload keys and notifications ------------------------------------------------------------
@@ -297,3 +374,55 @@ def test_a_transaction_cancelled_without_reasons_propagates(stubbed):
 
 def test_an_upload_parsed_without_a_size_has_size_zero():
     assert parse_upload_key("b", "uploads/chest-ct/normal/a.png").size == 0
+
+
+def created(bucket, key):
+    return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+
+
+def test_records_from_another_bucket_are_ignored_and_logged(caplog):
+    body = json.dumps(
+        {"Records": [created("other", "uploads/chest-ct/normal/a.png"), created("up", "uploads/chest-ct/normal/b.png")]}
+    )
+    with caplog.at_level("WARNING", logger="med_classifier.domain.uploads"):
+        assert uploads_in_notification(body, bucket="up") == [
+            UploadedObject("up", "uploads/chest-ct/normal/b.png", "chest-ct", "normal", 0)
+        ]
+    assert caplog.messages == ["ignoring Records[0]: bucket 'other' is not the uploads bucket 'up'"]
+    assert len(uploads_in_notification(body)) == 2  # without a bucket to check, both count
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ("a string", "Records[0] is not an object"),
+        ([1], "Records[0] is not an object"),
+        (
+            {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": ["key"]}},
+            "Records[0] is an ObjectCreated record without s3.bucket.name and s3.object.key: TypeError",
+        ),
+        (
+            {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": {"key": "k", "size": "big"}}},
+            "Records[0] is an ObjectCreated record without s3.bucket.name and s3.object.key: ValueError",
+        ),
+    ],
+)
+def test_records_of_the_wrong_shape_are_errors_that_say_which(record, message):
+    with pytest.raises(ValueError) as info:
+        uploads_in_notification(json.dumps({"Records": [record]}))
+    assert str(info.value) == message
+
+
+def test_a_size_too_large_for_an_integer_is_an_error_that_says_which_record():
+    record = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "up"}, "object": {"key": "k", "size": 1e400}}}
+    with pytest.raises(ValueError) as info:
+        uploads_in_notification(json.dumps({"Records": [record]}))
+    assert str(info.value) == (
+        "Records[0] is an ObjectCreated record without s3.bucket.name and s3.object.key: OverflowError"
+    )
+
+
+def test_a_body_nested_too_deeply_is_no_notification():
+    with pytest.raises(ValueError) as info:
+        uploads_in_notification("[" * 100_000 + "]" * 100_000)
+    assert str(info.value) == "message body is nested too deeply to be an S3 event notification"

@@ -10,7 +10,7 @@ from .adapters.model_store import ModelStore
 from .adapters.s3_uploads import S3UploadSigner
 from .adapters.upload_counter import UploadCounter
 from .domain.registry import RegistryView
-from .domain.retraining import Retraining
+from .domain.retraining import Recovery, Retraining
 from .domain.serving import ModelCache
 from .settings import PredictSettings, RetrainingApiSettings, RetrainingSettings, ServingSettings
 
@@ -25,7 +25,8 @@ def model_cache(settings: ServingSettings, store: ModelStore | None = None) -> M
 
 def retraining(settings: RetrainingSettings) -> Retraining:
     """The retraining loop with its launcher (functions that may start jobs)."""
-    return _retraining(settings, launcher_for(settings.launch(), endpoint_url=settings.endpoint_url))
+    launcher = launcher_for(settings.launch(), endpoint_url=settings.endpoint_url)
+    return _retraining(settings, launcher, Recovery.for_max_runtime(settings.training_max_runtime_seconds))
 
 
 def retraining_status(settings: PredictSettings) -> Retraining | None:
@@ -34,12 +35,15 @@ def retraining_status(settings: PredictSettings) -> Retraining | None:
     return _retraining(settings, None) if settings.shows_retraining else None
 
 
-def _retraining(settings: RetrainingSettings | PredictSettings, launcher) -> Retraining:
+def _retraining(
+    settings: RetrainingSettings | PredictSettings, launcher, recovery: Recovery | None = None
+) -> Retraining:
     return Retraining(
         UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
         JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
         launcher,
         settings.thresholds,
+        recovery or Recovery(),
     )
 
 

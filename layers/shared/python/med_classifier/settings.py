@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .adapters.launchers import BACKENDS, SAGEMAKER, LaunchSettings
 from .api.image_requests import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGES, ImageLimits
-from .domain.preprocessing import DEFAULT_MAX_PIXELS
+from .domain.preprocessing import DEFAULT_MAX_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 from .domain.uploads import DEFAULT_EXPIRES_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, UploadLimits
 
 DEFAULT_RETRAIN_THRESHOLD = 50
@@ -150,6 +150,9 @@ class PredictSettings(ServingSettings, ThresholdSettings):
     """PredictFunction: the page, health, the registry view, tabular predict, the API's spec."""
 
     max_predict_rows: int = Field(default=1000, ge=1)
+    # Bodies are refused above this before they are parsed: 1000 rows of 30 named features,
+    # pretty-printed, are about 1.5 MB.
+    max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
     # GET /models/{model} shows an image model's upload counter and recent jobs when both are set.
     upload_counts_table: str = ""
     jobs_table: str = ""
@@ -165,6 +168,9 @@ class ImagePredictSettings(ServingSettings):
     max_image_bytes: int = Field(default=DEFAULT_MAX_IMAGE_BYTES, ge=1)
     max_images_per_request: int = Field(default=DEFAULT_MAX_IMAGES, ge=1)
     max_image_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    max_request_pixels: int = Field(default=DEFAULT_MAX_REQUEST_PIXELS, ge=1)
+    # Lambda's synchronous payload limit: no larger body can reach the function on AWS.
+    max_request_bytes: int = Field(default=6 * 1024 * 1024, ge=1)
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -176,6 +182,8 @@ class RetrainingApiSettings(RetrainingSettings):
 
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1)
     upload_url_expires_seconds: int = Field(default=DEFAULT_EXPIRES_SECONDS, ge=1)
+    # Its bodies are a label and a content type, or a reason and a gate: a few hundred bytes.
+    max_request_bytes: int = Field(default=64 * 1024, ge=1)
 
     @property
     def upload_limits(self) -> UploadLimits:
@@ -190,6 +198,10 @@ class JobStateSettings(RetrainingSettings):
     """JobStateFunction: records job state changes, starts the next due job."""
 
 
+class ReconcilerSettings(RetrainingSettings):
+    """ReconcilerFunction (scheduled): ends claims whose job ended unreported or never started."""
+
+
 # The template's logical id → the settings model of that function.
 FUNCTION_SETTINGS: dict[str, type[FunctionSettings]] = {
     "PredictFunction": PredictSettings,
@@ -197,4 +209,5 @@ FUNCTION_SETTINGS: dict[str, type[FunctionSettings]] = {
     "RetrainingApiFunction": RetrainingApiSettings,
     "UploadCounterFunction": UploadCounterSettings,
     "JobStateFunction": JobStateSettings,
+    "ReconcilerFunction": ReconcilerSettings,
 }

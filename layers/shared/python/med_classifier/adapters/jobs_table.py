@@ -73,6 +73,7 @@ class JobsTable(ServiceAdapter):
         state: str,
         *,
         service_status: str | None = None,
+        failure_code: str | None = None,
         failure_reason: str | None = None,
         backend_job: str | None = None,
         at: str | None = None,
@@ -86,6 +87,7 @@ class JobsTable(ServiceAdapter):
             "state": state,
             "updated_at": at,
             "service_status": service_status,
+            "failure_code": failure_code,
             "failure_reason": failure_reason,
             "backend_job": backend_job,
         }

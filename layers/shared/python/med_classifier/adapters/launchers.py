@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..domain.jobs import JobRequest
+from ..domain.jobs import JobRecord, JobRequest, JobStateChange
+from ..domain.retraining import state_change_from_event
 from .aws_clients import ServiceAdapter
 
 SAGEMAKER, BATCH = "sagemaker", "batch"
@@ -104,7 +105,22 @@ class SageMakerLauncher(_Launcher):
         }
 
     def start(self, job: JobRequest) -> str:
-        return self.client.create_training_job(**self.request(job))["TrainingJobArn"]
+        # The training job's name, not its ARN: the ARN adds only the account id, which callers must not see.
+        self.client.create_training_job(**self.request(job))
+        return job.job_id
+
+    def describe(self, job: JobRecord) -> JobStateChange | None:
+        """The training job's state (its name is the job id); None if SageMaker does not know it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            described = self.client.describe_training_job(TrainingJobName=job.job_id)
+        except ClientError as exc:
+            # SageMaker answers an unknown training job with a ValidationException.
+            if exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+        return state_change_from_event("aws.sagemaker", described)
 
 
 class BatchLauncher(_Launcher):
@@ -132,6 +148,13 @@ class BatchLauncher(_Launcher):
 
     def start(self, job: JobRequest) -> str:
         return self.client.submit_job(**self.request(job))["jobId"]
+
+    def describe(self, job: JobRecord) -> JobStateChange | None:
+        """The Batch job's state (by the id SubmitJob returned); None if Batch does not know it."""
+        if not job.backend_job:
+            return None
+        found = self.client.describe_jobs(jobs=[job.backend_job]).get("jobs", [])
+        return state_change_from_event("aws.batch", found[0]) if found else None
 
 
 def launcher_for(

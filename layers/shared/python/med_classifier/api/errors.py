@@ -14,11 +14,13 @@ from ..domain.errors import ClassifierError
 from .schemas import ErrorResponse, GatewayError
 
 
+def error_body(code: str, message: str, details: list | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
 def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:
     return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body={"error": {"code": code, "message": message, "details": details or []}},
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=error_body(code, message, details)
     )
 
 
@@ -32,9 +34,12 @@ def gateway_error_doc(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"model": GatewayError}}}
 
 
-# The statuses Powertools' request validation answers (through the handlers below) for a JSON body.
-INVALID_JSON = error_doc("The body is not JSON")
-UNSUPPORTED_BODY = error_doc("Content-Type is not application/json")
+# The statuses a JSON route answers for a body it cannot read: request_guard's checks on the raw
+# event, then Powertools' request validation (through the handlers below).
+INVALID_JSON = error_doc(
+    "The body is not JSON, not UTF-8, nested deeper than 32 levels, or has an integer too long to read"
+)
+UNSUPPORTED_BODY = error_doc("Content-Type is not application/json (a body without one is read as JSON)")
 SCHEMA_MISMATCH = "a body that does not match the schema (the message names the field)"
 
 

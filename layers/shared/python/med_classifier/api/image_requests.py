@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 from ..domain.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
+JSON = "application/json"
 IMAGE_CONTENT_TYPES = ("image/jpeg", "image/png")
+MEDIA_TYPES = (*IMAGE_CONTENT_TYPES, JSON)  # what the route accepts (request_guard checks it first)
+MEDIA_TYPE_HINT = 'image/jpeg or image/png, or application/json with {"images": ["<base64>", ...]}'
 # Lambda's synchronous payload limit is 6 MB and a binary body arrives base64-encoded
 # (4/3 larger), so a raw image above ~4 MB could never reach the function on AWS.
 DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
@@ -44,17 +47,16 @@ def images_from_body(
         if len(body) > max_bytes:
             raise _too_large(model_id, "The image", max_bytes)
         return [body]
-    if media_type not in ("application/json", ""):
-        raise UnsupportedMediaType(
-            f"Content-Type {media_type!r} is not accepted: send image/jpeg or image/png, or application/json "
-            'with {"images": ["<base64>", ...]}.'
-        )
+    if not media_type:
+        raise UnsupportedMediaType(f"The request has no Content-Type: send {MEDIA_TYPE_HINT}.")
+    if media_type != JSON:
+        raise UnsupportedMediaType(f"Content-Type {media_type!r} is not accepted here: send {MEDIA_TYPE_HINT}.")
     # Base64 inflates by 4/3; JSON adds a little. Refuse before parsing a huge document.
     if len(body) > max_images * max_bytes * 4 // 3 + 4096:
         raise _too_large(model_id, "The request", max_bytes)
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # request_guard refuses these first, with a 400
         raise InvalidInput(
             "The body is neither an image nor JSON. Send image/jpeg or image/png, or "
             '{"images": ["<base64>", ...]} as application/json.'
@@ -85,6 +87,8 @@ def _decode_base64(model_id: str, index: int, item, max_bytes: int) -> bytes:
         raise InvalidInput(f"images[{index}] is not valid base64.") from None
     if not data:
         raise InvalidInput(f"images[{index}] is empty.")
+    if len(data) > max_bytes:  # the length check above is on the base64 text, a few bytes loose
+        raise _too_large(model_id, f"images[{index}]", max_bytes)
     return data
 
 

@@ -238,7 +238,8 @@ class ImagesRequest(BaseModel):
 
 
 class GateOverrides(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN or infinity would pass validation here and fail the job later: refuse them now (422).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min: dict[MetricName, float] = Field(default_factory=dict, description="metric -> stricter minimum")
     max: dict[MetricName, float] = Field(default_factory=dict, description="metric -> stricter maximum")

@@ -47,3 +47,10 @@ class Conflict(ClassifierError):
 
 class IntegrityError(Exception):
     """A stored artefact does not match what its manifest or pointer promises."""
+
+
+class ServiceUnavailable(ClassifierError):
+    """A service the request needs failed or refused (e.g. the training service did not start a job)."""
+
+    status_code = 503
+    code = "service_unavailable"

@@ -23,6 +23,28 @@ TERMINAL_STATES = (COMPLETED, FAILED, STOPPED)
 Outcome = Literal["promoted", "rejected"]
 PROMOTED, REJECTED = get_args(Outcome)
 
+# Why a job failed, as callers see it: a stable code and a short sentence. The services' and
+# exceptions' own texts (role ARNs, account ids, stack traces) go to the logs, never to callers.
+FAILURE_MESSAGES: dict[str, str] = {
+    "launch_failed": "The training service did not start the job.",
+    "launch_lost": "The job was claimed but never launched (its starter stopped first).",
+    "job_not_found": "The training service has no record of the job.",
+    "lease_expired": "The job held the model past its maximum runtime plus a margin; the model was freed.",
+    "max_runtime_exceeded": "The job ran past its maximum runtime and was stopped.",
+    "algorithm_error": "The training code failed.",
+    "client_error": "The training service refused the job's configuration.",
+    "capacity_error": "The training service had no capacity for the job.",
+    "service_error": "The training service failed.",
+    "stopped": "The job was stopped.",
+    "job_error": "The job failed.",
+}
+FailureCode = Literal[tuple(FAILURE_MESSAGES)]  # type: ignore[valid-type]
+
+
+def public_failure(code: str) -> str:
+    """The sentence callers see for a failure code (details stay in the logs)."""
+    return FAILURE_MESSAGES[code] + " The details are in the logs."
+
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -68,7 +90,10 @@ class JobRecord:
     ] = None
     reasons: Annotated[list[str], Field(description="Why the gate rejected it")] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
-    failure_reason: str | None = None
+    failure_code: Annotated[
+        FailureCode | None, Field(description="Why it failed, as a stable code (the details are in the logs)")
+    ] = None
+    failure_reason: Annotated[str | None, Field(description="Why it failed, in one short sentence")] = None
 
 
 @dataclass(frozen=True)
@@ -78,3 +103,16 @@ class JobRequest:
     job_id: str
     model: str
     hyperparameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStateChange:
+    """A job's state as the service reports it (an EventBridge event, or DescribeTrainingJob /
+    DescribeJobs when the reconciler asks). `detail` is the service's own text: logged, never
+    shown to callers."""
+
+    job_id: str
+    state: str
+    service_status: str
+    failure_code: str | None = None
+    detail: str | None = None

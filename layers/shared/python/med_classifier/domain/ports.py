@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .jobs import JobRecord, JobRequest
+from .jobs import JobRecord, JobRequest, JobStateChange
 from .manifest import Manifest, ProductionPointer
-from .uploads import CounterState, UploadedObject
+from .uploads import Claim, CounterState, UploadedObject
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,19 @@ class ModelReader(Protocol):
 
 @runtime_checkable
 class CounterStore(Protocol):
-    """Per-model upload counters and the claim that lets exactly one job run per model."""
+    """Per-model upload counters and the claim (with a lease) that lets exactly one job run per model."""
 
     def count(self, upload: UploadedObject) -> bool: ...
 
     def state(self, model: str) -> CounterState: ...
 
-    def claim(self, model: str, job_id: str, threshold: int | None) -> int | None: ...
+    def claim(
+        self, model: str, job_id: str, threshold: int | None, *, now: float, lease_seconds: float
+    ) -> Claim | None: ...
 
     def release(self, model: str, job_id: str, restore_pending: int = 0) -> bool: ...
+
+    def active_claims(self) -> list[CounterState]: ...
 
 
 @runtime_checkable
@@ -64,6 +68,7 @@ class JobStore(Protocol):
         state: str,
         *,
         service_status: str | None = None,
+        failure_code: str | None = None,
         failure_reason: str | None = None,
         backend_job: str | None = None,
         at: str | None = None,
@@ -74,11 +79,14 @@ class JobStore(Protocol):
 
 @runtime_checkable
 class Launcher(Protocol):
-    """Starts a retraining job on a backend (SageMaker or Batch); returns the service's job id."""
+    """Starts a retraining job on a backend (SageMaker or Batch) and returns the service's job
+    id; reports a job's state as the service sees it (None: the service does not know it)."""
 
     backend: str
 
     def start(self, job: JobRequest) -> str: ...
+
+    def describe(self, job: JobRecord) -> JobStateChange | None: ...
 
 
 @runtime_checkable

@@ -10,36 +10,80 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from .errors import ClassifierError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from .image_files import JPEG_SIGNATURE, PNG_SIGNATURE, rebuilt
 from .manifest import ImageInput
 
 SUPPORTED_FORMATS = ("JPEG", "PNG")
-# A decompression bomb is a small file that decodes to a huge bitmap. 40 MP covers
-# every camera and dermatoscope we know of and bounds decode memory to ~160 MB.
-DEFAULT_MAX_PIXELS = 40_000_000
-_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+# The models take 96x96 and 128x128 pixels: 2048x2048 is 16 times their side, more than any
+# downscaling needs, and bounds one image's decode to ~0.2 s and ~64 MB on the image function
+# (a PNG decodes at full size; a JPEG at libjpeg's reduced scale, which is what counts here).
+DEFAULT_MAX_PIXELS = 2048 * 2048
+# Decoded pixels in one request: three images of the largest size, or 16 of 886x886 (16 dermoscopy
+# images of 600x450 take a third of it). At 16 MP the dearest request measured 0.97 s on the 2-core
+# development machine; at 12 MP it stays under 0.8 s (scripts/bench_request_cost.py, README).
+DEFAULT_MAX_REQUEST_PIXELS = 3 * DEFAULT_MAX_PIXELS
+_SIGNATURES = (PNG_SIGNATURE, JPEG_SIGNATURE)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def decode_image(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_PIXELS):
-    """Decode and check an image; returns a Pillow image in the colour mode the model
-    takes ("RGB" or "L"). Raises UnsupportedMediaType (not JPEG/PNG), PayloadTooLarge
-    (decompression bomb) or InvalidInput (truncated or corrupt)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+@dataclass(frozen=True)
+class PixelLimits:
+    per_image: int = DEFAULT_MAX_PIXELS
+    per_request: int = DEFAULT_MAX_REQUEST_PIXELS
 
+
+DEFAULT_PIXEL_LIMITS = PixelLimits()
+
+
+@dataclass
+class OpenedImage:
+    """An image whose header has been read and whose pixels have not been decoded yet."""
+
+    image: Any  # a Pillow image
+    size: tuple[int, int]  # as stored
+    decoded_size: tuple[int, int]  # what decoding produces and costs
+
+    @property
+    def decoded_pixels(self) -> int:
+        return self.decoded_size[0] * self.decoded_size[1]
+
+
+def open_image(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_PIXELS) -> OpenedImage:
+    """Read an image's header (no pixel is decoded) and refuse it if it decodes to more than
+    `pixel_limit` pixels. Raises UnsupportedMediaType (not JPEG/PNG), PayloadTooLarge or
+    InvalidInput (truncated or corrupt header)."""
     if not data:
         raise InvalidInput("The image is empty.")
+    file = rebuilt(data)
+    image = _open(file.data, data.startswith(_SIGNATURES), pixel_limit)
+    size = image.size  # Pillow refuses images without pixels when it reads the header
+    if image.format == "JPEG":
+        # Let libjpeg decode at a reduced scale (never below the model's size): much faster
+        # for camera-sized images, and training sees the same decode. Header-only: it sets the size.
+        image.draft("RGB" if spec.channels == 3 else "L", (spec.width, spec.height))
+    opened = OpenedImage(image, size, size if file.full_size_decode else image.size)
+    if opened.decoded_pixels > pixel_limit:
+        raise PayloadTooLarge(_too_many_pixels(opened, pixel_limit, file.full_size_decode))
+    return opened
+
+
+def _open(data: bytes, looks_like_ours: bool, pixel_limit: int):
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+            return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError as exc:
-        if data.startswith(_SIGNATURES):  # looks like one of ours, but its header is cut or broken
+        if looks_like_ours:  # one of ours, but its header is cut or broken
             raise InvalidInput("The image is truncated or corrupt (its header cannot be read).") from exc
         raise UnsupportedMediaType("Not a JPEG or PNG image.") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -48,25 +92,42 @@ def decode_image(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_P
         raise InvalidInput("The image is truncated or corrupt (its header cannot be read).") from exc
     except Exception as exc:  # broken headers raise SyntaxError, ValueError, struct.error...
         raise InvalidInput(f"The image cannot be read: {type(exc).__name__}.") from exc
-    width, height = image.size  # Pillow refuses images without pixels when it reads the header
-    if width * height > pixel_limit:
-        raise PayloadTooLarge(
+
+
+def _too_many_pixels(opened: OpenedImage, pixel_limit: int, full_size_jpeg: bool) -> str:
+    (width, height), (decoded_width, decoded_height) = opened.size, opened.decoded_size
+    if opened.size == opened.decoded_size:
+        why = " A progressive JPEG is decoded at its full size." if full_size_jpeg else ""
+        return (
             f"The image is {width}x{height} pixels; at most {pixel_limit} pixels are accepted "
-            "(decompression-bomb guard). Downscale it first."
+            f"(decompression-bomb guard).{why} Downscale it first."
         )
-    mode = "RGB" if spec.channels == 3 else "L"
+    return (
+        f"The image is {width}x{height} pixels and decodes to {decoded_width}x{decoded_height}; at most "
+        f"{pixel_limit} decoded pixels are accepted (decompression-bomb guard). Downscale it first."
+    )
+
+
+def decode_opened(opened: OpenedImage, spec: ImageInput):
+    """Decode an opened image; returns a Pillow image in the colour mode the model takes ("RGB"
+    or "L"). Raises InvalidInput (truncated or corrupt pixel data)."""
+    from PIL import Image, ImageOps
+
     try:
-        if image.format == "JPEG":
-            # Let libjpeg decode at a reduced scale (never below the model's size): much
-            # faster for camera-sized images, and training sees the same decode.
-            image.draft(mode, (spec.width, spec.height))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_mode(image, mode)
+        opened.image.load()
+        image = ImageOps.exif_transpose(opened.image)
+        return _to_mode(image, "RGB" if spec.channels == 3 else "L")
     except OSError as exc:  # Pillow: "image file is truncated", "broken data stream"
         raise InvalidInput(f"The image is truncated or corrupt: {exc}.") from exc
     except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InvalidInput(f"The image cannot be decoded: {exc}.") from exc
+
+
+def decode_image(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_PIXELS):
+    """Decode and check an image; returns a Pillow image in the colour mode the model takes ("RGB"
+    or "L"). Raises UnsupportedMediaType (not JPEG/PNG), PayloadTooLarge (decompression bomb) or
+    InvalidInput (truncated or corrupt)."""
+    return decode_opened(open_image(data, spec, pixel_limit), spec)
 
 
 def _to_mode(image, mode: str):
@@ -106,6 +167,38 @@ def to_tensor(image, spec: ImageInput) -> np.ndarray:
 
 def tensor_from_bytes(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return to_tensor(decode_image(data, spec, pixel_limit), spec)
+
+
+def batch_from_bytes(
+    images: Sequence[bytes], spec: ImageInput, limits: PixelLimits = DEFAULT_PIXEL_LIMITS
+) -> np.ndarray:
+    """One request's images -> an (N, ...) float32 batch. Every header is read and checked against
+    both limits before any image is decoded, so a refused request costs no decoding. In a batch
+    an error names the image (images[i]); its class, hence its status, is the image's own."""
+    opened, total = [], 0
+    for index, data in enumerate(images):
+        opened.append(_for_item(index, len(images), open_image, data, spec, limits.per_image))
+        total += opened[-1].decoded_pixels
+        if total > limits.per_request:
+            raise PayloadTooLarge(
+                f"images[{index}] brings the request to {total} decoded pixels; at most {limits.per_request} "
+                "are accepted per request. Send fewer or smaller images.",
+                details=[{"max_request_pixels": limits.per_request, "max_image_pixels": limits.per_image}],
+            )
+    tensors = [
+        _for_item(index, len(opened), lambda item: to_tensor(decode_opened(item, spec), spec), item)
+        for index, item in enumerate(opened)
+    ]
+    return np.stack(tensors)
+
+
+def _for_item(index: int, count: int, step, *args):
+    try:
+        return step(*args)
+    except ClassifierError as exc:
+        if count == 1:
+            raise
+        raise type(exc)(f"images[{index}]: {exc.message}", details=exc.details) from exc
 
 
 def tensor_from_file(path: str | Path, spec: ImageInput) -> np.ndarray:

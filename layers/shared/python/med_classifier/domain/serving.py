@@ -13,13 +13,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
+from .errors import IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
 from .inference import OnnxClassifier
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
 from .ports import ModelReader
-from .preprocessing import DEFAULT_MAX_PIXELS, tensor_from_bytes
+from .preprocessing import DEFAULT_PIXEL_LIMITS, PixelLimits, batch_from_bytes
 
 logger = logging.getLogger(__name__)
+
+# What /health, the 503s and the registry say about a refused version or pointer. The checks'
+# own words (S3 keys, onnxruntime's and pydantic's texts) go to the logs, not to callers.
+REFUSED_POINTER = "production.json is not a valid pointer; the details are in the logs."
+REFUSED_VERSION = "failed its integrity checks (hash, manifest or ONNX); the details are in the logs."
 
 
 @dataclass
@@ -67,7 +72,7 @@ class ModelCache:
             logger.error(
                 "unreadable production pointer, keeping current version", extra={"model": model_id, "error": str(exc)}
             )
-            entry.refused["production.json"] = str(exc)
+            entry.refused["production.json"] = REFUSED_POINTER
             return
         except Exception as exc:  # S3 unreachable: a warm container keeps serving what it has
             if entry.current is None:
@@ -94,7 +99,7 @@ class ModelCache:
             entry.current = self._load(model_id, pointer)
             entry.refused.pop(pointer.version, None)
         except IntegrityError as exc:
-            entry.refused[pointer.version] = str(exc)
+            entry.refused[pointer.version] = REFUSED_VERSION
             logger.error(
                 "refusing broken model version",
                 extra={
@@ -153,28 +158,18 @@ def predict_rows(cache: ModelCache, model_id: str, rows: list, max_rows: int) ->
 
 
 def predict_images(
-    cache: ModelCache, model_id: str, images: list[bytes], pixel_limit: int = DEFAULT_MAX_PIXELS
+    cache: ModelCache, model_id: str, images: list[bytes], limits: PixelLimits = DEFAULT_PIXEL_LIMITS
 ) -> PredictionResult:
-    """Image prediction: resolve the production model, preprocess every image with the
-    manifest's spec (the same code training evaluated with), run them as one batch."""
-    import numpy as np
-
+    """Image prediction: resolve the production model, check every image's header against the
+    pixel limits, preprocess them with the manifest's spec (the same code training evaluated
+    with), run them as one batch."""
     loaded = cache.get(model_id)
     spec = loaded.manifest.input
     if spec.kind != "image":
         raise InvalidInput(
             f'Model {model_id!r} takes feature rows, not images: send {{"instances": [...]}} as application/json.'
         )
-    tensors = []
-    for index, data in enumerate(images):
-        try:
-            tensors.append(tensor_from_bytes(data, spec, pixel_limit))
-        except ClassifierError as exc:
-            if len(images) == 1:
-                raise
-            # Same error class (same status), saying which image of the batch is bad.
-            raise type(exc)(f"images[{index}]: {exc.message}", details=exc.details) from exc
-    predictions, elapsed_ms = loaded.classifier.predict(np.stack(tensors))
+    predictions, elapsed_ms = loaded.classifier.predict(batch_from_bytes(images, spec, limits))
     return PredictionResult(
         model_id=model_id, version=loaded.pointer.version, predictions=predictions, inference_ms=elapsed_ms
     )

@@ -11,6 +11,10 @@ from .errors import InvalidInput, PayloadTooLarge
 from .manifest import TabularInput
 
 MAX_ERRORS_REPORTED = 10
+# The models take float32: a number from halfway between its largest value and 2**128 up
+# becomes infinity there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_ROUNDS_TO_INFINITY = 2.0**128 - 2.0**103
 
 
 def _describe(value: Any) -> str:
@@ -23,10 +27,17 @@ def _number(value: Any, where: str, errors: list[str]) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         errors.append(f"{where}: expected a number, got {type(value).__name__} {_describe(value)}")
         return math.nan
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         errors.append(f"{where}: expected a finite number, got {value}")
         return math.nan
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int of hundreds of digits
+        number = math.inf
+    if abs(number) >= _ROUNDS_TO_INFINITY:
+        errors.append(f"{where}: {_describe(value)} is outside the float32 range (±{FLOAT32_MAX:.8g})")
+        return math.nan
+    return number
 
 
 def rows_to_matrix(rows: Any, spec: TabularInput, max_rows: int) -> np.ndarray:

@@ -10,6 +10,7 @@ check the policy itself).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from .manifest import Manifest, is_valid_model_id
 
 if TYPE_CHECKING:
     from .ports import UploadSigner
+
+log = logging.getLogger(__name__)
 
 UPLOAD_CONTENT_TYPES = {"image/jpeg": "jpg", "image/png": "png"}
 UPLOADS_PREFIX = "uploads/"
@@ -106,6 +109,19 @@ class CounterState:
     pending: int = 0
     active_job: str | None = None
     last_job: str | None = None
+    # The active job's claim: when it was taken (epoch seconds), when another starter may take
+    # it over, and how many uploads it took from pending (given back if the job never starts).
+    claimed_at: float | None = None
+    lease_expires_at: float | None = None
+    claimed_uploads: int = 0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A won claim: the uploads it took from pending, and the job whose expired lease it took over."""
+
+    uploads: int
+    took_over: str | None = None
 
 
 def parse_upload_key(bucket: str, key: str, size: int = 0) -> UploadedObject | None:
@@ -119,14 +135,17 @@ def parse_upload_key(bucket: str, key: str, size: int = 0) -> UploadedObject | N
     return UploadedObject(bucket=bucket, key=key, model=parts[1], label=parts[2], size=size)
 
 
-def uploads_in_notification(body: str) -> list[UploadedObject]:
+def uploads_in_notification(body: str, bucket: str | None = None) -> list[UploadedObject]:
     """The uploaded objects an S3 event notification (an SQS message body) announces.
-    S3's s3:TestEvent and objects outside the uploads layout announce none. Raises
-    ValueError for a body that is not an S3 notification at all."""
+    S3's s3:TestEvent and objects outside the uploads layout announce none; with `bucket`,
+    records from any other bucket are ignored and logged (the queue's policy admits the
+    whole account). Raises ValueError for a body that is not an S3 notification at all."""
     try:
         message = json.loads(body)
     except json.JSONDecodeError as exc:
         raise ValueError(f"message body is not JSON: {exc}") from None
+    except RecursionError:  # S3 never nests this deep: not a notification
+        raise ValueError("message body is nested too deeply to be an S3 event notification") from None
     if not isinstance(message, dict):
         raise ValueError("message body is not an S3 event notification")
     if message.get("Event") == "s3:TestEvent":
@@ -135,18 +154,23 @@ def uploads_in_notification(body: str) -> list[UploadedObject]:
         raise ValueError("message body is not an S3 event notification (no Records)")
     found = []
     for index, record in enumerate(message["Records"]):
+        if not isinstance(record, dict):
+            raise ValueError(f"Records[{index}] is not an object")
         if not str(record.get("eventName")).startswith("ObjectCreated:"):
             continue
         try:
-            bucket, created = record["s3"]["bucket"]["name"], record["s3"]["object"]
+            record_bucket, created = record["s3"]["bucket"]["name"], record["s3"]["object"]
             # S3 URL-encodes keys in notifications (spaces as '+').
             key, size = unquote_plus(created["key"]), int(created.get("size") or 0)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, OverflowError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"Records[{index}] is an ObjectCreated record without s3.bucket.name and "
                 f"s3.object.key: {type(exc).__name__}"
             ) from None
-        upload = parse_upload_key(bucket, key, size)
+        if bucket is not None and record_bucket != bucket:
+            log.warning("ignoring Records[%d]: bucket %r is not the uploads bucket %r", index, record_bucket, bucket)
+            continue
+        upload = parse_upload_key(record_bucket, key, size)
         if upload is not None:
             found.append(upload)
     return found
