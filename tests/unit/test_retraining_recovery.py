@@ -9,7 +9,13 @@ import pytest
 
 from med_classifier.domain.errors import Conflict
 from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, PENDING, JobStateChange, public_failure
-from med_classifier.domain.retraining import LAUNCH_GRACE_SECONDS, LEASE_MARGIN_SECONDS, Recovery, Retraining
+from med_classifier.domain.retraining import (
+    LAUNCH_GRACE_SECONDS,
+    LEASE_MARGIN_SECONDS,
+    Reconciled,
+    Recovery,
+    Retraining,
+)
 from med_classifier.domain.uploads import UploadedObject
 from tests.helpers.fakes import MemoryCounter, MemoryJobs, RecordingLauncher
 
@@ -90,7 +96,7 @@ def test_an_expired_lease_is_taken_over_and_its_job_recorded_as_failed(caplog):
     assert f"{fresh.job_id} took over the expired claim of {stuck.job_id} on chest-ct" in caplog.messages
 
 
-def test_a_starter_killed_between_claim_and_launch_is_recovered_and_the_next_upload_starts_a_job():
+def test_a_starter_killed_between_claim_and_launch_is_recovered_and_the_next_upload_starts_a_job(caplog):
     jobs = DiesOnCreate()
     retraining, clock = loop(threshold=2, jobs=jobs)
     retraining.record_upload(upload(1))
@@ -101,13 +107,13 @@ def test_a_starter_killed_between_claim_and_launch_is_recovered_and_the_next_upl
     jobs.dying = False
 
     clock.now += LAUNCH_GRACE_SECONDS - 1  # its starter may still be launching it
-    (result,) = retraining.reconcile()
-    assert (result.job_id, result.action, result.state) == (claimed.active_job, "starting", None)
+    assert retraining.reconcile() == [Reconciled("chest-ct", claimed.active_job, "starting", None)]
     assert retraining.counter.state("chest-ct").active_job == claimed.active_job
 
     clock.now += 1
-    (result,) = retraining.reconcile()
-    assert (result.model, result.job_id, result.action) == ("chest-ct", claimed.active_job, "released")
+    with caplog.at_level(logging.WARNING, logger="med_classifier.domain.retraining"):
+        assert retraining.reconcile() == [Reconciled("chest-ct", claimed.active_job, "released", None)]
+    assert caplog.messages == [f"{claimed.active_job} of chest-ct: launch_lost; freeing the model"]
     freed = retraining.counter.state("chest-ct")
     assert (freed.active_job, freed.pending, freed.claimed_uploads) == (None, 1, 0)  # its upload is pending again
     assert retraining.launcher.started == []  # 1 pending < threshold 2
@@ -136,8 +142,7 @@ def test_a_job_whose_end_event_was_lost_is_ended_from_the_service_and_the_next_d
     job = retraining.record_upload(upload(1)).started
     retraining.record_upload(upload(2))  # arrives while the job runs: due once it ends
     retraining.launcher.service_states[job.job_id] = JobStateChange(job.job_id, COMPLETED, "Completed")
-    (result,) = retraining.reconcile()  # no event was delivered
-    assert (result.job_id, result.action, result.state) == (job.job_id, "ended", COMPLETED)
+    assert retraining.reconcile() == [Reconciled("chest-ct", job.job_id, "ended", COMPLETED)]  # no event came
     assert retraining.jobs.get(job.job_id).service_status == "Completed"
     (_, second) = retraining.launcher.started
     assert retraining.counter.state("chest-ct").active_job == second.job_id
@@ -164,9 +169,9 @@ def test_a_running_job_keeps_its_claim_and_its_state_follows_the_service():
     job = retraining.record_upload(upload(1)).started
     assert retraining.jobs.get(job.job_id).state == PENDING
     clock.now += 10 * LAUNCH_GRACE_SECONDS
-    (result,) = retraining.reconcile()
-    assert (result.action, result.state) == ("running", IN_PROGRESS)
-    assert retraining.jobs.get(job.job_id).state == IN_PROGRESS
+    assert retraining.reconcile() == [Reconciled("chest-ct", job.job_id, "running", IN_PROGRESS)]
+    record = retraining.jobs.get(job.job_id)
+    assert (record.state, record.service_status) == (IN_PROGRESS, "InProgress")
     assert retraining.counter.state("chest-ct").active_job == job.job_id
 
 
@@ -185,8 +190,7 @@ def test_a_claim_whose_ended_job_the_service_no_longer_knows_is_released():
     job = retraining.record_upload(upload(1)).started
     retraining.jobs.set_state(job.job_id, COMPLETED)
     del retraining.launcher.service_states[job.job_id]  # Batch forgets jobs some days after they end
-    (result,) = retraining.reconcile()
-    assert (result.action, result.state) == ("released", COMPLETED)
+    assert retraining.reconcile() == [Reconciled("chest-ct", job.job_id, "released", COMPLETED)]
     assert retraining.counter.state("chest-ct").active_job is None
 
 
@@ -201,21 +205,19 @@ def test_a_lost_end_event_of_a_job_that_recorded_its_own_end_frees_the_model():
 
 
 def test_a_launched_job_the_service_does_not_know_is_failed_after_the_grace_and_its_uploads_stay_used():
-    retraining, clock = loop(threshold=1)
-    job = retraining.record_upload(upload(1)).started
+    retraining, clock = loop(threshold=2)
+    retraining.record_upload(upload(1))
+    job = retraining.record_upload(upload(2)).started
     del retraining.launcher.service_states[job.job_id]
     clock.now += LAUNCH_GRACE_SECONDS - 1
-    assert [r.action for r in retraining.reconcile()] == ["starting"]
+    assert retraining.reconcile() == [Reconciled("chest-ct", job.job_id, "starting", PENDING)]
     clock.now += 1
-    (result,) = retraining.reconcile()
+    assert retraining.reconcile() == [Reconciled("chest-ct", job.job_id, "released", FAILED)]
     record = retraining.jobs.get(job.job_id)
-    assert (result.action, result.state, record.state, record.failure_code) == (
-        "released",
-        FAILED,
-        FAILED,
-        "job_not_found",
-    )
-    assert retraining.counter.state("chest-ct").pending == 0  # the job was launched: its uploads were used
+    assert (record.state, record.failure_code) == (FAILED, "job_not_found")
+    # The job was launched: its two uploads were used, not given back (which would start another job).
+    state = retraining.counter.state("chest-ct")
+    assert (state.pending, state.active_job, len(retraining.launcher.started)) == (0, None, 1)
 
 
 def test_a_recorded_job_that_never_launched_gives_its_uploads_back():

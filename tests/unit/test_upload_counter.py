@@ -105,6 +105,29 @@ def test_a_transaction_conflict_is_retried_with_growing_jittered_delays_and_then
         assert base / 2 <= delay <= base
 
 
+@pytest.mark.parametrize("draw, factor", [(0.0, 0.5), (1.0, 1.0)])
+def test_the_retry_delays_double_and_are_jittered_between_half_and_all_of_it(
+    stubbed, sleeps, monkeypatch, draw, factor
+):
+    counter, stubber = stubbed
+    monkeypatch.setattr(upload_counter.random, "random", lambda: draw)
+    for _ in range(3):
+        cancelled(stubber, "None", "TransactionConflict")
+    stubber.add_response("transact_write_items", {})
+    assert counter.count(UPLOAD) is True
+    assert sleeps == [0.05 * factor, 0.1 * factor, 0.2 * factor]
+
+
+def test_each_conflict_retry_is_logged(stubbed, monkeypatch, caplog):
+    counter, stubber = stubbed
+    monkeypatch.setattr(upload_counter.random, "random", lambda: 1.0)
+    cancelled(stubber, "None", "TransactionConflict")
+    stubber.add_response("transact_write_items", {})
+    with caplog.at_level("INFO", logger="med_classifier.adapters.upload_counter"):
+        counter.count(UPLOAD)
+    assert caplog.messages == ["transaction conflict counting uploads/chest-ct/normal/a.png; retry 1 in 0.050 s"]
+
+
 def test_a_conflict_that_hides_a_counted_object_is_not_counted_twice(stubbed, sleeps):
     counter, stubber = stubbed
     cancelled(stubber, "None", "TransactionConflict")
@@ -227,9 +250,21 @@ def test_release_only_ends_the_claim_of_the_job_holding_it_and_drops_its_lease(s
             "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":restore": {"N": "4"}},
         },
     )
+    stubber.add_response(
+        "update_item",
+        {},
+        {
+            "TableName": TABLE,
+            "Key": {"pk": {"S": "model#chest-ct"}},
+            "UpdateExpression": "REMOVE active_job, claimed_at, lease_expires_at, claimed_uploads ADD pending :restore",
+            "ConditionExpression": "active_job = :job",
+            "ExpressionAttributeValues": {":job": {"S": "job-2"}, ":restore": {"N": "0"}},  # nothing given back
+        },
+    )
     stubber.add_client_error("update_item", service_error_code="ConditionalCheckFailedException")
     stubber.add_client_error("update_item", service_error_code="InternalServerError")
     assert counter.release("chest-ct", "job-1", restore_pending=4) is True
+    assert counter.release("chest-ct", "job-2") is True
     assert counter.release("chest-ct", "job-0") is False
     with pytest.raises(ClientError):
         counter.release("chest-ct", "job-1")
@@ -252,10 +287,12 @@ def test_active_claims_are_read_from_the_sparse_index_page_by_page(stubbed):
         {"Items": [{"pk": {"S": "model#skin-lesion"}, "active_job": {"S": "job-2"}}]},
         {**request, "ExclusiveStartKey": {"pk": {"S": "x"}}},
     )
+    stubber.add_response("scan", {}, request)  # a page without items
     assert counter.active_claims() == [
         CounterState("chest-ct", 0, 1, "job-1", None, 1000.5, 4600.5, 3),
         CounterState("skin-lesion", active_job="job-2"),
     ]
+    assert counter.active_claims() == []
 
 
 # --- upload keys and notifications ------------------------------------------------------------

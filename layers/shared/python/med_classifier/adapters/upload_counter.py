@@ -62,7 +62,8 @@ class UploadCounter(ServiceAdapter):
         """Counts the object once. True if counted now, False if it was counted before.
         Transaction conflicts are retried with jittered exponential backoff; after
         CONFLICT_ATTEMPTS the error propagates (the message is redelivered, never lost)."""
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 self.client.transact_write_items(TransactItems=self._count_items(upload))
                 return True
@@ -75,7 +76,7 @@ class UploadCounter(ServiceAdapter):
                 delay = CONFLICT_BASE_DELAY * 2 ** (attempt - 1) * (0.5 + random.random() / 2)
                 log.info("transaction conflict counting %s; retry %d in %.3f s", upload.key, attempt, delay)
                 self._sleep(delay)
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _count_items(self, upload: UploadedObject) -> list[dict]:
         expires = int(time.time()) + SEEN_TTL_DAYS * 86400
@@ -146,8 +147,8 @@ class UploadCounter(ServiceAdapter):
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return None
-        old = _state(model, response.get("Attributes", {}))
-        return Claim(uploads=old.pending, took_over=old.active_job)
+        old = response.get("Attributes", {})
+        return Claim(uploads=int(old.get("pending", {}).get("N", 0)), took_over=old.get("active_job", {}).get("S"))
 
     def release(self, model: str, job_id: str, restore_pending: int = 0) -> bool:
         """Ends `job_id`'s claim (only if it still holds it); `restore_pending` gives back

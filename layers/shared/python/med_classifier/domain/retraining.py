@@ -89,13 +89,13 @@ def _sagemaker_failure(status: str, detail: dict) -> str | None:
         return "max_runtime_exceeded" if timed_out else "stopped"
     if status != "Failed":
         return None
-    return SAGEMAKER_FAILURE_CODES.get(reason.split(":", 1)[0].strip(), "job_error")
+    return SAGEMAKER_FAILURE_CODES.get(reason.partition(":")[0].strip(), "job_error")
 
 
-def _batch_failure(status: str, reason: str | None) -> str | None:
+def _batch_failure(status: str, reason: object) -> str | None:
     if status != "FAILED":
         return None
-    return "max_runtime_exceeded" if reason and "timeout" in reason.lower() else "job_error"
+    return "max_runtime_exceeded" if "timeout" in str(reason).lower() else "job_error"
 
 
 def state_change_from_event(source: str, detail: dict) -> JobStateChange | None:
@@ -116,7 +116,7 @@ def state_change_from_event(source: str, detail: dict) -> JobStateChange | None:
         # Batch gives a reason for every ending ("Essential container in task exited"): keep failures' only.
         container = detail.get("container")
         reason = detail.get("statusReason") or (container.get("reason") if isinstance(container, dict) else None)
-        code = _batch_failure(status, str(reason) if reason else None)
+        code = _batch_failure(status, reason)
     return JobStateChange(name, states[status], status, code, str(reason) if code and reason else None)
 
 
@@ -129,9 +129,9 @@ class Recovery:
     launch_grace_seconds: float = LAUNCH_GRACE_SECONDS
 
     @classmethod
-    def for_max_runtime(cls, max_runtime_seconds: float, **overrides) -> Recovery:
+    def for_max_runtime(cls, max_runtime_seconds: float) -> Recovery:
         # The service stops the job at its max runtime; the margin covers its stop, its event and clock skew.
-        return cls(lease_seconds=max_runtime_seconds + LEASE_MARGIN_SECONDS, **overrides)
+        return cls(lease_seconds=max_runtime_seconds + LEASE_MARGIN_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ class Retraining:
         change = self.launcher.describe(record) if record is not None else None
         if change is not None and change.state not in TERMINAL_STATES:
             # Still running at the service (perhaps finishing after recording its own outcome): keep the claim.
-            if record.state not in TERMINAL_STATES and change.state != record.state:
+            if change.state != record.state:  # set_state never moves a state back
                 self.jobs.set_state(job_id, change.state, service_status=change.service_status)
             return Reconciled(model, job_id, "running", change.state)
         if change is not None:  # ended at the service; its state-change event was lost
