@@ -237,30 +237,20 @@ def test_a_lost_claim_is_none_and_other_errors_propagate(stubbed):
         counter.claim("chest-ct", "job-1", 5, now=1, lease_seconds=1)
 
 
+def release_request(job: str, restore: int) -> dict:
+    return {
+        "TableName": TABLE,
+        "Key": {"pk": {"S": "model#chest-ct"}},
+        "UpdateExpression": "REMOVE active_job, claimed_at, lease_expires_at, claimed_uploads ADD pending :restore",
+        "ConditionExpression": "active_job = :job",
+        "ExpressionAttributeValues": {":job": {"S": job}, ":restore": {"N": str(restore)}},
+    }
+
+
 def test_release_only_ends_the_claim_of_the_job_holding_it_and_drops_its_lease(stubbed):
     counter, stubber = stubbed
-    stubber.add_response(
-        "update_item",
-        {},
-        {
-            "TableName": TABLE,
-            "Key": {"pk": {"S": "model#chest-ct"}},
-            "UpdateExpression": "REMOVE active_job, claimed_at, lease_expires_at, claimed_uploads ADD pending :restore",
-            "ConditionExpression": "active_job = :job",
-            "ExpressionAttributeValues": {":job": {"S": "job-1"}, ":restore": {"N": "4"}},
-        },
-    )
-    stubber.add_response(
-        "update_item",
-        {},
-        {
-            "TableName": TABLE,
-            "Key": {"pk": {"S": "model#chest-ct"}},
-            "UpdateExpression": "REMOVE active_job, claimed_at, lease_expires_at, claimed_uploads ADD pending :restore",
-            "ConditionExpression": "active_job = :job",
-            "ExpressionAttributeValues": {":job": {"S": "job-2"}, ":restore": {"N": "0"}},  # nothing given back
-        },
-    )
+    stubber.add_response("update_item", {}, release_request("job-1", restore=4))
+    stubber.add_response("update_item", {}, release_request("job-2", restore=0))  # nothing given back
     stubber.add_client_error("update_item", service_error_code="ConditionalCheckFailedException")
     stubber.add_client_error("update_item", service_error_code="InternalServerError")
     assert counter.release("chest-ct", "job-1", restore_pending=4) is True
