@@ -5,8 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Locust's virtualenv (make load, tests/e2e/test_load.py; below), a prerequisite of `make test`.
+LOCUST_VENV := .venv-tools/locust
+LOCUST_STAMP := $(LOCUST_VENV)/.installed
 
-.PHONY: run test lint checkov openapi test-fast mutation venv chromium build validate layer-size bench train clean
+# A tool's virtualenv of its own, from its fully pinned requirements file: $(call tool_venv,DIR,FILE).
+define tool_venv
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check -r $(2)
+	touch $(1)/.installed
+endef
+
+.PHONY: run test lint checkov openapi test-fast mutation venv chromium build validate layer-size bench load train clean
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -32,8 +44,11 @@ chromium:
 run: $(STAMP)
 	$(PY) -m scripts.local_stack $(RUN_ARGS)
 
-test: lint checkov chromium
-	CHROMIUM=$(CHROMIUM) $(PY) -m pytest
+# The e2e and browser tests run in one worker (they share the session's local stacks and trained
+# models: tests/conftest.py), the unit and integration tests in the others.
+TEST_WORKERS ?= 2
+test: lint checkov chromium $(LOCUST_STAMP)
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff's rules are in pyproject.toml; `make test` fails on a finding or an unformatted file.
 lint: $(STAMP)
@@ -48,14 +63,26 @@ lint: $(STAMP)
 CHECKOV_VENV := .venv-tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 $(CHECKOV_STAMP): requirements-checkov.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
-	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
-	touch $(CHECKOV_STAMP)
+	$(call tool_venv,$(CHECKOV_VENV),$<)
 
 checkov: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
+# Locust for `make load` and tests/e2e/test_load.py: like checkov, a virtualenv of its own
+# (.venv-tools/locust), installed from requirements-locust.txt (locust and every dependency pinned),
+# so its gevent and Flask pins never meet requirements.lock.
+$(LOCUST_STAMP): requirements-locust.txt
+	$(call tool_venv,$(LOCUST_VENV),$<)
+
+# Load test (README "Load test"): Locust headless against a running API (it starts nothing), then req/s, p50/p95/p99, errors per route.
+LOAD_URL ?= http://127.0.0.1:3000
+LOAD_USERS ?= 16
+LOAD_SPAWN_RATE ?= 8
+LOAD_SECONDS ?= 30
+LOAD_CSV ?= artifacts/load/load
+load: $(LOCUST_STAMP)
+	$(LOCUST_VENV)/bin/python -m scripts.load.run --url '$(LOAD_URL)' --users $(LOAD_USERS) \
+	  --spawn-rate $(LOAD_SPAWN_RATE) --seconds $(LOAD_SECONDS) --csv '$(LOAD_CSV)'
 
 # The API's one OpenAPI document (functions/predict/openapi.json), generated from every function's
 # routes; run after changing a route, a schema or template.yaml (tests/unit/test_openapi.py fails on a stale file).

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import json
 import os
 import platform
+import pstats
 import signal
 import statistics
 import subprocess
@@ -70,6 +72,7 @@ HANDLER_PATH = "our Lambda handler in-process, API Gateway event → response"
 FLASK_PATH = "Flask + scikit-learn, loopback HTTP"
 OURS_HTTP_PATH = "our API via the local runner, loopback HTTP"
 HTTP_PATHS = (FLASK_PATH, OURS_HTTP_PATH)
+PROFILE_TOP = 14
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,65 @@ def measure(call: Callable[[], object], iterations: int, cap_s: float) -> Latenc
         if time.perf_counter() > deadline:
             break
     return Latency(np.asarray(samples, dtype=np.float64) / 1000.0)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The top cumulative entries of a cProfile run over a path's calls, per call."""
+
+    title: str
+    calls: int
+    rows: list[tuple[str, float, float, float]]  # function, calls per call, own µs, cumulative µs
+
+
+def profile(title: str, call: Callable[[], object], calls: int, top: int = PROFILE_TOP) -> Profile:
+    """cProfile over ``calls`` calls (after the timed runs: profiling slows every Python call, so its
+    times are relative, for seeing where the time goes, not for the tables)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        call()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (primitive calls, calls, own s, cumulative s, ...)
+    entries = sorted(stats.items(), key=lambda item: item[1][3], reverse=True)
+    rows = [
+        (_function_name(key), n / calls, own / calls * 1e6, cumulative / calls * 1e6)
+        for key, (_, n, own, cumulative, _callers) in entries
+        if not _is_profiling_noise(key)
+    ][:top]
+    return Profile(title=title, calls=calls, rows=rows)
+
+
+def _function_name(key: tuple[str, int, str]) -> str:
+    path, line, name = key
+    if path == "~":  # a builtin
+        return name
+    for root in (str(REPO_ROOT) + "/", "site-packages/", "lib/python3"):
+        if root in path:
+            path = path.split(root, 1)[1]
+            break
+    return f"{path}:{line} {name}"
+
+
+def _is_profiling_noise(key: tuple[str, int, str]) -> bool:
+    return key[2] in ("<lambda>", "<method 'disable' of '_lsprof.Profiler' objects>")
+
+
+def profile_tables(profiles: list[Profile]) -> list[str]:
+    lines = [
+        "Where the handler's time goes: cProfile's top cumulative entries per call (profiling slows every "
+        "Python call, so compare rows within a table, not with the timings above):",
+    ]
+    for entry in profiles:
+        lines += [
+            "",
+            f"**{entry.title}** ({entry.calls} calls)",
+            "",
+            "| function | calls | own µs | cumulative µs |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        lines += [f"| `{name}` | {n:g} | {own:.1f} | {cumulative:.1f} |" for name, n, own, cumulative in entry.rows]
+    return lines
 
 
 def progress(message: str) -> None:
@@ -448,6 +510,7 @@ def report(
     started: datetime,
     load: float,
     elapsed_s: float,
+    profiles: list[Profile],
 ) -> str:
     lines = [
         "## Benchmark: breast-cancer, ONNX on Lambda vs native scikit-learn (NOT FOR CLINICAL USE)",
@@ -465,6 +528,8 @@ def report(
         *cold_start_table(cold),
         "",
         PATHS_EXPLAINED,
+        "",
+        *profile_tables(profiles),
     ]
     return "\n".join(lines) + "\n"
 
@@ -544,7 +609,7 @@ def check_same_model(setup: Setup, session) -> tuple[float, list[int]]:
 
 def measure_in_process(
     setup: Setup, session, events: dict[int, dict], expected_labels: list[int], budget: Budget
-) -> dict[str, dict[int, Latency]]:
+) -> tuple[dict[str, dict[int, Latency]], list[Profile]]:
     input_name, output_name = setup.manifest.input.input_name, setup.manifest.outputs.probabilities
     rows32 = {n: rows.astype(np.float32) for n, rows in setup.rows.items()}
     warm = {
@@ -566,7 +631,15 @@ def measure_in_process(
             n: measure(lambda n=n: handler(events[n], Context()), iterations, budget.cap_s)
             for n, iterations in zip(setup.rows, budget.handler)
         }
-    return warm
+        profiles = [
+            profile(
+                f"breast-cancer handler, {n} row{'s' if n > 1 else ''}",
+                lambda n=n: handler(events[n], Context()),
+                calls,
+            )
+            for n, calls in zip(setup.rows, budget.handler)
+        ]
+    return warm, profiles
 
 
 def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
@@ -599,7 +672,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         events = {n: {**event_template, "body": json.dumps({"instances": rows})} for n, rows in rows_as_lists.items()}
 
         progress("warm, in-process: onnxruntime, scikit-learn, our handler…")
-        warm = measure_in_process(setup, session, events, expected_labels, budget)
+        warm, profiles = measure_in_process(setup, session, events, expected_labels, budget)
 
         progress(f"cold start: {budget.cold_starts} fresh processes each, ours and native…")
         event_file = workdir / "event.json"
@@ -621,7 +694,8 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
                 raise RuntimeError("our API does not predict what the pipeline predicts")
 
         sizes = {"onnx": len(setup.candidate.onnx), "joblib": model_file.stat().st_size}
-    table = report(setup, warm, cold, parity, sizes, quick, started_at, load, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    table = report(setup, warm, cold, parity, sizes, quick, started_at, load, elapsed, profiles)
     print()
     print(table, end="")
     if markdown is not None:

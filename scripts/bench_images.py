@@ -44,6 +44,7 @@ from med_classifier.domain.preprocessing import tensor_from_bytes
 from scripts.bench import (
     COLD_START_PROLOGUE,
     Latency,
+    Profile,
     bench_main,
     cold_start_once,
     fmt_ratio,
@@ -52,6 +53,8 @@ from scripts.bench import (
     machine_line,
     measure,
     ours_cold_start,
+    profile,
+    profile_tables,
     progress,
 )
 from scripts.local_stack import MotoServer, free_port, s3_client
@@ -91,6 +94,8 @@ class ModelResult:
     accuracy: dict[str, float]
     int8_served: bool | None
     int8_speedup: float | None = None
+    profile: Profile | None = None
+    cold_phases: dict[str, list[float]] | None = None  # ours: phase -> seconds per run
 
 
 def _limit_native_threads() -> None:
@@ -220,9 +225,9 @@ def bench_image_model(
     _check_native_and_onnx_agree(model_id, framework, native, fp32, batch, candidate.outputs, expected_label, expected)
     warm = _warm_latencies(framework, native, fp32, int8, spec.input_name, candidate.outputs, batch, budget)
     event = image_event(model_id, example)
-    warm[HANDLER] = _handler_latency(model_id, event, expected_label, budget)
+    warm[HANDLER], handler_profile = _handler_latency(model_id, event, expected_label, budget)
     native_file = _save_native(framework, native, batch, workdir)
-    cold = _cold_starts(
+    cold, cold_phases = _cold_starts(
         model_id, framework, candidate, example, event, native_file, function_env, workdir, expected, budget
     )
     return ModelResult(
@@ -238,6 +243,8 @@ def bench_image_model(
         accuracy={"fp32": quantized.fp32["test_accuracy"], "int8": quantized.int8.get("test_accuracy", float("nan"))},
         int8_served=quantized.chosen,
         int8_speedup=quantized.int8.get("speedup_vs_fp32"),
+        profile=handler_profile,
+        cold_phases=cold_phases,
     )
 
 
@@ -262,15 +269,17 @@ def _warm_latencies(framework, native, fp32, int8, input_name, outputs, batch, b
     return warm
 
 
-def _handler_latency(model_id: str, event: dict, expected_label: str, budget: Budget):
-    """The image function's handler in this process: API Gateway event → response."""
+def _handler_latency(model_id: str, event: dict, expected_label: str, budget: Budget) -> tuple[Latency, Profile]:
+    """The image function's handler in this process: API Gateway event → response; then its profile."""
     handler = load_function_module("image_predict")
     context = LambdaContext("ImagePredictFunction", 2048)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # EMF line per call
         answer = handler.lambda_handler(event, context)
         if answer["statusCode"] != 200 or json.loads(answer["body"])["predictions"][0]["label"] != expected_label:
             raise RuntimeError(f"{model_id}: handler answered {answer['statusCode']}: {answer['body'][:300]}")
-        return measure(lambda: handler.lambda_handler(event, context), budget.handler_iterations, budget.cap_s)
+        latency = measure(lambda: handler.lambda_handler(event, context), budget.handler_iterations, budget.cap_s)
+        calls = budget.handler_iterations
+        return latency, profile(f"{model_id} handler, one PNG", lambda: handler.lambda_handler(event, context), calls)
 
 
 def _cold_starts(model_id, framework, candidate, example, event, native_file, function_env, workdir, expected, budget):
@@ -284,14 +293,16 @@ def _cold_starts(model_id, framework, candidate, example, event, native_file, fu
     native_args = [framework, str(native_file), str(image_file), json.dumps(candidate.input_spec)]
     ours_script = ours_cold_start("ImagePredictFunction", 2048)
     cold: dict[str, list[float]] = {"ours": [], "native": []}
+    phases: dict[str, list[float]] = {}
     for _ in range(budget.cold_starts):
-        cold["ours"].append(
-            cold_start_once(
-                ours_script, [str(event_file)], REPO_ROOT / "functions" / "image_predict", ours_env, expected
-            )["total"]
+        ours = cold_start_once(
+            ours_script, [str(event_file)], REPO_ROOT / "functions" / "image_predict", ours_env, expected
         )
+        cold["ours"].append(ours["total"])
+        for name, seconds in ours["phases"]:
+            phases.setdefault(name, []).append(seconds)
         cold["native"].append(cold_start_once(NATIVE_COLD_START, native_args, workdir, native_env, expected)["total"])
-    return cold
+    return cold, phases
 
 
 def bench_lite(candidate, store, budget: Budget) -> ModelResult:
@@ -339,6 +350,8 @@ def report(results: list[ModelResult], quick: bool, started: datetime, load: flo
         "",
         *size_and_accuracy_table(results),
         "",
+        *profile_tables([result.profile for result in results if result.profile is not None]),
+        "",
         "INT8 is published only if it passes the model's gate, loses at most 1 point of accuracy and is "
         "at least 5 % faster at batch 1 on the training machine (training/quantize.py); the last column is "
         "that decision on this machine.",
@@ -347,16 +360,20 @@ def report(results: list[ModelResult], quick: bool, started: datetime, load: flo
 
 
 def warm_table(results: list[ModelResult]) -> list[str]:
-    lines = ["| model | path | p50 | p99 | p50 ÷ native | n |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| model | path | p50 | p99 | p50 ÷ native | p50 ÷ ONNX fp32 `run` | n |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for result in results:
-        native = result.warm[NATIVE].p50
+        native, onnx = result.warm[NATIVE].p50, result.warm[ORT_FP32].p50
         native_name = NATIVE.replace(
             "native framework", "native PyTorch" if result.framework == "torch" else "native Keras"
         )
         for path, latency in result.warm.items():
             lines.append(
                 f"| {result.model_id} | {native_name if path == NATIVE else path} | {fmt_time(latency.p50)} "
-                f"| {fmt_time(latency.p99)} | {fmt_ratio(latency.p50 / native)} | {latency.n} |"
+                f"| {fmt_time(latency.p99)} | {fmt_ratio(latency.p50 / native)} | {fmt_ratio(latency.p50 / onnx)} "
+                f"| {latency.n} |"
             )
     return lines
 
@@ -365,15 +382,18 @@ def cold_start_table(results: list[ModelResult]) -> list[str]:
     lines = [
         "Cold start, fresh process → first response (median; page cache warm, S3 is moto on loopback):",
         "",
-        "| model | ours (handler, S3, session, predict) | native (import framework, load model, predict) "
-        "| ours ÷ native |",
-        "| --- | ---: | ---: | ---: |",
+        "| model | ours (handler, S3, session, predict) | where ours goes (medians) "
+        "| native (import framework, load model, predict) | ours ÷ native |",
+        "| --- | ---: | --- | ---: | ---: |",
     ]
     for result in results:
         if result.cold:
             ours, native = statistics.median(result.cold["ours"]), statistics.median(result.cold["native"])
+            phases = " · ".join(
+                f"{name} {fmt_time(statistics.median(values) * 1e6)}" for name, values in result.cold_phases.items()
+            )
             lines.append(
-                f"| {result.model_id} | {fmt_time(ours * 1e6)} | {fmt_time(native * 1e6)} "
+                f"| {result.model_id} | {fmt_time(ours * 1e6)} | {phases} | {fmt_time(native * 1e6)} "
                 f"| {fmt_ratio(ours / native)} |"
             )
     return lines

@@ -3,7 +3,8 @@
 Lambda limits a function's unzipped code plus all its layers to 250 MB
 (262,144,000 bytes). For every layer and function in the built template this
 prints its unzipped size and largest top-level entries, then each function's
-total including its layers.
+layers and its total including them, then that last part as a Markdown table
+(README, "Benchmark and sizes").
 
 It also checks that native code in each artefact is for the architecture SAM
 built it for (.aws-sam/build.toml): SAM does not pass the architecture to the
@@ -43,6 +44,21 @@ class Artefact:
     entries: list[tuple[str, int]] = field(default_factory=list)
     native_architectures: set[str] = field(default_factory=set)
     built_architecture: str | None = None
+
+
+@dataclass
+class FunctionTotal:
+    """A function's unzipped code plus the layers it carries."""
+
+    function: str
+    layers: list[str]
+    code_bytes: int
+    total_bytes: int
+    unbuilt_layers: list[str]  # referenced, but not built here (ARNs): not counted
+
+    @property
+    def spare_bytes(self) -> int:
+        return LAMBDA_UNZIPPED_LIMIT_BYTES - self.total_bytes
 
 
 def tree_size(path: Path) -> int:
@@ -140,11 +156,21 @@ def architecture_problem(artefact: Artefact) -> str | None:
     return None
 
 
-def report(build_dir: Path, top: int) -> bool:
-    artefacts, function_layers = load_artefacts(build_dir)
+def function_totals(artefacts: dict[str, Artefact], function_layers: dict[str, list[str]]) -> list[FunctionTotal]:
+    totals = []
+    for function, layers in function_layers.items():
+        if function not in artefacts:
+            continue
+        built = [layer for layer in layers if layer in artefacts]
+        code_bytes = artefacts[function].size_bytes
+        total_bytes = code_bytes + sum(artefacts[layer].size_bytes for layer in built)
+        unbuilt = [layer for layer in layers if layer not in artefacts]
+        totals.append(FunctionTotal(function, layers, code_bytes, total_bytes, unbuilt))
+    return totals
+
+
+def print_artefacts(artefacts: dict[str, Artefact], top: int) -> bool:
     ok = True
-    limit = mib(LAMBDA_UNZIPPED_LIMIT_BYTES).strip()
-    print(f"Unzipped sizes under {build_dir} (Lambda limit, function + layers: {limit})")
     for kind in ("layer", "function"):
         print(f"\n{kind.capitalize()}s")
         for artefact in (a for a in artefacts.values() if a.kind == kind):
@@ -155,25 +181,44 @@ def report(build_dir: Path, top: int) -> bool:
             if problem := architecture_problem(artefact):
                 print(f"  ERROR {artefact.name}: {problem}")
                 ok = False
-
-    print("\nFunction totals (code + layers)")
-    for function, layers in function_layers.items():
-        if function not in artefacts:
-            continue
-        total = artefacts[function].size_bytes
-        for layer in layers:
-            if layer in artefacts:
-                total += artefacts[layer].size_bytes
-            else:
-                print(f"  note: {function} uses layer {layer}, which is not built here: not counted")
-        spare = LAMBDA_UNZIPPED_LIMIT_BYTES - total
-        verdict = "OK" if spare >= 0 else "OVER THE LIMIT"
-        print(
-            f"  {function:<28}{mib(total)}   {total / LAMBDA_UNZIPPED_LIMIT_BYTES:6.1%} of the limit,"
-            f" {mib(spare).strip()} to spare  {verdict}"
-        )
-        ok = ok and spare >= 0
     return ok
+
+
+def print_totals(totals: list[FunctionTotal]) -> None:
+    print("\nFunction totals (code + layers)")
+    for total in totals:
+        verdict = "OK" if total.spare_bytes >= 0 else "OVER THE LIMIT"
+        print(
+            f"  {total.function:<28}{mib(total.total_bytes)}   {total.total_bytes / LAMBDA_UNZIPPED_LIMIT_BYTES:6.1%}"
+            f" of the limit, {mib(total.spare_bytes).strip()} to spare  {verdict}"
+        )
+        print(f"      code {mib(total.code_bytes).strip()}; layers: {' + '.join(total.layers) or 'none'}")
+        for layer in total.unbuilt_layers:
+            print(f"  note: {total.function} uses layer {layer}, which is not built here: not counted")
+
+
+def markdown_table(totals: list[FunctionTotal], artefacts: dict[str, Artefact]) -> str:
+    """Each function's layers and unzipped size (code + layers), as the README shows them."""
+    limit = LAMBDA_UNZIPPED_LIMIT_BYTES / MIB
+    lines = [f"| function | layers (unzipped MiB) | code + layers, MiB (limit {limit:.0f}) |", "| --- | --- | ---: |"]
+    for total in totals:
+        layers = ", ".join(
+            f"`{layer}` {artefacts[layer].size_bytes / MIB:.1f}" if layer in artefacts else f"`{layer}` (not built)"
+            for layer in total.layers
+        )
+        lines.append(f"| `{total.function}` | {layers or 'none'} | **{total.total_bytes / MIB:.1f}** |")
+    return "\n".join(lines)
+
+
+def report(build_dir: Path, top: int) -> bool:
+    artefacts, function_layers = load_artefacts(build_dir)
+    limit = mib(LAMBDA_UNZIPPED_LIMIT_BYTES).strip()
+    print(f"Unzipped sizes under {build_dir} (Lambda limit, function + layers: {limit})")
+    ok = print_artefacts(artefacts, top)
+    totals = function_totals(artefacts, function_layers)
+    print_totals(totals)
+    print("\n" + markdown_table(totals, artefacts))
+    return ok and all(total.spare_bytes >= 0 for total in totals)
 
 
 def main() -> int:

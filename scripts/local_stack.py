@@ -232,6 +232,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="train missing models in smoke mode (seconds instead of minutes; tests use it)",
     )
     parser.add_argument("--state-dir", type=Path, default=training_settings().local_state_dir)
+    parser.add_argument(
+        "--workers-per-function",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most worker processes per function without ReservedConcurrentExecutions (default: the number of cores)",
+    )
     return parser.parse_args(argv)
 
 
@@ -273,7 +280,12 @@ def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str], 
     stack.mirror.sync()
     stack.mirror.run_in_background()
     stack.api = LocalApi(
-        str(args.template), env_vars_path=str(args.env_vars), host=args.host, port=args.port, api_key=api_key
+        str(args.template),
+        env_vars_path=str(args.env_vars),
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        workers_per_function=args.workers_per_function,
     )
     stack.api.start()
     stack.emulation = EventEmulation(stack.api, resources.queue_urls, moto_url).start()

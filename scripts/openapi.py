@@ -85,6 +85,8 @@ def load_resolver(function: ApiFunction, root: Path = REPO_ROOT) -> ApiGatewayRe
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(folder))
+    if callable(getattr(module, "resolver", None)):  # a handler that imports its routes on demand
+        return module.resolver()
     resolvers = [value for value in vars(module).values() if isinstance(value, ApiGatewayResolver)]
     if len(resolvers) != 1:
         raise ValueError(f"{function.logical_id}: expected one Powertools resolver in {name}, found {len(resolvers)}")

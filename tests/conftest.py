@@ -31,6 +31,12 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 LAYERS = ("unit", "integration", "e2e", "browser")
 
 
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) these layers' tests run in one worker,
+# in order: they share the session's local stacks and trained models, which a second worker would
+# build again. Unit and integration tests spread over the other workers meanwhile.
+STACK_LAYERS = ("e2e", "browser")
+
+
 def pytest_collection_modifyitems(items):
     """Every test carries the marker of its folder (unit, integration, e2e, browser), so
     `-m` selects layers the same way whatever files are added later."""
@@ -39,3 +45,5 @@ def pytest_collection_modifyitems(items):
         if layer not in LAYERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(LAYERS)}}}/")
         item.add_marker(layer)
+        if layer in STACK_LAYERS:
+            item.add_marker(pytest.mark.xdist_group("local-stacks"))

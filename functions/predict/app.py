@@ -1,55 +1,40 @@
-"""Predict function: the web page, health, registry view, tabular predict, and the API's
-OpenAPI document (openapi.json, generated for every function by `python -m scripts.openapi`).
+"""Predict function: the web page, health, the registry views, tabular predict and the API's OpenAPI
+document, for API Gateway (REST) events.
 
-Thin adapter: translate API Gateway events to med_classifier calls and shape the
-responses. NOT FOR CLINICAL USE.
+The handler checks the raw event (request guard), answers a well-formed predict itself (the fast
+path: med_classifier.api.fast_path), and passes everything else to the Powertools resolver in
+routes.py, imported on the first such request: a container that only predicts never loads it.
+Thin adapter: translate events to med_classifier calls and shape the responses. NOT FOR CLINICAL USE.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import time
-from dataclasses import replace
-from pathlib import Path as FilePath
-from typing import Annotated
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE, services
-from med_classifier.api.errors import (
-    INVALID_JSON,
-    SCHEMA_MISMATCH,
-    UNSUPPORTED_BODY,
-    error_doc,
-    register_error_handlers,
-)
-from med_classifier.api.openapi import OPENAPI_DOC, html_doc, openapi_response, swagger_ui_response
-from med_classifier.api.page import page_response
+from med_classifier.api import fast_path
 from med_classifier.api.request_guard import BodyPolicy, json_policy, refusal
-from med_classifier.api.schemas import (
-    HealthResponse,
-    ModelList,
-    ModelView,
-    PredictRequest,
-    PredictResponse,
-    predict_response,
-)
-from med_classifier.domain.errors import InvalidInput
-from med_classifier.domain.registry import RegistryView
-from med_classifier.domain.retraining import Retraining
-from med_classifier.domain.serving import ModelCache, predict_rows
+from med_classifier.api.response_values import predict_fields
+from med_classifier.api.routes_loader import load_routes
+from med_classifier.domain.serving import ModelCache, PredictionResult, predict_rows
 from med_classifier.settings import PredictSettings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+    from med_classifier.adapters.model_store import ModelStore
+    from med_classifier.domain.registry import RegistryView
+    from med_classifier.domain.retraining import Retraining
 
 logger = Logger()
 metrics = Metrics()
 STARTED_AT = time.time()
-HERE = FilePath(__file__).resolve().parent
-PAGE, SPEC = HERE / "static" / "index.html", HERE / "openapi.json"
-
-app = APIGatewayRestResolver(enable_validation=True)
 
 
 @functools.cache
@@ -62,123 +47,57 @@ def body_policy() -> BodyPolicy:
     return json_policy(settings().max_request_bytes)
 
 
+# Built on first use, not at import: boto3 and clients cost cold-start time.
 @functools.cache
-def _services() -> tuple[ModelCache, RegistryView, Retraining | None]:
-    # Built on first use, not at import: boto3 and clients cost cold-start time.
-    store = services.model_store(settings())
-    return (
-        services.model_cache(settings(), store),
-        services.registry(settings(), store),
-        services.retraining_status(settings()),
-    )
+def model_store() -> ModelStore:
+    return services.model_store(settings())
 
 
-ModelId = Annotated[str, Path(description="Model id, e.g. breast-cancer")]
-UNKNOWN_MODEL = error_doc("Unknown model")
+@functools.cache
+def model_cache() -> ModelCache:
+    return services.model_cache(settings(), model_store())
 
 
-@app.get(
-    "/",
-    summary="The web page: models, predict, labelled uploads, retraining",
-    tags=["Web page and docs"],
-    responses={200: html_doc("The page (served with a strict Content-Security-Policy)")},
-)
-def page():  # no return annotation: Response is not a schema type
-    return page_response(PAGE, settings().aws_endpoint_url)
+@functools.cache
+def views() -> tuple[RegistryView, Retraining | None]:
+    """The registry and the retraining loop's read-only view (the routes' GET /models...)."""
+    return services.registry(settings(), model_store()), services.retraining_status(settings())
 
 
-@app.get(
-    "/openapi.json",
-    summary="This OpenAPI document: every route of every function",
-    tags=["Web page and docs"],
-    responses={200: OPENAPI_DOC},
-)
-def openapi_json():  # no return annotation: Response is not a schema type
-    return openapi_response(SPEC, app.current_event)
-
-
-@app.get(
-    "/docs",
-    summary="Swagger UI for this document (works offline: no CDN)",
-    tags=["Web page and docs"],
-    responses={200: html_doc("Swagger UI, script and style inlined")},
-)
-def docs():  # no return annotation: Response is not a schema type
-    return swagger_ui_response(SPEC, app.current_event)
-
-
-@app.get("/health", summary="Liveness, uptime and the models this container has loaded", tags=["Models"])
-def health() -> HealthResponse:
-    return HealthResponse(
-        status="ok",
-        uptime_s=round(time.time() - STARTED_AT, 1),
-        models=_services()[0].status(),
-        notice=NOT_FOR_CLINICAL_USE,
-    )
-
-
-@app.get("/models", summary="Every model with its production version, metrics and input schema", tags=["Models"])
-def list_models() -> ModelList:
-    return ModelList(models=_services()[1].list_models(), notice=NOT_FOR_CLINICAL_USE)
-
-
-@app.get(
-    "/models/<model>",
-    summary="One model: versions, production pointer, metrics, input schema, upload counter and recent retraining jobs",
-    tags=["Models"],
-    responses={200: {"description": "The model"}, 404: UNKNOWN_MODEL},
-)
-def get_model(model: ModelId) -> ModelView:
-    _, registry, retraining = _services()
-    view = registry.describe(model)
-    if view.input is not None and view.input.kind == "image" and retraining is not None:
-        view = replace(view, retraining=retraining.status(model))
-    return view
-
-
-@app.post(
-    "/models/<model>/predict",
-    summary="Classify one or many feature rows (tabular models)",
-    description="JSON rows, one or many. Image models have routes of their own (API Gateway sends "
-    "/models/skin-lesion/predict and /models/chest-ct/predict to the image function). " + NOT_FOR_CLINICAL_USE,
-    tags=["Predict"],
-    responses={
-        200: {"description": "One prediction per row, in request order"},
-        400: INVALID_JSON,
-        404: UNKNOWN_MODEL,
-        413: error_doc("More rows than MaxPredictRows, or a body over MaxPredictRequestBytes"),
-        415: UNSUPPORTED_BODY,
-        422: error_doc("Invalid rows (the message names the row and feature), an image model, or " + SCHEMA_MISMATCH),
-        503: error_doc("The model has no loadable version"),
-    },
-)
-def predict(model: ModelId, request: Annotated[PredictRequest, Body(embed=False)]) -> PredictResponse:
-    cache, registry, _ = _services()
-    if request.images is not None:  # the manifest says which kind; no need to load the model here
-        kind = registry.production_manifest(model).input.kind
-        raise InvalidInput(
-            f'Model {model!r} takes feature rows: send "instances".'
-            if kind == "tabular"
-            else f"Image model {model!r} is not routed to the image function in this deployment "
-            "(template.yaml, ImagePredictFunction events)."
-        )
-    if (request.instances is None) == (request.features is None):
-        raise InvalidInput('Send exactly one of "instances" (preferred) or "features".')
-    rows = request.instances if request.instances is not None else request.features
-    if rows and not any(isinstance(item, (list, dict)) for item in rows):
-        rows = [rows]  # legacy: one flat row
-    result = predict_rows(cache, model, rows, max_rows=settings().max_predict_rows)
+def predicted(model: str, rows: list, *, numbers_only: bool = False) -> PredictionResult:
+    """The route's and the fast path's prediction, with its metrics."""
+    limit = settings().max_predict_rows
+    result = predict_rows(model_cache(), model, rows, max_rows=limit, numbers_only=numbers_only)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
-    return predict_response(result, NOT_FOR_CLINICAL_USE)
+    return result
 
 
-register_error_handlers(app, logger)
+def fast_answer(event: dict) -> dict | None:
+    """A well-formed {"instances": [...]} answered without the resolver (med_classifier.api.fast_path)."""
+    model = fast_path.predict_model(event)
+    rows = fast_path.instances(event) if model else None
+    if rows is None:
+        return None
+    plain = fast_path.numbers_only(event)
+    return fast_path.answer(lambda: predict_fields(predicted(model, rows, numbers_only=plain), NOT_FOR_CLINICAL_USE))
+
+
+@functools.cache
+def resolver() -> APIGatewayRestResolver:
+    """The routes (routes.py), imported on the first request the fast path does not answer."""
+    return load_routes(sys.modules[__name__]).app
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context) -> dict:
-    # Media type, size and JSON shape are checked on the raw event, before Powertools parses the body.
-    return refusal(event, body_policy, logger) or app.resolve(event, context)
+    # Media type, size, encoding and JSON shape are checked on the raw event before anything parses
+    # the body; the nesting only before Powertools does (the fast path reads a body 3 levels deep).
+    return (
+        refusal(event, body_policy, logger, nesting=False)
+        or fast_answer(event)
+        or refusal(event, body_policy, logger)
+        or resolver().resolve(event, context)
+    )

@@ -49,14 +49,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--warm",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="start every function's worker at startup rather than on its first request (default: on)",
+        help="start a worker of every function at startup rather than at its first request (default: on)",
+    )
+    start_api_parser.add_argument(
+        "--workers-per-function",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="most worker processes a function runs at once, as Lambda instances, started when all are busy; a "
+        "function's ReservedConcurrentExecutions in the template takes precedence (default: the number of cores)",
     )
     return parser
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def start_api(args: argparse.Namespace) -> int:
     overrides = dict(args.parameter_overrides)
-    api = LocalApi(args.template, args.env_vars, args.host, args.port, overrides, warm=args.warm, api_key=args.api_key)
+    api = LocalApi(
+        args.template,
+        args.env_vars,
+        args.host,
+        args.port,
+        overrides,
+        warm=args.warm,
+        api_key=args.api_key,
+        workers_per_function=args.workers_per_function,
+    )
 
     stop_requested = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

@@ -4,19 +4,24 @@ SAM CLI's ``LocalLambdaRunner`` resolves the function (code path, layers, enviro
 a ``FunctionConfig`` to its ``local_runtime.invoke``. ``WorkerProcessRuntime.invoke`` takes the same arguments as
 ``samcli.local.lambdafn.runtime.LambdaRuntime.invoke`` and writes to the ``stdout`` stream exactly what SAM's
 container runtime writes there, so ``LocalApigwService`` turns it into the same HTTP response as ``sam local``.
+
+Each function has a ``FunctionPool`` of up to N worker processes, started on demand as Lambda scales instances: a new
+one only when every existing one is busy; beyond N an invocation waits for a free one.
 """
 
 import json
 import logging
 import math
 import os
-import queue
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +41,7 @@ HOST_VARIABLES = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "TMPDIR")
 # After closing a worker's request pipe, how long it may take to exit by itself before it is killed.
 STOP_GRACE_SECONDS = 2.0
 HANDLER_OUTPUT_FD = 2  # handler stdout and stderr go to the runner's stderr, as sam local prints container output
+PIPE_CHUNK = 1 << 16  # a Linux pipe holds 64 KiB: one read takes at most that much
 
 
 class UnsupportedFunctionError(Exception):
@@ -54,6 +60,48 @@ class InvocationResult:
     error_type: str | None = None
 
 
+class MessageReader:
+    """The worker's messages (worker.py describes them), read from its response pipe in the invoking thread.
+
+    ``next_message`` waits at most until a deadline (``time.monotonic()``): TimeoutError after it, None once the
+    worker has exited (end of file)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def next_message(self, deadline: float) -> dict | None:
+        end = self._buffer.find(b"\n")
+        while end < 0:
+            if not self._fill(deadline):
+                return None
+            end = self._buffer.find(b"\n")
+        message = json.loads(self._buffer[:end])
+        del self._buffer[: end + 1]
+        if "result_bytes" in message:
+            size = message.pop("result_bytes")
+            while len(self._buffer) < size:
+                if not self._fill(deadline):
+                    return None
+            message["result"] = self._buffer[:size].decode("utf-8", "surrogatepass")
+            del self._buffer[:size]
+        return message
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def _fill(self, deadline: float) -> bool:
+        """Appends what the pipe holds to the buffer; False at end of file."""
+        remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0 or not self._poll.poll(remaining_ms):
+            raise TimeoutError
+        chunk = os.read(self._fd, PIPE_CHUNK)
+        self._buffer += chunk
+        return bool(chunk)
+
+
 class FunctionWorker:
     """One warm execution environment: a worker process for one function, restarted after a timeout or crash.
 
@@ -65,11 +113,17 @@ class FunctionWorker:
         self._base_dir = base_dir
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
-        self._requests = None  # write end of the request pipe
+        self._requests_fd: int | None = None  # write end of the request pipe
+        self._responses: MessageReader | None = None
         self._function_arn = ""
-        self._messages: queue.Queue[dict | None] = queue.Queue()
         self._ready = False
         self._stopped = False
+
+    @property
+    def pid(self) -> int | None:
+        """The current process's id (None before the first start or after a discard)."""
+        process = self._process
+        return process.pid if process is not None else None
 
     def start(self) -> None:
         """Starts the process now so that its init runs before the first request."""
@@ -82,18 +136,12 @@ class FunctionWorker:
             timeout = self._config.timeout
             try:
                 if not self._ready:
-                    message = self._next_message(timeout)
+                    message = self._responses.next_message(time.monotonic() + timeout)
                     if message is None or "init_error" in message:
                         return self._init_failed(message, request_id, stderr)
                     self._ready = True
-                request = {
-                    "request_id": request_id,
-                    "event": event,
-                    "deadline_ms": int(time.time() * 1000) + timeout * 1000,
-                    "invoked_function_arn": self._function_arn,
-                }
-                self._requests.write(json.dumps(request).encode() + b"\n")
-                message = self._next_message(timeout)
+                self._send(event, request_id, timeout)
+                message = self._responses.next_message(time.monotonic() + timeout)
             except TimeoutError:
                 return self._timed_out(request_id, timeout, stderr)
             except BrokenPipeError:
@@ -116,6 +164,17 @@ class FunctionWorker:
             # An invocation is in flight: killing the process ends it at once, and it cleans up after itself.
             _kill_process_group(process)
 
+    def _send(self, event: str, request_id: str, timeout: int) -> None:
+        """One request: a JSON header line, then the event's bytes as they are (no second JSON encoding)."""
+        payload = event.encode("utf-8", "surrogatepass")
+        header = {
+            "request_id": request_id,
+            "deadline_ms": int(time.time() * 1000) + timeout * 1000,
+            "invoked_function_arn": self._function_arn,
+            "event_bytes": len(payload),
+        }
+        _write_all(self._requests_fd, json.dumps(header).encode() + b"\n" + payload)
+
     def _ensure_started(self) -> None:
         if self._process is not None and self._process.poll() is None:
             return
@@ -124,7 +183,6 @@ class FunctionWorker:
             self._discard()
         if self._stopped:
             raise RuntimeError(f"The worker for {self._config.name} has been stopped")
-
         environment = self._environment()
         self._function_arn = (
             f"arn:aws:lambda:{environment['AWS_REGION']}:{environment['AWS_ACCOUNT_ID']}:function:{self._config.name}"
@@ -153,22 +211,12 @@ class FunctionWorker:
             os.close(request_read)
             os.close(response_write)
         LOG.debug("Started worker %s for %s", self._process.pid, self._config.name)
-        self._requests = os.fdopen(request_write, "wb", buffering=0)
-        self._messages = queue.Queue()
+        self._requests_fd = request_write
+        self._responses = MessageReader(response_read)
         self._ready = False
-        threading.Thread(
-            target=_read_messages,
-            args=(os.fdopen(response_read, "rb"), self._messages),
-            name=f"worker-{self._config.name}-{self._process.pid}",
-            daemon=True,
-        ).start()
-
-    def _next_message(self, timeout: float) -> dict | None:
-        """The worker's next message, None if it exited; TimeoutError after ``timeout`` seconds."""
-        try:
-            return self._messages.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError from None
+        if self._stopped:  # stop() came while this process was starting: it found the previous one, or none
+            self._discard()
+            raise RuntimeError(f"The worker for {self._config.name} has been stopped")
 
     def _init_failed(self, message: dict | None, request_id: str, stderr: StreamWriter | None) -> InvocationResult:
         if message is None:
@@ -179,7 +227,7 @@ class FunctionWorker:
     def _timed_out(self, request_id: str, timeout: int, stderr: StreamWriter | None) -> InvocationResult:
         self._discard()
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        _log_line(stderr, f"{now} {request_id} Task timed out after {timeout}.00 seconds")
+        _log_lines(stderr, f"{now} {request_id} Task timed out after {timeout}.00 seconds")
         # The text the Lambda runtime interface emulator answers with; API Gateway emulation turns it into a 502.
         return InvocationResult(f"Task timed out after {timeout}.00 seconds", "Sandbox.Timedout")
 
@@ -192,14 +240,14 @@ class FunctionWorker:
             "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {status}",
             "errorType": "Runtime.ExitError",
         }
-        _log_line(stderr, f"{error['errorMessage']}\n{error['errorType']}")
+        _log_lines(stderr, f"{error['errorMessage']}\n{error['errorType']}")
         return InvocationResult(_to_json(error), error["errorType"])
 
     def _discard(self, grace_seconds: float = 0.0) -> None:
         """Ends the current process (if any) and forgets it; the next invocation starts a new one."""
-        if self._requests is not None:
-            self._requests.close()  # a worker exits by itself when its request pipe closes
-            self._requests = None
+        if self._requests_fd is not None:
+            os.close(self._requests_fd)  # a worker exits by itself when its request pipe closes
+            self._requests_fd = None
         if self._process is not None:
             try:
                 self._process.wait(timeout=grace_seconds)
@@ -207,6 +255,9 @@ class FunctionWorker:
                 pass
             _kill_process_group(self._process)
             self._process = None
+        if self._responses is not None:
+            self._responses.close()
+            self._responses = None
         self._ready = False
 
     def _code_dir(self) -> str:
@@ -251,16 +302,100 @@ class FunctionWorker:
         return environment
 
 
-class WorkerProcessRuntime:
-    """``local_runtime`` for SAM CLI's ``LocalLambdaRunner`` that runs each function in a warm worker process.
+class FunctionPool:
+    """Up to ``max_workers`` warm workers of one function, started on demand as Lambda scales instances.
 
-    ``base_dir`` is the directory layer ContentUris are relative to (the template's, as for ``sam local``).
+    An invocation takes an idle worker (the one used last, as Lambda reuses warm instances); a new worker starts only
+    when every existing one is busy and fewer than ``max_workers`` exist; beyond that the invocation waits for one.
     """
 
-    def __init__(self, base_dir: str) -> None:
+    def __init__(self, function_config: FunctionConfig, base_dir: str, max_workers: int) -> None:
+        if max_workers < 1:
+            raise ValueError(f"{function_config.name}: max_workers must be at least 1, not {max_workers}")
+        self.max_workers = max_workers
+        self._config = function_config
         self._base_dir = base_dir
-        self._workers: dict[str, FunctionWorker] = {}
-        self._workers_lock = threading.Lock()
+        self._condition = threading.Condition()
+        self._workers: list[FunctionWorker] = []
+        self._idle: list[FunctionWorker] = []
+        self._waiting = 0
+        self._stopped = False
+
+    @property
+    def workers(self) -> list[FunctionWorker]:
+        """Every worker created so far, busy or idle."""
+        with self._condition:
+            return list(self._workers)
+
+    @property
+    def waiting(self) -> int:
+        """How many invocations wait for a worker (all ``max_workers`` are busy)."""
+        with self._condition:
+            return self._waiting
+
+    @contextmanager
+    def worker(self) -> Iterator[FunctionWorker]:
+        """A worker for one invocation, returned to the pool afterwards. RuntimeError once the pool is stopped."""
+        worker = self._acquire()
+        try:
+            yield worker
+        finally:
+            with self._condition:
+                self._idle.append(worker)
+                self._condition.notify()
+
+    def start_one(self) -> None:
+        """Starts a worker now (if none exists yet) so that its init runs before the first request."""
+        with self.worker() as worker:
+            worker.start()
+
+    def stop(self) -> None:
+        """Stops every worker, in-flight invocations included; waiting invocations get RuntimeError."""
+        with self._condition:
+            self._stopped = True
+            workers = list(self._workers)
+            self._condition.notify_all()
+        _stop_all(workers)
+
+    def _acquire(self) -> FunctionWorker:
+        with self._condition:
+            while True:
+                if self._stopped:
+                    raise RuntimeError(f"The workers of {self._config.name} have been stopped")
+                if self._idle:
+                    return self._idle.pop()
+                if len(self._workers) < self.max_workers:
+                    worker = FunctionWorker(self._config, self._base_dir)
+                    self._workers.append(worker)
+                    return worker
+                self._waiting += 1
+                try:
+                    self._condition.wait()
+                finally:
+                    self._waiting -= 1
+
+
+class WorkerProcessRuntime:
+    """``local_runtime`` for SAM CLI's ``LocalLambdaRunner`` that runs each function in warm worker processes.
+
+    ``base_dir`` is the directory layer ContentUris are relative to (the template's, as for ``sam local``). A function
+    gets up to ``reserved_concurrency[full_path]`` workers if given, else ``workers_per_function`` (default: the
+    number of cores).
+    """
+
+    def __init__(
+        self,
+        base_dir: str,
+        workers_per_function: int | None = None,
+        reserved_concurrency: Mapping[str, int] | None = None,
+    ) -> None:
+        if workers_per_function is not None and workers_per_function < 1:
+            raise ValueError(f"workers_per_function must be at least 1, not {workers_per_function}")
+        self._base_dir = base_dir
+        self.workers_per_function = workers_per_function or os.cpu_count() or 1
+        self._reserved_concurrency = dict(reserved_concurrency or {})
+        self._pools: dict[str, FunctionPool] = {}
+        self._pools_lock = threading.Lock()
         self._stopped = False
 
     def invoke(
@@ -295,42 +430,56 @@ class WorkerProcessRuntime:
 
     def run(self, function_config: FunctionConfig, event: str, stderr: StreamWriter | None = None) -> InvocationResult:
         """Invokes the function with ``event`` (JSON text); Lambda's START/END/REPORT lines go to ``stderr``."""
-        worker = self._worker(function_config)
-        request_id = str(uuid.uuid4())
-        _log_line(stderr, f"START RequestId: {request_id} Version: $LATEST")
-        started = time.monotonic()
-        result = worker.invoke(event, request_id, stderr)
-        duration_ms = (time.monotonic() - started) * 1000
-        _log_line(stderr, f"END RequestId: {request_id}")
-        _log_line(
+        with self.pool(function_config).worker() as worker:
+            request_id = str(uuid.uuid4())
+            _log_lines(stderr, f"START RequestId: {request_id} Version: $LATEST")
+            started = time.monotonic()
+            result = worker.invoke(event, request_id, stderr)
+            duration_ms = (time.monotonic() - started) * 1000
+        _log_lines(
             stderr,
+            f"END RequestId: {request_id}",
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
             f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {function_config.memory} MB",
         )
         return result
 
     def start_worker(self, function_config: FunctionConfig) -> None:
-        """Starts the function's worker ahead of its first invocation (a warm start)."""
-        self._worker(function_config).start()
+        """Starts one worker of the function ahead of its first invocation (a warm start)."""
+        self.pool(function_config).start_one()
 
-    def stop(self) -> None:
-        """Stops every worker; the runtime cannot be used afterwards."""
-        with self._workers_lock:
-            self._stopped = True
-            workers = list(self._workers.values())
-        for worker in workers:
-            worker.stop()
+    @property
+    def pools(self) -> dict[str, FunctionPool]:
+        """The pools created so far, by function full path (a function's is created at its first use)."""
+        with self._pools_lock:
+            return dict(self._pools)
 
-    def _worker(self, function_config: FunctionConfig) -> FunctionWorker:
+    def max_workers(self, function_config: FunctionConfig) -> int:
+        """How many workers the function may have at once."""
+        return self._reserved_concurrency.get(function_config.full_path) or self.workers_per_function
+
+    def pool(self, function_config: FunctionConfig) -> FunctionPool:
+        """The function's pool of workers, created at its first use."""
         _check_supported(function_config)
-        with self._workers_lock:
+        with self._pools_lock:
             if self._stopped:
                 raise RuntimeError("The local runtime has been stopped")
-            worker = self._workers.get(function_config.full_path)
-            if worker is None:
-                worker = FunctionWorker(function_config, self._base_dir)
-                self._workers[function_config.full_path] = worker
-            return worker
+            pool = self._pools.get(function_config.full_path)
+            if pool is None:
+                pool = FunctionPool(function_config, self._base_dir, self.max_workers(function_config))
+                self._pools[function_config.full_path] = pool
+            return pool
+
+    def stop(self) -> None:
+        """Stops every worker of every function, in-flight ones included; the runtime cannot be used afterwards."""
+        with self._pools_lock:
+            self._stopped = True
+            pools = list(self._pools.values())
+        threads = [threading.Thread(target=pool.stop, name="stop-workers") for pool in pools]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
 def _check_supported(function_config: FunctionConfig) -> None:
@@ -343,12 +492,19 @@ def _check_supported(function_config: FunctionConfig) -> None:
         raise UnsupportedFunctionError(f"{function_config.name}: durable functions are not supported")
 
 
-def _read_messages(responses, messages: "queue.Queue[dict | None]") -> None:
-    """Feeds the worker's JSON lines into ``messages``; None marks the end (the worker exited)."""
-    with responses:
-        for line in responses:
-            messages.put(json.loads(line))
-    messages.put(None)
+def _stop_all(workers: list[FunctionWorker]) -> None:
+    """Stops the workers side by side: each may wait up to STOP_GRACE_SECONDS for its process to exit."""
+    threads = [threading.Thread(target=worker.stop, name="stop-worker") for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _kill_process_group(process: subprocess.Popen) -> None:
@@ -360,9 +516,10 @@ def _kill_process_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _log_line(stderr: StreamWriter | None, line: str) -> None:
+def _log_lines(stderr: StreamWriter | None, *lines: str) -> None:
+    """Writes the lines at once (one write and one flush)."""
     if stderr is not None:
-        stderr.write_str(line + "\n")
+        stderr.write_str("\n".join(lines) + "\n")
         stderr.flush()
 
 

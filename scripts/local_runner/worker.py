@@ -2,12 +2,14 @@
 
 Started by ``runtime.FunctionWorker`` as ``python -P worker.py --handler H [--path DIR ...] REQUEST_FD RESPONSE_FD``
 with the function's environment and its code directory as working directory. It imports the handler once (the
-init phase), then answers invocations. Both pipes carry JSON lines:
+init phase), then answers invocations. Each message is a JSON header line, followed, for the two that carry a
+payload, by that many bytes of JSON text as they are (UTF-8), so that an event or a result is encoded and decoded
+once, not once more as a string inside the message:
 
-    request:   {"request_id": str, "event": str (JSON text), "deadline_ms": int, "invoked_function_arn": str}
+    request:   {"request_id": str, "deadline_ms": int, "invoked_function_arn": str, "event_bytes": int} + the event
     responses: {"ready": true}                          once, after a successful init
                {"init_error": {...}}                    instead of "ready"; the process then exits, like Lambda's
-               {"result": str (JSON text)} | {"error": {...}}   one per request
+               {"result_bytes": int} + the result | {"error": {...}}   one per request
 
 Results and errors are shaped like those of Lambda's Python runtime (awslambdaric). The protocol has pipes of its
 own, so whatever the handler prints (stdout is the runner's stderr) cannot corrupt it. Standard library only: the
@@ -127,20 +129,21 @@ def encode_decimal(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def invoke(handler, request):
+def invoke(handler, request, event):
+    """The handler's result as JSON text, or the error payload (a dict) if the invocation failed."""
     request_id = request["request_id"]
     context = LambdaContext(request_id, request["deadline_ms"], request["invoked_function_arn"])
     try:
-        result = handler(json.loads(request["event"]), context)
+        result = handler(json.loads(event), context)
     except Exception as error:  # noqa: BLE001 - any handler failure becomes the invocation's error
         payload = exception_payload(error, request_id)
     else:
         try:
-            return {"result": json.dumps(result, default=encode_decimal, ensure_ascii=False)}
+            return json.dumps(result, default=encode_decimal, ensure_ascii=False)
         except (TypeError, ValueError) as error:
             payload = error_payload(f"Unable to marshal response: {error}", "Runtime.MarshalError", None, request_id)
     log_error(payload)
-    return {"error": payload}
+    return payload
 
 
 def parse_args():
@@ -156,12 +159,13 @@ def main():
     global _current_request_id
     args = parse_args()
     requests = os.fdopen(args.request_fd, "rb")
-    responses = os.fdopen(args.response_fd, "wb", buffering=0)
+    responses = os.fdopen(args.response_fd, "wb")
 
-    def send(message):
+    def send(message, payload=b""):
         sys.stdout.flush()
         sys.stderr.flush()
-        responses.write(json.dumps(message).encode() + b"\n")
+        responses.write(json.dumps(message).encode() + b"\n" + payload)
+        responses.flush()
 
     sys.path[:0] = args.path
     for directory in args.path:
@@ -186,8 +190,14 @@ def main():
 
     for line in requests:  # ends when the runner closes the pipe (or dies)
         request = json.loads(line)
+        event = requests.read(request["event_bytes"])
         _current_request_id = request["request_id"]
-        send(invoke(handler, request))
+        answer = invoke(handler, request, event)
+        if isinstance(answer, str):
+            result = answer.encode("utf-8", "surrogatepass")
+            send({"result_bytes": len(result)}, result)
+        else:
+            send({"error": answer})
     return 0
 
 

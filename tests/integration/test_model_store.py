@@ -33,7 +33,7 @@ def test_publish_writes_the_documented_layout_and_serves(store, s3):
     assert pointer["version"] == v and pointer["sha256"] == manifest.onnx_sha256 and pointer["previous"] is None
     assert {"version", "sha256", "promoted_at", "previous"} == set(pointer)
     result = predict_rows(ModelCache(store, 60), "breast-cancer", [MALIGNANT_EXAMPLE], max_rows=10)
-    assert result.version == v and result.predictions[0].label == "malignant"
+    assert result.version == v and result.predictions[0]["label"] == "malignant"
 
 
 def test_second_publish_records_previous_and_hot_swaps(store):

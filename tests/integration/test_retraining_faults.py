@@ -196,14 +196,14 @@ def test_a_throttled_model_store_answers_503_when_cold_and_keeps_serving_when_wa
     monkeypatch.setenv("POINTER_REFRESH_SECONDS", "0")
     cold = load_function_module("predict")
     slow_down = {"Code": "SlowDown", "Message": "Please reduce your request rate.", "status": 503}
-    inject(cold._services()[0].store.client, "GetObject", [dict(slow_down) for _ in range(10)])
+    inject(cold.model_store().client, "GetObject", [dict(slow_down) for _ in range(10)])
     status, body = predict(cold)
     assert status == 503 and body["error"]["code"] == "model_unavailable"
     assert body["error"]["message"] == "Model store unreachable for 'breast-cancer'."
 
     warm = load_function_module("predict")
     assert predict(warm)[0] == 200
-    inject(warm._services()[0].store.client, "GetObject", [dict(slow_down) for _ in range(10)])
+    inject(warm.model_store().client, "GetObject", [dict(slow_down) for _ in range(10)])
     status, body = predict(warm)  # the pointer refresh fails; the loaded version serves on
     assert (status, body["version"]) == (200, first.version)
 

@@ -85,7 +85,7 @@ def test_lite_serves_through_onnx_classifier():
     data = load_wisconsin()
     rows = data.X[:, [data.feature_names.index(n) for n in breast_cancer_lite.FEATURES]].astype(np.float32)
     predictions, _ = classifier.predict(rows[:1])
-    assert predictions[0].label == "malignant"  # Wisconsin row 0, the input_spec example
+    assert predictions[0]["label"] == "malignant"  # Wisconsin row 0, the input_spec example
     proba = classifier.predict_proba(rows)
     assert proba.shape == (569, 2) and np.allclose(proba.sum(axis=1), 1.0)
     assert np.mean(np.argmax(proba, axis=1) == data.y) > 0.85
@@ -130,10 +130,10 @@ def test_chest_ct_serves_example_images_through_the_shared_preprocessing():
     items = {name: tensor_from_bytes(example_image(name), spec) for name in candidate.classes}
     for name, item in items.items():
         (prediction,), _ = classifier.predict(item[None])
-        assert prediction.label == name, prediction
+        assert prediction["label"] == name, prediction
     batch = np.stack([items["normal"], items["adenocarcinoma"], items["adenocarcinoma"], items["normal"]])
     predictions, _ = classifier.predict(batch)
-    assert [p.label for p in predictions] == ["normal", "adenocarcinoma", "adenocarcinoma", "normal"]
+    assert [p["label"] for p in predictions] == ["normal", "adenocarcinoma", "adenocarcinoma", "normal"]
 
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, on the mismatched file

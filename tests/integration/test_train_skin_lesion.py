@@ -86,7 +86,7 @@ def test_serving_loads_it_and_batches_of_1_and_5_match_pytorch(candidate, classi
     for n in (1, 5):
         predictions, _ = classifier.predict(x[:n])
         assert len(predictions) == n
-        served = np.array([[p.probabilities[c] for c in candidate.classes] for p in predictions])
+        served = np.array([[p["probabilities"][c] for c in candidate.classes] for p in predictions])
         np.testing.assert_allclose(served, native[:n], atol=1e-4)
         np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-5)
 
@@ -95,7 +95,7 @@ def test_every_class_example_image_comes_back_with_its_label(candidate, classifi
     spec = ImageInput(**candidate.input_spec)
     batch = np.stack([tensor_from_bytes(ham10000.example_image(name), spec) for name in ham10000.CLASSES])
     predictions, _ = classifier.predict(batch)
-    assert [p.label for p in predictions] == ham10000.CLASSES, [p.probabilities for p in predictions]
+    assert [p["label"] for p in predictions] == ham10000.CLASSES, [p["probabilities"] for p in predictions]
 
 
 def test_pretrained_weights_are_the_starting_point(tmp_path, state_dir, monkeypatch):

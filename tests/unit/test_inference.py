@@ -38,8 +38,8 @@ def test_sigmoid_output_is_expanded_to_both_classes():
     )
     classifier = OnnxClassifier(manifest, onnx_bytes)
     predictions, elapsed = classifier.predict(np.array([[3.0, 0.0], [0.0, 3.0]], dtype=np.float32))
-    assert [p.label for p in predictions] == ["benign", "malignant"]
-    assert predictions[0].probabilities["benign"] == pytest.approx(1 / (1 + np.exp(-3)), rel=1e-6)
+    assert [p["label"] for p in predictions] == ["benign", "malignant"]
+    assert predictions[0]["probabilities"]["benign"] == pytest.approx(1 / (1 + np.exp(-3)), rel=1e-6)
     assert elapsed >= 0
 
 

@@ -61,7 +61,7 @@ def test_broken_version_is_refused_and_current_keeps_serving(two_versions):
     assert served.pointer.version == first.version
     assert second.version in cache.status()["breast-cancer"]["refused"]
     result = predict_rows(cache, "breast-cancer", [MALIGNANT_EXAMPLE], max_rows=10)
-    assert result.version == first.version and result.predictions[0].label == "malignant"
+    assert result.version == first.version and result.predictions[0]["label"] == "malignant"
 
 
 def test_unreadable_pointer_or_unreachable_store_keeps_current(two_versions):
@@ -103,9 +103,9 @@ def test_prediction_shape_and_probabilities(two_versions):
     result = predict_rows(cache, "breast-cancer", [MALIGNANT_EXAMPLE, MALIGNANT_EXAMPLE], max_rows=10)
     assert len(result.predictions) == 2
     p = result.predictions[0]
-    assert p.label == "malignant" and p.class_index == 0
-    assert set(p.probabilities) == {"malignant", "benign"}
-    assert np.isclose(sum(p.probabilities.values()), 1.0) and p.confidence == max(p.probabilities.values())
+    assert p["label"] == "malignant" and p["class_index"] == 0
+    assert set(p["probabilities"]) == {"malignant", "benign"}
+    assert np.isclose(sum(p["probabilities"].values()), 1.0) and p["confidence"] == max(p["probabilities"].values())
 
 
 # --- each guard on its own ----------------------------------------------------------------
@@ -266,7 +266,7 @@ def colour_cache():
 def test_images_are_predicted_as_one_batch_in_order(colour_cache):
     cache, manifest = colour_cache
     result = predict_images(cache, "colour-test", [image_bytes("blue"), image_bytes("red"), image_bytes("green")])
-    assert [p.label for p in result.predictions] == ["blue", "red", "green"]
+    assert [p["label"] for p in result.predictions] == ["blue", "red", "green"]
     assert (result.model_id, result.version) == ("colour-test", manifest.version) and result.inference_ms > 0
 
 

@@ -31,7 +31,7 @@ from med_classifier.domain.jobs import JobStateChange
 from med_classifier.domain.manifest import ImageInput, TabularInput
 from med_classifier.domain.preprocessing import tensor_from_bytes
 from med_classifier.domain.retraining import BATCH_STATES, SAGEMAKER_STATES, state_change_from_event
-from med_classifier.domain.tabular import rows_to_matrix
+from med_classifier.domain.tabular import checked_matrix, clean_matrix, rows_to_matrix
 from med_classifier.domain.uploads import (
     UPLOAD_CONTENT_TYPES,
     UploadedObject,
@@ -160,6 +160,70 @@ def test_a_number_outside_float32_is_refused_never_served(rows, data):
     with pytest.raises(InvalidInput) as refused:
         rows_to_matrix(rows, TABULAR, MAX_ROWS)
     assert any(f"row {r}" in detail for detail in refused.value.details), refused.value.details
+
+
+def any_rows(scalars: st.SearchStrategy) -> st.SearchStrategy:
+    values = st.one_of(IN_RANGE, IN_RANGE, scalars, st.lists(IN_RANGE, max_size=2))
+    return st.lists(
+        st.one_of(
+            st.lists(values, min_size=4, max_size=6),
+            st.fixed_dictionaries({name: values for name in FEATURES}),
+            st.dictionaries(st.sampled_from([*FEATURES, "colour"]), values, max_size=6),
+            scalars,
+        ),
+        min_size=1,
+        max_size=MAX_ROWS,
+    )
+
+
+ANY_ROWS = any_rows(SCALARS)
+
+
+@DETERMINISTIC
+@given(rows=ANY_ROWS)
+@example(rows=[[1, 2.5, True, 4, 5]])
+@example(rows=[[2**70, 2**53 + 1, -(2**63), 0, -0.0]])
+@example(rows=[[1, 2, 3, 4, 10**400]])
+@example(rows=[dict.fromkeys(FEATURES, 1.5), [1, 2, 3, 4, 5]])
+def test_the_whole_row_checks_answer_as_the_value_by_value_checks(rows):
+    """rows_to_matrix first checks whole rows and arrays (clean_matrix) and names problems value by
+    value only when those fail: any rows get the same matrix, bit for bit, or the same refusal."""
+    try:
+        expected = checked_matrix(rows, FEATURES)
+    except InvalidInput as by_value:
+        with pytest.raises(InvalidInput) as refused:
+            rows_to_matrix(rows, TABULAR, MAX_ROWS)
+        assert (refused.value.message, refused.value.details) == (by_value.message, by_value.details)
+        assert clean_matrix(rows, FEATURES) is None
+    else:
+        assert rows_to_matrix(rows, TABULAR, MAX_ROWS).tobytes() == expected.tobytes()
+
+
+@DETERMINISTIC
+@given(rows=any_rows(NUMBERS))
+@example(rows=[[1, 2, 3, 4, 2**64]])
+@example(rows=[[1, 2, 3, 4, 10**400]])
+@example(rows=[[1, 2, 3, 4, [5]], [1, 2, 3, 4, 5]])
+@example(rows=[[1, 2, 3, 4, float("nan")]])
+def test_without_bools_strings_or_nulls_the_look_at_every_type_may_be_spared(rows):
+    """A caller that knows every value is a number, a list or an object (numbers_only) gets what
+    any caller gets."""
+    try:
+        expected = rows_to_matrix(rows, TABULAR, MAX_ROWS)
+    except (InvalidInput, PayloadTooLarge) as refused:
+        with pytest.raises(type(refused)) as again:
+            rows_to_matrix(rows, TABULAR, MAX_ROWS, numbers_only=True)
+        assert (again.value.message, again.value.details) == (refused.message, refused.details)
+    else:
+        assert rows_to_matrix(rows, TABULAR, MAX_ROWS, numbers_only=True).tobytes() == expected.tobytes()
+
+
+@DETERMINISTIC
+@given(rows=VALID_ROWS, data=st.data())
+def test_well_formed_rows_take_the_whole_row_checks(rows, data):
+    as_objects = [dict(data.draw(st.permutations(list(zip(FEATURES, row))))) for row in rows]
+    for form in (rows, as_objects):
+        assert clean_matrix(form, FEATURES).tobytes() == expected_matrix(rows).tobytes()
 
 
 @DETERMINISTIC

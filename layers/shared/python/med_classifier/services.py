@@ -4,6 +4,8 @@ never at import: boto3 and clients cost cold-start time."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .adapters.jobs_table import JobsTable
 from .adapters.launchers import launcher_for
 from .adapters.model_store import ModelStore
@@ -11,8 +13,10 @@ from .adapters.s3_uploads import S3UploadSigner
 from .adapters.upload_counter import UploadCounter
 from .domain.registry import RegistryView
 from .domain.retraining import Recovery, Retraining
-from .domain.serving import ModelCache
 from .settings import PredictSettings, RetrainingApiSettings, RetrainingSettings, ServingSettings
+
+if TYPE_CHECKING:  # serving imports numpy: functions that run no model must not (their layer has none)
+    from .domain.serving import ModelCache
 
 
 def model_store(settings: ServingSettings | RetrainingSettings) -> ModelStore:
@@ -20,6 +24,8 @@ def model_store(settings: ServingSettings | RetrainingSettings) -> ModelStore:
 
 
 def model_cache(settings: ServingSettings, store: ModelStore | None = None) -> ModelCache:
+    from .domain.serving import ModelCache
+
     return ModelCache(store or model_store(settings), refresh_seconds=settings.pointer_refresh_seconds)
 
 

@@ -32,7 +32,11 @@ def _env_name(field_name: str) -> str:
 class FunctionSettings(BaseModel):
     """What every function reads: where AWS is (moto locally; empty on AWS)."""
 
-    model_config = ConfigDict(alias_generator=_env_name, populate_by_name=True, frozen=True, extra="ignore")
+    # defer_build: a function builds the validator of its own settings only (at its first
+    # request), not of the nine classes here (cold start).
+    model_config = ConfigDict(
+        alias_generator=_env_name, populate_by_name=True, frozen=True, extra="ignore", defer_build=True
+    )
 
     aws_endpoint_url: str = ""
 

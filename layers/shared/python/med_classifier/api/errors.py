@@ -11,11 +11,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 
 from ..domain.errors import ClassifierError
+from .error_shape import error_body
 from .schemas import ErrorResponse, GatewayError
-
-
-def error_body(code: str, message: str, details: list | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or []}}
 
 
 def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..domain.errors import ClassifierError
-from .errors import error_body
+from .error_shape import error_body
 
 JSON = "application/json"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -32,6 +33,7 @@ DEFAULT_MAX_JSON_DEPTH = 32
 
 _FEW_STRINGS = 4096  # up to this many quotes, split and join beat a pass over every byte
 _QUOTE = ord('"')
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,16 @@ class RequestRefused(ClassifierError):
         self.status_code, self.code = status_code, code
 
 
-def refusal(event: Mapping, policy: BodyPolicy | Callable[[], BodyPolicy], logger=None) -> dict | None:
+def refusal(
+    event: Mapping, policy: BodyPolicy | Callable[[], BodyPolicy], logger=None, *, nesting: bool = True
+) -> dict | None:
     """The API Gateway proxy response refusing this request, or None to let it through. A callable
-    policy is called only for a request with a body (GET /openapi.json reads no settings)."""
+    policy is called only for a request with a body (GET /openapi.json reads no settings).
+    `nesting=False` leaves the JSON nesting unchecked, for a reader that refuses deep nesting itself
+    (the fast path's orjson stops at 1024 levels and takes only a body 3 levels deep); whatever it
+    does not answer must then be checked again in full before the resolver reads it."""
     try:
-        check_request(event, policy)
+        check_request(event, policy, nesting=nesting)
     except RequestRefused as exc:
         if logger is not None:
             logger.info("request refused", extra={"code": exc.code, "reason": exc.message})
@@ -78,7 +85,7 @@ def proxy_error(status: int, code: str, message: str, details: list | None = Non
     }
 
 
-def check_request(event: Mapping, policy: BodyPolicy | Callable[[], BodyPolicy]) -> None:
+def check_request(event: Mapping, policy: BodyPolicy | Callable[[], BodyPolicy], *, nesting: bool = True) -> None:
     """Raises RequestRefused for a path no route may match or a body this function must not parse."""
     check_path(event)
     if str(event.get("httpMethod") or "").upper() in BODYLESS_METHODS:
@@ -98,14 +105,14 @@ def check_request(event: Mapping, policy: BodyPolicy | Callable[[], BodyPolicy])
     if media_type in ("", JSON) and size:
         raw = _base64_decoded(body) if raw is None else raw
         check_utf8(raw)
-        check_json_shape(raw, policy.max_json_depth)
+        check_json_shape(raw, policy.max_json_depth if nesting else None)
 
 
 def check_path(event: Mapping) -> None:
     """Powertools matches routes with `$`, which also matches before a trailing newline: without this,
     GET /models/%0A would be answered by GET /models. No model id or job id holds a control character."""
     path = str(event.get("path") or "")
-    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in path):
+    if _CONTROL_CHARACTER.search(path):
         method = str(event.get("httpMethod") or "")
         raise RequestRefused(
             404, "not_found", f"No route {method} {path!r}: the path holds a control character. See /docs for the API."
@@ -156,21 +163,35 @@ def check_utf8(raw: bytes) -> None:
         ) from None
 
 
-def check_json_shape(raw: bytes, max_depth: int) -> None:
-    """Refuses JSON nested deeper than `max_depth` or with an integer too long for Python to read.
-    For a body that is not JSON the answer may be either way; the parser then refuses it."""
-    structure = outside_strings(raw)
-    depth = nesting_depth(structure)
-    if depth > max_depth:
-        raise RequestRefused(
-            400, "json_too_deep", f"The JSON body nests {depth} levels deep; at most {max_depth} are accepted."
-        )
+def check_json_shape(raw: bytes, max_depth: int | None) -> None:
+    """Refuses JSON nested deeper than `max_depth` (None: not checked) or with an integer too long for
+    Python to read. For a body that is not JSON the answer may be either way; the parser then refuses it."""
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    # The common body is answered from bounds: it cannot nest deeper than it has opening brackets,
+    # and a run of digits outside its strings is a run of digits of the whole body.
+    if max_depth is not None and _openers(codes) > max_depth:
+        depth = nesting_depth(outside_strings(raw))
+        if depth > max_depth:
+            raise RequestRefused(
+                400, "json_too_deep", f"The JSON body nests {depth} levels deep; at most {max_depth} are accepted."
+            )
     limit = sys.get_int_max_str_digits()
-    digits = longest_number(structure)
-    if limit and digits > limit:
-        raise RequestRefused(
-            400, "number_too_long", f"A number in the JSON body has {digits} digits; at most {limit} are accepted."
-        )
+    # A substring search (linear, in C) over the digits as zeros finds whether any run is too long.
+    if limit and len(raw) > limit and b"0" * (limit + 1) in raw.translate(_DIGITS_AS_ZEROS):
+        digits = longest_number(outside_strings(raw))
+        if digits > limit:
+            raise RequestRefused(
+                400,
+                "number_too_long",
+                f"A number in the JSON body has {digits} digits; at most {limit} are accepted.",
+            )
+
+
+def _openers(codes: np.ndarray) -> int:
+    return int(np.count_nonzero(codes == ord("["))) + int(np.count_nonzero(codes == ord("{")))
+
+
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= code <= 0x39 else 0x20 for code in range(256))
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,28 +200,30 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[::2], edges[1::2]
 
 
-def outside_strings(raw: bytes) -> np.ndarray:
+def outside_strings(raw: bytes) -> bytes:
     """The bytes outside JSON strings, in order, strings replaced by one quote (a separator).
     For a body of base64 images that is a few bytes, so what follows costs nothing."""
     # Without escaped backslashes, then escaped quotes, every quote left opens or closes a string.
     text = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw
     if text.count(b'"') <= _FEW_STRINGS:
-        return np.frombuffer(b'"'.join(text.split(b'"')[::2]), dtype=np.uint8)
+        return b'"'.join(text.split(b'"')[::2])
     codes = np.frombuffer(text, dtype=np.uint8)
     inside = np.bitwise_xor.accumulate((codes == _QUOTE).view(np.uint8))  # 1 from an opening quote on
-    return codes[inside == 0]
+    return codes[inside == 0].tobytes()
 
 
-def nesting_depth(structure: np.ndarray) -> int:
+def nesting_depth(structure: bytes) -> int:
     """The deepest nesting of arrays and objects."""
-    opens = (structure == ord("[")) | (structure == ord("{"))
-    closes = (structure == ord("]")) | (structure == ord("}"))
+    codes = np.frombuffer(structure, dtype=np.uint8)
+    opens = (codes == ord("[")) | (codes == ord("{"))
+    closes = (codes == ord("]")) | (codes == ord("}"))
     steps = opens.view(np.int8) - closes.view(np.int8)
     steps = steps[np.flatnonzero(steps)]
     return max(0, int(np.cumsum(steps, dtype=np.int32).max())) if steps.size else 0
 
 
-def longest_number(structure: np.ndarray) -> int:
+def longest_number(structure: bytes) -> int:
     """The longest run of digits."""
-    starts, ends = _runs((structure >= ord("0")) & (structure <= ord("9")))
+    codes = np.frombuffer(structure, dtype=np.uint8)
+    starts, ends = _runs((codes >= ord("0")) & (codes <= ord("9")))
     return int((ends - starts).max()) if starts.size else 0

@@ -22,6 +22,7 @@ from ..domain.registry import ModelView as ModelView
 from ..domain.retraining import RetrainingStatus as RetrainingStatus
 from ..domain.serving import PredictionResult
 from ..domain.uploads import UploadTicket
+from .response_values import API_NAMES, predict_fields, values_of
 
 # Response models put every field in the JSON, so their schemas require every field.
 RESPONSE = ConfigDict(json_schema_serialization_defaults_required=True)
@@ -113,19 +114,13 @@ def derived_model(
     return create_model(name, __config__=RESPONSE, __doc__=doc, **definitions, **added)
 
 
-def values_of(record: Any, renamed: Mapping[str, str]) -> dict[str, Any]:
-    """A domain dataclass instance's field values, under the API's names."""
-    return {renamed.get(f.name, f.name): getattr(record, f.name) for f in dataclasses.fields(record)}
-
-
 Notice = Annotated[str, Field(description="Research and education only: NOT FOR CLINICAL USE")]
-_MODEL_ID = {"model_id": "model"}
 
 PredictResponse = derived_model(
     "PredictResponse",
     PredictionResult,
     "The prediction for every row or image of the request, in request order.",
-    renamed=_MODEL_ID,
+    renamed=API_NAMES,
     retyped={"predictions": list[Prediction]},
     described={"version": "The production version that answered", "inference_ms": "ONNX Runtime time"},
     notice=(Notice, ...),
@@ -133,9 +128,7 @@ PredictResponse = derived_model(
 
 
 def predict_response(result: PredictionResult, notice: str) -> BaseModel:
-    return PredictResponse(
-        **{**values_of(result, _MODEL_ID), "inference_ms": round(result.inference_ms, 3)}, notice=notice
-    )
+    return PredictResponse(**predict_fields(result, notice))
 
 
 class LoadedModel(BaseModel):  # one entry of domain.serving.ModelCache.status()
@@ -208,7 +201,7 @@ UploadTicketResponse = derived_model(
     UploadTicket,
     "A presigned POST for one labelled image: POST every field of `fields`, then the file as `file` (last), "
     "to `url`. S3 refuses any other key, content type or size.",
-    renamed=_MODEL_ID,
+    renamed=API_NAMES,
     described={
         "key": "Where the image will be stored: uploads/{model}/{label}/{uuid}.{ext}",
         "url": "POST the form here: every field of `fields`, then the file as `file` (last)",
@@ -220,7 +213,7 @@ UploadTicketResponse = derived_model(
 
 
 def upload_ticket_response(ticket: UploadTicket, notice: str) -> BaseModel:
-    return UploadTicketResponse(**values_of(ticket, _MODEL_ID), notice=notice)
+    return UploadTicketResponse(**values_of(ticket, API_NAMES), notice=notice)
 
 
 # images_from_body parses image requests itself (raw or JSON, limits before parsing); this model documents

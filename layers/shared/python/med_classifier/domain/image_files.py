@@ -24,8 +24,6 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-import numpy as np
-
 from .errors import PayloadTooLarge
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -164,6 +162,8 @@ def _exif_segment(parts: list[bytes]) -> bytes:
 def exif_orientation(tiff: bytes) -> int | None:
     """The orientation tag of an EXIF block's first directory, or None (found without decoding the
     other entries: a directory may have 65,535)."""
+    import numpy as np  # here, not at the top: settings import the pixel limits of preprocessing without it
+
     if tiff[:4] not in (b"II*\x00", b"MM\x00*") or len(tiff) < 8:
         return None
     order = "<" if tiff[:2] == b"II" else ">"

@@ -13,13 +13,14 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClassifierError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from .image_files import JPEG_SIGNATURE, PNG_SIGNATURE, rebuilt
 from .manifest import ImageInput
+
+if TYPE_CHECKING:  # numpy is imported where pixels are: settings read the limits below without it
+    import numpy as np
 
 SUPPORTED_FORMATS = ("JPEG", "PNG")
 # The models take 96x96 and 128x128 pixels: 2048x2048 is 16 times their side, more than any
@@ -131,6 +132,7 @@ def decode_image(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_P
 
 
 def _to_mode(image, mode: str):
+    import numpy as np
     from PIL import Image
 
     if image.mode in _SIXTEEN_BIT_MODES:
@@ -148,6 +150,7 @@ def _to_mode(image, mode: str):
 
 def to_tensor(image, spec: ImageInput) -> np.ndarray:
     """A decoded image -> one float32 item in the manifest's layout (no batch axis)."""
+    import numpy as np
     from PIL import Image
 
     if image.size != (spec.width, spec.height):
@@ -175,6 +178,8 @@ def batch_from_bytes(
     """One request's images -> an (N, ...) float32 batch. Every header is read and checked against
     both limits before any image is decoded, so a refused request costs no decoding. In a batch
     an error names the image (images[i]); its class, hence its status, is the image's own."""
+    import numpy as np
+
     opened, total = [], 0
     for index, data in enumerate(images):
         opened.append(_for_item(index, len(images), open_image, data, spec, limits.per_image))
@@ -207,6 +212,8 @@ def tensor_from_file(path: str | Path, spec: ImageInput) -> np.ndarray:
 
 def batch_from_files(paths: Iterable[str | Path], spec: ImageInput) -> np.ndarray:
     """Stack the tensors of many files into one (N, ...) float32 batch."""
+    import numpy as np
+
     items = [tensor_from_file(p, spec) for p in paths]
     if not items:
         shape = (

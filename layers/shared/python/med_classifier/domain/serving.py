@@ -141,16 +141,18 @@ class PredictionResult:
     inference_ms: float
 
 
-def predict_rows(cache: ModelCache, model_id: str, rows: list, max_rows: int) -> PredictionResult:
+def predict_rows(
+    cache: ModelCache, model_id: str, rows: list, max_rows: int, *, numbers_only: bool = False
+) -> PredictionResult:
     """Tabular prediction: resolve the production model, validate rows against its
-    manifest, run it."""
+    manifest, run it (``numbers_only``: see tabular.rows_to_matrix)."""
     from .tabular import rows_to_matrix
 
     loaded = cache.get(model_id)
     spec = loaded.manifest.input
     if spec.kind != "tabular":
         raise InvalidInput(f"Model {model_id!r} takes images, not feature rows.")
-    matrix = rows_to_matrix(rows, spec, max_rows)
+    matrix = rows_to_matrix(rows, spec, max_rows, numbers_only=numbers_only)
     predictions, elapsed_ms = loaded.classifier.predict(matrix)
     return PredictionResult(
         model_id=model_id, version=loaded.pointer.version, predictions=predictions, inference_ms=elapsed_ms

@@ -1,0 +1,94 @@
+"""The four functions that run no model, called on their sample events in an interpreter that has
+only their layers (tests/unit/test_function_layers.py) against moto in server mode: importing a
+handler is not enough, since a package imported lazily on a request path would be missing only
+then. One labelled upload and one manual retrain go through the whole loop: the retraining API
+signs the upload and starts a job, the counter counts the upload, the job-state function records
+the job's end and the reconciler checks the claims."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from med_classifier.adapters.model_store import ModelStore
+from scripts.local_resources import provision
+from scripts.local_stack import MotoServer, aws_client, free_port
+from tests.helpers.image_models import colour_candidate
+from tests.helpers.models import REPO_ROOT, publish
+from tests.unit.test_function_layers import function_environment, report, run_in_lambda_path
+
+pytestmark = pytest.mark.slow  # starts moto in server mode and one interpreter per function
+
+EVENTS = REPO_ROOT / "events"
+MODEL, LABEL = "colour-test", "green"  # a hand-built image model: nothing is trained
+SAMPLE_MODEL = "chest-ct"  # the model the sample events name
+
+
+def sample_event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def for_our_model(event: dict) -> dict:
+    """A sample event with our model in place of the one it names."""
+    return json.loads(json.dumps(event).replace(SAMPLE_MODEL, MODEL))
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    server = MotoServer(port=free_port()).start()
+    try:
+        env = json.loads((EVENTS / "env.json").read_text())["Parameters"]
+        provision(lambda service: aws_client(service, server.url), REPO_ROOT / "template.yaml", env)
+        publish(ModelStore(env["MODELS_BUCKET"], aws_client("s3", server.url)), colour_candidate(MODEL))
+        yield server.url
+    finally:
+        server.stop()
+
+
+def call(function: str, events: list[dict], moto_url: str, tmp_path) -> dict:
+    """{"modules": top-level modules imported, "results": the handler's answers}."""
+    environment = function_environment(function, {"AWS_ENDPOINT_URL": moto_url})
+    directory = tmp_path / function
+    directory.mkdir()
+    return report(run_in_lambda_path(function, directory, events=events, environment=environment), directory)
+
+
+def api_calls(moto_url: str, tmp_path) -> tuple[dict, str, str]:
+    upload = for_our_model(sample_event("api-create-upload.json"))
+    upload["body"] = json.dumps({"label": LABEL, "content_type": "image/png"})
+    retrain = for_our_model(sample_event("api-retrain.json"))
+    retrain["body"] = json.dumps({"reason": "layer test"})
+    called = call("RetrainingApiFunction", [upload, retrain], moto_url, tmp_path)
+    signed, started = called["results"]
+    assert (signed["statusCode"], started["statusCode"]) == (201, 202), called["results"]
+    return called, json.loads(signed["body"])["fields"]["key"], json.loads(started["body"])["job_id"]
+
+
+def upload_notification(key: str) -> dict:
+    event = sample_event("sqs-upload-notification.json")
+    body = json.loads(event["Records"][0]["body"])
+    body["Records"][0]["s3"]["object"]["key"] = key
+    event["Records"][0]["body"] = json.dumps(body)
+    return event
+
+
+def job_failed(job_id: str) -> dict:
+    event = for_our_model(sample_event("eventbridge-sagemaker-job-state-change.json"))
+    sample_job = event["detail"]["TrainingJobName"]
+    return json.loads(json.dumps(event).replace(sample_job, job_id))
+
+
+def test_the_retraining_loop_runs_with_only_the_layers_of_its_functions(moto_url, tmp_path):
+    api, key, job_id = api_calls(moto_url, tmp_path)
+    counter = call("UploadCounterFunction", [upload_notification(key)], moto_url, tmp_path)
+    assert counter["results"] == [{"batchItemFailures": []}]
+    # The job is running in moto: the reconciler asks the training service about it and leaves it be.
+    reconciler = call("ReconcilerFunction", [sample_event("eventbridge-scheduled-reconcile.json")], moto_url, tmp_path)
+    assert reconciler["results"] == [{"active": 1, "freed": 0, "actions": {job_id: "running"}}]
+    job_state = call("JobStateFunction", [job_failed(job_id)], moto_url, tmp_path)
+    assert job_state["results"] == [{"recorded": True, "job_id": job_id, "state": "Failed"}]
+    for name, called in {"api": api, "counter": counter, "reconciler": reconciler, "job state": job_state}.items():
+        assert set(called["modules"]) & {"onnxruntime", "PIL"} == set(), name
+    assert "numpy" in api["modules"]
+    assert {"numpy"} & {*counter["modules"], *reconciler["modules"], *job_state["modules"]} == set()
