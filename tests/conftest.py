@@ -37,6 +37,8 @@ LAYERS = ("unit", "integration", "e2e", "browser")
 STACK_LAYERS = ("e2e", "browser")
 
 
+# tryfirst: pytest-xdist reads the xdist_group markers in a hook of its own that would otherwise run first.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Every test carries the marker of its folder (unit, integration, e2e, browser), so
     `-m` selects layers the same way whatever files are added later."""
