@@ -389,6 +389,9 @@ def test_stop_frees_the_port_and_leaves_no_worker_process(env_vars_file):
 
     assert not process_exists(worker_pid)
     with socket.socket() as sock:
+        # As a restarted server binds (werkzeug sets SO_REUSEADDR): the connections the server closed
+        # may linger in TIME_WAIT, but a listening socket left open would still make this fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((api.host, api.port))  # OSError if the port were still taken
 
 
