@@ -696,6 +696,11 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         sizes = {"onnx": len(setup.candidate.onnx), "joblib": model_file.stat().st_size}
     elapsed = time.perf_counter() - started
     table = report(setup, warm, cold, parity, sizes, quick, started_at, load, elapsed, profiles)
+    print_table(table, markdown)
+
+
+def print_table(table: str, markdown: Path | None) -> None:
+    """A bench's report on stdout, and in ``markdown`` when --markdown was given."""
     print()
     print(table, end="")
     if markdown is not None:

@@ -52,6 +52,7 @@ from scripts.bench import (
     flask_baseline,
     fmt_time,
     machine_line,
+    print_table,
     progress,
     tail,
     train_and_publish,
@@ -301,11 +302,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
             except Exception as error:
                 raise RuntimeError(f"local runner (N = {workers}): {error}\n--- its log ---\n{tail(log)}") from error
     table = report(results, quick, started_at, load, time.perf_counter() - started)
-    print()
-    print(table, end="")
-    if markdown is not None:
-        markdown.write_text(table)
-        progress(f"table written to {markdown}")
+    print_table(table, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,7 @@ from scripts.bench import (
     machine_line,
     measure,
     ours_cold_start,
+    print_table,
     profile,
     profile_tables,
     progress,
@@ -461,11 +462,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         progress("breast-cancer-lite: training (smoke), measuring…")
         results.append(bench_lite(breast_cancer_lite_candidate(), store, budget))
     table = report(results, quick, started_at, load, time.perf_counter() - started)
-    print()
-    print(table, end="")
-    if markdown is not None:
-        markdown.write_text(table)
-        progress(f"table written to {markdown}")
+    print_table(table, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
