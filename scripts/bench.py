@@ -49,6 +49,7 @@ from sklearn.model_selection import train_test_split
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.domain.inference import OnnxClassifier
 from med_classifier.domain.manifest import Manifest
+from scripts.lambda_path import lambda_sys_path
 from scripts.local_runner import LocalApi, LocalFunctions
 from scripts.local_stack import LOCAL_CREDENTIALS, MotoServer, free_port, s3_client
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, load_function_module, publish
@@ -77,21 +78,19 @@ PROFILE_TOP = 14
 
 @dataclass(frozen=True)
 class Budget:
-    """Iterations per measurement (1 row, 100 rows); each measurement also stops after ``cap_s`` seconds."""
+    """Iterations per measurement (1 row, 100 rows); each measurement also stops after ``cap_s`` seconds
+    per path. ``in_process``: scikit-learn and our handler, in turns; ``http``: Flask and ours, in turns."""
 
     onnx: tuple[int, int]
-    sklearn: tuple[int, int]
-    handler: tuple[int, int]
+    in_process: tuple[int, int]
     http: tuple[int, int]
     cold_starts: int
     cap_s: float
 
 
 # Sized so the default run stays under ~3 minutes on a 2-core machine.
-DEFAULT_BUDGET = Budget(
-    onnx=(5000, 2000), sklearn=(2000, 1000), handler=(2000, 500), http=(2000, 500), cold_starts=5, cap_s=20.0
-)
-QUICK_BUDGET = Budget(onnx=(500, 200), sklearn=(200, 100), handler=(200, 50), http=(100, 30), cold_starts=2, cap_s=5.0)
+DEFAULT_BUDGET = Budget(onnx=(5000, 2000), in_process=(2000, 1000), http=(2000, 500), cold_starts=5, cap_s=20.0)
+QUICK_BUDGET = Budget(onnx=(500, 200), in_process=(200, 100), http=(100, 30), cold_starts=2, cap_s=5.0)
 
 
 class Context:
@@ -136,6 +135,25 @@ def measure(call: Callable[[], object], iterations: int, cap_s: float) -> Latenc
         if time.perf_counter() > deadline:
             break
     return Latency(np.asarray(samples, dtype=np.float64) / 1000.0)
+
+
+def measure_in_turns(calls: dict[str, Callable[[], object]], iterations: int, cap_s: float) -> dict[str, Latency]:
+    """Paths timed in turns, one call each per round, so that drift on a shared machine (another
+    process, the CPU's clock) hits each alike and the ratio between them holds; measured one after
+    the other, the same code's ratio moved by a third between runs."""
+    for call in calls.values():
+        for _ in range(max(20, iterations // 10)):
+            call()
+    samples: dict[str, list[int]] = {name: [] for name in calls}
+    deadline = time.perf_counter() + cap_s * len(calls)
+    for _ in range(iterations):
+        for name, call in calls.items():
+            started = time.perf_counter_ns()
+            call()
+            samples[name].append(time.perf_counter_ns() - started)
+        if time.perf_counter() > deadline:
+            break
+    return {name: Latency(np.asarray(times, dtype=np.float64) / 1000.0) for name, times in samples.items()}
 
 
 @dataclass(frozen=True)
@@ -242,7 +260,7 @@ def function_environment(env_file: Path, function: str = "PredictFunction") -> d
 
 # --- cold start ------------------------------------------------------------------------------------------
 
-# Run as `python -c` in the function's folder, with the shared layer on PYTHONPATH, like a Lambda container.
+# Ours runs as `python -S -c` in the function's folder with Lambda's search path (lambda_cold_start_env).
 # boto3 and onnxruntime would be imported by the first call anyway; importing them first only splits the time.
 # Both cold-start scripts time their phases the same way, from the moment the parent spawned them.
 COLD_START_PROLOGUE = r"""
@@ -313,10 +331,21 @@ class ColdStart:
     phases_s: dict[str, list[float]]
 
 
-def cold_start_once(code: str, args: list[str], cwd: Path, env: dict[str, str], expected_label: int) -> dict:
+def lambda_cold_start_env(function: str, function_env: dict[str, str], workdir: Path) -> dict[str, str]:
+    """Our function's environment: its template variables and the search path Lambda gives it (its folder,
+    its layers, the runtime's boto3; scripts/lambda_path.py), to be run with `python -S` so that nothing
+    else of the dev venv is importable. The dev venv's extras change what boto3 imports: with awscrt and
+    pyOpenSSL installed (SAM CLI's), `import boto3` costs about 100 ms more than on Lambda."""
+    return {**os.environ, **function_env, "PYTHONPATH": os.pathsep.join(lambda_sys_path(function, workdir))}
+
+
+def cold_start_once(
+    code: str, args: list[str], cwd: Path, env: dict[str, str], expected_label: int, *, lambda_path: bool = False
+) -> dict:
     env = {**env, "BENCH_SPAWNED_AT": repr(time.time())}
+    flags = ["-S"] if lambda_path else []  # -S: no site-packages; PYTHONPATH is the whole search path
     done = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, *flags, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
     # The handler prints its EMF metrics on stdout too: the result is the marked line.
     results = [line for line in done.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
@@ -331,16 +360,23 @@ def cold_start_once(code: str, args: list[str], cwd: Path, env: dict[str, str], 
 
 
 def cold_starts(
-    setup: Setup, model_file: Path, event_file: Path, function_env: dict[str, str], repeats: int
+    setup: Setup, model_file: Path, event_file: Path, function_env: dict[str, str], workdir: Path, repeats: int
 ) -> dict[str, ColdStart]:
-    ours_env = {**os.environ, **function_env, "PYTHONPATH": str(SHARED_LAYER)}
+    ours_env = lambda_cold_start_env("PredictFunction", function_env, workdir)
     sklearn_modules = sorted({"sklearn.pipeline"} | {type(step).__module__ for _, step in setup.pipeline.steps})
     row = setup.rows[1]
     label = int(np.argmax(setup.pipeline.predict_proba(row)))
     runs: dict[str, list[dict]] = {"ours": [], "native": []}
     for _ in range(repeats):  # alternate, so drift on the machine hits both alike
         runs["ours"].append(
-            cold_start_once(ours_cold_start("PredictFunction", 1024), [str(event_file)], FUNCTION_DIR, ours_env, label)
+            cold_start_once(
+                ours_cold_start("PredictFunction", 1024),
+                [str(event_file)],
+                FUNCTION_DIR,
+                ours_env,
+                label,
+                lambda_path=True,
+            )
         )
         runs["native"].append(
             cold_start_once(
@@ -447,12 +483,28 @@ def http_post(session, url: str, body: bytes) -> Callable[[], dict]:
     return call
 
 
-def measure_http(url: str, bodies: dict[int, bytes], budget: Budget) -> tuple[dict[int, Latency], dict[int, dict]]:
-    with requests.Session() as session:  # one keep-alive connection, as a steady client would have
-        calls = {n: http_post(session, url, body) for n, body in bodies.items()}
-        answers = {n: call() for n, call in calls.items()}
-        latencies = {n: measure(calls[n], iterations, budget.cap_s) for n, iterations in zip(calls, budget.http)}
-    return latencies, answers
+def measure_http(
+    endpoints: dict[str, tuple[str, str, Callable[[dict], list[int]]]],
+    rows: dict[int, list],
+    expected_labels: list[int],
+    budget: Budget,
+) -> dict[str, dict[int, Latency]]:
+    """Each path (its URL, the body's key for the rows, how to read labels from its answer) timed in turns
+    with the others, over one keep-alive connection each, as a steady client would have."""
+    warm: dict[str, dict[int, Latency]] = {path: {} for path in endpoints}
+    with contextlib.ExitStack() as stack:
+        sessions = {path: stack.enter_context(requests.Session()) for path in endpoints}
+        for n, iterations in zip(rows, budget.http):
+            calls = {
+                path: http_post(sessions[path], url, json.dumps({key: rows[n]}).encode())
+                for path, (url, key, _) in endpoints.items()
+            }
+            for path, (_, _, labels) in endpoints.items():
+                if n == BATCH_ROWS and labels(calls[path]()) != expected_labels:
+                    raise RuntimeError(f"{path} does not predict what the pipeline predicts")
+            for path, latency in measure_in_turns(calls, iterations, budget.cap_s).items():
+                warm[path][n] = latency
+    return warm
 
 
 # --- report ----------------------------------------------------------------------------------------------
@@ -586,8 +638,9 @@ PATHS_EXPLAINED = (
     "logging and EMF metrics included). Flask: scripts/flask_baseline.py, werkzeug's threaded server in a "
     'subprocess, body `{"features": rows}`. Our API: template.yaml served by scripts/local_runner (SAM CLI\'s '
     'API Gateway emulation, handler in a warm worker process), body `{"instances": rows}`. Both HTTP paths: '
-    "one keep-alive `requests.Session` on 127.0.0.1, client and server sharing the machine's cores; the local "
-    "runner's overhead is SAM's emulation, not API Gateway + Lambda on AWS."
+    "one keep-alive `requests.Session` each on 127.0.0.1, client and server sharing the machine's cores; the local "
+    "runner's overhead is SAM's emulation, not API Gateway + Lambda on AWS. Each pair compared (scikit-learn and "
+    "our handler; Flask and our API) is timed in turns, one call each per round, so drift hits both alike."
 )
 
 
@@ -617,27 +670,28 @@ def measure_in_process(
             n: measure(lambda n=n: session.run([output_name], {input_name: rows32[n]}), iterations, budget.cap_s)
             for n, iterations in zip(setup.rows, budget.onnx)
         },
-        SKLEARN_PATH: {
-            n: measure(lambda n=n: setup.pipeline.predict_proba(setup.rows[n]), iterations, budget.cap_s)
-            for n, iterations in zip(setup.rows, budget.sklearn)
-        },
+        SKLEARN_PATH: {},
+        HANDLER_PATH: {},
     }
     handler = load_function_module("predict").lambda_handler
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # one EMF metrics line per call
         answer = handler(events[BATCH_ROWS], Context())
         if answer["statusCode"] != 200 or labels_of_body(json.loads(answer["body"])) != expected_labels:
             raise RuntimeError(f"in-process handler answered {answer['statusCode']}: {answer['body'][:500]}")
-        warm[HANDLER_PATH] = {
-            n: measure(lambda n=n: handler(events[n], Context()), iterations, budget.cap_s)
-            for n, iterations in zip(setup.rows, budget.handler)
-        }
+        for n, iterations in zip(setup.rows, budget.in_process):
+            paths = {
+                SKLEARN_PATH: lambda n=n: setup.pipeline.predict_proba(setup.rows[n]),
+                HANDLER_PATH: lambda n=n: handler(events[n], Context()),
+            }
+            for path, latency in measure_in_turns(paths, iterations, budget.cap_s).items():
+                warm[path][n] = latency
         profiles = [
             profile(
                 f"breast-cancer handler, {n} row{'s' if n > 1 else ''}",
                 lambda n=n: handler(events[n], Context()),
                 calls,
             )
-            for n, calls in zip(setup.rows, budget.handler)
+            for n, calls in zip(setup.rows, budget.in_process)
         ]
     return warm, profiles
 
@@ -677,21 +731,18 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         progress(f"cold start: {budget.cold_starts} fresh processes each, ours and native…")
         event_file = workdir / "event.json"
         event_file.write_text(json.dumps(events[1]))
-        cold = cold_starts(setup, model_file, event_file, function_env, budget.cold_starts)
+        cold = cold_starts(setup, model_file, event_file, function_env, workdir, budget.cold_starts)
 
-        progress("warm, loopback HTTP: Flask baseline…")
-        with flask_baseline(model_file, workdir / "flask.log") as url:
-            bodies = {n: json.dumps({"features": rows}).encode() for n, rows in rows_as_lists.items()}
-            warm[FLASK_PATH], answers = measure_http(f"{url}/predict", bodies, budget)
-            if answers[BATCH_ROWS]["predictions"] != expected_labels:
-                raise RuntimeError("the Flask baseline does not predict what the pipeline predicts")
-
-        progress("warm, loopback HTTP: our API through the local runner…")
-        with local_api(env_file, workdir / "local-runner.log") as url:
-            bodies = {n: json.dumps({"instances": rows}).encode() for n, rows in rows_as_lists.items()}
-            warm[OURS_HTTP_PATH], answers = measure_http(f"{url}/models/{MODEL_ID}/predict", bodies, budget)
-            if labels_of_body(answers[BATCH_ROWS]) != expected_labels:
-                raise RuntimeError("our API does not predict what the pipeline predicts")
+        progress("warm, loopback HTTP: the Flask baseline and our API through the local runner, in turns…")
+        with (
+            flask_baseline(model_file, workdir / "flask.log") as flask_url,
+            local_api(env_file, workdir / "local-runner.log") as ours_url,
+        ):
+            endpoints = {
+                FLASK_PATH: (f"{flask_url}/predict", "features", lambda answer: answer["predictions"]),
+                OURS_HTTP_PATH: (f"{ours_url}/models/{MODEL_ID}/predict", "instances", labels_of_body),
+            }
+            warm.update(measure_http(endpoints, rows_as_lists, expected_labels, budget))
 
         sizes = {"onnx": len(setup.candidate.onnx), "joblib": model_file.stat().st_size}
     elapsed = time.perf_counter() - started

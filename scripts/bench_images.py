@@ -50,6 +50,7 @@ from scripts.bench import (
     fmt_ratio,
     fmt_time,
     function_environment,
+    lambda_cold_start_env,
     machine_line,
     measure,
     ours_cold_start,
@@ -289,7 +290,7 @@ def _cold_starts(model_id, framework, candidate, example, event, native_file, fu
     image_file.write_bytes(example)
     event_file = workdir / f"{model_id}-event.json"
     event_file.write_text(json.dumps(event))
-    ours_env = {**os.environ, **function_env, "PYTHONPATH": str(SHARED_LAYER)}
+    ours_env = lambda_cold_start_env("ImagePredictFunction", function_env, workdir)
     native_env = {**os.environ, "PYTHONPATH": str(SHARED_LAYER)}
     native_args = [framework, str(native_file), str(image_file), json.dumps(candidate.input_spec)]
     ours_script = ours_cold_start("ImagePredictFunction", 2048)
@@ -297,7 +298,12 @@ def _cold_starts(model_id, framework, candidate, example, event, native_file, fu
     phases: dict[str, list[float]] = {}
     for _ in range(budget.cold_starts):
         ours = cold_start_once(
-            ours_script, [str(event_file)], REPO_ROOT / "functions" / "image_predict", ours_env, expected
+            ours_script,
+            [str(event_file)],
+            REPO_ROOT / "functions" / "image_predict",
+            ours_env,
+            expected,
+            lambda_path=True,
         )
         cold["ours"].append(ours["total"])
         for name, seconds in ours["phases"]:

@@ -2,6 +2,9 @@ import os
 
 import pytest
 
+# Fixtures that test modules opt into by name (pytest.mark.usefixtures).
+pytest_plugins = ["tests.helpers.properties"]
+
 # No test may reach AWS: dummy credentials and region for boto3/moto, no SAM telemetry.
 os.environ.update(
     {

@@ -11,11 +11,9 @@ import json
 import math
 import sys
 
-import hypothesis.core
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from hypothesis.vendor import pretty
 
 from med_classifier.api.request_guard import refusal
 from tests.helpers.image_models import colour_candidate, image_bytes
@@ -27,24 +25,14 @@ from tests.helpers.models import (
     load_function_module,
     publish,
 )
+from tests.helpers.properties import DETERMINISTIC
 from tests.integration.conftest import BUCKET
 
 N_FEATURES = len(MALIGNANT_EXAMPLE)
 FEATURE_NAMES = [f"f{i}" for i in range(N_FEATURES)]  # replaced by the manifest's in the fixture
 EVENT = json.loads((REPO_ROOT / "events" / "api-predict-breast-cancer.json").read_text())
-EXAMPLES = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=150,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
-)
-
-
-@pytest.fixture(autouse=True)
-def failing_examples_are_printed(monkeypatch):
-    # Schemathesis' plugin (tests/e2e/test_fuzz.py) silences Hypothesis' printer session-wide.
-    monkeypatch.setattr(hypothesis.core, "RepresentationPrinter", pretty.RepresentationPrinter)
+EXAMPLES = settings(DETERMINISTIC, max_examples=150)
+pytestmark = pytest.mark.usefixtures("failing_examples_are_printed")
 
 
 @contextlib.contextmanager

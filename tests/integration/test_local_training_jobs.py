@@ -15,7 +15,8 @@ import uuid
 import boto3
 import pytest
 
-from med_classifier.adapters.launchers import BatchLauncher, LaunchSettings, SageMakerLauncher
+from med_classifier.adapters.launch_settings import LaunchSettings
+from med_classifier.adapters.launchers import BatchLauncher, SageMakerLauncher
 from med_classifier.domain.jobs import JobRequest
 from scripts.local_runner import LocalTrainingJobs
 from scripts.local_stack import MotoServer, free_port

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from med_classifier.adapters.jobs_table import JobsTable
-from med_classifier.adapters.launchers import LaunchSettings, launcher_for
+from med_classifier.adapters.launch_settings import LaunchSettings
+from med_classifier.adapters.launchers import launcher_for
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.adapters.s3_uploads import S3UploadSigner
 from med_classifier.adapters.upload_counter import UploadCounter

@@ -1,6 +1,7 @@
 """What a predict function imports at cold start: its handler module alone, without the Powertools
 resolver (routes.py is imported on the first request the fast path does not answer), the OpenAPI
-machinery, the pydantic response models, boto3 (built at the first request) or onnxruntime."""
+machinery, the pydantic response models, boto3 (built at the first request) or onnxruntime, nor the
+retraining loop's adapters and domain (GET /models/{model} builds them when it is asked for)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ NOT_AT_COLD_START = (
     "med_classifier.api.errors",
     "boto3",
     "onnxruntime",
+    "med_classifier.adapters.launchers",
+    "med_classifier.adapters.jobs_table",
+    "med_classifier.adapters.upload_counter",
+    "med_classifier.domain.jobs",
+    "med_classifier.domain.retraining",
 )
 PROBE = f"""
 import json, sys

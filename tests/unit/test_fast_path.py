@@ -9,9 +9,14 @@ import json
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from med_classifier.api import fast_path
 from med_classifier.api.routes_loader import load_routes
+from tests.helpers.properties import DETERMINISTIC
+
+pytestmark = pytest.mark.usefixtures("failing_examples_are_printed")
 
 ROW = [1.5, 2, -3.25]
 
@@ -86,11 +91,37 @@ def test_any_other_body_is_left_to_the_resolver(request_event):
         ({"instances": [["1.5"]]}, False),
         ({"instances": [{"a": 1}]}, False),  # another key: a string
         ('{"instances": [[1, 2]]} ', True),
+        ('{"instances": [[1e5, -2.5E-3, 0.1]]}', True),  # exponents: an "e" is no literal
+        ('{"\\u0069nstances": [[1]]}', False),  # an escaped key: not known to be plain, so looked at
         ("", False),
     ],
 )
 def test_a_body_holds_numbers_only_without_other_strings_bools_or_nulls(body, plain):
     assert fast_path.numbers_only(event(body)) is plain
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def leaves(value):
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in leaves(item)]
+    if isinstance(value, dict):
+        return [*value.keys(), *(leaf for item in value.values() for leaf in leaves(item))]
+    return [value]
+
+
+@DETERMINISTIC
+@given(rows=st.lists(JSON_VALUES, max_size=4), ensure_ascii=st.booleans())
+def test_a_body_said_to_hold_numbers_only_holds_nothing_else(rows, ensure_ascii):
+    # The fast path skips the domain's per-value type scan on the strength of this answer.
+    body = json.dumps({"instances": rows}, ensure_ascii=ensure_ascii)
+    numbers = [leaf for leaf in leaves(rows) if type(leaf) in (int, float)]
+    assert fast_path.numbers_only(event(body)) is (numbers == leaves(rows))
 
 
 def test_the_last_spelling_of_a_header_wins_whatever_its_case_as_in_powertools():

@@ -21,18 +21,19 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.unit.test_template import (
-    DEV_LOCK_PATH,
-    FUNCTIONS,
-    GLOBAL_FUNCTION,
-    LAMBDA_RUNTIME,
+from scripts.lambda_path import (
+    LAMBDA_RUNTIME_DISTRIBUTIONS,
+    LAYERS,
+    MAKEFILE_LAYERS,
     REPO_ROOT,
-    RESOURCES,
+    function_layers,
+    lambda_sys_path,
+    layer_dir,
+    layer_pins,
     pinned_versions,
 )
+from tests.unit.test_template import DEV_LOCK_PATH, FUNCTIONS, GLOBAL_FUNCTION, LAMBDA_RUNTIME
 
-LAYERS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
-MAKEFILE_LAYERS = sorted(name for name, r in LAYERS.items() if r.get("Metadata", {}).get("BuildMethod") == "makefile")
 SHARED_MAKEFILE_FRAGMENT = REPO_ROOT / "layers" / "python-layer.mk"
 MODEL_FUNCTIONS = ("PredictFunction", "ImagePredictFunction")
 INTENDED_LAYERS = {
@@ -45,8 +46,6 @@ INTENDED_LAYERS = {
     "ReconcilerFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
 }
 MODEL_DISTRIBUTIONS = {"onnxruntime", "numpy", "pillow"}  # imported as onnxruntime, numpy, PIL
-# The Lambda python3.12 runtime's own packages (/var/runtime): boto3 and its closure. No layer ships them.
-LAMBDA_RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
 # onnxruntime's declared dependencies that only its offline tooling imports (layers/runtime/requirements.txt).
 LEFT_OUT_ON_PURPOSE = {"flatbuffers", "packaging", "protobuf"}
 LAMBDA_MARKERS = {"python_version": "3.12", "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
@@ -73,39 +72,8 @@ with open(args["out"], "w") as out:
 """
 
 
-def function_layers(function: str) -> list[str]:
-    return [ref["Ref"] for ref in FUNCTIONS[function]["Properties"].get("Layers", [])]
-
-
-def layer_dir(layer: str) -> Path:
-    return REPO_ROOT / LAYERS[layer]["Properties"]["ContentUri"]
-
-
-def layer_pins(layer: str) -> dict[str, str]:
-    """The distributions a makefile layer installs ({} for a layer of source files)."""
-    requirements = layer_dir(layer) / "requirements.txt"
-    return pinned_versions(requirements.read_text()) if layer in MAKEFILE_LAYERS else {}
-
-
 def carried_pins(function: str) -> dict[str, str]:
     return {name: version for layer in function_layers(function) for name, version in layer_pins(layer).items()}
-
-
-def top_level_entries(distribution: str) -> set[str]:
-    """What a distribution puts in site-packages: its modules, packages and .dist-info folder."""
-    files = importlib.metadata.distribution(distribution).files or []
-    return {file.parts[0] for file in files if file.parts[0] not in ("..", "__pycache__")}
-
-
-def lambda_site(distributions, directory: Path) -> Path:
-    """A site-packages of symlinks to the dev venv's copies of exactly these distributions."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for distribution in distributions:
-        root = Path(importlib.metadata.distribution(distribution).locate_file(""))
-        for entry in top_level_entries(distribution):
-            if not (directory / entry).exists():
-                (directory / entry).symlink_to(root / entry)
-    return directory
 
 
 def function_environment(function: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
@@ -131,11 +99,8 @@ def run_in_lambda_path(
     """Import the function's handler (and call it on `events`) in a fresh interpreter whose path holds
     only the function's folder, its layers and the Lambda runtime's packages. The report is in
     `tmp_path / "report.json"`."""
-    layers = function_layers(function) if layers is None else layers
-    distributions = [name for layer in layers for name in layer_pins(layer)] + list(LAMBDA_RUNTIME_DISTRIBUTIONS)
-    source_layers = [str(layer_dir(layer) / "python") for layer in layers if (layer_dir(layer) / "python").is_dir()]
     properties = FUNCTIONS[function]["Properties"]
-    path = [str(REPO_ROOT / properties["CodeUri"]), *source_layers, str(lambda_site(distributions, tmp_path / "site"))]
+    path = lambda_sys_path(function, tmp_path, layers)
     args = {"path": path, "function": function, "handler": properties["Handler"], "events": list(events)}
     args["out"] = str(tmp_path / "report.json")
     return subprocess.run(

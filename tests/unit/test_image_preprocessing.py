@@ -117,6 +117,25 @@ def test_resizing_is_bilinear_then_scaled_normalised_and_transposed():
     assert tensor.dtype == np.float32
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_the_tensor_is_bit_identical_to_normalising_the_pixels_as_they_are_stored(layout, mode):
+    # to_tensor normalises plane by plane for speed; a model evaluated on the HWC formula must
+    # see exactly the same float32 values, in a C-contiguous array.
+    channels = 3 if mode == "RGB" else 1
+    spec = ImageInput(
+        input_name="image", height=8, width=6, channels=channels, layout=layout,
+        mean=[0.485, 0.456, 0.406][:channels], std=[0.229, 0.224, 0.225][:channels],
+    )  # fmt: skip
+    image = noise(size=(6, 8), mode=mode, seed=7)
+    pixels = np.asarray(image, dtype=np.float32).reshape(8, 6, channels) / 255
+    expected = (pixels - np.float32(spec.mean)) / np.float32(spec.std)
+    expected = expected.transpose(2, 0, 1) if layout == "NCHW" else expected
+    tensor = tensor_from_bytes(encode(image), spec)
+    assert tensor.dtype == np.float32 and tensor.flags.c_contiguous
+    assert tensor.shape == expected.shape and tensor.tobytes() == np.ascontiguousarray(expected).tobytes()
+
+
 def test_an_image_of_the_models_size_is_not_resampled():
     image = noise(size=(8, 8), mode="L")
     tensor = tensor_from_bytes(encode(image), GRAY_NHWC)

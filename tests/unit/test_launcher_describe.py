@@ -7,7 +7,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from med_classifier.adapters.launchers import BatchLauncher, LaunchSettings, SageMakerLauncher
+from med_classifier.adapters.launch_settings import LaunchSettings
+from med_classifier.adapters.launchers import BatchLauncher, SageMakerLauncher
 from med_classifier.domain.jobs import COMPLETED, FAILED, IN_PROGRESS, JobRecord, JobStateChange
 
 SETTINGS = LaunchSettings(backend="sagemaker", uploads_bucket="u", models_bucket="m", jobs_table="j")

@@ -15,12 +15,10 @@ import io
 import json
 from urllib.parse import quote_plus
 
-import hypothesis.core
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from hypothesis.vendor import pretty
 from PIL import Image
 from pydantic import ValidationError
 
@@ -39,25 +37,14 @@ from med_classifier.domain.uploads import (
     upload_key,
     uploads_in_notification,
 )
+from tests.helpers.properties import DETERMINISTIC
 from training.gate import PromotionGate
 from training.retrain import tightened_gate
 
-DETERMINISTIC = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=100,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
 # Image decoding costs milliseconds per example.
 IMAGES = settings(DETERMINISTIC, max_examples=40)
 
-
-@pytest.fixture(autouse=True)
-def failing_examples_are_printed(monkeypatch):
-    """Schemathesis' pytest plugin (tests/e2e/test_fuzz.py) swaps Hypothesis' printer of failing
-    examples, session-wide, for one that prints nothing (`x=,`); these tests get it back."""
-    monkeypatch.setattr(hypothesis.core, "RepresentationPrinter", pretty.RepresentationPrinter)
+pytestmark = pytest.mark.usefixtures("failing_examples_are_printed")
 
 
 # --- inputs of any shape ---------------------------------------------------------------------------

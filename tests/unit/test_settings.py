@@ -21,8 +21,13 @@ from tests.unit.test_template import TEMPLATE_PATH
 
 with yaml_safe_loader_preserved():
     TEMPLATE = yaml_parse(TEMPLATE_PATH.read_text())
-# Read by Powertools itself in every function, not by our settings.
-POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+# Read by the libraries themselves (Powertools, pydantic) in every function, not by our settings.
+LIBRARY_VARIABLES = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+    "PYDANTIC_DISABLE_PLUGINS",
+}
 RETRAINING = {"UPLOAD_COUNTS_TABLE": "counts", "JOBS_TABLE": "jobs", "UPLOADS_BUCKET": "up", "MODELS_BUCKET": "m"}
 
 
@@ -38,7 +43,7 @@ def function_variables(logical_id: str) -> set[str]:
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTION_SETTINGS))
 def test_the_template_gives_each_function_exactly_the_variables_its_settings_read(logical_id):
-    assert function_variables(logical_id) - POWERTOOLS_VARIABLES == FUNCTION_SETTINGS[logical_id].variables()
+    assert function_variables(logical_id) - LIBRARY_VARIABLES == FUNCTION_SETTINGS[logical_id].variables()
 
 
 def test_every_function_in_the_template_has_a_settings_model():
@@ -47,9 +52,12 @@ def test_every_function_in_the_template_has_a_settings_model():
 
 
 def test_globals_hold_only_what_every_function_reads():
-    assert (
-        set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]) == {"AWS_ENDPOINT_URL"} | POWERTOOLS_VARIABLES
-    )
+    assert set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]) == {"AWS_ENDPOINT_URL"} | LIBRARY_VARIABLES
+
+
+def test_pydantic_looks_for_no_plugins_in_any_function():
+    # pydantic's plugin search reads every installed package's metadata at the first model (cold start).
+    assert TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
 
 
 def test_threshold_defaults_and_empty_variables_count_as_unset():

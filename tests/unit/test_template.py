@@ -374,24 +374,6 @@ def test_architecture_parameter_defaults_to_x86_64():
     assert GLOBAL_FUNCTION["Architectures"] == [{"Ref": "Architecture"}]
 
 
-def pinned_versions(requirements_text: str) -> dict[str, str]:
-    pins = {}
-    for line in requirements_text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
-    return pins
-
-
-def test_runtime_layer_pins_match_the_dev_lock():
-    # Local serving (dev venv) and Lambda must run the same code.
-    layer_pins = pinned_versions((RUNTIME_LAYER_DIR / "requirements.txt").read_text())
-    lock_pins = pinned_versions(DEV_LOCK_PATH.read_text())
-    assert {name: lock_pins.get(name) for name in layer_pins} == layer_pins
-    assert "boto3" not in layer_pins and "botocore" not in layer_pins  # the Lambda runtime provides them
-
-
 # Each function's request limits: a template parameter, read by that function, defaulting to its setting's default.
 REQUEST_LIMITS = {
     ("PredictFunction", "MAX_REQUEST_BYTES"): "MaxPredictRequestBytes",

@@ -1,25 +1,27 @@
 """The composition root the functions share: each function's settings → adapters → the
 domain services its handler calls. Built once per container (the functions cache them),
-never at import: boto3 and clients cost cold-start time."""
+never at import: boto3 and clients cost cold-start time.
+
+Each builder imports the adapters it builds, so a function loads only what it uses: the
+predict functions' first request needs the model store, not the job tables, launchers and
+retraining domain (README, "Cold start")."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .adapters.jobs_table import JobsTable
-from .adapters.launchers import launcher_for
-from .adapters.model_store import ModelStore
-from .adapters.s3_uploads import S3UploadSigner
-from .adapters.upload_counter import UploadCounter
-from .domain.registry import RegistryView
-from .domain.retraining import Recovery, Retraining
-from .settings import PredictSettings, RetrainingApiSettings, RetrainingSettings, ServingSettings
-
 if TYPE_CHECKING:  # serving imports numpy: functions that run no model must not (their layer has none)
+    from .adapters.model_store import ModelStore
+    from .adapters.s3_uploads import S3UploadSigner
+    from .domain.registry import RegistryView
+    from .domain.retraining import Recovery, Retraining
     from .domain.serving import ModelCache
+    from .settings import PredictSettings, RetrainingApiSettings, RetrainingSettings, ServingSettings
 
 
 def model_store(settings: ServingSettings | RetrainingSettings) -> ModelStore:
+    from .adapters.model_store import ModelStore
+
     return ModelStore(settings.models_bucket, endpoint_url=settings.endpoint_url)
 
 
@@ -31,6 +33,9 @@ def model_cache(settings: ServingSettings, store: ModelStore | None = None) -> M
 
 def retraining(settings: RetrainingSettings) -> Retraining:
     """The retraining loop with its launcher (functions that may start jobs)."""
+    from .adapters.launchers import launcher_for
+    from .domain.retraining import Recovery
+
     launcher = launcher_for(settings.launch(), endpoint_url=settings.endpoint_url)
     return _retraining(settings, launcher, Recovery.for_max_runtime(settings.training_max_runtime_seconds))
 
@@ -44,6 +49,10 @@ def retraining_status(settings: PredictSettings) -> Retraining | None:
 def _retraining(
     settings: RetrainingSettings | PredictSettings, launcher, recovery: Recovery | None = None
 ) -> Retraining:
+    from .adapters.jobs_table import JobsTable
+    from .adapters.upload_counter import UploadCounter
+    from .domain.retraining import Recovery, Retraining
+
     return Retraining(
         UploadCounter(settings.upload_counts_table, endpoint_url=settings.endpoint_url),
         JobsTable(settings.jobs_table, endpoint_url=settings.endpoint_url),
@@ -54,8 +63,12 @@ def _retraining(
 
 
 def upload_signer(settings: RetrainingApiSettings) -> S3UploadSigner:
+    from .adapters.s3_uploads import S3UploadSigner
+
     return S3UploadSigner(settings.uploads_bucket, endpoint_url=settings.endpoint_url)
 
 
 def registry(settings: ServingSettings | RetrainingSettings, store: ModelStore | None = None) -> RegistryView:
+    from .domain.registry import RegistryView
+
     return RegistryView(store or model_store(settings))

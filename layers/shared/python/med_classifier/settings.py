@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .adapters.launchers import BACKENDS, SAGEMAKER, LaunchSettings
+from .adapters.launch_settings import BACKENDS, SAGEMAKER, LaunchSettings
 from .api.image_requests import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGES, ImageLimits
 from .domain.preprocessing import DEFAULT_MAX_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 from .domain.uploads import DEFAULT_EXPIRES_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, UploadLimits

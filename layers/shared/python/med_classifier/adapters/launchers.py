@@ -12,59 +12,16 @@ launchers implement the domain's Launcher Protocol.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from ..domain.jobs import JobRecord, JobRequest, JobStateChange
 from ..domain.retraining import state_change_from_event
 from .aws_clients import ServiceAdapter
+from .launch_settings import BATCH, SAGEMAKER, LaunchSettings
 
-SAGEMAKER, BATCH = "sagemaker", "batch"
-BACKENDS = (SAGEMAKER, BATCH)
 # The training image (training/Dockerfile): ENTRYPOINT + CMD. SageMaker runs it with the
 # argument "train"; a Batch job's command override replaces CMD, never the ENTRYPOINT.
 IMAGE_ENTRY_POINT = ["python", "-m", "training.retrain"]
 IMAGE_COMMAND = ["train"]
-
-
-@dataclass(frozen=True)
-class LaunchSettings:
-    """Everything a launcher needs (built from the function's settings)."""
-
-    backend: str
-    uploads_bucket: str
-    models_bucket: str
-    jobs_table: str
-    training_image: str = ""
-    role_arn: str = ""
-    output_uri: str = ""
-    original_data_prefix: str = ""  # "" = the job generates its synthetic data set
-    instance_type: str = "ml.m5.xlarge"
-    volume_gb: int = 30
-    max_runtime_seconds: int = 3 * 3600
-    job_queue: str = ""
-    job_definition: str = ""
-    extra_hyperparameters: dict[str, str] = field(default_factory=dict)
-    mlflow_tracking_uri: str = ""  # "" = the job's MLflow store stays in its own artefacts
-
-    def channels(self, model: str) -> dict[str, str]:
-        channels = {"uploads": f"s3://{self.uploads_bucket}/uploads/{model}/"}
-        if self.original_data_prefix.strip("/"):
-            channels["original"] = f"s3://{self.uploads_bucket}/{self.original_data_prefix.strip('/')}/{model}/"
-        return channels
-
-    def environment(self) -> dict[str, str]:
-        return {"MLFLOW_TRACKING_URI": self.mlflow_tracking_uri} if self.mlflow_tracking_uri else {}
-
-    def hyperparameters(self, request: JobRequest) -> dict[str, str]:
-        # Configured values first: what a request asks for (e.g. a stricter gate) wins.
-        return {
-            **self.extra_hyperparameters,
-            **request.hyperparameters,
-            "model": request.model,
-            "job_id": request.job_id,
-            "models_bucket": self.models_bucket,
-            "jobs_table": self.jobs_table,
-        }
 
 
 class _Launcher(ServiceAdapter):

@@ -5,11 +5,12 @@ a test checks both against these signatures."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .jobs import JobRecord, JobRequest, JobStateChange
-from .manifest import Manifest, ProductionPointer
-from .uploads import Claim, CounterState, UploadedObject
+if TYPE_CHECKING:  # annotations only: serving imports this module, and need not load the job domain
+    from .jobs import JobRecord, JobRequest, JobStateChange
+    from .manifest import Manifest, ProductionPointer
+    from .uploads import Claim, CounterState, UploadedObject
 
 
 @dataclass(frozen=True)

