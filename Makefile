@@ -80,9 +80,12 @@ LOAD_USERS ?= 16
 LOAD_SPAWN_RATE ?= 8
 LOAD_SECONDS ?= 30
 LOAD_CSV ?= artifacts/load/load
+# Without an Authorization header in LOAD_HEADERS, make run's demo user signs in (scripts/local_cognito.py).
+LOAD_USER ?= clinician
 load: $(LOCUST_STAMP)
 	$(LOCUST_VENV)/bin/python -m scripts.load.run --url '$(LOAD_URL)' --users $(LOAD_USERS) \
-	  --spawn-rate $(LOAD_SPAWN_RATE) --seconds $(LOAD_SECONDS) --csv '$(LOAD_CSV)'
+	  --spawn-rate $(LOAD_SPAWN_RATE) --seconds $(LOAD_SECONDS) --csv '$(LOAD_CSV)' \
+	  --sign-in '$(PY) -m scripts.local_cognito token $(LOAD_USER)'
 
 # The API's one OpenAPI document (functions/predict/openapi.json), generated from every function's
 # routes; run after changing a route, a schema or template.yaml (tests/unit/test_openapi.py fails on a stale file).

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from med_classifier.api.schemas import EXAMPLE_MALIGNANT_ROW
+from scripts.local_cognito import DEMO_USERS, LocalUserPool, provision_cognito, save_user_pool
 from training.settings import training_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -184,9 +185,6 @@ def ensure_models(client, bucket: str, env: dict[str, str], models=MODELS_TO_SEE
         )
 
 
-DEFAULT_API_KEY = "local-retrain-key"
-
-
 class EventEmulation:
     """What `sam local` lacks, for the API's functions: Lambda's SQS event sources
     (UploadCounter), the training jobs the functions create in moto, run as local
@@ -264,15 +262,22 @@ class Stack:
         self.moto.stop()
 
 
-def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str], api_key: str) -> None:
-    """Provision the template's resources in moto, restore and mirror the models bucket,
+def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str]) -> LocalUserPool:
+    """Provision the template's resources and user pool in moto, restore and mirror the models bucket,
     publish any missing model, then serve the API and emulate its event sources."""
     from scripts.local_resources import provision
     from scripts.local_runner import LocalApi
+    from scripts.local_runner.cognito import moto_user_pool
 
     bucket, moto_url = env["MODELS_BUCKET"], stack.moto.url
     client = s3_client(moto_url)
     resources = provision(lambda service: aws_client(service, moto_url), args.template, env)
+    user_pool = provision_cognito(aws_client("cognito-idp", moto_url), args.template, moto_url)
+    save_user_pool(user_pool, args.state_dir)
+    # The functions read the pool's ids (GET /auth/config): the env-vars file plus them, for this run.
+    env_file = args.state_dir / "runner-env.json"
+    parameters = {**env, "USER_POOL_ID": user_pool.pool_id, "USER_POOL_CLIENT_ID": user_pool.client_id}
+    env_file.write_text(json.dumps({"Parameters": parameters}, indent=2))
     stack.mirror = BucketMirror(client, bucket, args.state_dir / "s3" / bucket)
     restored = stack.mirror.restore()
     print(f"[stack] moto on {moto_url}; restored {restored} objects into s3://{bucket} from {stack.mirror.directory}")
@@ -281,34 +286,42 @@ def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str], 
     stack.mirror.run_in_background()
     stack.api = LocalApi(
         str(args.template),
-        env_vars_path=str(args.env_vars),
+        env_vars_path=str(env_file),
         host=args.host,
         port=args.port,
-        api_key=api_key,
+        user_pool=moto_user_pool(moto_url, user_pool.pool_id),
         workers_per_function=args.workers_per_function,
     )
     stack.api.start()
     stack.emulation = EventEmulation(stack.api, resources.queue_urls, moto_url).start()
+    return user_pool
 
 
-def ready_banner(args: argparse.Namespace, env: dict[str, str], stack: Stack, api_key: str) -> str:
+def ready_banner(args: argparse.Namespace, env: dict[str, str], stack: Stack, user_pool: LocalUserPool) -> str:
     base = f"http://{args.host}:{args.port}"
+    users = "\n".join(
+        f"                {user.username:<24} {user.password:<20} {', '.join(user.groups) or '(no group)'}"
+        for user in DEMO_USERS.values()
+    )
     row = json.dumps({"instances": [EXAMPLE_MALIGNANT_ROW]})
     threshold = env.get("RETRAIN_THRESHOLD", "?")
     return f"""
   Local stack ready — NOT FOR CLINICAL USE
-    web page    {base}/   (predict, upload labelled images, watch retraining)
-    API         {base}/health
-    models      {base}/models
-    predict     curl -s -X POST {base}/models/breast-cancer/predict -H 'Content-Type: application/json' \\
-                  -d '{row}'
-    image       curl -s -X POST {base}/models/skin-lesion/predict -H 'Content-Type: image/png' \\
-                  --data-binary @events/images/skin-lesion-mel.png
+    web page    {base}/   (sign in, predict, upload labelled images, watch retraining)
+    users       local demo users in user pool {user_pool.pool_id} (moto; README, "Who may call what"):
+{users}
+    sign in     TOKEN=$(.venv/bin/python -m scripts.local_cognito token clinician)   (or ml-admin, no-group)
+    API         {base}/health   (open: the page, health, /openapi.json, /docs, /auth/config)
+    models      curl -s {base}/models -H "Authorization: $TOKEN"
+    predict     curl -s -X POST {base}/models/breast-cancer/predict -H "Authorization: $TOKEN" \\
+                  -H 'Content-Type: application/json' -d '{row}'
+    image       curl -s -X POST {base}/models/skin-lesion/predict -H "Authorization: $TOKEN" \\
+                  -H 'Content-Type: image/png' --data-binary @events/images/skin-lesion-mel.png
                 (also: events/images/chest-ct-*.png → /models/chest-ct/predict)
     retraining  .venv/bin/python -m scripts.upload_labelled --model chest-ct --label normal \\
-                  --copies {threshold} events/images/chest-ct-normal.png
-                (threshold {threshold} uploads per model; then watch: curl -s {base}/models/chest-ct)
-                by hand: curl -s -X POST {base}/models/chest-ct/retrain -H 'x-api-key: {api_key}'
+                  --copies {threshold} events/images/chest-ct-normal.png   (signs in as the clinician)
+                (threshold {threshold} uploads per model; then watch: curl -s {base}/models/chest-ct ...)
+                by hand (ml-admins): curl -s -X POST {base}/models/chest-ct/retrain -H "Authorization: $TOKEN"
     API docs    {base}/docs      (OpenAPI: {base}/openapi.json)
     moto        {stack.moto.url}  (bucket {env["MODELS_BUCKET"]}, mirrored to {stack.mirror.directory})
     MLflow UI   .venv/bin/mlflow ui --backend-store-uri sqlite:///{args.state_dir}/mlflow/mlflow.db
@@ -334,9 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(MotoServer(port=endpoint.port, host=endpoint.hostname).start())
     stopping = stop_signal()
     try:
-        api_key = training_settings().local_api_key or DEFAULT_API_KEY
-        start_services(stack, args, env, api_key)
-        print(ready_banner(args, env, stack, api_key), flush=True)
+        user_pool = start_services(stack, args, env)
+        print(ready_banner(args, env, stack, user_pool), flush=True)
         while not stopping.wait(1.0):
             pass
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from pathlib import Path
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
 from med_classifier.api.openapi import ApiRoute, function_document, merged_document
+from scripts.local_runner.cognito import api_auth, route_authorizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -62,7 +63,8 @@ def api_functions(template: dict) -> list[ApiFunction]:
                 event=name,
                 path=event["Properties"]["Path"],
                 method=event["Properties"]["Method"].lower(),
-                api_key_required=bool((event["Properties"].get("Auth") or {}).get("ApiKeyRequired")),
+                signed_in=route_authorizer(api_auth(template["Resources"], event["Properties"]), event["Properties"])
+                is not None,
             )
             for name, event in (properties.get("Events") or {}).items()
             if event.get("Type") == "Api"

@@ -9,7 +9,7 @@ stack, the bench and the tests point them elsewhere between runs.
     ML_ROOT                  the SageMaker container root (/opt/ml; Batch and tests move it)
     RETRAIN_HYPERPARAMETERS  Batch: the job's hyperparameters as JSON (SageMaker stages a file)
     RETRAIN_CHANNELS         Batch: channel name → s3:// prefix as JSON
-    LOCAL_API_KEY            `make run`'s API key for POST .../retrain
+    MED_CLASSIFIER_TOKEN     a Cognito ID token scripts/upload_labelled.py sends (else it signs in locally)
     AWS_ENDPOINT_URL         moto locally; empty on AWS
 """
 
@@ -36,7 +36,7 @@ class TrainingSettings(FunctionSettings):
     ml_root: Path = DEFAULT_ML_ROOT
     retrain_hyperparameters: dict[str, Any] | None = None  # None: not a Batch job (SageMaker staged it)
     retrain_channels: dict[str, str] = Field(default_factory=dict)
-    local_api_key: str = ""
+    med_classifier_token: str = ""
 
     @field_validator("retrain_hyperparameters", "retrain_channels", mode="before")
     @classmethod

@@ -15,8 +15,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from med_classifier import NOT_FOR_CLINICAL_USE
 from med_classifier.api import fast_path
-from med_classifier.api.errors import error_doc, register_error_handlers
+from med_classifier.api.errors import NOT_SIGNED_IN, error_doc, register_error_handlers
 from med_classifier.api.image_requests import image_request_body
+from med_classifier.api.openapi import SIGN_IN_REQUIRED
 from med_classifier.api.request_guard import DEFAULT_MAX_JSON_DEPTH
 from med_classifier.api.schemas import PredictResponse, predict_response
 
@@ -36,8 +37,10 @@ register_error_handlers(app, handler.logger)
     tags=["Predict"],
     # The body is read by images_from_body (raw or JSON, limits first), not by Powertools: documented here.
     openapi_extensions={"requestBody": image_request_body()},
+    security=SIGN_IN_REQUIRED,
     responses={
         200: {"description": "One prediction per image, in request order"},
+        401: NOT_SIGNED_IN,
         400: error_doc(
             f"A JSON body that is not UTF-8, nests deeper than {DEFAULT_MAX_JSON_DEPTH} levels, or has an "
             "integer of more digits than Python reads (4300)"

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import functools
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from med_classifier import services
+from med_classifier.domain.jobs import FAILED, STOPPED
 from med_classifier.domain.retraining import Retraining, state_change_from_event
 from med_classifier.settings import JobStateSettings
 
 logger = Logger()
+metrics = Metrics()
 
 
 @functools.cache
@@ -26,6 +29,7 @@ def _service() -> Retraining:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context) -> dict:
     change = state_change_from_event(event.source, event.detail)
@@ -42,4 +46,6 @@ def lambda_handler(event: EventBridgeEvent, context) -> dict:
             "known": record is not None,
         },
     )
+    if record is not None and record.state in (FAILED, STOPPED):  # template.yaml's RetrainJobsFailedAlarm
+        metrics.add_metric(name="RetrainJobsFailed", unit=MetricUnit.Count, value=1)
     return {"recorded": record is not None, "job_id": change.job_id, "state": record.state if record else None}

@@ -21,12 +21,13 @@ from med_classifier import NOT_FOR_CLINICAL_USE
 from med_classifier.api import fast_path
 from med_classifier.api.errors import (
     INVALID_JSON,
+    NOT_SIGNED_IN,
     SCHEMA_MISMATCH,
     UNSUPPORTED_BODY,
     error_doc,
     register_error_handlers,
 )
-from med_classifier.api.openapi import OPENAPI_DOC, html_doc, openapi_response, swagger_ui_response
+from med_classifier.api.openapi import OPENAPI_DOC, SIGN_IN_REQUIRED, html_doc, openapi_response, swagger_ui_response
 from med_classifier.api.page import page_response
 from med_classifier.api.schemas import (
     HealthResponse,
@@ -34,6 +35,7 @@ from med_classifier.api.schemas import (
     ModelView,
     PredictRequest,
     PredictResponse,
+    SignInConfig,
     predict_response,
 )
 from med_classifier.domain.errors import InvalidInput
@@ -82,6 +84,21 @@ def docs():  # no return annotation: Response is not a schema type
     return swagger_ui_response(SPEC, app.current_event)
 
 
+@app.get(
+    "/auth/config",
+    summary="What the page's sign-in form needs: the user pool's app client and Cognito endpoint",
+    tags=["Web page and docs"],
+)
+def sign_in_config() -> SignInConfig:
+    settings = handler.settings()
+    return SignInConfig(
+        user_pool_id=settings.user_pool_id,
+        client_id=settings.user_pool_client_id,
+        endpoint=settings.cognito_endpoint,
+        notice=NOT_FOR_CLINICAL_USE,
+    )
+
+
 @app.get("/health", summary="Liveness, uptime and the models this container has loaded", tags=["Models"])
 def health() -> HealthResponse:
     return HealthResponse(
@@ -92,7 +109,13 @@ def health() -> HealthResponse:
     )
 
 
-@app.get("/models", summary="Every model with its production version, metrics and input schema", tags=["Models"])
+@app.get(
+    "/models",
+    summary="Every model with its production version, metrics and input schema",
+    tags=["Models"],
+    security=SIGN_IN_REQUIRED,
+    responses={200: {"description": "The models"}, 401: NOT_SIGNED_IN},
+)
 def list_models() -> ModelList:
     return ModelList(models=handler.views()[0].list_models(), notice=NOT_FOR_CLINICAL_USE)
 
@@ -101,7 +124,8 @@ def list_models() -> ModelList:
     "/models/<model>",
     summary="One model: versions, production pointer, metrics, input schema, upload counter and recent retraining jobs",
     tags=["Models"],
-    responses={200: {"description": "The model"}, 404: UNKNOWN_MODEL},
+    security=SIGN_IN_REQUIRED,
+    responses={200: {"description": "The model"}, 401: NOT_SIGNED_IN, 404: UNKNOWN_MODEL},
 )
 def get_model(model: ModelId) -> ModelView:
     registry, retraining = handler.views()
@@ -117,9 +141,11 @@ def get_model(model: ModelId) -> ModelView:
     description="JSON rows, one or many. Image models have routes of their own (API Gateway sends "
     "/models/skin-lesion/predict and /models/chest-ct/predict to the image function). " + NOT_FOR_CLINICAL_USE,
     tags=["Predict"],
+    security=SIGN_IN_REQUIRED,
     responses={
         200: {"description": "One prediction per row, in request order"},
         400: INVALID_JSON,
+        401: NOT_SIGNED_IN,
         404: UNKNOWN_MODEL,
         413: error_doc("More rows than MaxPredictRows, or a body over MaxPredictRequestBytes"),
         415: UNSUPPORTED_BODY,

@@ -1,7 +1,9 @@
 """Retraining API: labelled uploads (presigned POST), manual retraining, job status.
 
-Thin adapter over med_classifier.uploads and med_classifier.retraining. The retrain
-route needs an API key (API Gateway usage plan). NOT FOR CLINICAL USE.
+Thin adapter over med_classifier.uploads and med_classifier.retraining. Every route is behind
+API Gateway's Cognito authorizer; each checks the caller's group again (med_classifier.api.caller):
+uploads need clinicians or ml-admins, retraining and its jobs ml-admins. An upload's policy fixes its
+uploader and a manual job records who asked for it. NOT FOR CLINICAL USE.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from med_classifier import NOT_FOR_CLINICAL_USE, services
 from med_classifier.adapters.s3_uploads import S3UploadSigner
+from med_classifier.api.caller import RETRAINERS, UPLOADERS, caller_of, require_group
 from med_classifier.api.errors import (
     INVALID_JSON,
+    NOT_SIGNED_IN,
     SCHEMA_MISMATCH,
     UNSUPPORTED_BODY,
     error_doc,
-    gateway_error_doc,
+    forbidden_doc,
     register_error_handlers,
 )
-from med_classifier.api.openapi import API_KEY_REQUIRED
+from med_classifier.api.openapi import SIGN_IN_REQUIRED
 from med_classifier.api.request_guard import BodyPolicy, json_policy, refusal
 from med_classifier.api.schemas import (
     JobRecord,
@@ -80,9 +84,12 @@ BODY_TOO_LARGE = error_doc("A body over MaxRetrainingRequestBytes")
     "types, sizes or keys. " + NOT_FOR_CLINICAL_USE,
     tags=["Retraining"],
     status_code=201,
+    security=SIGN_IN_REQUIRED,
     responses={
         201: {"description": "Upload form"},
         400: INVALID_JSON,
+        401: NOT_SIGNED_IN,
+        403: forbidden_doc("clinicians or ml-admins"),
         404: UNKNOWN_MODEL,
         413: BODY_TOO_LARGE,
         415: error_doc("content_type is not image/jpeg or image/png, or the body is not application/json"),
@@ -90,12 +97,15 @@ BODY_TOO_LARGE = error_doc("A body over MaxRetrainingRequestBytes")
     },
 )
 def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=False)]) -> UploadTicketResponse:
+    caller = require_group(caller_of(app.current_event.raw_event), UPLOADERS, "upload training data")
     registry, _, signer = _services()
     try:
         manifest = registry.production_manifest(model)
     except UnknownModel:
         manifest = None
-    ticket = presigned_upload(signer, manifest, model, request.label, request.content_type, settings().upload_limits)
+    limits = settings().upload_limits
+    ticket = presigned_upload(signer, manifest, model, request.label, request.content_type, limits, uploader=caller.sub)
+    logger.info("upload ticket issued", extra={"model": model, "key": ticket.key, "uploader": caller.sub})
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="UploadTicketsIssued", unit=MetricUnit.Count, value=1)
     return upload_ticket_response(ticket, NOT_FOR_CLINICAL_USE)
@@ -103,16 +113,17 @@ def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=F
 
 @app.post(
     "/models/<model>/retrain",
-    summary="Start a retraining job now (needs an API key)",
+    summary="Start a retraining job now (ml-admins)",
     description="Optional `reason`, and a `gate` stricter than the model's own for this job only. "
     + NOT_FOR_CLINICAL_USE,
     tags=["Retraining"],
     status_code=202,
-    security=API_KEY_REQUIRED,
+    security=SIGN_IN_REQUIRED,
     responses={
         202: {"description": "Job started (state Pending)"},
         400: INVALID_JSON,
-        403: gateway_error_doc("No valid x-api-key (API Gateway's usage plan)"),
+        401: NOT_SIGNED_IN,
+        403: forbidden_doc("ml-admins"),
         404: UNKNOWN_MODEL,
         409: error_doc("A job for this model is already running (details name it)"),
         413: BODY_TOO_LARGE,
@@ -122,9 +133,11 @@ def create_upload(model: ModelId, request: Annotated[UploadRequest, Body(embed=F
     },
 )
 def start_retrain(model: ModelId, request: Annotated[RetrainRequest | None, Body(embed=False)] = None) -> JobRecord:
+    caller = require_group(caller_of(app.current_event.raw_event), RETRAINERS, "start retraining")
     _image_model(model)
     request = request or RetrainRequest()
-    job = _services()[1].start_manual(model, request.reason, request.hyperparameters())
+    job = _services()[1].start_manual(model, request.reason, request.hyperparameters(), requested_by=caller.sub)
+    logger.info("retraining started", extra={"model": model, "job_id": job.job_id, "requested_by": caller.sub})
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="RetrainJobsStarted", unit=MetricUnit.Count, value=1)
     return job
@@ -132,13 +145,20 @@ def start_retrain(model: ModelId, request: Annotated[RetrainRequest | None, Body
 
 @app.get(
     "/models/<model>/retrain/<job_id>",
-    summary="A retraining job's state and outcome",
+    summary="A retraining job's state and outcome (ml-admins)",
     tags=["Retraining"],
-    responses={200: {"description": "The job"}, 404: error_doc("Unknown model or job")},
+    security=SIGN_IN_REQUIRED,
+    responses={
+        200: {"description": "The job"},
+        401: NOT_SIGNED_IN,
+        403: forbidden_doc("ml-admins"),
+        404: error_doc("Unknown model or job"),
+    },
 )
 def get_retrain_job(
     model: ModelId, job_id: Annotated[str, Path(description="Job id from POST .../retrain")]
 ) -> JobRecord:
+    require_group(caller_of(app.current_event.raw_event), RETRAINERS, "see retraining jobs")
     job = _services()[1].jobs.get(job_id)
     if job is None or job.model != model:
         raise UnknownModel(f"No retraining job {job_id!r} for model {model!r}.")

@@ -2,14 +2,19 @@
 
     .venv-tools/locust/bin/python -m scripts.load.run --url http://127.0.0.1:3000 --users 16 --seconds 30
 
-Starts nothing: the API must already answer (`make run`, or a deployed stage URL). Exits 2 when
-nothing answers at the URL, 1 when any request failed (or Locust did), else 0. NOT FOR CLINICAL USE.
+Starts nothing: the API must already answer (`make run`, or a deployed stage URL). The routes need a
+signed-in user: LOAD_HEADERS='{"Authorization": "<ID token>"}' gives one (a deployed API); without an
+Authorization header there, `--sign-in` is run and prints the token to use (`make load` passes make
+run's demo clinician: `python -m scripts.local_cognito token clinician`). Exits 2 when nothing answers
+at the URL or no token could be had, 1 when any request failed (or Locust did), else 0. NOT FOR CLINICAL USE.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -32,6 +37,22 @@ def answers(url: str, timeout: float = 10.0) -> bool:
         return True
     except (urllib.error.URLError, OSError):
         return False
+
+
+def signed_in_headers(environ: dict[str, str], sign_in: str | None) -> dict[str, str] | None:
+    """LOAD_HEADERS with an Authorization header: as given, else the token `sign_in` prints; None when
+    neither gives one."""
+    headers = json.loads(environ.get("LOAD_HEADERS") or "{}")
+    if any(name.lower() == "authorization" for name in headers):
+        return headers
+    if not sign_in:
+        return None
+    done = subprocess.run(shlex.split(sign_in), cwd=REPO, capture_output=True, text=True, timeout=120)
+    token = done.stdout.strip()
+    if done.returncode != 0 or not token:
+        print(f"`{sign_in}` gave no token:\n{done.stderr[-1000:]}", file=sys.stderr)
+        return None
+    return {**headers, "Authorization": token}
 
 
 def locust_command(args: argparse.Namespace, url: str) -> list[str]:
@@ -67,11 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spawn-rate", type=float, default=8, help="users started per second")
     parser.add_argument("--seconds", type=int, default=30, help="how long the load runs")
     parser.add_argument("--csv", default="artifacts/load/load", help="Locust's CSV prefix (default: %(default)s)")
+    parser.add_argument("--sign-in", help="a command that prints an ID token, used when LOAD_HEADERS has none")
     args = parser.parse_args(argv)
     url = args.url.rstrip("/")
     args.csv = Path(args.csv).resolve()
     if not answers(url):
         print(f"nothing answers at {url}: start `make run` first (or set LOAD_URL to a deployed API)", file=sys.stderr)
+        return 2
+    headers = signed_in_headers(dict(os.environ), args.sign_in)
+    if headers is None:
+        print('no ID token: set LOAD_HEADERS=\'{"Authorization": "<ID token>"}\' or --sign-in', file=sys.stderr)
         return 2
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     for stale in ("stats", "failures"):  # a run that fails to start must not report the last one's
@@ -79,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"Load test: {args.users} users ({args.spawn_rate:g}/s), {args.seconds} s against {url}", flush=True)
-    locust = subprocess.run(locust_command(args, url), cwd=REPO)
+    locust = subprocess.run(
+        locust_command(args, url), cwd=REPO, env={**os.environ, "LOAD_HEADERS": json.dumps(headers)}
+    )
     if not Path(f"{args.csv}_stats.csv").exists():
         print(f"Locust wrote no statistics (exit status {locust.returncode})", file=sys.stderr)
         return locust.returncode or 1

@@ -5,12 +5,13 @@ Serves the template's API like ``sam local start-api`` (same routes, events and 
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 
 from scripts.local_runner.api import LocalApi
-from training.settings import training_settings
+from scripts.local_runner.cognito import moto_user_pool
 
 LOG = logging.getLogger("scripts.local_runner")
 
@@ -41,9 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="template parameter values",
     )
     start_api_parser.add_argument(
-        "--api-key",
-        default=training_settings().local_api_key or None,
-        help="the key routes with ApiKeyRequired accept in x-api-key (default: $LOCAL_API_KEY; none: they answer 403)",
+        "--user-pool-id",
+        default=None,
+        help="the Cognito user pool (in moto) whose ID tokens the routes behind the template's Cognito authorizer "
+        "accept (none: they answer 401); make run creates it (scripts/local_cognito.py)",
+    )
+    start_api_parser.add_argument(
+        "--cognito-endpoint",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="where that user pool is served, moto (default: $AWS_ENDPOINT_URL)",
     )
     start_api_parser.add_argument(
         "--warm",
@@ -81,7 +88,7 @@ def start_api(args: argparse.Namespace) -> int:
         args.port,
         overrides,
         warm=args.warm,
-        api_key=args.api_key,
+        user_pool=moto_user_pool(args.cognito_endpoint, args.user_pool_id) if args.user_pool_id else None,
         workers_per_function=args.workers_per_function,
     )
 

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import queue
-import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -55,6 +54,7 @@ from werkzeug.utils import cached_property
 from werkzeug.wsgi import get_input_stream
 
 from med_classifier.api.request_guard import RequestRefused, check_utf8, proxy_error
+from scripts.local_runner.cognito import CLAIMS_KEY, CognitoAuthorizerCheck, UserPool, cognito_routes
 from scripts.local_runner.runtime import InvocationResult, UnsupportedFunctionError, WorkerProcessRuntime
 
 LOG = logging.getLogger(__name__)
@@ -232,40 +232,6 @@ class LocalFunctions:
 
     def stop(self) -> None:
         self.runtime.stop()
-
-
-def api_key_routes(stacks) -> list[tuple]:
-    """(method, path regex) of every Api event with ``Auth: {ApiKeyRequired: true}``."""
-    routes = []
-    for stack in stacks:
-        for resource in stack.resources.values():
-            if resource.get("Type") != "AWS::Serverless::Function":
-                continue
-            for event in (resource.get("Properties", {}).get("Events") or {}).values():
-                properties = event.get("Properties", {})
-                if event.get("Type") == "Api" and (properties.get("Auth") or {}).get("ApiKeyRequired"):
-                    pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(properties["Path"]))
-                    routes.append((properties["Method"].upper(), re.compile(f"^{pattern}$")))
-    return routes
-
-
-class ApiKeyCheck:
-    """API Gateway's API-key check, which ``sam local`` does not emulate: a route with
-    ``ApiKeyRequired`` answers 403 ``{"message": "Forbidden"}`` without a valid ``x-api-key``."""
-
-    def __init__(self, app, routes: list[tuple], api_key: str | None) -> None:
-        self.app, self.routes, self.api_key = app, routes, api_key
-
-    def __call__(self, environ, start_response):
-        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
-        if any(method == m and pattern.match(path) for m, pattern in self.routes):
-            if not self.api_key or environ.get("HTTP_X_API_KEY") != self.api_key:
-                body = b'{"message":"Forbidden"}'
-                start_response(
-                    "403 FORBIDDEN", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-                )
-                return [body]
-        return self.app(environ, start_response)
 
 
 class TextBodyCheck:
@@ -457,6 +423,9 @@ class RestApiRoutes:
         except UnicodeDecodeError as error:
             LOG.error("UnicodeDecodeError while processing HTTP request: %s", error)
             return self._error_response(ServiceErrorResponses.lambda_failure_response)
+        claims = request.environ.get(CLAIMS_KEY)
+        if claims is not None:  # what API Gateway's Cognito authorizer adds (CognitoAuthorizerCheck)
+            event["requestContext"]["authorizer"] = {"claims": claims}
         tenant_id = request.headers.get("X-Amz-Tenant-Id")
         try:
             output = self.service._invoke_lambda_function(route.function_name, event, tenant_id)
@@ -554,9 +523,10 @@ class PooledWSGIServer(ThreadedWSGIServer):
 class LocalApi:
     """``sam local start-api`` in-process: ``start()`` serves in a background thread, ``stop()`` ends everything.
 
-    Usable as a context manager. ``warm`` starts a worker of every function at ``start()``. ``api_key`` is the key
-    that routes with ``ApiKeyRequired`` accept (as a usage plan's key would); without one they answer 403.
-    ``workers_per_function``: see ``LocalFunctions``.
+    Usable as a context manager. ``warm`` starts a worker of every function at ``start()``. ``user_pool`` is the
+    Cognito user pool whose ID tokens the routes behind the template's Cognito authorizer accept
+    (``scripts.local_runner.cognito``); without one they answer 401. ``workers_per_function``: see
+    ``LocalFunctions``.
     """
 
     def __init__(
@@ -567,11 +537,11 @@ class LocalApi:
         port: int = 3000,
         parameter_overrides: dict[str, str] | None = None,
         warm: bool = True,
-        api_key: str | None = None,
+        user_pool: UserPool | None = None,
         workers_per_function: int | None = None,
     ) -> None:
         self.functions = LocalFunctions(template, env_vars_path, parameter_overrides, workers_per_function)
-        self.api_key = api_key
+        self.user_pool = user_pool
         with yaml_safe_loader_preserved():  # a DefinitionUri is parsed here
             self.api = ApiProvider(self.functions.stacks, cwd=self.functions.base_dir).api
         self.host = host
@@ -609,7 +579,7 @@ class LocalApi:
 
     def wsgi_app(self, lambda_runner: LocalLambdaRunner, stderr: StreamWriter | None = None):
         """What ``start()`` serves: SAM CLI's ``LocalApigwService`` over ``lambda_runner``, its REST API routes
-        through ``RestApiRoutes``, behind ``TextBodyCheck`` and ``ApiKeyCheck``."""
+        through ``RestApiRoutes``, behind ``TextBodyCheck`` and ``CognitoAuthorizerCheck``."""
         service = LocalApigwService(
             api=self.api, lambda_runner=lambda_runner, port=self.port, host=self.host, stderr=stderr
         )
@@ -617,7 +587,8 @@ class LocalApi:
         service._app.request_class = SamRequest
         without_sam_telemetry()
         app = TextBodyCheck(RestApiRoutes(service), self.api.binary_media_types)
-        return ApiKeyCheck(app, api_key_routes(self.functions.stacks), self.api_key)
+        routes = [route for stack in self.functions.stacks for route in cognito_routes(stack.resources)]
+        return CognitoAuthorizerCheck(app, routes, self.user_pool)
 
     def stop(self) -> None:
         """Stops serving, frees the port and ends the worker processes."""

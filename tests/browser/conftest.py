@@ -31,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", REPO_ROOT / "artifacts" / "browser"))
-API_KEY = "browser-key"
 RETRAIN_THRESHOLDS = {"chest-ct": 4}  # the tests upload fewer, so only a manual job ever runs here
 DESKTOP = {"width": 1200, "height": 900}
 
@@ -46,7 +45,6 @@ def stack(tmp_path_factory):
             moto,
             tmp_path_factory,
             bucket="med-classifier-models-browser",
-            api_key=API_KEY,
             retrain_thresholds=RETRAIN_THRESHOLDS,
         ) as running,
     ):

@@ -1,5 +1,6 @@
 """The web page (GET /) in real Chromium against the local stack: models, predict,
-upload, retraining, errors, keyboard and phone width. NOT FOR CLINICAL USE."""
+upload, retraining, errors, keyboard and phone width, each signed in through the page's
+form (tests/browser/test_sign_in.py covers signing in and out). NOT FOR CLINICAL USE."""
 
 from __future__ import annotations
 
@@ -7,22 +8,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.helpers.models import REPO_ROOT
-
-IMAGES = REPO_ROOT / "events" / "images"
-MODELS = ["breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion"]
-
-
-def model_view(stack, model: str) -> dict:
-    response = stack["http"].get(f"{stack['url']}/models/{model}", timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def open_model(page, stack, model: str) -> None:
-    page.goto(f"{stack['url']}/#model={model}")
-    expect(page.locator("#model-select")).to_have_value(model)
-    expect(page.locator("#model-facts")).to_contain_text(model_view(stack, model)["production_version"])
+from tests.browser.helpers import IMAGES, MODELS, model_view, open_model, sign_in
 
 
 def bars(page) -> dict[str, str]:
@@ -38,6 +24,7 @@ def test_page_loads_with_the_four_models_and_the_notice(page, stack):
     expect(page.locator("#notice")).to_be_visible()
     expect(page.locator("#notice")).to_contain_text("NOT FOR CLINICAL USE")
     expect(page.locator("footer")).to_contain_text("NOT FOR CLINICAL USE")
+    sign_in(page, "clinician")
     expect(page.locator("#model-select option")).to_have_count(4)
     assert [o.get_attribute("value") for o in page.locator("#model-select option").all()] == MODELS
     # The first model's registry view: version, metrics and input schema.
@@ -52,9 +39,9 @@ def test_page_loads_with_the_four_models_and_the_notice(page, stack):
     expect(facts).to_contain_text(model_view(stack, "skin-lesion")["production_version"])
     expect(page.locator("#image-form")).to_be_visible()
     expect(page.locator("#tabular-form")).to_be_hidden()
-    # By keyboard: the first Tab stop skips to the content, focus is visible.
-    page.keyboard.press("Tab")
-    expect(page.locator("a.skip")).to_be_focused()
+    # By keyboard: signing in leaves focus on "Sign out"; the next Tab stop is the model, focus is visible.
+    # (The skip link is the first Tab stop: test_sign_in.py, signed out.)
+    page.locator("#sign-out-button").focus()
     page.keyboard.press("Tab")
     expect(page.locator("#model-select")).to_be_focused()
     assert page.locator("#model-select").evaluate("el => getComputedStyle(el).outlineStyle") != "none"
@@ -168,15 +155,8 @@ def test_api_errors_are_rendered_as_readable_messages(page, stack):
     page.click("#tabular-predict")
     expect(error).to_contain_text("Could not reach the API")
     page.unroute("**/predict")
-    # A retrain without the API key: API Gateway's 403, explained.
-    open_model(page, stack, "chest-ct")
-    page.click("#retrain-button")
-    expect(page.locator("#retrain-error")).to_contain_text("403 Forbidden")
-    expect(page.locator("#retrain-error")).to_contain_text("needs the API key")
-    page.fill("#api-key", "not-the-key")
-    page.click("#retrain-button")
-    expect(page.locator("#retrain-error")).to_contain_text("The API key was not accepted")
-    page.shot("-403")
+    page.shot("-network")
+    # (A 403 for a retrain without the group, a 401 and an expired sign-in: test_sign_in.py.)
 
 
 def test_a_failing_model_list_is_shown_not_a_blank_page(page, stack):
@@ -189,19 +169,22 @@ def test_a_failing_model_list_is_shown_not_a_blank_page(page, stack):
         ),
     )
     page.goto(stack["url"] + "/")
+    sign_in(page, "no-group")
     expect(page.locator("#page-error")).to_contain_text("503 Unavailable: The model store cannot be read.")
     expect(page.locator("#page-error")).to_have_attribute("role", "alert")
     expect(page.locator("#notice")).to_be_visible()
     page.shot()
 
 
-def test_a_manual_retraining_job_is_followed_until_it_ends(page, stack):
-    open_model(page, stack, "chest-ct")
-    page.fill("#api-key", stack["api_key"])
+def test_an_ml_admin_starts_a_manual_retraining_job_and_follows_it_until_it_ends(page, stack):
+    open_model(page, stack, "chest-ct", user="ml-admin")
+    expect(page.locator("#user-groups")).to_have_text("ml-admins")
+    expect(page.locator("#user-rights")).to_contain_text("may start retraining")
+    expect(page.locator("#retrain-permission")).to_be_hidden()
     page.fill("#retrain-reason", "browser test")
     page.click("#retrain-button")
     status = page.locator("#retrain-status")
-    expect(status).to_contain_text(re.compile(r"Job chest-ct-\S+ started"))
+    expect(status).to_contain_text(re.compile(r"202 Accepted: Job chest-ct-\S+ started"))
     job_id = re.search(r"Job (\S+) started", status.inner_text()).group(1)
     row = page.locator(f"#jobs-body tr[data-job='{job_id}']")
     expect(row).to_contain_text("manual")
@@ -215,15 +198,16 @@ def test_a_manual_retraining_job_is_followed_until_it_ends(page, stack):
     serving = job["version"] if job["outcome"] == "promoted" else job["production_version"]
     expect(page.locator("#model-facts")).to_contain_text(serving)  # the details follow a promotion
     expect(page.locator("#jobs-status")).to_be_empty()  # polling stopped
-    # The key stays in its field: nothing in storage or cookies.
+    # The tokens stay in the page's memory: nothing in storage or cookies.
     assert page.evaluate("() => [localStorage.length, sessionStorage.length, document.cookie]") == [0, 0, ""]
+    assert page.context.cookies() == []
     page.shot()
 
 
 def test_phone_width_has_no_horizontal_scroll(phone_page, stack):
     page = phone_page
     for model in ("breast-cancer", "chest-ct"):
-        open_model(page, stack, model)
+        open_model(page, stack, model, user="ml-admin")
         if model == "chest-ct":
             expect(page.locator("#retrain-section")).to_be_visible()
         width = page.evaluate("() => [document.scrollingElement.scrollWidth, window.innerWidth]")
@@ -246,10 +230,15 @@ def test_the_page_works_under_an_api_gateway_stage_path(page, stack):
 
     page.route(re.compile(re.escape(stack["url"]) + r"/v1(/.*)?$"), stage)
     page.route(re.compile(re.escape(stack["url"]) + r"/(?!v1).*"), lambda route: route.abort())  # outside the stage
+    # Served through route.fulfill, the page has no loopback address of its own, so Chromium's Local Network
+    # Access asks before the page may reach Cognito (moto) on 127.0.0.1: on AWS both are public.
+    page.context.grant_permissions(["local-network-access"], origin=stack["url"])
     page.goto(stack["url"] + "/v1")  # no trailing slash
+    sign_in(page, "clinician")  # auth/config under the stage; Cognito (moto) is another origin
     expect(page.locator("#model-select option")).to_have_count(4)
     page.click("#tabular-predict")
     expect(page.locator(".predicted-label")).to_have_text("malignant")
     assert page.locator("#docs-link").get_attribute("href") == stack["url"] + "/v1/docs"
     assert any(url.endswith("/v1/models/breast-cancer/predict") for url in seen)
+    assert any(url.endswith("/v1/auth/config") for url in seen)
     page.shot()

@@ -5,7 +5,6 @@ import pytest
 from tests.helpers.local_stack import running_moto, running_stack
 
 BUCKET = "med-classifier-models-e2e"
-API_KEY = "e2e-key"
 # chest-ct retrains after 4 uploads; the other models never do in these tests.
 RETRAIN_THRESHOLDS = {"chest-ct": 4}
 
@@ -18,7 +17,5 @@ def moto_server():
 
 @pytest.fixture(scope="session")
 def stack(moto_server, tmp_path_factory):
-    with running_stack(
-        moto_server, tmp_path_factory, bucket=BUCKET, api_key=API_KEY, retrain_thresholds=RETRAIN_THRESHOLDS
-    ) as running:
+    with running_stack(moto_server, tmp_path_factory, bucket=BUCKET, retrain_thresholds=RETRAIN_THRESHOLDS) as running:
         yield running

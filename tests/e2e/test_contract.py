@@ -22,7 +22,7 @@ from PIL import Image
 
 from med_classifier.adapters.model_store import ModelStore
 from scripts.local_stack import free_port
-from tests.e2e.conftest import API_KEY, RETRAIN_THRESHOLDS
+from tests.e2e.conftest import RETRAIN_THRESHOLDS
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.keras_models import chest_ct_candidate
 from tests.helpers.local_stack import write_env_file
@@ -34,7 +34,7 @@ from training.datasets import chest_ct, ham10000
 BARE_BUCKET = "med-classifier-models-e2e-bare"
 UNLAUNCHABLE = "colour-unlaunchable"  # an image model in the bare deployment, whose jobs cannot start
 JOB_TIMEOUT = 300
-KEY = {"x-api-key": API_KEY}
+ANONYMOUS = {"Authorization": None}  # the stack's session signs in as an ml-admin; this drops it
 
 
 class Api:
@@ -48,6 +48,10 @@ class Api:
 
     def post(self, path: str, **kwargs) -> requests.Response:
         return self.http.post(self.url + path, timeout=60, **kwargs)
+
+    def as_user(self, user: str) -> dict[str, str]:
+        """Headers that sign in as a demo user (scripts/local_cognito.py) instead of the session's ml-admin."""
+        return {"Authorization": self.stack["tokens"][user]}
 
     def post_bare(self, path: str, **kwargs) -> requests.Response:
         return self.http.post(self.bare_url + path, timeout=60, **kwargs)
@@ -65,8 +69,8 @@ class Api:
             "no chest-ct job to be running",
         )
         body = {"reason": "e2e contract: impossible gate", "gate": {"min": {"test_accuracy": 1.01}}}
-        started = self.post("/models/chest-ct/retrain", json=body, headers=KEY)
-        conflict = self.post("/models/chest-ct/retrain", json={}, headers=KEY)
+        started = self.post("/models/chest-ct/retrain", json=body)
+        conflict = self.post("/models/chest-ct/retrain", json={})
         job_id = started.json()["job_id"]
         wait_for(
             lambda: self.get(f"/models/chest-ct/retrain/{job_id}").json()["state"] in ("Completed", "Failed"),
@@ -121,6 +125,11 @@ def openapi_json(api: Api) -> Exchanges:
     return [(200, api.get("/openapi.json"))]
 
 
+@operation("/auth/config", "get")
+def sign_in_config(api: Api) -> Exchanges:
+    return [(200, api.get("/auth/config", headers=ANONYMOUS))]
+
+
 @operation("/health", "get")
 def health(api: Api) -> Exchanges:
     api.post("/models/breast-cancer/predict", json={"instances": [MALIGNANT_EXAMPLE]})  # a model is loaded
@@ -129,7 +138,7 @@ def health(api: Api) -> Exchanges:
 
 @operation("/models", "get")
 def list_models(api: Api) -> Exchanges:
-    return [(200, api.get("/models"))]
+    return [(200, api.get("/models")), (401, api.get("/models", headers=ANONYMOUS))]
 
 
 @operation("/models/{model}", "get")
@@ -138,6 +147,7 @@ def get_model(api: Api) -> Exchanges:
         (200, api.get("/models/breast-cancer")),
         (200, api.get("/models/chest-ct")),  # an image model: with its upload counter and jobs
         (404, api.get("/models/no-such-model")),
+        (401, api.get("/models/chest-ct", headers=ANONYMOUS)),
     ]
 
 
@@ -148,6 +158,7 @@ def predict(api: Api) -> Exchanges:
     return [
         (200, api.post(path, json={"instances": [MALIGNANT_EXAMPLE, MALIGNANT_EXAMPLE]})),
         (400, api.post(path, **NOT_JSON)),
+        (401, api.post(path, json={"instances": [MALIGNANT_EXAMPLE]}, headers=ANONYMOUS)),
         (404, api.post("/models/no-such-model/predict", json={"instances": [MALIGNANT_EXAMPLE]})),
         (413, api.post(path, json={"instances": [MALIGNANT_EXAMPLE] * 101})),
         (415, api.post(path, **TEXT)),
@@ -164,6 +175,7 @@ def image_route(api: Api, model: str, example: bytes, candidate: Callable) -> Ex
         (200, api.post(path, data=example, **raw)),
         (200, api.post(path, json={"images": [b64(example), b64(example)]})),
         (400, api.post(path, **TOO_DEEP)),
+        (401, api.post(path, data=example, headers={**raw["headers"], **ANONYMOUS})),
         (413, api.post(path, data=png(Image.new("L", (9000, 6000))), **raw)),  # decompression-bomb guard
         (413, api.post(path, json={"images": [b64(example)] * 17})),  # MaxImagesPerRequest is 16
         (415, api.post(path, data=b"GIF89a....", headers={"Content-Type": "image/gif"})),
@@ -190,7 +202,10 @@ def create_upload(api: Api) -> Exchanges:
     path = "/models/chest-ct/uploads"
     return [
         (201, api.post(path, json={"label": "normal", "content_type": "image/png"})),
+        (201, api.post(path, json={"label": "normal", "content_type": "image/png"}, headers=api.as_user("clinician"))),
         (400, api.post(path, **NOT_JSON)),
+        (401, api.post(path, json={"label": "normal", "content_type": "image/png"}, headers=ANONYMOUS)),
+        (403, api.post(path, json={"label": "normal", "content_type": "image/png"}, headers=api.as_user("no-group"))),
         (404, api.post("/models/no-such-model/uploads", json={"label": "normal"})),
         (413, api.post(path, **OVER_64_KIB)),  # MaxRetrainingRequestBytes
         (415, api.post(path, json={"label": "normal", "content_type": "image/gif"})),
@@ -207,16 +222,16 @@ def start_retrain(api: Api) -> Exchanges:
     started, conflict, _ = api.retrain_job
     return [
         (202, started),
-        (400, api.post(path, headers={**KEY, "Content-Type": "application/json"}, data='{"reason": ')),
-        (403, api.post(path, json={})),  # no API key: API Gateway's answer
-        (403, api.post(path, json={}, headers={"x-api-key": "not-the-key"})),
-        (404, api.post("/models/no-such-model/retrain", json={}, headers=KEY)),
+        (400, api.post(path, headers={"Content-Type": "application/json"}, data='{"reason": ')),
+        (401, api.post(path, json={}, headers=ANONYMOUS)),  # API Gateway's Cognito authorizer
+        (403, api.post(path, json={}, headers=api.as_user("clinician"))),  # the function: not an ml-admin
+        (404, api.post("/models/no-such-model/retrain", json={})),
         (409, conflict),
-        (413, api.post(path, data=OVER_64_KIB["data"], headers={**KEY, **OVER_64_KIB["headers"]})),
-        (415, api.post(path, data="now please", headers={**KEY, "Content-Type": "text/plain"})),
-        (422, api.post("/models/breast-cancer/retrain", json={}, headers=KEY)),  # a tabular model
-        (422, api.post(path, json={"gate": {"min": {"Not A Metric": 1}}}, headers=KEY)),  # request validation
-        (503, api.post_bare(f"/models/{UNLAUNCHABLE}/retrain", json={}, headers=KEY)),  # Batch refused the job
+        (413, api.post(path, data=OVER_64_KIB["data"], headers={**OVER_64_KIB["headers"]})),
+        (415, api.post(path, data="now please", headers={"Content-Type": "text/plain"})),
+        (422, api.post("/models/breast-cancer/retrain", json={})),  # a tabular model
+        (422, api.post(path, json={"gate": {"min": {"Not A Metric": 1}}})),  # request validation
+        (503, api.post_bare(f"/models/{UNLAUNCHABLE}/retrain", json={})),  # Batch refused the job
     ]
 
 
@@ -225,6 +240,8 @@ def get_retrain_job(api: Api) -> Exchanges:
     job_id = api.retrain_job[2]
     return [
         (200, api.get(f"/models/chest-ct/retrain/{job_id}")),
+        (401, api.get(f"/models/chest-ct/retrain/{job_id}", headers=ANONYMOUS)),
+        (403, api.get(f"/models/chest-ct/retrain/{job_id}", headers=api.as_user("clinician"))),
         (404, api.get(f"/models/skin-lesion/retrain/{job_id}")),  # another model's job
         (404, api.get("/models/chest-ct/retrain/no-such-job")),
     ]
@@ -237,10 +254,15 @@ def get_retrain_job(api: Api) -> Exchanges:
 def bare_url(stack, tmp_path_factory):
     """A second local API from the same template whose models bucket starts empty."""
     from scripts.local_runner import LocalApi
+    from scripts.local_runner.cognito import moto_user_pool
 
     stack["s3"].create_bucket(Bucket=BARE_BUCKET)
     env_file = write_env_file(
-        tmp_path_factory.mktemp("bare") / "env.json", stack["moto_url"], BARE_BUCKET, RETRAIN_THRESHOLDS
+        tmp_path_factory.mktemp("bare") / "env.json",
+        stack["moto_url"],
+        BARE_BUCKET,
+        RETRAIN_THRESHOLDS,
+        user_pool=stack["user_pool"],
     )
     # Its jobs go to a Batch queue that does not exist: the training service refuses them (503).
     env = json.loads(env_file.read_text())
@@ -248,7 +270,11 @@ def bare_url(stack, tmp_path_factory):
     env_file.write_text(json.dumps(env))
     publish(ModelStore(BARE_BUCKET, stack["s3"]), colour_candidate(UNLAUNCHABLE))
     api = LocalApi(
-        str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), port=free_port(), api_key=API_KEY, warm=False
+        str(REPO_ROOT / "template.yaml"),
+        env_vars_path=str(env_file),
+        port=free_port(),
+        user_pool=moto_user_pool(stack["moto_url"], stack["user_pool"].pool_id),
+        warm=False,
     )
     api.start()
     try:

@@ -49,7 +49,6 @@ from training.datasets import chest_ct, ham10000
 
 SEED = 20_260_611
 BUCKET = "med-classifier-models-fuzz"
-API_KEY = "fuzz-key"
 MODELS = ("breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion")
 # Schemathesis' generated cases per operation (positive and negative drawn together); its examples
 # and coverage phases add their own deterministic cases on top.
@@ -94,7 +93,7 @@ def fuzz_stack(tmp_path_factory):
         with (
             running_moto() as moto,
             running_stack(
-                moto, tmp_path_factory, bucket=BUCKET, api_key=API_KEY, retrain_thresholds={}, emulate_events=False
+                moto, tmp_path_factory, bucket=BUCKET, retrain_thresholds={}, emulate_events=False
             ) as running,
         ):
             yield running
@@ -108,13 +107,15 @@ def api_schema(fuzz_stack):
         {
             "seed": SEED,
             "base-url": fuzz_stack["url"],
-            "headers": {"x-api-key": API_KEY},
+            # Every request as an ml-admin, who may call every route; tests/e2e/test_auth_over_http.py
+            # sends the others' tokens and bad ones.
+            "headers": {"Authorization": fuzz_stack["tokens"]["ml-admin"]},
             "request-timeout": TIMEOUT,
             "generation": {
                 "mode": "all",
                 "max-examples": FUZZ_EXAMPLES,
                 "database": "none",
-                # The key is sent with every request (above) rather than generated.
+                # The token is sent with every request (above) rather than generated.
                 "with-security-parameters": False,
             },
             "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
@@ -174,7 +175,7 @@ class Raw:
     body: bytes
 
     def headers(self) -> dict[str, str]:
-        headers = {"x-api-key": API_KEY}
+        headers = {}  # the stack's session signs in (tests/helpers/local_stack.py)
         if self.content_type is not None:
             headers["Content-Type"] = self.content_type
         return headers

@@ -2,6 +2,8 @@
 without one failure, every route is requested, and the printed table names every route."""
 
 import csv
+import json
+import os
 import subprocess
 
 from scripts.load import report
@@ -20,8 +22,12 @@ ROUTES = {
 }
 
 
-def make_load(url: str, csv_prefix, users: int = 3, seconds: int = 6) -> subprocess.CompletedProcess:
-    """`make load` as the README runs it (installs .venv-tools/locust first if it is missing)."""
+def make_load(
+    url: str, csv_prefix, users: int = 3, seconds: int = 6, token: str | None = None
+) -> subprocess.CompletedProcess:
+    """`make load` as the README runs it (installs .venv-tools/locust first if it is missing), signed in
+    with `token` as the README shows for a deployed API (LOAD_HEADERS)."""
+    headers = {"LOAD_HEADERS": json.dumps({"Authorization": token})} if token else {}
     return subprocess.run(
         [
             "make",
@@ -38,11 +44,12 @@ def make_load(url: str, csv_prefix, users: int = 3, seconds: int = 6) -> subproc
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, **headers},
     )
 
 
 def test_make_load_runs_the_whole_mix_without_a_failure(stack, tmp_path):
-    run = make_load(stack["url"], tmp_path / "load")
+    run = make_load(stack["url"], tmp_path / "load", token=stack["tokens"]["clinician"])
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
 
     rows = list(csv.DictReader((tmp_path / "load_stats.csv").open()))

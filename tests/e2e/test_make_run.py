@@ -60,19 +60,35 @@ def stop_stack(process):
         raise
 
 
-def predict(port):
+def sign_in(user: str, state_dir) -> dict[str, str]:
+    """The Authorization header of a demo user, the way README's banner shows (`scripts.local_cognito token`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.local_cognito", "token", user, "--state-dir", str(state_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return {"Authorization": done.stdout.strip()}
+
+
+def predict(port, auth):
     response = requests.post(
-        f"http://127.0.0.1:{port}/models/breast-cancer/predict", json={"instances": [MALIGNANT_EXAMPLE]}, timeout=60
+        f"http://127.0.0.1:{port}/models/breast-cancer/predict",
+        json={"instances": [MALIGNANT_EXAMPLE]},
+        headers=auth,
+        timeout=60,
     )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def retrain_as_the_readme_shows(port):
-    """README, "Retraining from labelled uploads": five uploads by the script, then the
-    new chest-ct version answers predict."""
+def retrain_as_the_readme_shows(port, auth, state_dir):
+    """README, "Retraining from labelled uploads": five uploads by the script (signed in as the demo
+    clinician), then the new chest-ct version answers predict."""
     base = f"http://127.0.0.1:{port}"
-    before = requests.get(f"{base}/models/chest-ct", timeout=60).json()
+    before = requests.get(f"{base}/models/chest-ct", headers=auth, timeout=60).json()
     threshold = before["retraining"]["threshold"]
     subprocess.run(
         [
@@ -92,10 +108,11 @@ def retrain_as_the_readme_shows(port):
         cwd=REPO_ROOT,
         check=True,
         timeout=120,
+        env={**os.environ, "LOCAL_STATE_DIR": str(state_dir)},
     )
     job = wait_for(
         lambda: (
-            (jobs := requests.get(f"{base}/models/chest-ct", timeout=60).json()["retraining"]["jobs"])
+            (jobs := requests.get(f"{base}/models/chest-ct", headers=auth, timeout=60).json()["retraining"]["jobs"])
             and jobs[0]["state"] in ("Completed", "Failed")
             and jobs[0]
         ),
@@ -109,7 +126,7 @@ def retrain_as_the_readme_shows(port):
         return requests.post(
             f"{base}/models/chest-ct/predict",
             data=chest_ct.example_image("normal"),
-            headers={"Content-Type": "image/png"},
+            headers={"Content-Type": "image/png", **auth},
             timeout=60,
         ).json()["version"]
 
@@ -135,14 +152,22 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
 
     first = start_stack(env_file, state, api_port, tmp_path / "first.log")
     try:
-        served = predict(api_port)
+        base = f"http://127.0.0.1:{api_port}"
+        clinician, admin = sign_in("clinician", state), sign_in("ml-admin", state)
+        # Who may call what, on make run as on AWS: anonymous writes 401, a clinician's retrain 403.
+        upload = {"label": "normal", "content_type": "image/png"}
+        assert requests.post(f"{base}/models/chest-ct/uploads", json=upload, timeout=60).status_code == 401
+        assert requests.post(f"{base}/models/chest-ct/retrain", json={}, timeout=60).status_code == 401
+        refused = requests.post(f"{base}/models/chest-ct/retrain", json={}, headers=clinician, timeout=60)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden", refused.text
+        served = predict(api_port, clinician)
         assert served["predictions"][0]["label"] == "malignant"
         page = requests.get(f"http://127.0.0.1:{api_port}/", timeout=60)  # the web page (tests/browser drives it)
         assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html"), page.text[:300]
         assert "NOT FOR CLINICAL USE" in page.text
         assert f"http://127.0.0.1:{moto_port}" in page.headers["Content-Security-Policy"]  # presigned POSTs go there
         assert f"web page    http://127.0.0.1:{api_port}/" in (tmp_path / "first.log").read_text()
-        models = requests.get(f"http://127.0.0.1:{api_port}/models", timeout=60).json()["models"]
+        models = requests.get(f"http://127.0.0.1:{api_port}/models", headers=clinician, timeout=60).json()["models"]
         assert sorted(m["model"] for m in models) == ["breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion"]
         assert all(m["production_version"] for m in models)
         for model_id, data in (("skin-lesion", ham10000), ("chest-ct", chest_ct)):
@@ -150,11 +175,11 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
             answer = requests.post(
                 f"http://127.0.0.1:{api_port}/models/{model_id}/predict",
                 data=data.example_image(label),
-                headers={"Content-Type": "image/png"},
+                headers={"Content-Type": "image/png", **clinician},
                 timeout=60,
             )
             assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == label, answer.text
-        retrain_as_the_readme_shows(api_port)
+        retrain_as_the_readme_shows(api_port, admin, state)
     finally:
         stop_stack(first)
     first_log = (tmp_path / "first.log").read_text()
@@ -184,7 +209,7 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
 
     second = start_stack(env_file, state, api_port, tmp_path / "second.log")
     try:
-        assert predict(api_port)["version"] == served["version"]
+        assert predict(api_port, sign_in("clinician", state))["version"] == served["version"]
     finally:
         stop_stack(second)
     second_log = (tmp_path / "second.log").read_text()

@@ -8,11 +8,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from scripts.local_stack import aws_client
 from scripts.upload_labelled import upload
-from tests.e2e.conftest import API_KEY, RETRAIN_THRESHOLDS
+from tests.e2e.conftest import RETRAIN_THRESHOLDS
 from tests.helpers.polling import wait_for
+from tests.helpers.tokens import subject
 from training.datasets import chest_ct
 
 MODEL = "chest-ct"
@@ -74,10 +76,15 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
     # More than one threshold's worth at once, uploaded concurrently: one job, not two (and not a
     # second one when it ends: fewer than a threshold's worth remain pending).
     batch = images(tmp_path, 2 * THRESHOLD - 1 - counter["uploads_since_last_job"])
-    with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-        keys = list(pool.map(lambda item: upload(stack["http"], stack["url"], MODEL, item[0], item[1]), batch))
+    clinician = stack["tokens"]["clinician"]  # sent to the API only: the form goes to S3 without it
+    with ThreadPoolExecutor(max_workers=len(batch)) as pool, requests.Session() as plain:
+        keys = list(pool.map(lambda item: upload(plain, stack["url"], MODEL, item[0], item[1], clinician), batch))
     uploaded_at = time.monotonic()
     assert len(set(keys)) == len(batch) and all(k.startswith(f"uploads/{MODEL}/") for k in keys)
+    # Each object records who uploaded it (the presigned policy fixed the metadata).
+    s3 = aws_client("s3", stack["moto_url"])
+    uploaders = {s3.head_object(Bucket=stack["env"]["UPLOADS_BUCKET"], Key=k)["Metadata"].get("uploader") for k in keys}
+    assert uploaders == {subject(clinician)}
 
     # S3 delivers at least once: a repeated notification for an uploaded object does not count again.
     sqs = aws_client("sqs", stack["moto_url"])
@@ -165,17 +172,18 @@ def test_a_job_the_gate_rejects_leaves_production_serving(stack):
     production = get_model(stack)["production_version"]
     versions_before = stack["store"].list_versions(MODEL)
     url = f"{stack['url']}/models/{MODEL}/retrain"
-    assert stack["http"].post(url, json={}, timeout=30).status_code == 403  # no API key
-    response = stack["http"].post(
-        url,
-        json={"reason": "e2e: impossible gate", "gate": {"min": {"test_accuracy": 1.01}}},
-        headers={"x-api-key": API_KEY},
-        timeout=30,
+    anonymous = stack["http"].post(url, json={}, headers={"Authorization": None}, timeout=30)
+    assert (anonymous.status_code, anonymous.json()) == (401, {"message": "Unauthorized"})
+    as_clinician = {"Authorization": stack["tokens"]["clinician"]}
+    assert stack["http"].post(url, json={}, headers=as_clinician, timeout=30).status_code == 403
+    response = stack["http"].post(  # the session's ml-admin
+        url, json={"reason": "e2e: impossible gate", "gate": {"min": {"test_accuracy": 1.01}}}, timeout=30
     )
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["trigger"] == "manual" and job["state"] == "Pending"
-    conflict = stack["http"].post(url, json={}, headers={"x-api-key": API_KEY}, timeout=30)
+    assert job["requested_by"] == subject(stack["tokens"]["ml-admin"])
+    conflict = stack["http"].post(url, json={}, timeout=30)
     assert conflict.status_code == 409 and job["job_id"] in conflict.json()["error"]["message"]
 
     finished = wait_for(

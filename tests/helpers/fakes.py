@@ -10,6 +10,7 @@ from med_classifier.domain.errors import IntegrityError
 from med_classifier.domain.jobs import STATES, TERMINAL_STATES, JobRecord, JobRequest, JobStateChange
 from med_classifier.domain.manifest import Manifest, ProductionPointer
 from med_classifier.domain.ports import ModelVersion
+from med_classifier.domain.upload_checks import REASON_KEY, StoredUpload, UploadGone
 from med_classifier.domain.uploads import Claim, CounterState, UploadedObject
 
 
@@ -166,3 +167,34 @@ class RecordingLauncher:
 
     def describe(self, job: JobRecord) -> JobStateChange | None:
         return self.service_states.get(job.job_id)
+
+
+class MemoryUploads:
+    """An UploadStore over a dict of key -> (bytes, user metadata). Records the lengths read;
+    `errors[method]` are raised, one per call of that method, before anything else (a store's hiccups)."""
+
+    def __init__(self, objects: dict[str, tuple[bytes, dict]] | None = None):
+        self.objects = dict(objects or {})
+        self.reads: list[int] = []
+        self.errors: dict[str, list[Exception]] = {}
+
+    def _get(self, method: str, key: str) -> tuple[bytes, dict]:
+        if self.errors.get(method):
+            raise self.errors[method].pop(0)
+        if key not in self.objects:
+            raise UploadGone(key)
+        return self.objects[key]
+
+    def stat(self, key: str) -> StoredUpload:
+        data, metadata = self._get("stat", key)
+        return StoredUpload(size=len(data), metadata=dict(metadata), content_type="image/png")
+
+    def read_prefix(self, key: str, length: int) -> bytes:
+        data, _ = self._get("read_prefix", key)
+        self.reads.append(length)
+        return data[:length]
+
+    def quarantine(self, key: str, target: str, reason: str, stored: StoredUpload) -> None:
+        data, _ = self._get("quarantine", key)
+        self.objects[target] = (data, {REASON_KEY: reason})
+        del self.objects[key]

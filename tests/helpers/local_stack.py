@@ -13,15 +13,25 @@ from contextlib import contextmanager
 import requests
 
 from med_classifier.adapters.model_store import ModelStore
+from scripts.local_cognito import DEMO_USERS, LocalUserPool, id_token, provision_cognito
 from scripts.local_resources import provision
+from scripts.local_runner.cognito import moto_user_pool
 from scripts.local_stack import EventEmulation, MotoServer, aws_client, free_port, s3_client
 from tests.helpers.keras_models import breast_cancer_lite_candidate, chest_ct_candidate
 from tests.helpers.models import REPO_ROOT, breast_cancer_candidate, publish
 from tests.helpers.skin_lesion import skin_lesion_candidate
 
 
-def write_env_file(path, moto_url: str, bucket: str, retrain_thresholds: dict[str, int], refresh_seconds: int = 1):
+def write_env_file(
+    path,
+    moto_url: str,
+    bucket: str,
+    retrain_thresholds: dict[str, int],
+    refresh_seconds: int = 1,
+    user_pool: LocalUserPool | None = None,
+):
     local = json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"]
+    pool = {"USER_POOL_ID": user_pool.pool_id, "USER_POOL_CLIENT_ID": user_pool.client_id} if user_pool else {}
     path.write_text(
         json.dumps(
             {
@@ -35,6 +45,7 @@ def write_env_file(path, moto_url: str, bucket: str, retrain_thresholds: dict[st
                     "RETRAIN_THRESHOLD": "1000",
                     "RETRAIN_THRESHOLDS": json.dumps(retrain_thresholds),
                     "TRAINING_OUTPUT_URI": f"s3://{bucket}/training-output/",
+                    **pool,
                 }
             }
         )
@@ -60,11 +71,12 @@ def running_stack(
     tmp_path_factory,
     *,
     bucket: str,
-    api_key: str,
     retrain_thresholds: dict[str, int],
     emulate_events: bool = True,
 ) -> Iterator[dict]:
-    """Yields {"url", "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "api_key"}.
+    """Yields {"url", "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "user_pool",
+    "tokens"}: "tokens" maps each demo user (scripts/local_cognito.py: clinician, ml-admin, no-group) to an ID
+    token, and the "http" session sends the ml-admin's, who may call every route.
 
     Without `emulate_events` nothing consumes the upload queue and no training job that a request
     creates in moto ever runs (its record stays Pending; "emulation" is None): for tests that only
@@ -72,7 +84,12 @@ def running_stack(
     from scripts.local_runner import LocalApi
 
     client = s3_client(moto_server.url)
-    env_file = write_env_file(tmp_path_factory.mktemp("env") / "env.json", moto_server.url, bucket, retrain_thresholds)
+    cognito = aws_client("cognito-idp", moto_server.url)
+    user_pool = provision_cognito(cognito, REPO_ROOT / "template.yaml", moto_server.url)
+    tokens = {name: id_token(cognito, user_pool.client_id, user) for name, user in DEMO_USERS.items()}
+    env_file = write_env_file(
+        tmp_path_factory.mktemp("env") / "env.json", moto_server.url, bucket, retrain_thresholds, user_pool=user_pool
+    )
     env = json.loads(env_file.read_text())["Parameters"]
     resources = provision(lambda service: aws_client(service, moto_server.url), REPO_ROOT / "template.yaml", env)
     store = ModelStore(bucket, client)
@@ -81,7 +98,11 @@ def running_stack(
         publish(store, candidate)  # smoke-trained on synthetic data, once per session
     port = free_port()
     api = LocalApi(
-        str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), host="127.0.0.1", port=port, api_key=api_key
+        str(REPO_ROOT / "template.yaml"),
+        env_vars_path=str(env_file),
+        host="127.0.0.1",
+        port=port,
+        user_pool=moto_user_pool(moto_server.url, user_pool.pool_id),
     )
     api.start()
     # Retraining jobs run as processes of their own; their MLflow runs go to this stack's folder.
@@ -95,6 +116,7 @@ def running_stack(
         else None
     )
     session = requests.Session()
+    session.headers["Authorization"] = tokens["ml-admin"]
     try:
         yield {
             "url": f"http://127.0.0.1:{port}",
@@ -106,7 +128,8 @@ def running_stack(
             "resources": resources,
             "emulation": emulation,
             "moto_url": moto_server.url,
-            "api_key": api_key,
+            "user_pool": user_pool,
+            "tokens": tokens,
         }
     finally:
         session.close()

@@ -16,6 +16,7 @@ from scripts.local_resources import provision
 from scripts.local_stack import MotoServer, aws_client, free_port
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import REPO_ROOT, publish
+from tests.helpers.uploads import put_upload
 from tests.unit.test_function_layers import function_environment, report, run_in_lambda_path
 
 pytestmark = pytest.mark.slow  # starts moto in server mode and one interpreter per function
@@ -81,8 +82,14 @@ def job_failed(job_id: str) -> dict:
 
 def test_the_retraining_loop_runs_with_only_the_layers_of_its_functions(moto_url, tmp_path):
     api, key, job_id = api_calls(moto_url, tmp_path)
+    # The image the presigned POST would carry, with its uploader: the counter reads its header
+    # and metadata (without Pillow, which its layers lack) and leaves it in place.
+    s3, bucket = aws_client("s3", moto_url), function_environment("UploadCounterFunction")["UPLOADS_BUCKET"]
+    put_upload(s3, bucket, key)
     counter = call("UploadCounterFunction", [upload_notification(key)], moto_url, tmp_path)
     assert counter["results"] == [{"batchItemFailures": []}]
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/")["KeyCount"] == 0
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=key)["KeyCount"] == 1
     # The job is running in moto: the reconciler asks the training service about it and leaves it be.
     reconciler = call("ReconcilerFunction", [sample_event("eventbridge-scheduled-reconcile.json")], moto_url, tmp_path)
     assert reconciler["results"] == [{"active": 1, "freed": 0, "actions": {job_id: "running"}}]

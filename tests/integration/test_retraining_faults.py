@@ -19,6 +19,7 @@ from med_classifier.domain.jobs import COMPLETED, FAILED
 from med_classifier.domain.retraining import LAUNCH_GRACE_SECONDS
 from scripts.local_resources import provision
 from tests.helpers.models import REPO_ROOT, LambdaContext, breast_cancer_candidate, load_function_module, publish
+from tests.helpers.uploads import put_upload
 
 ENV = {
     k: v
@@ -73,7 +74,11 @@ def sqs_event(*keys: str, message: str = "m1") -> dict:
 
 
 def count(counter, *keys: str, message: str = "m1") -> list[str]:
-    """Delivers one SQS message announcing `keys`; returns the message ids left for redelivery."""
+    """Uploads `keys` (a PNG with its uploader each, which the counter checks before it counts) and
+    delivers one SQS message announcing them; returns the message ids left for redelivery."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for uploaded in keys:
+        put_upload(s3, ENV["UPLOADS_BUCKET"], uploaded)
     response = counter.lambda_handler(sqs_event(*keys, message=message), LambdaContext("UploadCounterFunction", 256))
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
@@ -231,6 +236,7 @@ def test_a_corrupt_version_is_refused_while_the_previous_one_serves(served, monk
 def test_uploads_announced_from_another_bucket_are_ignored(aws):
     counter = load_function_module("upload_counter")
     body = {"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": "someone-elses"}, "object": {"key": key(1)}}}
+    put_upload(boto3.client("s3", region_name="us-east-1"), ENV["UPLOADS_BUCKET"], key(2))
     event = sqs_event(key(2))
     event["Records"][0]["body"] = json.dumps({"Records": [body, *json.loads(event["Records"][0]["body"])["Records"]]})
     assert counter.lambda_handler(event, LambdaContext("UploadCounterFunction", 256))["batchItemFailures"] == []

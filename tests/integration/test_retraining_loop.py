@@ -24,6 +24,7 @@ from scripts.local_resources import provision
 from tests.helpers.fakes import RecordingLauncher
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import REPO_ROOT, LambdaContext, breast_cancer_candidate, load_function_module, publish
+from tests.helpers.uploads import put_upload
 
 ENV = {
     k: v
@@ -31,6 +32,10 @@ ENV = {
     if k != "AWS_ENDPOINT_URL"
 }
 API_EVENT = json.loads((REPO_ROOT / "events" / "api-predict-breast-cancer.json").read_text())
+# As API Gateway's authorizer passes an ml-admin, who may call every route (tests/e2e/test_auth_over_http.py
+# sends the other roles).
+ML_ADMIN_CLAIMS = json.loads((REPO_ROOT / "events" / "api-retrain.json").read_text())["requestContext"]["authorizer"]
+API_EVENT["requestContext"]["authorizer"] = ML_ADMIN_CLAIMS
 
 
 @pytest.fixture
@@ -233,6 +238,9 @@ def s3_notification(*keys):
 def test_upload_counter_function_reports_only_the_bad_message(aws, monkeypatch):
     monkeypatch.setenv("RETRAIN_THRESHOLD", "2")
     module = load_function_module("upload_counter")  # a fresh module: a cold start
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for key in ("uploads/chest-ct/normal/a.png", "uploads/chest-ct/adenocarcinoma/b.png"):
+        put_upload(s3, ENV["UPLOADS_BUCKET"], key)  # the counter checks each object before it counts
     event = sqs_event(
         s3_notification("uploads/chest-ct/normal/a.png"),
         "garbage",
@@ -280,8 +288,18 @@ def api(aws):
     module = load_function_module("retraining_api")
     context = LambdaContext("RetrainingApiFunction", 512)
 
-    def call(method, path, body=None, path_parameters=None, *, raw: str | None = None, content_type: str | None = None):
+    def call(
+        method,
+        path,
+        body=None,
+        path_parameters=None,
+        *,
+        raw: str | None = None,
+        content_type: str | None = None,
+        claims: dict | None = ML_ADMIN_CLAIMS["claims"],
+    ):
         event = copy.deepcopy(API_EVENT)
+        event["requestContext"]["authorizer"] = {"claims": claims} if claims is not None else None
         event.update(
             httpMethod=method,
             path=path,
@@ -332,6 +350,7 @@ def test_retrain_route_starts_one_job_then_conflicts_and_reports_status(api):
     )
     assert status == 202, job
     assert (job["model"], job["trigger"], job["state"]) == ("colour-test", "manual", PENDING)
+    assert job["requested_by"] == ML_ADMIN_CLAIMS["claims"]["sub"]  # who asked, in the job's record
     described = boto3.client("sagemaker", region_name="us-east-1").describe_training_job(TrainingJobName=job["job_id"])
     assert described["HyperParameters"]["gate_min_test_accuracy"] == "0.99"
     status, body = api("POST", "/models/colour-test/retrain", None, {"model": "colour-test"})
@@ -411,10 +430,12 @@ def sample_event(name):
 
 
 def test_sample_sqs_event_is_counted(aws):
+    event = sample_event("sqs-upload-notification.json")
+    (record,) = json.loads(event["Records"][0]["body"])["Records"]
+    assert record["s3"]["bucket"]["name"] == ENV["UPLOADS_BUCKET"]
+    put_upload(boto3.client("s3", region_name="us-east-1"), ENV["UPLOADS_BUCKET"], record["s3"]["object"]["key"])
     module = load_function_module("upload_counter")  # a fresh module: a cold start
-    assert module.lambda_handler(
-        sample_event("sqs-upload-notification.json"), LambdaContext("UploadCounterFunction", 256)
-    ) == {"batchItemFailures": []}
+    assert module.lambda_handler(event, LambdaContext("UploadCounterFunction", 256)) == {"batchItemFailures": []}
     assert module._service().counter.state("chest-ct").total == 1
 
 
@@ -450,3 +471,41 @@ def test_sample_api_events_reach_the_retraining_routes(aws):
     retrain_response = module.lambda_handler(sample_event("api-retrain.json"), context)
     assert retrain_response["statusCode"] == 202, retrain_response["body"]
     assert json.loads(retrain_response["body"])["reason"] == "new scanner"
+
+
+CLINICIAN_CLAIMS = json.loads((REPO_ROOT / "events" / "api-create-upload.json").read_text())["requestContext"][
+    "authorizer"
+]["claims"]
+
+
+def test_the_functions_check_the_callers_group_again(api):
+    # Defence in depth: were a route left without the authorizer, the function itself refuses.
+    path, model = "/models/colour-test/retrain", {"model": "colour-test"}
+    status, body = api("POST", path, {}, model, claims=None)
+    assert (status, body["error"]["code"]) == (401, "not_signed_in")
+    assert body["error"]["message"] == (
+        "Sign in to start retraining: send a Cognito ID token in the Authorization header."
+    )
+    status, body = api("POST", path, {}, model, claims=CLINICIAN_CLAIMS)
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    assert body["error"]["message"] == (
+        "clinician@example.org may not start retraining: that needs membership of ml-admins."
+    )
+    job_path = "/models/colour-test/retrain/x"
+    status, body = api("GET", job_path, None, {"model": "colour-test", "job_id": "x"}, claims=CLINICIAN_CLAIMS)
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    upload = {"label": "red", "content_type": "image/png"}
+    status, body = api("POST", "/models/colour-test/uploads", upload, model, claims={"sub": "s-9", "email": "v@x.org"})
+    assert (status, body["error"]["message"]) == (
+        403,
+        "v@x.org may not upload training data: that needs membership of clinicians or ml-admins.",
+    )
+
+
+def test_an_upload_ticket_fixes_the_clinicians_sub_as_the_uploader(api):
+    upload = {"label": "red", "content_type": "image/png"}
+    status, ticket = api(
+        "POST", "/models/colour-test/uploads", upload, {"model": "colour-test"}, claims=CLINICIAN_CLAIMS
+    )
+    assert status == 201, ticket
+    assert ticket["fields"]["x-amz-meta-uploader"] == CLINICIAN_CLAIMS["sub"]

@@ -1,6 +1,8 @@
 """`make load`'s table from Locust's CSV columns (scripts/load/report.py): exact text, the all-routes
 row last, errors listed, and the exit status."""
 
+import sys
+
 from scripts.load import report
 
 HEADER = (
@@ -74,3 +76,18 @@ def test_a_clean_run_exits_0_and_an_empty_one_1(tmp_path):
 def test_usage_without_a_prefix(capsys):
     assert report.main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_the_load_runs_signed_in_with_the_given_header_or_the_sign_in_commands_token():
+    from scripts.load.run import signed_in_headers
+
+    given = {"LOAD_HEADERS": '{"authorization": "tok-1", "X-Extra": "1"}'}
+    assert signed_in_headers(given, "false") == {"authorization": "tok-1", "X-Extra": "1"}  # the command is not run
+    printed = f"{sys.executable} -c 'print(\"tok-2\")'"
+    assert signed_in_headers({"LOAD_HEADERS": '{"X-Extra": "1"}'}, printed) == {
+        "X-Extra": "1",
+        "Authorization": "tok-2",
+    }
+    assert signed_in_headers({}, None) is None
+    assert signed_in_headers({}, f"{sys.executable} -c 'import sys; sys.exit(3)'") is None
+    assert signed_in_headers({}, f"{sys.executable} -c 'print()'") is None  # printed no token

@@ -17,7 +17,7 @@ from samcli.yamlhelper import yaml_parse
 
 from med_classifier.api.errors import error_doc, gateway_error_doc
 from med_classifier.api.image_requests import images_from_body
-from med_classifier.api.openapi import API_KEY_REQUIRED, ApiRoute, SpecError, function_document, merged_document
+from med_classifier.api.openapi import SIGN_IN_REQUIRED, ApiRoute, SpecError, function_document, merged_document
 from med_classifier.domain.errors import ClassifierError
 from med_classifier.domain.jobs import JobRecord
 from med_classifier.domain.serving import PredictionResult
@@ -144,17 +144,33 @@ def test_operation_ids_are_the_templates_event_names(served):
 # --- security: what API Gateway enforces -----------------------------------------------------------
 
 
-def test_only_the_routes_the_template_guards_with_an_api_key_declare_one(served):
+def test_only_the_routes_the_template_guards_with_the_cognito_authorizer_declare_it(served):
     template = template_api_routes()
     for path, method, operation in operations(served):
-        required = bool((template[path, method].get("Auth") or {}).get("ApiKeyRequired"))
-        assert operation.get("security") == (API_KEY_REQUIRED if required else None), (path, method)
-    assert [(p, m) for p, m, op in operations(served) if "security" in op] == [("/models/{model}/retrain", "post")]
-    assert "security" not in served  # no document-wide requirement: every other route is open
-    scheme = served["components"]["securitySchemes"]["ApiKey"]
-    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "x-api-key")
-    forbidden = served["paths"]["/models/{model}/retrain"]["post"]["responses"]["403"]
-    assert forbidden["content"] == {"application/json": {"schema": {"$ref": "#/components/schemas/GatewayError"}}}
+        signed_in = (template[path, method].get("Auth") or {}).get("Authorizer") != "NONE"
+        assert operation.get("security") == (SIGN_IN_REQUIRED if signed_in else None), (path, method)
+        if signed_in:  # API Gateway's own 401, in its own shape
+            unauthorized = operation["responses"]["401"]
+            assert unauthorized["content"] == {
+                "application/json": {"schema": {"$ref": "#/components/schemas/GatewayError"}}
+            }
+    open_routes = {(p, m) for p, m, op in operations(served) if "security" not in op}
+    assert open_routes == {
+        ("/", "get"),
+        ("/health", "get"),
+        ("/openapi.json", "get"),
+        ("/docs", "get"),
+        ("/auth/config", "get"),
+    }
+    assert "security" not in served  # no document-wide requirement
+    scheme = served["components"]["securitySchemes"]["CognitoUserPool"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "Authorization")
+    group_only = {(p, m) for p, m, op in operations(served) if "403" in op["responses"]}
+    assert group_only == {
+        ("/models/{model}/uploads", "post"),
+        ("/models/{model}/retrain", "post"),
+        ("/models/{model}/retrain/{job_id}", "get"),
+    }
     assert served["components"]["schemas"]["GatewayError"]["required"] == ["message"]
 
 
@@ -168,6 +184,7 @@ SUCCESS = {
     ("/models/{model}/predict", "post"): ("200", "application/json", "PredictResponse"),
     ("/openapi.json", "get"): ("200", "application/json", None),
     ("/docs", "get"): ("200", "text/html", {"type": "string"}),
+    ("/auth/config", "get"): ("200", "application/json", "SignInConfig"),
     ("/models/skin-lesion/predict", "post"): ("200", "application/json", "PredictResponse"),
     ("/models/chest-ct/predict", "post"): ("200", "application/json", "PredictResponse"),
     ("/models/{model}/uploads", "post"): ("201", "application/json", "UploadTicketResponse"),
@@ -192,13 +209,14 @@ def test_every_operation_documents_its_success_and_its_schema(served):
 
 
 ERRORS = {
-    ("/models/{model}", "get"): {"404"},
-    ("/models/{model}/predict", "post"): {"400", "404", "413", "415", "422", "503"},
-    ("/models/skin-lesion/predict", "post"): {"400", "404", "413", "415", "422", "503"},
-    ("/models/chest-ct/predict", "post"): {"400", "404", "413", "415", "422", "503"},
-    ("/models/{model}/uploads", "post"): {"400", "404", "413", "415", "422"},
-    ("/models/{model}/retrain", "post"): {"400", "403", "404", "409", "413", "415", "422", "503"},
-    ("/models/{model}/retrain/{job_id}", "get"): {"404"},
+    ("/models", "get"): {"401"},
+    ("/models/{model}", "get"): {"401", "404"},
+    ("/models/{model}/predict", "post"): {"400", "401", "404", "413", "415", "422", "503"},
+    ("/models/skin-lesion/predict", "post"): {"400", "401", "404", "413", "415", "422", "503"},
+    ("/models/chest-ct/predict", "post"): {"400", "401", "404", "413", "415", "422", "503"},
+    ("/models/{model}/uploads", "post"): {"400", "401", "403", "404", "413", "415", "422"},
+    ("/models/{model}/retrain", "post"): {"400", "401", "403", "404", "409", "413", "415", "422", "503"},
+    ("/models/{model}/retrain/{job_id}", "get"): {"401", "403", "404"},
 }
 
 
@@ -207,7 +225,7 @@ def test_every_error_status_is_documented_in_the_one_error_shape(served):
         errors = {status for status in operation["responses"] if int(status) >= 400}
         assert errors == ERRORS.get((path, method), set()), (path, method)
         for status in errors:
-            expected = "GatewayError" if status == "403" else "ErrorResponse"
+            expected = "GatewayError" if status == "401" else "ErrorResponse"  # 401: API Gateway's authorizer
             schema = {"$ref": f"#/components/schemas/{expected}"}
             assert operation["responses"][status]["content"] == {"application/json": {"schema": schema}}
     schemas = served["components"]["schemas"]
@@ -338,21 +356,21 @@ def test_a_literal_template_route_takes_the_operation_of_its_path_parameter():
     assert "parameters" not in operation and "422" not in operation["responses"]  # nothing left to validate
 
 
-@pytest.mark.parametrize("template_requires, declared", [(True, None), (False, API_KEY_REQUIRED)])
+@pytest.mark.parametrize("template_requires, declared", [(True, None), (False, SIGN_IN_REQUIRED)])
 def test_security_the_template_does_not_enforce_or_the_route_does_not_declare_is_refused(template_requires, declared):
-    app = resolver(security=declared, responses={403: gateway_error_doc("No key")})
+    app = resolver(security=declared, responses={401: gateway_error_doc("No token")})
     with pytest.raises(SpecError) as refused:
-        merge([ApiRoute("F", "Act", "/things", "post", api_key_required=template_requires)], F=app)
+        merge([ApiRoute("F", "Act", "/things", "post", signed_in=template_requires)], F=app)
+    needs = "the Cognito authorizer" if template_requires else "Authorizer: NONE"
     assert str(refused.value) == (
-        f"POST /things: template.yaml has ApiKeyRequired: {template_requires}, but the route declares security "
-        f"{declared}."
+        f"POST /things: template.yaml gives it {needs}, but the route declares security {declared}."
     )
 
 
-def test_an_api_key_route_must_document_api_gateways_403():
+def test_a_signed_in_route_must_document_api_gateways_401():
     with pytest.raises(SpecError) as refused:
-        merge([ApiRoute("F", "Act", "/things", "post", api_key_required=True)], F=resolver(security=API_KEY_REQUIRED))
-    assert str(refused.value) == "POST /things needs an API key but does not document API Gateway's 403."
+        merge([ApiRoute("F", "Act", "/things", "post", signed_in=True)], F=resolver(security=SIGN_IN_REQUIRED))
+    assert str(refused.value) == "POST /things needs a signed-in caller but does not document API Gateway's 401."
 
 
 def test_a_body_that_can_fail_validation_must_document_422_in_the_error_shape():

@@ -13,8 +13,9 @@ from med_classifier.adapters.launchers import BatchLauncher, SageMakerLauncher
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.adapters.s3_uploads import S3UploadSigner
 from med_classifier.adapters.upload_counter import UploadCounter
-from med_classifier.domain.ports import CounterStore, JobStore, Launcher, ModelReader, UploadSigner
-from tests.helpers.fakes import MemoryCounter, MemoryJobs, MemoryStore, RecordingLauncher
+from med_classifier.adapters.upload_store import S3UploadStore
+from med_classifier.domain.ports import CounterStore, JobStore, Launcher, ModelReader, UploadSigner, UploadStore
+from tests.helpers.fakes import MemoryCounter, MemoryJobs, MemoryStore, MemoryUploads, RecordingLauncher
 
 IMPLEMENTATIONS = [
     (ModelReader, ModelStore),
@@ -27,6 +28,8 @@ IMPLEMENTATIONS = [
     (Launcher, BatchLauncher),
     (Launcher, RecordingLauncher),
     (UploadSigner, S3UploadSigner),
+    (UploadStore, S3UploadStore),
+    (UploadStore, MemoryUploads),
 ]
 
 

@@ -222,20 +222,50 @@ def test_only_sagemaker_may_receive_the_training_role():
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
-def test_retrain_route_needs_an_api_key_and_the_others_do_not():
-    events = FUNCTIONS["RetrainingApiFunction"]["Properties"]["Events"]
-    assert events["StartRetrain"]["Properties"]["Auth"] == {"ApiKeyRequired": True}
-    assert RESOURCES["MedClassifierApi"]["Properties"]["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
-    keyed = [
-        (f, e)
-        for f, fn in FUNCTIONS.items()
-        for e, ev in fn["Properties"].get("Events", {}).items()
-        if ev["Properties"].get("Auth", {}).get("ApiKeyRequired")
-    ]
-    assert keyed == [("RetrainingApiFunction", "StartRetrain")]
+OPEN_ROUTES = {("/", "GET"), ("/health", "GET"), ("/openapi.json", "GET"), ("/docs", "GET"), ("/auth/config", "GET")}
 
 
-def test_the_web_page_is_served_at_the_root_by_the_predict_function_without_a_key():
+def test_every_route_but_the_page_health_docs_and_sign_in_config_needs_the_cognito_authorizer():
+    auth = RESOURCES["MedClassifierApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "CognitoAuthorizer"
+    assert auth["Authorizers"]["CognitoAuthorizer"] == {
+        "UserPoolArn": {"Fn::GetAtt": ["UserPool", "Arn"]},
+        "Identity": {"Header": "Authorization"},
+    }
+    assert auth["AddDefaultAuthorizerToCorsPreflight"] is False  # a browser's preflight carries no token
+    routes = {
+        (ev["Properties"]["Path"], ev["Properties"]["Method"]): ev["Properties"].get("Auth")
+        for fn in FUNCTIONS.values()
+        for ev in fn["Properties"].get("Events", {}).values()
+        if ev["Type"] == "Api"
+    }
+    assert {route for route, route_auth in routes.items() if route_auth == {"Authorizer": "NONE"}} == OPEN_ROUTES
+    assert {route_auth for route, route_auth in routes.items() if route not in OPEN_ROUTES} == {None}  # the default
+    assert "UsagePlan" not in auth and "MedClassifierApiApiKey" not in RESOURCES  # no API key anywhere
+
+
+def test_the_user_pool_admits_only_users_an_administrator_creates_into_two_groups():
+    pool = RESOURCES["UserPool"]["Properties"]
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert pool["Policies"]["PasswordPolicy"]["MinimumLength"] >= 12
+    assert RESOURCES["UserPool"]["DeletionPolicy"] == "Retain"  # the users outlive the stack
+    client = RESOURCES["UserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is False and client["PreventUserExistenceErrors"] == "ENABLED"
+    assert "ALLOW_ADMIN_USER_PASSWORD_AUTH" not in client["ExplicitAuthFlows"]
+    groups = {
+        r["Properties"]["GroupName"]: r["Properties"]["Precedence"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Cognito::UserPoolGroup"
+    }
+    assert groups == {"clinicians": 20, "ml-admins": 10}
+    predict_env = FUNCTIONS["PredictFunction"]["Properties"]["Environment"]["Variables"]
+    assert (predict_env["USER_POOL_ID"], predict_env["USER_POOL_CLIENT_ID"]) == (
+        {"Ref": "UserPool"},
+        {"Ref": "UserPoolClient"},
+    )
+
+
+def test_the_web_page_is_served_at_the_root_by_the_predict_function_without_sign_in():
     pages = [
         (f, ev["Properties"])
         for f, fn in FUNCTIONS.items()
@@ -245,7 +275,7 @@ def test_the_web_page_is_served_at_the_root_by_the_predict_function_without_a_ke
     assert [(f, p["Method"], p["RestApiId"]) for f, p in pages] == [
         ("PredictFunction", "GET", {"Ref": "MedClassifierApi"})
     ]
-    assert "Auth" not in pages[0][1]
+    assert pages[0][1]["Auth"] == {"Authorizer": "NONE"}
     code = REPO_ROOT / FUNCTIONS["PredictFunction"]["Properties"]["CodeUri"]
     assert (code / "static" / "index.html").is_file()  # shipped with the function's code
     # The page's presigned POSTs are cross-origin: the uploads bucket must allow them.

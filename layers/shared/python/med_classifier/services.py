@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # serving imports numpy: functions that run no model must not
     from .domain.registry import RegistryView
     from .domain.retraining import Recovery, Retraining
     from .domain.serving import ModelCache
+    from .domain.upload_checks import UploadGate
     from .settings import PredictSettings, RetrainingApiSettings, RetrainingSettings, ServingSettings
 
 
@@ -66,6 +67,14 @@ def upload_signer(settings: RetrainingApiSettings) -> S3UploadSigner:
     from .adapters.s3_uploads import S3UploadSigner
 
     return S3UploadSigner(settings.uploads_bucket, endpoint_url=settings.endpoint_url)
+
+
+def upload_gate(settings: RetrainingSettings) -> UploadGate:
+    """Checks each uploaded object before it counts; moves refused ones to quarantine."""
+    from .adapters.upload_store import S3UploadStore
+    from .domain.upload_checks import UploadGate
+
+    return UploadGate(S3UploadStore(settings.uploads_bucket, endpoint_url=settings.endpoint_url))
 
 
 def registry(settings: ServingSettings | RetrainingSettings, store: ModelStore | None = None) -> RegistryView:

@@ -165,6 +165,16 @@ class PredictSettings(ServingSettings, ThresholdSettings):
     def shows_retraining(self) -> bool:
         return bool(self.upload_counts_table and self.jobs_table)
 
+    # GET /auth/config: the page signs in against this pool's app client (README, "Who may call what").
+    user_pool_id: str = ""
+    user_pool_client_id: str = ""
+
+    @property
+    def cognito_endpoint(self) -> str:
+        """Where the page sends InitiateAuth: the endpoint override locally (moto), else the pool's region."""
+        region = self.user_pool_id.split("_", 1)[0] or "us-east-1"
+        return self.aws_endpoint_url or f"https://cognito-idp.{region}.amazonaws.com/"
+
 
 class ImagePredictSettings(ServingSettings):
     """ImagePredictFunction: image models' predict."""

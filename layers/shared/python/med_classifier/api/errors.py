@@ -31,6 +31,14 @@ def gateway_error_doc(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"model": GatewayError}}}
 
 
+# What a route behind the Cognito authorizer documents (med_classifier.api.caller).
+NOT_SIGNED_IN = gateway_error_doc("No valid Cognito ID token in Authorization (API Gateway's Cognito authorizer)")
+
+
+def forbidden_doc(groups: str) -> dict:
+    return error_doc(f"Signed in, but not in {groups}")
+
+
 # The statuses a JSON route answers for a body it cannot read: request_guard's checks on the raw
 # event, then Powertools' request validation (through the handlers below).
 INVALID_JSON = error_doc(

@@ -27,13 +27,15 @@ INFO = {
     "title": "Medical classifier inference API",
     "version": "1.0.0",
     "description": "ONNX classifiers served by AWS Lambda behind API Gateway: the web page, the model "
-    "registry, predictions, labelled uploads and retraining. Every route is open except "
-    "`POST /models/{model}/retrain`, which needs an API key (`x-api-key`). Errors answered by the "
-    'functions share one shape, `{"error": {"code", "message", "details"}}`; API Gateway answers its '
-    'own errors as `{"message"}`: 403 `Forbidden` without a valid API key, 403 `Missing Authentication Token` '
-    "for a path or method no route matches. " + NOT_FOR_CLINICAL_USE,
+    "registry, predictions, labelled uploads and retraining. Every route but the page, health, this "
+    "document, the docs and the sign-in configuration needs a Cognito ID token of the API's user pool "
+    "in the Authorization header; uploads need the group clinicians or ml-admins, retraining and its "
+    "jobs ml-admins. Errors answered by the functions share one shape, "
+    '`{"error": {"code", "message", "details"}}`; API Gateway answers its own errors as `{"message"}`: '
+    "401 `Unauthorized` without a valid ID token, 403 `Missing Authentication Token` for a path or "
+    "method no route matches. " + NOT_FOR_CLINICAL_USE,
 }
-API_KEY = "ApiKey"
+SIGNED_IN = "CognitoUserPool"
 
 
 def security_schemes() -> dict:
@@ -41,15 +43,16 @@ def security_schemes() -> dict:
     from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 
     return {
-        API_KEY: APIKey(
-            name="x-api-key",
+        SIGNED_IN: APIKey(
+            name="Authorization",
             in_=APIKeyIn.header,
-            description="A key of the API's usage plan (on AWS: the RetrainApiKeyId output; locally: the runner's key)",
+            description="A Cognito ID token of the API's user pool (API Gateway's Cognito authorizer): the page "
+            "signs in with InitiateAuth (USER_PASSWORD_AUTH) against the client GET /auth/config names",
         )
     }
 
 
-API_KEY_REQUIRED = [{API_KEY: []}]
+SIGN_IN_REQUIRED = [{SIGNED_IN: []}]
 OPENAPI_VERSION = "3.1.0"
 
 
@@ -136,7 +139,7 @@ class ApiRoute:
     event: str  # the event's name: the operation's operationId
     path: str
     method: str  # lower case, as OpenAPI keys are
-    api_key_required: bool = False
+    signed_in: bool = False  # API Gateway's Cognito authorizer guards it
 
 
 class SpecError(Exception):
@@ -147,7 +150,8 @@ def merged_document(routes: list[ApiRoute], documents: dict[str, dict]) -> dict:
     """The API's document from each function's own (Powertools') document: one operation per
     template route, taken from the function the route goes to. Raises SpecError for a route no
     operation serves, an operation no route reaches, a security declaration the template does
-    not enforce (or the reverse), a duplicate operationId, or two different schemas of one name."""
+    not enforce (or the reverse), a guarded route without its 401, a duplicate operationId, or
+    two different schemas of one name."""
     paths: dict[str, dict[str, Any]] = {}
     served: set[tuple[str, str, str]] = set()
     for route in routes:
@@ -220,15 +224,16 @@ def _routed(route: ApiRoute, operation: dict, bindings: dict[str, str]) -> dict:
         if not kept:
             del routed["parameters"]
         routed["summary"] += " (" + ", ".join(f"{name} {value}" for name, value in bindings.items()) + ")"
-    declared = routed.get("security") == API_KEY_REQUIRED
-    if declared != route.api_key_required:
+    declared = routed.get("security") == SIGN_IN_REQUIRED
+    if declared != route.signed_in:
+        needs = "the Cognito authorizer" if route.signed_in else "Authorizer: NONE"
         raise SpecError(
-            f"{route.method.upper()} {route.path}: template.yaml has ApiKeyRequired: {route.api_key_required}, "
+            f"{route.method.upper()} {route.path}: template.yaml gives it {needs}, "
             f"but the route declares security {routed.get('security')}."
         )
-    if route.api_key_required and "403" not in routed["responses"]:
+    if route.signed_in and "401" not in routed["responses"]:
         raise SpecError(
-            f"{route.method.upper()} {route.path} needs an API key but does not document API Gateway's 403."
+            f"{route.method.upper()} {route.path} needs a signed-in caller but does not document API Gateway's 401."
         )
     _check_validation_errors(route, routed)
     routed["responses"] = dict(sorted(routed["responses"].items()))

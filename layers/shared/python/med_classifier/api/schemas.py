@@ -142,6 +142,17 @@ class LoadedModel(BaseModel):  # one entry of domain.serving.ModelCache.status()
     refused: dict[str, str] = Field(description="version -> why it was refused (bad hash, bad ONNX, missing file)")
 
 
+class SignInConfig(BaseModel):
+    """GET /auth/config: the page signs in with InitiateAuth (USER_PASSWORD_AUTH) against `endpoint`."""
+
+    model_config = RESPONSE
+
+    user_pool_id: str = Field(description="The Cognito user pool of the API's users (its region is its prefix)")
+    client_id: str = Field(description="The app client the page signs in with (public: no secret)")
+    endpoint: str = Field(description="Where to send InitiateAuth: Cognito's regional endpoint (moto locally)")
+    notice: Notice
+
+
 class HealthResponse(BaseModel):
     model_config = RESPONSE
 

@@ -54,3 +54,17 @@ class ServiceUnavailable(ClassifierError):
 
     status_code = 503
     code = "service_unavailable"
+
+
+class NotSignedIn(ClassifierError):
+    """The request carries no verified caller (API Gateway's Cognito authorizer gave no claims)."""
+
+    status_code = 401
+    code = "not_signed_in"
+
+
+class Forbidden(ClassifierError):
+    """The caller is signed in, but not in a group that may do this."""
+
+    status_code = 403
+    code = "forbidden"

@@ -24,7 +24,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from .errors import PayloadTooLarge
+from .errors import InvalidInput, PayloadTooLarge
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -101,11 +101,9 @@ def _rebuilt_png(data: bytes) -> bytes:
 def _rebuilt_jpeg(data: bytes) -> ImageFile:
     kept, exif, pos, segments = [data[:2]], [], 2, 0
     progressive, components = False, 0
-    while (pos := data.find(b"\xff", pos)) >= 0:  # junk between segments is skipped, as libjpeg does
-        pos = _FILL.match(data, pos).end()
-        if pos >= len(data):
-            break
-        marker, start = data[pos], pos - 1
+    while (found := _next_marker(data, pos)) is not None:
+        marker, pos = found
+        start = pos - 1
         if marker in _STANDALONE or marker == 0x00:
             pos += 1
             continue
@@ -132,6 +130,16 @@ def _rebuilt_jpeg(data: bytes) -> ImageFile:
         elif _kept_jpeg_segment(marker, body):
             kept.append(data[start:pos])
     return ImageFile(b"".join(kept))  # no image data: the decoder refuses it as truncated
+
+
+def _next_marker(data: bytes, pos: int) -> tuple[int, int] | None:
+    """The next JPEG marker at or after `pos`: its byte and that byte's position, junk and fill bytes
+    before it skipped as libjpeg skips them; None at the end of the data."""
+    pos = data.find(b"\xff", pos)
+    if pos < 0:
+        return None
+    pos = _FILL.match(data, pos).end()
+    return (data[pos], pos) if pos < len(data) else None
 
 
 def _kept_jpeg_segment(marker: int, body: bytes) -> bool:
@@ -185,3 +193,100 @@ def exif_orientation(tiff: bytes) -> int | None:
 def orientation_exif(orientation: int) -> bytes:
     """A little-endian EXIF block holding only the orientation."""
     return b"II*\x00" + struct.pack("<IHHHIHHI", 8, 1, ORIENTATION, 3, 1, orientation & 0xFFFF, 0, 0)
+
+
+# --- the header alone: format and size from a file's first bytes, without Pillow -----------------
+
+
+class InvalidImageHeader(InvalidInput):
+    """A file whose first bytes are not the header of a JPEG or PNG image of some size."""
+
+
+class TruncatedImageHeader(InvalidImageHeader):
+    """The bytes end before the header does: more of the file may complete it."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: str  # "PNG" or "JPEG"
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+# PNG bit depths allowed for each colour type (PNG specification, 11.2.2).
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_IHDR_END = len(PNG_SIGNATURE) + 8 + 13 + 4  # signature, length and type, 13 bytes of fields, CRC
+
+
+def image_header(data: bytes) -> ImageHeader:
+    """The format and stored size of the JPEG or PNG file `data` begins (PNG: signature and IHDR;
+    JPEG: its segments up to the first frame header, SOFn). Reads no pixel data. Raises
+    TruncatedImageHeader when `data` ends before the header does, InvalidImageHeader otherwise."""
+    if data.startswith(PNG_SIGNATURE):
+        header = _png_header(data)
+    elif data.startswith(JPEG_SIGNATURE):
+        header = _jpeg_header(data)
+    else:
+        raise InvalidImageHeader("The file is not a JPEG or PNG image.")
+    if header.width < 1 or header.height < 1:
+        raise InvalidImageHeader(
+            f"The {header.format} header gives a size of {header.width}x{header.height} pixels; "
+            "width and height must be at least 1."
+        )
+    return header
+
+
+def _png_header(data: bytes) -> ImageHeader:
+    truncated = "The PNG file ends before its IHDR chunk is complete."
+    if len(data) < len(PNG_SIGNATURE) + 8:
+        raise TruncatedImageHeader(truncated)
+    length, kind = struct.unpack_from(">I4s", data, len(PNG_SIGNATURE))
+    if (length, kind) != (13, b"IHDR"):
+        raise InvalidImageHeader("The PNG file does not begin with a 13-byte IHDR chunk.")
+    if len(data) < _IHDR_END:
+        raise TruncatedImageHeader(truncated)
+    fields = data[len(PNG_SIGNATURE) + 4 : _IHDR_END - 4]  # the type and the fields, which the CRC covers
+    if zlib.crc32(fields) != struct.unpack_from(">I", data, _IHDR_END - 4)[0]:
+        raise InvalidImageHeader("The PNG file's IHDR chunk fails its CRC check.")
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", fields, 4)
+    if depth not in _PNG_DEPTHS.get(colour, ()) or (compression, filtering) != (0, 0) or interlace > 1:
+        raise InvalidImageHeader(
+            "The PNG file's IHDR chunk has an invalid bit depth, colour type, compression, filter or interlace method."
+        )
+    return ImageHeader("PNG", width, height)
+
+
+def _jpeg_header(data: bytes) -> ImageHeader:
+    truncated = "The JPEG file ends before its frame header (SOFn)."
+    pos, segments = 2, 0
+    while (found := _next_marker(data, pos)) is not None:
+        marker, pos = found
+        if marker == 0xD9 or marker == 0xDA:
+            raise InvalidImageHeader("The JPEG file has no frame header (SOFn) before its image data or end.")
+        if marker in _STANDALONE or marker == 0x00:
+            pos += 1
+            continue
+        if pos + 3 > len(data):
+            break
+        (length,) = struct.unpack_from(">H", data, pos + 1)
+        if length < 2:
+            raise InvalidImageHeader(f"The JPEG file has a segment of length {length}; at least 2 is required.")
+        if marker in _FRAMES:
+            if length < 8:
+                raise InvalidImageHeader("The JPEG file's frame header (SOFn) is shorter than 8 bytes.")
+            if pos + 9 > len(data):
+                break
+            height, width = struct.unpack_from(">HH", data, pos + 4)
+            return ImageHeader("JPEG", width, height)
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise InvalidImageHeader(
+                f"The JPEG file has more than {MAX_JPEG_SEGMENTS} segments before its frame header; "
+                f"at most {MAX_JPEG_SEGMENTS} are accepted."
+            )
+        pos += 1 + length
+    raise TruncatedImageHeader(truncated)

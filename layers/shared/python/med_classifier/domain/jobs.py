@@ -81,6 +81,9 @@ class JobRecord:
         int | None, Field(description="Uploads counted since the previous job when this one started")
     ] = None
     reason: Annotated[str | None, Field(description="Why it was started (manual requests may say)")] = None
+    requested_by: Annotated[
+        str | None, Field(description="The Cognito sub of the ml-admin who asked for a manual job (uploads: none)")
+    ] = None
     backend_job: Annotated[str | None, Field(description="The training job's name / Batch job id")] = None
     service_status: Annotated[str | None, Field(description="The service's own status word, as last reported")] = None
     outcome: Annotated[Outcome | None, Field(description="Once the job has decided (set by the job itself)")] = None

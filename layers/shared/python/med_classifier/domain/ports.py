@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:  # annotations only: serving imports this module, and need not load the job domain
     from .jobs import JobRecord, JobRequest, JobStateChange
     from .manifest import Manifest, ProductionPointer
+    from .upload_checks import StoredUpload
     from .uploads import Claim, CounterState, UploadedObject
 
 
@@ -92,8 +93,21 @@ class Launcher(Protocol):
 
 @runtime_checkable
 class UploadSigner(Protocol):
-    """Signs a POST that lets a client put one object under `key`, and nothing else."""
+    """Signs a POST that lets a client put one object under `key`, with `uploader` as its metadata, and
+    nothing else."""
 
     def presigned_post(
-        self, key: str, content_type: str, max_bytes: int, expires_in: int
+        self, key: str, content_type: str, max_bytes: int, expires_in: int, uploader: str
     ) -> tuple[str, dict[str, str]]: ...
+
+
+@runtime_checkable
+class UploadStore(Protocol):
+    """The uploads bucket's objects as the upload counter checks them. Each method raises
+    upload_checks.UploadGone when the object is no longer there."""
+
+    def stat(self, key: str) -> StoredUpload: ...
+
+    def read_prefix(self, key: str, length: int) -> bytes: ...
+
+    def quarantine(self, key: str, target: str, reason: str, stored: StoredUpload) -> None: ...

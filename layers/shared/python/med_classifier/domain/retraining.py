@@ -173,9 +173,13 @@ class Retraining:
         return self._start(model, UPLOADS_TRIGGER, self.threshold(model))
 
     def start_manual(
-        self, model: str, reason: str | None = None, hyperparameters: dict[str, str] | None = None
+        self,
+        model: str,
+        reason: str | None = None,
+        hyperparameters: dict[str, str] | None = None,
+        requested_by: str | None = None,
     ) -> JobRecord:
-        job = self._start(model, MANUAL_TRIGGER, None, reason, hyperparameters)
+        job = self._start(model, MANUAL_TRIGGER, None, reason, hyperparameters, requested_by)
         if job is None:
             active = self.counter.state(model).active_job
             raise Conflict(
@@ -192,6 +196,7 @@ class Retraining:
         threshold: int | None,
         reason: str | None = None,
         hyperparameters: dict[str, str] | None = None,
+        requested_by: str | None = None,
     ) -> JobRecord | None:
         job_id = new_job_id(model)
         claim = self.counter.claim(
@@ -209,6 +214,7 @@ class Retraining:
             backend=self.launcher.backend,
             uploads=claim.uploads,
             reason=reason,
+            requested_by=requested_by,
         )
         try:
             self.jobs.create(record)

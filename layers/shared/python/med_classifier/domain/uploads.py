@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
-from .errors import InvalidInput, UnknownModel, UnsupportedMediaType
+from .errors import InvalidInput, NotSignedIn, UnknownModel, UnsupportedMediaType
 from .manifest import Manifest, is_valid_model_id
 
 if TYPE_CHECKING:
@@ -61,9 +61,15 @@ def presigned_upload(
     content_type: str,
     limits: UploadLimits,
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    *,
+    uploader: str,
 ) -> UploadTicket:
     """A presigned POST for one labelled image of `model_id` (its production manifest
-    says which labels exist). Raises UnknownModel, InvalidInput or UnsupportedMediaType."""
+    says which labels exist), whose policy fixes the object's `uploader` metadata (the caller's
+    Cognito sub: who wrote this training data). Raises UnknownModel, InvalidInput,
+    UnsupportedMediaType, or NotSignedIn without an uploader."""
+    if not uploader:
+        raise NotSignedIn("Only a signed-in user may upload training data: the upload records who sent it.")
     if manifest is None:
         raise UnknownModel(f"No model named {model_id!r}. GET /models lists the models.")
     if manifest.input.kind != "image":
@@ -77,7 +83,7 @@ def presigned_upload(
     if media_type not in UPLOAD_CONTENT_TYPES:
         raise UnsupportedMediaType(f"content_type {content_type!r} is not accepted: use image/jpeg or image/png.")
     key = upload_key(model_id, label, new_id(), UPLOAD_CONTENT_TYPES[media_type])
-    url, fields = signer.presigned_post(key, media_type, limits.max_bytes, limits.expires_in)
+    url, fields = signer.presigned_post(key, media_type, limits.max_bytes, limits.expires_in, uploader)
     return UploadTicket(
         model_id=model_id,
         label=label,
