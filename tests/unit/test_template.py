@@ -425,3 +425,14 @@ def test_request_limits_are_parameters_whose_defaults_are_the_settings_defaults(
         "Number",
         field.default,
     )
+
+
+def test_refused_uploads_expire_from_quarantine_and_never_reach_the_counter():
+    bucket = RESOURCES["UploadsBucket"]["Properties"]
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    quarantine = rules["expire-quarantine"]
+    assert (quarantine["Prefix"], quarantine["ExpirationInDays"]) == ("quarantine/", {"Ref": "QuarantineRetentionDays"})
+    assert TEMPLATE["Parameters"]["QuarantineRetentionDays"]["Default"] == 30
+    # The counter is notified of uploads/ only: moving an object to quarantine/ counts nothing.
+    (notification,) = bucket["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "uploads/"}]

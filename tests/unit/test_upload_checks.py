@@ -392,3 +392,14 @@ def test_a_store_error_while_moving_propagates_and_the_retry_moves_it():
     assert list(store.objects) == [KEY]
     assert UploadGate(store).admit(UPLOAD).verdict == QUARANTINED
     assert list(store.objects) == [f"quarantine/{KEY}"]
+
+
+def test_the_counter_checks_the_size_limit_its_deployment_sets():
+    # MaxUploadBytes reaches the counter as it reaches the presigned POST (template.yaml, both functions).
+    from med_classifier import services
+    from med_classifier.settings import UploadCounterSettings
+
+    environ = {"UPLOAD_COUNTS_TABLE": "c", "JOBS_TABLE": "j", "UPLOADS_BUCKET": "u", "MODELS_BUCKET": "m"}
+    settings = UploadCounterSettings.from_environ({**environ, "MAX_UPLOAD_BYTES": "1234"})
+    assert services.upload_gate(settings).checks == UploadChecks(max_bytes=1234)
+    assert services.upload_gate(UploadCounterSettings.from_environ(environ)).checks == UploadChecks()

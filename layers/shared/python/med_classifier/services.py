@@ -17,7 +17,13 @@ if TYPE_CHECKING:  # serving imports numpy: functions that run no model must not
     from .domain.retraining import Recovery, Retraining
     from .domain.serving import ModelCache
     from .domain.upload_checks import UploadGate
-    from .settings import PredictSettings, RetrainingApiSettings, RetrainingSettings, ServingSettings
+    from .settings import (
+        PredictSettings,
+        RetrainingApiSettings,
+        RetrainingSettings,
+        ServingSettings,
+        UploadCounterSettings,
+    )
 
 
 def model_store(settings: ServingSettings | RetrainingSettings) -> ModelStore:
@@ -69,12 +75,14 @@ def upload_signer(settings: RetrainingApiSettings) -> S3UploadSigner:
     return S3UploadSigner(settings.uploads_bucket, endpoint_url=settings.endpoint_url)
 
 
-def upload_gate(settings: RetrainingSettings) -> UploadGate:
-    """Checks each uploaded object before it counts; moves refused ones to quarantine."""
+def upload_gate(settings: UploadCounterSettings) -> UploadGate:
+    """Checks each uploaded object before it counts (within the upload size limit the presigned POST
+    enforces); moves refused ones to quarantine."""
     from .adapters.upload_store import S3UploadStore
-    from .domain.upload_checks import UploadGate
+    from .domain.upload_checks import UploadChecks, UploadGate
 
-    return UploadGate(S3UploadStore(settings.uploads_bucket, endpoint_url=settings.endpoint_url))
+    store = S3UploadStore(settings.uploads_bucket, endpoint_url=settings.endpoint_url)
+    return UploadGate(store, UploadChecks(max_bytes=settings.max_upload_bytes))
 
 
 def registry(settings: ServingSettings | RetrainingSettings, store: ModelStore | None = None) -> RegistryView:

@@ -205,7 +205,10 @@ class RetrainingApiSettings(RetrainingSettings):
 
 
 class UploadCounterSettings(RetrainingSettings):
-    """UploadCounterFunction: counts uploads, starts a job per threshold."""
+    """UploadCounterFunction: checks and counts uploads, starts a job per threshold."""
+
+    # The same limit the presigned POST enforces (MaxUploadBytes): an object over it is quarantined.
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1)
 
 
 class JobStateSettings(RetrainingSettings):
