@@ -49,6 +49,9 @@ def free_port() -> int:
 class MotoServer:
     """moto in server mode as a child process on 127.0.0.1."""
 
+    # moto, plus the job-status route the local training jobs report through (moto_service.py).
+    module = "scripts.local_runner.moto_service"
+
     def __init__(self, port: int, host: str = "127.0.0.1"):
         self.host, self.port = host, port
         self.process: subprocess.Popen | None = None
@@ -59,8 +62,7 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0) -> MotoServer:
         self.process = subprocess.Popen(
-            # moto, plus the job-status route the local training jobs report through (moto_service.py).
-            [sys.executable, "-m", "scripts.local_runner.moto_service", "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", self.module, "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

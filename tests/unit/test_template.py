@@ -160,14 +160,13 @@ def test_function_permissions_are_exact_statements_or_this_templates_managed_pol
     policies = properties.get("Policies", [])
     assert isinstance(policies, list) and policies, "every function declares its (least) privileges"
     for policy in policies:
-        assert isinstance(policy, dict) and len(policy) == 1, policy
-        [(kind, value)] = policy.items()
-        assert kind not in sam_policy_template_names(), f"{kind}: a SAM policy template, not exact statements"
-        if kind == "Ref":  # SAM has no policy template for CreateTrainingJob/SubmitJob
-            assert value in MANAGED_POLICIES, f"{value} is not defined here"
+        assert isinstance(policy, dict), policy
+        assert not set(policy) & sam_policy_template_names(), f"{policy}: a SAM policy template, not exact statements"
+        if "Ref" in policy:  # SAM has no policy template for CreateTrainingJob/SubmitJob
+            assert len(policy) == 1 and policy["Ref"] in MANAGED_POLICIES, f"{policy} is not defined here"
             continue
-        assert kind == "Statement", policy
-        for statement in value:
+        assert set(policy) == {"Version", "Statement"} and policy["Version"] == "2012-10-17", policy
+        for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow" and statement.get("Sid"), statement
             assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement
             assert all("*" not in action for action in as_list(statement["Action"])), statement
