@@ -9,7 +9,11 @@ through /moto-api/reset-auth). This module
 * creates each role of the SAM-transformed template (samtranslator, offline) with its inline
   and this template's managed policies, Refs, GetAtts, Subs and Ifs resolved to the local
   names and ARNs (scripts/local_resources.py), and assumes it (STS AssumeRole), and
-* gives each function's worker the assumed role's credentials.
+* gives each function's worker the assumed role's credentials
+  (``make run RUN_ARGS=--least-privilege``; tests/integration/test_least_privilege.py).
+
+The access key "testing" that every local tool uses is an administrator in that server, so the
+runner, its event sources, the bucket mirror and the tests keep working once IAM is enforced.
 
 What moto 5.2 checks (moto/core/authorization.py, moto/iam/access_control.py):
 
@@ -29,6 +33,11 @@ What moto 5.2 checks (moto/core/authorization.py, moto/iam/access_control.py):
 * CopyObject is authorised as PutObject on the destination only (AWS also checks GetObject on
   the source); S3 answers 403 for a missing key whatever s3:ListBucket allows (AWS: 404 with it);
   bucket policies, permission boundaries and session policies are not evaluated.
+
+Not created locally: the AWS managed policies SAM attaches (AWSLambdaBasicExecutionRole's log writes,
+which the local workers do not make; AWSLambdaSQSQueueExecutionRole's queue reads, which the event
+source mapping makes on AWS and the runner makes here as the administrator). Roles trust this account
+(so they can be assumed here) instead of their service.
 """
 
 from __future__ import annotations
@@ -45,7 +54,12 @@ from scripts.local_resources import ACCOUNT, REGION, load_template, physical_nam
 
 NO_VALUE = object()
 STACK_NAME = "med-classifier-local"
-ADMIN_USER = "local-admin"  # provisions and inspects; functions never use it
+ADMIN_USER = "local-admin"
+# The credentials every local tool already uses (scripts/local_stack.py, the runner's event sources and
+# mirror, tests) belong to this administrator in the server started here, so they keep working once IAM
+# is enforced; only the functions and the training jobs get roles of their own.
+LOCAL_ADMIN = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+ALLOW_EVERYTHING = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 PSEUDO_PARAMETERS = {
     "AWS::Partition": "aws",
     "AWS::Region": REGION,
@@ -258,11 +272,15 @@ ANY_PRINCIPAL_OF_THIS_ACCOUNT = json.dumps(
 class LocalIdentities:
     credentials: dict[str, dict[str, str]]  # role logical id -> AWS_* environment variables
     function_roles: dict[str, str]  # function logical id -> role logical id
-    admin: dict[str, str]  # AWS_* of an administrator (setup and inspection only)
     role_arns: dict[str, str]
+    admin: dict[str, str] = field(default_factory=lambda: dict(LOCAL_ADMIN))  # setup and inspection only
 
     def of_function(self, function: str) -> dict[str, str]:
         return self.credentials[self.function_roles[function]]
+
+    def functions(self) -> dict[str, dict[str, str]]:
+        """Function logical id -> its role's credentials (scripts.local_runner's function_credentials)."""
+        return {function: self.of_function(function) for function in self.function_roles}
 
 
 def _environment(credentials: dict) -> dict[str, str]:
@@ -278,9 +296,9 @@ def _environment(credentials: dict) -> dict[str, str]:
 
 
 def create_identities(session_client, iam_plan: IamPlan) -> LocalIdentities:
-    """Before enforcement: `session_client(service)` is a boto3 client for moto with any credentials.
-    Creates the managed policies, the roles (trusting this account, so they can be assumed here;
-    on AWS each trusts its service) and an administrator user; assumes every role."""
+    """Before enforcement: `session_client(service)` is a boto3 client for moto. Creates the managed
+    policies and the roles (trusting this account, so they can be assumed here; on AWS each trusts
+    its service) and assumes every role."""
     iam, sts = session_client("iam"), session_client("sts")
     policy_arns = {}
     for logical_id, document in iam_plan.managed_policies.items():
@@ -297,16 +315,7 @@ def create_identities(session_client, iam_plan: IamPlan) -> LocalIdentities:
             iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arns[managed])
         assumed = sts.assume_role(RoleArn=arn, RoleSessionName=logical_id[:64], DurationSeconds=43200)
         credentials[logical_id], role_arns[logical_id] = _environment(assumed["Credentials"]), arn
-    iam.create_user(UserName=ADMIN_USER)
-    iam.put_user_policy(
-        UserName=ADMIN_USER,
-        PolicyName="everything",
-        PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-        ),
-    )
-    admin = _environment(iam.create_access_key(UserName=ADMIN_USER)["AccessKey"])
-    return LocalIdentities(credentials, dict(iam_plan.function_roles), admin, role_arns)
+    return LocalIdentities(credentials, dict(iam_plan.function_roles), role_arns)
 
 
 def enforce(moto_url: str) -> None:
@@ -406,10 +415,21 @@ def moto_server(port: int, host: str = "127.0.0.1"):
     return server
 
 
+def _testing_is_the_local_administrator() -> None:
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[ACCOUNT]["aws"]
+    backend.create_user(REGION, ADMIN_USER)
+    backend.put_user_policy(ADMIN_USER, "everything", json.dumps(ALLOW_EVERYTHING))
+    key = backend.create_access_key(ADMIN_USER)
+    key.access_key_id, key.secret_access_key = LOCAL_ADMIN["AWS_ACCESS_KEY_ID"], LOCAL_ADMIN["AWS_SECRET_ACCESS_KEY"]
+
+
 def main(argv: list[str]) -> None:
     from scripts.local_runner import moto_service
 
     _check_resources_like_iam()
+    _testing_is_the_local_administrator()
     moto_service.main(argv)
 
 

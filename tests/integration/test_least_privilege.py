@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -46,8 +47,8 @@ FUNCTIONS = (
 
 
 class Stack:
-    def __init__(self, url: str, identities):
-        self.url, self.identities = url, identities
+    def __init__(self, url: str, identities, queue_urls: dict[str, str]):
+        self.url, self.identities, self.queue_urls = url, identities, queue_urls
 
     def credentials(self, principal: str) -> dict[str, str]:
         if principal in FUNCTIONS:
@@ -66,12 +67,12 @@ def stack():
     server = moto_server(port=free_port()).start()
     try:
         setup = lambda service: aws_client(service, server.url)  # noqa: E731 - before enforcement: anyone may
-        provision(setup, TEMPLATE, ENV)
+        resources = provision(setup, TEMPLATE, ENV)
         publish(ModelStore(MODELS, aws_client("s3", server.url)), colour_candidate(MODEL))
         iam_plan = plan(TEMPLATE, ENV, {"OriginalDataPrefix": ORIGINAL_DATA_PREFIX})
         identities = create_identities(setup, iam_plan)
         enforce(server.url)
-        yield Stack(server.url, identities)
+        yield Stack(server.url, identities, resources.queue_urls)
     finally:
         server.stop()
 
@@ -94,10 +95,12 @@ def denied(call) -> bool:
 
 
 def test_enforcement_is_on_for_unknown_and_known_callers(stack):
+    unknown = {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWNUNKNOWN00", "AWS_SECRET_ACCESS_KEY": "unknown"}
     with pytest.raises(ClientError) as refused:
-        aws_client("dynamodb", stack.url).list_tables()  # credentials no identity in moto has
+        client("dynamodb", stack.url, unknown).list_tables()  # credentials no identity in moto has
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    assert stack.admin("dynamodb").list_tables()["TableNames"]
+    assert stack.admin("dynamodb").list_tables()["TableNames"]  # "testing": the local administrator
+    assert aws_client("dynamodb", stack.url).list_tables()["TableNames"]
     assert denied(lambda: stack.client("dynamodb", "PredictFunction").list_tables())
 
 
@@ -186,6 +189,42 @@ def test_the_image_predict_function_serves_with_its_role(stack, tmp_path):
     event = json.loads(json.dumps(event).replace(SAMPLE_MODEL, MODEL))
     [answer] = call(stack, "ImagePredictFunction", [event], tmp_path)
     assert answer["statusCode"] == 200, answer
+
+
+def test_the_local_runner_gives_each_function_its_own_role(stack, tmp_path):
+    """make run --least-privilege's path: the runner's workers get their function's role (SAM CLI's
+    credentials replaced), while the runner itself, polling the upload queue, stays the administrator."""
+    from scripts.local_runner import LocalFunctions
+    from scripts.local_runner.event_sources import sqs_event_sources
+
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"Parameters": {**ENV, "AWS_ENDPOINT_URL": stack.url}}))
+    functions = LocalFunctions(str(TEMPLATE), str(env_file), None, 1, stack.identities.functions())
+    sources = sqs_event_sources(functions, stack.queue_urls, aws_client("sqs", stack.url))
+    try:
+        for source in sources:
+            source.start()
+        upload = for_our_model(sample_event("api-create-upload.json"))
+        upload["body"] = json.dumps({"label": LABEL, "content_type": "image/png"})
+        signed = functions.invoke_function("RetrainingApiFunction", upload)
+        assert signed["statusCode"] == 201, signed
+        key = json.loads(signed["body"])["fields"]["key"]
+        put_upload(stack.client("s3", "RetrainingApiFunction"), UPLOADS, key)  # as its presigned POST is authorised
+        dynamodb, deadline = stack.admin("dynamodb"), time.monotonic() + 60
+        while time.monotonic() < deadline:  # S3 notifies the queue; the runner's source invokes the counter
+            seen = dynamodb.get_item(TableName=COUNTS, Key={"pk": {"S": f"upload#{key}"}}).get("Item")
+            if seen:
+                break
+            time.sleep(0.5)
+        assert seen, "the counter did not count the upload"
+        environment = functions.lambda_runner.get_invoke_config(
+            functions.lambda_runner.get_function("UploadCounterFunction")
+        ).env_vars.resolve()
+        assert environment["AWS_ACCESS_KEY_ID"] == stack.credentials("UploadCounterFunction")["AWS_ACCESS_KEY_ID"]
+    finally:
+        for source in sources:
+            source.stop()
+        functions.stop()
 
 
 # --- outside each policy: AccessDenied ---------------------------------------------------------
