@@ -17,6 +17,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.model_store import ModelStore
 from scripts.local_iam import client, create_identities, enforce, moto_server, plan
 from scripts.local_resources import provision
@@ -225,6 +226,52 @@ def test_the_local_runner_gives_each_function_its_own_role(stack, tmp_path):
         for source in sources:
             source.stop()
         functions.stop()
+
+
+def test_a_retraining_job_runs_with_the_training_role(stack, tmp_path, monkeypatch, state_dir):
+    """training.retrain as a Batch job runs it (channels read from S3 by the job itself) with
+    TrainingJobRole's credentials: reads its uploads channel, compares with production, publishes a
+    version, moves the pointer and records its outcome, all within the role."""
+    from med_classifier.domain.jobs import COMPLETED, JobRecord, new_job_id
+    from tests.helpers.keras_models import chest_ct_candidate
+    from training import retrain
+    from training.datasets.chest_ct import CLASSES, example_image
+
+    model = "chest-ct"
+    admin_store = ModelStore(MODELS, stack.admin("s3"))
+    production = publish(admin_store, chest_ct_candidate())
+    job_id = new_job_id(model)
+    jobs = JobsTable(JOBS, stack.admin("dynamodb"))
+    jobs.create(JobRecord(job_id=job_id, model=model, trigger="manual", backend="batch", uploads=6))
+    for label in CLASSES:
+        for seed in (1, 2, 3):
+            put_upload(
+                stack.admin("s3"), UPLOADS, f"uploads/{model}/{label}/{seed}.png", example_image(label, seed=seed)
+            )
+    hyperparameters = {
+        "model": model,
+        "job_id": job_id,
+        "models_bucket": MODELS,
+        "jobs_table": JOBS,
+        "smoke": "true",
+        "max_regression": "0.05",
+    }
+    monkeypatch.setenv("ML_ROOT", str(tmp_path / "ml"))
+    monkeypatch.setenv("RETRAIN_HYPERPARAMETERS", json.dumps(hyperparameters))
+    monkeypatch.setenv("RETRAIN_CHANNELS", json.dumps({"uploads": f"s3://{UPLOADS}/uploads/{model}/"}))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.url)
+    for name, value in stack.credentials("TrainingJobRole").items():
+        monkeypatch.setenv(name, value)
+
+    assert retrain.main([]) == 0
+
+    outcome = json.loads((tmp_path / "ml" / "model" / "outcome.json").read_text())
+    assert outcome["n_uploads"] == 6 and outcome["production_version"] == production.version
+    record = jobs.get(job_id)
+    assert outcome["outcome"] == "promoted", outcome["reasons"]
+    assert (record.state, record.outcome) == (COMPLETED, "promoted")
+    # The pointer moved: written by the role (test_retrain_job.py: why max_regression 0.05 makes this promote).
+    assert admin_store.read_pointer(model).version == outcome["version"] != production.version
 
 
 # --- outside each policy: AccessDenied ---------------------------------------------------------
