@@ -296,6 +296,9 @@ def test_the_training_role_reads_its_channels_and_writes_only_versions_and_point
         ("ecr:GetDownloadUrlForLayer", "TrainingImageRepository"),
         ("ecr:BatchCheckLayerAvailability", "TrainingImageRepository"),
     }
+    # Version files are created, never replaced (ModelStore.publish sends If-None-Match); the pointer moves.
+    assert statements["CreateVersionFiles"]["Condition"] == {"Null": {"s3:if-none-match": "false"}}
+    assert "Condition" not in statements["MovePointer"]
     # Listing the uploads bucket: the channels' prefixes only, never quarantine/.
     prefixes = statements["ListChannels"]["Condition"]["StringLike"]["s3:prefix"]["Fn::If"]
     assert prefixes == ["HasOriginalData", ["uploads/*", {"Fn::Sub": "${OriginalDataPrefix}/*"}], ["uploads/*"]]
