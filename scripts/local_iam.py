@@ -30,6 +30,9 @@ What moto 5.2 checks (moto/core/authorization.py, moto/iam/access_control.py):
   counts as met (TrustCondition.verify_condition of no values is True): the training role's
   `s3:prefix` list limit and RetrainLaunchPolicy's `iam:PassedToService` are not enforced here;
   tests/unit/test_template.py asserts those statements exactly instead.
+* Presigned POSTs: moto reads an Authorization header, which a form has not (a 500 once enforced),
+  and would check the bucket; the server here checks PutObject on the form's key as its signer
+  (x-amz-credential, x-amz-security-token), as S3 does. Neither checks the policy's signature.
 * CopyObject is authorised as PutObject on the destination only (AWS also checks GetObject on
   the source); S3 answers 403 for a missing key whatever s3:ListBucket allows (AWS: 404 with it);
   bucket policies, permission boundaries and session policies are not evaluated.
@@ -327,11 +330,12 @@ def enforce(moto_url: str) -> None:
         response.read()
 
 
-def client(service: str, moto_url: str, credentials: dict[str, str]):
+def client(service: str, moto_url: str, credentials: dict[str, str], **options):
     import boto3
 
     return boto3.client(
         service,
+        **options,
         endpoint_url=moto_url,
         region_name=REGION,
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
@@ -361,6 +365,47 @@ def _request_as(action: str):
             self._action = action
 
     return ActionRequest
+
+
+def _form_post_request(credential: str, token: str | None):
+    """moto's S3IAMRequest for a presigned POST: its signer is the form's x-amz-credential (and
+    x-amz-security-token), not an Authorization header, which a browser's form has none of."""
+    from moto.iam.access_control import S3IAMRequest
+
+    class FormPostRequest(S3IAMRequest):
+        def __init__(self, **kwargs):
+            headers = {k: v for k, v in dict(kwargs["headers"]).items() if k.lower() != "x-amz-security-token"}
+            headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature=-"
+            if token:
+                headers["X-Amz-Security-Token"] = token
+            super().__init__(**{**kwargs, "headers": headers})
+
+        def check_signature(self) -> None:  # the policy's signature: moto checks none of a form's fields
+            pass
+
+    return FormPostRequest
+
+
+def _authorise_presigned_posts_like_s3() -> None:
+    """S3 authorises a presigned POST as its signer's PutObject on the form's key. moto 5.2 reads an
+    Authorization header a form has not (a 500 once IAM is enforced) and would check the bucket's ARN."""
+    from moto.s3.responses import S3Response
+
+    authorize = S3Response._authenticate_and_authorize_s3_action
+
+    def authorize_form_posts(self, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        fields = {name.lower(): values[0] for name, values in (self.querystring or {}).items() if values}
+        # Signature V4 names its signer in x-amz-credential, V2 in AWSAccessKeyId.
+        credential = fields.get("x-amz-credential") or (
+            f"{fields['awsaccesskeyid']}/00000000/{self.region}/s3/aws4_request" if "awsaccesskeyid" in fields else None
+        )
+        is_form = self.method == "POST" and "Authorization" not in self.headers and credential
+        if not (is_form and self.data.get("Action") == "PutObject" and "key" in fields):
+            return authorize(self, bucket_name=bucket_name, key_name=key_name)
+        request = _form_post_request(credential, fields.get("x-amz-security-token"))
+        self._authenticate_and_authorize_action(request, f"arn:aws:s3:::{bucket_name}/{fields['key']}")
+
+    S3Response._authenticate_and_authorize_s3_action = authorize_form_posts
 
 
 def _check_resources_like_iam() -> None:
@@ -400,6 +445,7 @@ def _check_resources_like_iam() -> None:
         if self._get_action() == "CreateTrainingJob":  # passing the job's role needs iam:PassRole on it
             self._authenticate_and_authorize_action(_request_as("iam:PassRole"), self._get_param("RoleArn"))
 
+    _authorise_presigned_posts_like_s3()
     DynamoHandler._determine_resource = dynamodb_resource
     DynamoHandler._authenticate_and_authorize_normal_action = dynamodb_authorize
     SageMakerResponse._determine_resource = sagemaker_resource

@@ -15,6 +15,8 @@ import json
 import time
 
 import pytest
+import requests
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from med_classifier.adapters.jobs_table import JobsTable
@@ -183,6 +185,31 @@ def test_the_retraining_loop_runs_with_each_functions_own_role(stack, tmp_path):
     assert described["statusCode"] == 200, described
     body = json.loads(described["body"])
     assert job_id in json.dumps(body) and body["retraining"]["total_uploads"] == 1, body
+
+
+def post_form(form: dict) -> requests.Response:
+    # S3 wants the policy fields first and the file last (scripts/upload_labelled.py).
+    return requests.post(
+        form["url"], data=form["fields"], files={"file": ("x.png", labelled_png(), "image/png")}, timeout=30
+    )
+
+
+def test_a_presigned_post_is_authorised_as_its_signers_put_object_on_its_key(stack):
+    """The browser's upload path: S3 checks the form's signer (the retraining API's role) may PutObject
+    the form's key, so a form for any key outside uploads/, or signed by another function, is refused."""
+    # Signature V4, as the retraining API signs (adapters/s3_uploads.py); V2 forms are checked alike.
+    api_s3 = client(
+        "s3", stack.url, stack.credentials("RetrainingApiFunction"), config=Config(signature_version="s3v4")
+    )
+    signed = api_s3.generate_presigned_post(UPLOADS, f"uploads/{MODEL}/{LABEL}/form.png")
+    assert post_form(signed).status_code == 204
+    assert stack.admin("s3").head_object(Bucket=UPLOADS, Key=f"uploads/{MODEL}/{LABEL}/form.png")
+    for key in (f"{ORIGINAL_DATA_PREFIX}/{MODEL}/{LABEL}/form.png", "quarantine/form.png", "form.png"):
+        refused = post_form(api_s3.generate_presigned_post(UPLOADS, key))
+        assert (refused.status_code, "AccessDenied" in refused.text) == (403, True), (key, refused.text)
+    other_signer = stack.client("s3", "UploadCounterFunction")  # Signature V2
+    refused = post_form(other_signer.generate_presigned_post(UPLOADS, f"uploads/{MODEL}/{LABEL}/other.png"))
+    assert refused.status_code == 403
 
 
 def test_the_image_predict_function_serves_with_its_role(stack, tmp_path):
