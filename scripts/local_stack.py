@@ -49,6 +49,9 @@ def free_port() -> int:
 class MotoServer:
     """moto in server mode as a child process on 127.0.0.1."""
 
+    # moto, plus the job-status route the local training jobs report through (moto_service.py).
+    module = "scripts.local_runner.moto_service"
+
     def __init__(self, port: int, host: str = "127.0.0.1"):
         self.host, self.port = host, port
         self.process: subprocess.Popen | None = None
@@ -59,8 +62,7 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0) -> MotoServer:
         self.process = subprocess.Popen(
-            # moto, plus the job-status route the local training jobs report through (moto_service.py).
-            [sys.executable, "-m", "scripts.local_runner.moto_service", "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", self.module, "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -191,12 +193,19 @@ class EventEmulation:
     processes that report their state changes through the template's EventBridge rules,
     and the template's schedules (ReconcilerFunction)."""
 
-    def __init__(self, api, queue_urls: dict[str, str], moto_url: str, schedule_seconds: float | None = None):
+    def __init__(
+        self,
+        api,
+        queue_urls: dict[str, str],
+        moto_url: str,
+        schedule_seconds: float | None = None,
+        training_credentials: dict[str, str] | None = None,
+    ):
         from scripts.local_runner.event_sources import ScheduleSource, schedules, sqs_event_sources
         from scripts.local_runner.training_jobs import LocalTrainingJobs
 
         self.sources = sqs_event_sources(api.functions, queue_urls, aws_client("sqs", moto_url))
-        self.jobs = LocalTrainingJobs(api.functions, moto_url)
+        self.jobs = LocalTrainingJobs(api.functions, moto_url, credentials=training_credentials)
         # The template's schedules (the reconciler) at their rate, or every `schedule_seconds` (tests).
         self.schedules = [ScheduleSource(api.functions, s, schedule_seconds) for s in schedules(api.functions.stacks)]
 
@@ -236,6 +245,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="N",
         help="most worker processes per function without ReservedConcurrentExecutions (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--least-privilege",
+        action="store_true",
+        help="moto with IAM enforced: each function and training job runs with its own role from template.yaml "
+        "(scripts/local_iam.py); the runner and these tools stay the local administrator",
     )
     return parser.parse_args(argv)
 
@@ -284,6 +299,14 @@ def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str]) 
     ensure_models(client, bucket, {**env, **LOCAL_CREDENTIALS}, quick=args.quick_train)
     stack.mirror.sync()
     stack.mirror.run_in_background()
+    function_credentials = training_credentials = None
+    if args.least_privilege:
+        from scripts.local_iam import create_identities, enforce, plan
+
+        identities = create_identities(lambda service: aws_client(service, moto_url), plan(args.template, env))
+        enforce(moto_url)
+        function_credentials, training_credentials = identities.functions(), identities.credentials["TrainingJobRole"]
+        print("[stack] IAM enforced: each function and training job runs with its own role (scripts/local_iam.py)")
     stack.api = LocalApi(
         str(args.template),
         env_vars_path=str(env_file),
@@ -291,9 +314,12 @@ def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str]) 
         port=args.port,
         user_pool=moto_user_pool(moto_url, user_pool.pool_id),
         workers_per_function=args.workers_per_function,
+        function_credentials=function_credentials,
     )
     stack.api.start()
-    stack.emulation = EventEmulation(stack.api, resources.queue_urls, moto_url).start()
+    stack.emulation = EventEmulation(
+        stack.api, resources.queue_urls, moto_url, training_credentials=training_credentials
+    ).start()
     return user_pool
 
 
@@ -344,7 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     endpoint = urlparse(env["AWS_ENDPOINT_URL"])
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ["LOCAL_STATE_DIR"] = str(args.state_dir)
-    stack = Stack(MotoServer(port=endpoint.port, host=endpoint.hostname).start())
+    if args.least_privilege:  # moto with the resource checks IAM makes (enforced once provisioned)
+        from scripts.local_iam import moto_server
+
+        server = moto_server(port=endpoint.port, host=endpoint.hostname)
+    else:
+        server = MotoServer(port=endpoint.port, host=endpoint.hostname)
+    stack = Stack(server.start())
     stopping = stop_signal()
     try:
         user_pool = start_services(stack, args, env)

@@ -101,15 +101,24 @@ class CachedConfigLambdaRunner(LocalLambdaRunner):
     environment: the first resolution is the one in effect either way.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, function_credentials: dict[str, dict[str, str]] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._configs: dict[tuple[str, str | None], FunctionConfig] = {}
+        self._function_credentials = function_credentials or {}
 
     def get_invoke_config(self, function: Function, override_runtime: str | None = None) -> FunctionConfig:
         key = (function.full_path, override_runtime)
         config = self._configs.get(key)
         if config is None:
             config = self._configs[key] = super().get_invoke_config(function, override_runtime)
+            credentials = self._function_credentials.get(function.name)
+            if credentials:  # its own role's, as Lambda gives a function (scripts/local_iam.py)
+                config.env_vars.aws_creds = {
+                    **config.env_vars.aws_creds,
+                    "key": credentials["AWS_ACCESS_KEY_ID"],
+                    "secret": credentials["AWS_SECRET_ACCESS_KEY"],
+                    "sessiontoken": credentials.get("AWS_SESSION_TOKEN", ""),
+                }
         return config
 
 
@@ -179,6 +188,8 @@ class LocalFunctions:
     (or a .env file). ``parameter_overrides`` maps template parameter names to values. A function runs in up to N
     worker processes at once, as many as Lambda instances: N is its reserved concurrency in the template
     (``ReservedConcurrentExecutions``), else ``workers_per_function`` (default: the number of cores).
+    ``function_credentials`` maps a function's logical id to the AWS_* credentials its workers get (its own
+    role's: scripts/local_iam.py); the others get the runner's, as SAM CLI gives them.
     """
 
     def __init__(
@@ -187,6 +198,7 @@ class LocalFunctions:
         env_vars_path: str | None = None,
         parameter_overrides: dict[str, str] | None = None,
         workers_per_function: int | None = None,
+        function_credentials: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.template_path = os.path.abspath(template)
         # sam local resolves CodeUri and layer ContentUri against the template's directory.
@@ -207,6 +219,7 @@ class LocalFunctions:
             cwd=self.base_dir,
             real_path=self.base_dir,
             env_vars_values=InvokeContext._get_env_vars_value(env_vars_path),
+            function_credentials=function_credentials,
         )
         self.log_stream = StreamWriter(sys.stderr, auto_flush=True)
 
@@ -525,8 +538,8 @@ class LocalApi:
 
     Usable as a context manager. ``warm`` starts a worker of every function at ``start()``. ``user_pool`` is the
     Cognito user pool whose ID tokens the routes behind the template's Cognito authorizer accept
-    (``scripts.local_runner.cognito``); without one they answer 401. ``workers_per_function``: see
-    ``LocalFunctions``.
+    (``scripts.local_runner.cognito``); without one they answer 401. ``workers_per_function`` and
+    ``function_credentials``: see ``LocalFunctions``.
     """
 
     def __init__(
@@ -539,8 +552,11 @@ class LocalApi:
         warm: bool = True,
         user_pool: UserPool | None = None,
         workers_per_function: int | None = None,
+        function_credentials: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        self.functions = LocalFunctions(template, env_vars_path, parameter_overrides, workers_per_function)
+        self.functions = LocalFunctions(
+            template, env_vars_path, parameter_overrides, workers_per_function, function_credentials
+        )
         self.user_pool = user_pool
         with yaml_safe_loader_preserved():  # a DefinitionUri is parsed here
             self.api = ApiProvider(self.functions.stacks, cwd=self.functions.base_dir).api

@@ -95,8 +95,9 @@ class LocalTrainingJobs:
     Both run the image's ``entry_point`` with what the service passes it: SageMaker jobs with "train", in a fresh
     job root staged from the job's HyperParameters and S3 channels; Batch jobs with their container command (which
     replaces the image's CMD) and environment.
-    Both get ML_ROOT, moto's endpoint and dummy credentials, LOCAL_STATE_DIR (and MLFLOW_TRACKING_URI) when the
-    runner has them, and run in ``repo_root``.
+    Both get ML_ROOT, moto's endpoint and dummy credentials (or ``credentials``: the training role's, with IAM
+    enforced: scripts/local_iam.py), LOCAL_STATE_DIR (and MLFLOW_TRACKING_URI) when the runner has them, and run
+    in ``repo_root``.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class LocalTrainingJobs:
         poll_seconds: float = 1.0,
         region: str = "us-east-1",
         repo_root: Path = REPO_ROOT,
+        credentials: dict[str, str] | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.entry_point = list(entry_point)
@@ -122,6 +124,8 @@ class LocalTrainingJobs:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,
+            # The training role's, when given (scripts/local_iam.py): a job may do what SageMaker's would.
+            **(credentials or {}),
         }
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region

@@ -319,6 +319,18 @@ def test_versions_whose_manifest_cannot_be_checked_are_an_error_not_absent():
         store.list_versions("m")
 
 
+def test_a_version_written_after_the_existence_check_is_not_replaced(store, s3, monkeypatch):
+    """Between publish's check and its write another writer created the version: S3's If-None-Match
+    refuses the write (the training role may write version files only so), and nothing is replaced."""
+    candidate = breast_cancer_candidate()
+    manifest = manifest_for(candidate)
+    theirs = f"models/breast-cancer/{manifest.version}/model.onnx"
+    monkeypatch.setattr(store, "_exists", lambda key: put(s3, theirs, b"theirs") or False)
+    with pytest.raises(IntegrityError, match="already exists: versions are immutable$"):
+        store.publish(manifest, candidate.onnx)
+    assert keys(s3) == [theirs] and s3.get_object(Bucket=BUCKET, Key=theirs)["Body"].read() == b"theirs"
+
+
 def test_publish_refuses_a_version_whose_manifest_alone_exists(store, s3):
     candidate = breast_cancer_candidate()
     manifest = manifest_for(candidate)

@@ -147,22 +147,200 @@ def test_aws_endpoint_url_is_declared_in_globals_and_empty():
 MANAGED_POLICIES = resources_of_type("AWS::IAM::ManagedPolicy")
 
 
+def inline_statements(function: str) -> list[dict]:
+    return [s for policy in FUNCTIONS[function]["Properties"]["Policies"] for s in policy.get("Statement", [])]
+
+
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_function_permissions_come_from_sam_policy_templates_or_this_templates_managed_policies(function):
+def test_function_permissions_are_exact_statements_or_this_templates_managed_policies(function):
+    # No SAM policy templates: each grants more than any function here calls (S3ReadPolicy: versions,
+    # lifecycle, the whole bucket; DynamoDBCrudPolicy: DeleteItem, Scan, Batch*, every index...).
     properties = FUNCTIONS[function]["Properties"]
-    assert "Role" not in properties, "a custom role bypasses the policy-template check"
-    known_templates = sam_policy_template_names()
+    assert "Role" not in properties, "a custom role bypasses this check"
     policies = properties.get("Policies", [])
     assert isinstance(policies, list) and policies, "every function declares its (least) privileges"
     for policy in policies:
-        # A policy template is a one-key mapping; strings are managed policies, Statement lists are inline.
-        assert isinstance(policy, dict) and len(policy) == 1, policy
-        [(template_name, template_parameters)] = policy.items()
-        if template_name == "Ref":  # SAM has no policy template for CreateTrainingJob/SubmitJob
-            assert template_parameters in MANAGED_POLICIES, f"{template_parameters} is not defined here"
+        assert isinstance(policy, dict), policy
+        assert not set(policy) & sam_policy_template_names(), f"{policy}: a SAM policy template, not exact statements"
+        if "Ref" in policy:  # SAM has no policy template for CreateTrainingJob/SubmitJob
+            assert len(policy) == 1 and policy["Ref"] in MANAGED_POLICIES, f"{policy} is not defined here"
             continue
-        assert template_name in known_templates, f"{template_name} is not a SAM policy template"
-        assert "*" not in json.dumps(template_parameters), f"wildcard parameter in {template_name}"
+        assert set(policy) == {"Version", "Statement"} and policy["Version"] == "2012-10-17", policy
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow" and statement.get("Sid"), statement
+            assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement
+            assert all("*" not in action for action in as_list(statement["Action"])), statement
+
+
+def resource_name(resource) -> str:
+    """!GetAtt X.Arn -> "X"; !Sub "${X.Arn}/rest" -> "X/rest" (for comparing with the table below)."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        logical_id, attribute = resource["Fn::GetAtt"]
+        assert attribute == "Arn"
+        return logical_id
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        return re.sub(r"\$\{(\w+)\.Arn\}", r"\1", resource["Fn::Sub"])
+    raise AssertionError(f"unexpected resource {resource!r}")
+
+
+def granted(function: str) -> set[tuple[str, str]]:
+    return {
+        (action, resource_name(resource))
+        for statement in inline_statements(function)
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+
+
+def expand(grants: dict[str, list[str]]) -> set[tuple[str, str]]:
+    return {(action, resource) for resource, actions in grants.items() for action in actions}
+
+
+READ_MODELS = {"ModelsBucket/models/*": ["s3:GetObject"], "ModelsBucket": ["s3:ListBucket"]}
+# What each function's code calls (adapters: model_store, s3_uploads, upload_counter, jobs_table; the
+# domain's Retraining methods each function reaches), resource by resource. The managed policies
+# (RetrainLaunchPolicy, RetrainDescribePolicy, UploadCheckPolicy) are checked on their own.
+# UploadCounter's count is a TransactWriteItems (a Put and an Update): IAM authorises its items as
+# PutItem and UpdateItem, and has no TransactWriteItems action.
+FUNCTION_GRANTS = {
+    "PredictFunction": {
+        **READ_MODELS,
+        "UploadCountsTable": ["dynamodb:GetItem"],  # Retraining.status: the counter
+        "JobsTable/index/by-model": ["dynamodb:Query"],  # Retraining.status: recent jobs
+    },
+    "ImagePredictFunction": READ_MODELS,
+    "RetrainingApiFunction": {
+        **READ_MODELS,
+        "UploadsBucket/uploads/*": ["s3:PutObject"],  # the presigned POST's signer
+        "UploadCountsTable": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "JobsTable": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+    },
+    "UploadCounterFunction": {
+        "UploadCountsTable": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+        "JobsTable": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
+    },
+    "JobStateFunction": {
+        "UploadCountsTable": ["dynamodb:UpdateItem"],
+        "JobsTable": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+    },
+    "ReconcilerFunction": {
+        "UploadCountsTable/index/active-claims": ["dynamodb:Scan"],
+        "UploadCountsTable": ["dynamodb:UpdateItem"],
+        "JobsTable": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+    },
+}
+FUNCTION_MANAGED_POLICIES = {
+    "PredictFunction": set(),
+    "ImagePredictFunction": set(),
+    "RetrainingApiFunction": {"RetrainLaunchPolicy"},
+    "UploadCounterFunction": {"RetrainLaunchPolicy", "UploadCheckPolicy"},
+    "JobStateFunction": {"RetrainLaunchPolicy"},
+    "ReconcilerFunction": {"RetrainLaunchPolicy", "RetrainDescribePolicy"},
+}
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_each_function_may_call_exactly_what_its_code_calls(function):
+    assert granted(function) == expand(FUNCTION_GRANTS[function])
+    managed = {p["Ref"] for p in FUNCTIONS[function]["Properties"]["Policies"] if "Ref" in p}
+    assert managed == FUNCTION_MANAGED_POLICIES[function]
+
+
+def test_no_function_writes_the_models_bucket_and_only_the_retraining_api_signs_uploads():
+    writes = {"s3:PutObject", "s3:DeleteObject"}
+    for function in FUNCTIONS:
+        for action, resource in granted(function):
+            assert not (action in writes and resource.startswith("ModelsBucket")), function
+            if action in writes and resource.startswith("UploadsBucket"):
+                assert (function, resource) == ("RetrainingApiFunction", "UploadsBucket/uploads/*")
+
+
+def test_the_upload_checks_write_only_quarantine_and_remove_only_uploads():
+    grants = {
+        (action, resource_name(resource))
+        for statement in policy_statements(RESOURCES["UploadCheckPolicy"])
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+    assert grants == {
+        ("s3:GetObject", "UploadsBucket/uploads/*"),
+        ("s3:DeleteObject", "UploadsBucket/uploads/*"),
+        ("s3:PutObject", "UploadsBucket/quarantine/*"),
+        ("s3:ListBucket", "UploadsBucket"),
+    }
+
+
+def test_the_training_role_reads_its_channels_and_writes_only_versions_and_pointers():
+    statements = {s["Sid"]: s for s in policy_statements(RESOURCES["TrainingJobRole"])}
+    grants = {
+        (action, resource_name(resource))
+        for sid, statement in statements.items()
+        if not sid.startswith(("JobLogs", "EcrLogin"))
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+    assert grants == {
+        ("s3:GetObject", "UploadsBucket/uploads/*"),
+        ("s3:GetObject", "UploadsBucket/${OriginalDataPrefix}/*"),  # only when OriginalDataPrefix is set
+        ("s3:ListBucket", "UploadsBucket"),
+        ("s3:GetObject", "ModelsBucket/models/*"),
+        ("s3:ListBucket", "ModelsBucket"),
+        ("s3:PutObject", "ModelsBucket/models/*/*/model.onnx"),
+        ("s3:PutObject", "ModelsBucket/models/*/*/manifest.json"),
+        ("s3:PutObject", "ModelsBucket/models/*/production.json"),  # the job promotes itself
+        ("s3:DeleteObject", "ModelsBucket/models/*/*/model.onnx"),  # a failed publish; never the pointer
+        ("s3:DeleteObject", "ModelsBucket/models/*/*/manifest.json"),
+        ("s3:PutObject", "ModelsBucket/training-output/*"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("ecr:BatchGetImage", "TrainingImageRepository"),
+        ("ecr:GetDownloadUrlForLayer", "TrainingImageRepository"),
+        ("ecr:BatchCheckLayerAvailability", "TrainingImageRepository"),
+    }
+    # Version files are created, never replaced (ModelStore.publish sends If-None-Match); the pointer moves.
+    assert statements["CreateVersionFiles"]["Condition"] == {"Null": {"s3:if-none-match": "false"}}
+    assert "Condition" not in statements["MovePointer"]
+    # Listing the uploads bucket: the channels' prefixes only, never quarantine/.
+    prefixes = statements["ListChannels"]["Condition"]["StringLike"]["s3:prefix"]["Fn::If"]
+    assert prefixes == ["HasOriginalData", ["uploads/*", {"Fn::Sub": "${OriginalDataPrefix}/*"}], ["uploads/*"]]
+    original = RESOURCES["TrainingJobRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]
+    assert original["Fn::If"][0] == "HasOriginalData" and original["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    # <prefix>/* is the data set only if the prefix has no slash at either end.
+    pattern = re.compile(PARAMETERS["OriginalDataPrefix"]["AllowedPattern"])
+    assert [bool(pattern.match(p)) for p in ("", "datasets", "data/sets", "/datasets", "datasets/", "a//b")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_the_training_image_comes_from_this_stacks_scanned_immutable_repository():
+    repository = RESOURCES["TrainingImageRepository"]["Properties"]
+    assert repository["ImageTagMutability"] == "IMMUTABLE"
+    assert repository["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    rules = json.loads(repository["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert {rule["selection"]["tagStatus"] for rule in rules} == {"untagged", "any"}
+    image_uri = {
+        "Fn::If": [
+            "HasTrainingImageUri",
+            {"Ref": "TrainingImageUri"},
+            {
+                "Fn::If": [
+                    "HasTrainingImageTag",
+                    {"Fn::Sub": "${TrainingImageRepository.RepositoryUri}:${TrainingImageTag}"},
+                    "",
+                ]
+            },
+        ]
+    }
+    for function in ("RetrainingApiFunction", "UploadCounterFunction", "JobStateFunction", "ReconcilerFunction"):
+        assert FUNCTIONS[function]["Properties"]["Environment"]["Variables"]["TRAINING_IMAGE_URI"] == image_uri
+    pattern = re.compile(PARAMETERS["TrainingImageUri"]["AllowedPattern"])
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/med-classifier-training"
+    assert pattern.match("") and pattern.match(f"{ecr}:1") and pattern.match(f"{ecr}@sha256:{'a' * 64}")
+    assert not pattern.match(ecr) and not pattern.match("docker.io/library/python:3.12")  # a tag, and ECR
 
 
 def as_list(value) -> list:

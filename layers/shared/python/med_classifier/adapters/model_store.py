@@ -33,6 +33,12 @@ def _not_found(exc: Exception) -> bool:
     return isinstance(exc, ClientError) and exc.response["Error"]["Code"] in NOT_FOUND_CODES
 
 
+def _precondition_failed(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response["Error"]["Code"] in ("PreconditionFailed", "412")
+
+
 class ModelStore(ServiceAdapter):
     """The ModelReader adapter, plus the writes training needs (publish, promote)."""
 
@@ -141,13 +147,23 @@ class ModelStore(ServiceAdapter):
                 ("model.onnx", onnx, "application/octet-stream"),
                 ("manifest.json", manifest.model_dump_json(indent=2).encode(), "application/json"),
             ):
-                self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=prefix + name,
-                    Body=body,
-                    ContentType=content_type,
-                    ChecksumAlgorithm="SHA256",
-                )
+                try:
+                    self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=prefix + name,
+                        Body=body,
+                        ContentType=content_type,
+                        ChecksumAlgorithm="SHA256",
+                        # Create only: S3 refuses to replace an object that exists (even one written since
+                        # the check above), and the training role may write version files only so.
+                        IfNoneMatch="*",
+                    )
+                except Exception as exc:
+                    if _precondition_failed(exc):
+                        raise IntegrityError(
+                            f"{manifest.model_id}/{manifest.version} already exists: versions are immutable"
+                        ) from None
+                    raise
                 written.append(prefix + name)
             self.read_version(manifest.model_id, manifest.version)
         except BaseException:
