@@ -1,5 +1,6 @@
 """A throwaway SAM project for the local runner's tests: a template and one function's handler."""
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,3 +24,12 @@ def local_functions(project: Path):
         yield functions
     finally:
         functions.stop()
+
+
+def process_exists(pid: int) -> bool:
+    """True also for a zombie, so a worker that was never reaped counts as a leak."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

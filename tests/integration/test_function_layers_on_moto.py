@@ -16,23 +16,13 @@ from scripts.local_resources import provision
 from scripts.local_stack import MotoServer, aws_client, free_port
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import REPO_ROOT, publish
+from tests.helpers.sample_events import EVENTS, for_model, job_failed, sample_event, upload_notification
 from tests.helpers.uploads import put_upload
 from tests.unit.test_function_layers import function_environment, report, run_in_lambda_path
 
 pytestmark = pytest.mark.slow  # starts moto in server mode and one interpreter per function
 
-EVENTS = REPO_ROOT / "events"
 MODEL, LABEL = "colour-test", "green"  # a hand-built image model: nothing is trained
-SAMPLE_MODEL = "chest-ct"  # the model the sample events name
-
-
-def sample_event(name: str) -> dict:
-    return json.loads((EVENTS / name).read_text())
-
-
-def for_our_model(event: dict) -> dict:
-    """A sample event with our model in place of the one it names."""
-    return json.loads(json.dumps(event).replace(SAMPLE_MODEL, MODEL))
 
 
 @pytest.fixture(scope="module")
@@ -56,28 +46,14 @@ def call(function: str, events: list[dict], moto_url: str, tmp_path) -> dict:
 
 
 def api_calls(moto_url: str, tmp_path) -> tuple[dict, str, str]:
-    upload = for_our_model(sample_event("api-create-upload.json"))
+    upload = for_model(sample_event("api-create-upload.json"), MODEL)
     upload["body"] = json.dumps({"label": LABEL, "content_type": "image/png"})
-    retrain = for_our_model(sample_event("api-retrain.json"))
+    retrain = for_model(sample_event("api-retrain.json"), MODEL)
     retrain["body"] = json.dumps({"reason": "layer test"})
     called = call("RetrainingApiFunction", [upload, retrain], moto_url, tmp_path)
     signed, started = called["results"]
     assert (signed["statusCode"], started["statusCode"]) == (201, 202), called["results"]
     return called, json.loads(signed["body"])["fields"]["key"], json.loads(started["body"])["job_id"]
-
-
-def upload_notification(key: str) -> dict:
-    event = sample_event("sqs-upload-notification.json")
-    body = json.loads(event["Records"][0]["body"])
-    body["Records"][0]["s3"]["object"]["key"] = key
-    event["Records"][0]["body"] = json.dumps(body)
-    return event
-
-
-def job_failed(job_id: str) -> dict:
-    event = for_our_model(sample_event("eventbridge-sagemaker-job-state-change.json"))
-    sample_job = event["detail"]["TrainingJobName"]
-    return json.loads(json.dumps(event).replace(sample_job, job_id))
 
 
 def test_the_retraining_loop_runs_with_only_the_layers_of_its_functions(moto_url, tmp_path):
@@ -93,7 +69,7 @@ def test_the_retraining_loop_runs_with_only_the_layers_of_its_functions(moto_url
     # The job is running in moto: the reconciler asks the training service about it and leaves it be.
     reconciler = call("ReconcilerFunction", [sample_event("eventbridge-scheduled-reconcile.json")], moto_url, tmp_path)
     assert reconciler["results"] == [{"active": 1, "freed": 0, "actions": {job_id: "running"}}]
-    job_state = call("JobStateFunction", [job_failed(job_id)], moto_url, tmp_path)
+    job_state = call("JobStateFunction", [job_failed(job_id, MODEL)], moto_url, tmp_path)
     assert job_state["results"] == [{"recorded": True, "job_id": job_id, "state": "Failed"}]
     for name, called in {"api": api, "counter": counter, "reconciler": reconciler, "job state": job_state}.items():
         assert set(called["modules"]) & {"onnxruntime", "PIL"} == set(), name

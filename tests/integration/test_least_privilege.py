@@ -26,19 +26,18 @@ from scripts.local_resources import provision
 from scripts.local_stack import aws_client, free_port
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import REPO_ROOT, publish
+from tests.helpers.sample_events import EVENTS, for_model, job_failed, sample_event, upload_notification
 from tests.helpers.uploads import labelled_png, put_upload
 from tests.unit.test_function_layers import function_environment, report, run_in_lambda_path
 
 pytestmark = pytest.mark.slow  # moto in server mode and one interpreter per function call
 
-EVENTS = REPO_ROOT / "events"
 TEMPLATE = REPO_ROOT / "template.yaml"
 ENV = json.loads((EVENTS / "env.json").read_text())["Parameters"]
 MODELS, UPLOADS = ENV["MODELS_BUCKET"], ENV["UPLOADS_BUCKET"]
 COUNTS, JOBS = ENV["UPLOAD_COUNTS_TABLE"], ENV["JOBS_TABLE"]
 ORIGINAL_DATA_PREFIX = "datasets"  # so the training role's original-data channel exists
 MODEL, LABEL = "colour-test", "green"  # a hand-built image model: nothing is trained
-SAMPLE_MODEL = "chest-ct"  # the model the sample events name
 FUNCTIONS = (
     "PredictFunction",
     "ImagePredictFunction",
@@ -110,14 +109,6 @@ def test_enforcement_is_on_for_unknown_and_known_callers(stack):
 # --- the retraining loop, each function with its own credentials -------------------------------
 
 
-def sample_event(name: str) -> dict:
-    return json.loads((EVENTS / name).read_text())
-
-
-def for_our_model(event: dict) -> dict:
-    return json.loads(json.dumps(event).replace(SAMPLE_MODEL, MODEL))
-
-
 def call(stack: Stack, function: str, events: list[dict], tmp_path) -> list:
     """The handler's answers, run in the function's Lambda path with its role's credentials only."""
     environment = function_environment(function, {"AWS_ENDPOINT_URL": stack.url, **stack.credentials(function)})
@@ -129,19 +120,6 @@ def call(stack: Stack, function: str, events: list[dict], tmp_path) -> list:
     return report(result, directory)["results"]
 
 
-def upload_notification(key: str) -> dict:
-    event = sample_event("sqs-upload-notification.json")
-    body = json.loads(event["Records"][0]["body"])
-    body["Records"][0]["s3"]["object"]["key"] = key
-    event["Records"][0]["body"] = json.dumps(body)
-    return event
-
-
-def job_failed(job_id: str) -> dict:
-    event = for_our_model(sample_event("eventbridge-sagemaker-job-state-change.json"))
-    return json.loads(json.dumps(event).replace(event["detail"]["TrainingJobName"], job_id))
-
-
 def get_model_event() -> dict:
     event = sample_event("api-list-models.json")
     event.update(resource="/models/{model}", path=f"/models/{MODEL}", pathParameters={"model": MODEL})
@@ -149,9 +127,9 @@ def get_model_event() -> dict:
 
 
 def test_the_retraining_loop_runs_with_each_functions_own_role(stack, tmp_path):
-    upload = for_our_model(sample_event("api-create-upload.json"))
+    upload = for_model(sample_event("api-create-upload.json"), MODEL)
     upload["body"] = json.dumps({"label": LABEL, "content_type": "image/png"})
-    retrain = for_our_model(sample_event("api-retrain.json"))
+    retrain = for_model(sample_event("api-retrain.json"), MODEL)
     retrain["body"] = json.dumps({"reason": "least privilege"})
     signed, started = call(stack, "RetrainingApiFunction", [upload, retrain], tmp_path)
     assert (signed["statusCode"], started["statusCode"]) == (201, 202), (signed, started)
@@ -177,7 +155,7 @@ def test_the_retraining_loop_runs_with_each_functions_own_role(stack, tmp_path):
 
     reconciled = call(stack, "ReconcilerFunction", [sample_event("eventbridge-scheduled-reconcile.json")], tmp_path)
     assert reconciled == [{"active": 1, "freed": 0, "actions": {job_id: "running"}}]
-    recorded = call(stack, "JobStateFunction", [job_failed(job_id)], tmp_path)
+    recorded = call(stack, "JobStateFunction", [job_failed(job_id, MODEL)], tmp_path)
     assert recorded == [{"recorded": True, "job_id": job_id, "state": "Failed"}]
 
     # The model's page: the registry (S3) and the retraining status (counter and recent jobs).
@@ -214,7 +192,7 @@ def test_a_presigned_post_is_authorised_as_its_signers_put_object_on_its_key(sta
 
 def test_the_image_predict_function_serves_with_its_role(stack, tmp_path):
     event = sample_event("api-predict-chest-ct-json.json")
-    event = json.loads(json.dumps(event).replace(SAMPLE_MODEL, MODEL))
+    event = for_model(event, MODEL)
     [answer] = call(stack, "ImagePredictFunction", [event], tmp_path)
     assert answer["statusCode"] == 200, answer
 
@@ -232,7 +210,7 @@ def test_the_local_runner_gives_each_function_its_own_role(stack, tmp_path):
     try:
         for source in sources:
             source.start()
-        upload = for_our_model(sample_event("api-create-upload.json"))
+        upload = for_model(sample_event("api-create-upload.json"), MODEL)
         upload["body"] = json.dumps({"label": LABEL, "content_type": "image/png"})
         signed = functions.invoke_function("RetrainingApiFunction", upload)
         assert signed["statusCode"] == 201, signed

@@ -9,7 +9,6 @@ import base64
 import inspect
 import io
 import json
-import os
 import re
 import signal
 import socket
@@ -37,6 +36,7 @@ from samcli.local.lambdafn.runtime import LambdaRuntime
 
 from scripts.local_runner import FunctionError, LocalApi, WorkerProcessRuntime
 from scripts.local_runner.api import yaml_safe_loader_preserved
+from tests.helpers.runner_projects import process_exists
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +55,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def process_exists(pid: int) -> bool:
-    """True also for a zombie, so a worker that was never reaped counts as a leak."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def parameter_names(function) -> list:

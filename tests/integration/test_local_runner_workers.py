@@ -22,7 +22,7 @@ from scripts.local_runner import FunctionError, LocalApi, LocalFunctions
 from scripts.local_runner import __main__ as cli
 from scripts.local_runner.api import reserved_concurrency
 from tests.helpers.polling import wait_for
-from tests.helpers.runner_projects import function_project
+from tests.helpers.runner_projects import function_project, process_exists
 
 pytestmark = pytest.mark.slow
 
@@ -147,14 +147,6 @@ def invoke(functions: LocalFunctions, invocations: ThreadPoolExecutor, event: di
 def pool_of(functions: LocalFunctions, name: str = "GateFunction"):
     runner = functions.lambda_runner
     return functions.runtime.pool(runner.get_invoke_config(runner.get_function(name)))
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_busy_workers_make_the_function_scale_out_up_to_n(project, gate):

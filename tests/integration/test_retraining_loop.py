@@ -24,6 +24,7 @@ from scripts.local_resources import provision
 from tests.helpers.fakes import RecordingLauncher
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import REPO_ROOT, LambdaContext, breast_cancer_candidate, load_function_module, publish
+from tests.helpers.sample_events import sample_event
 from tests.helpers.uploads import put_upload
 
 ENV = {
@@ -423,10 +424,6 @@ def test_model_view_shows_the_upload_counter_and_recent_jobs(api, aws):
 
 
 # --- the sample events in events/ go through their functions -----------------------------
-
-
-def sample_event(name):
-    return json.loads((REPO_ROOT / "events" / name).read_text())
 
 
 def test_sample_sqs_event_is_counted(aws):

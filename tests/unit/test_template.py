@@ -5,7 +5,6 @@ Offline: cfn-lint and `sam validate --lint` need no AWS credentials or network.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -13,14 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 import samtranslator
 from cfnlint.api import ManualArgs, lint_file
 from samcli.yamlhelper import yaml_parse
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
+from scripts.local_iam import translate
 from scripts.local_runner.api import yaml_safe_loader_preserved
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,17 +48,8 @@ def sam_policy_template_names() -> set[str]:
 
 
 def translated_template() -> dict:
-    """The CloudFormation that the SAM transform makes of the template, offline."""
-    sam_template = copy.deepcopy(TEMPLATE)
-    for resource in sam_template["Resources"].values():
-        properties = resource.get("Properties", {})
-        for uri_key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(uri_key), str):  # local paths become S3 URIs on package
-                properties[uri_key] = "s3://placeholder-bucket/placeholder-key"
-    # An explicit region keeps the transform independent of the environment; no AWS call is made.
-    session = boto3.session.Session(region_name="us-east-1")
-    translator = Translator(managed_policy_map=None, sam_parser=Parser(), plugins=[], boto_session=session)
-    return translator.translate(sam_template, parameter_values={}, get_managed_policy_map=lambda: {})
+    """The CloudFormation that the SAM transform makes of the template, offline (scripts/local_iam.py)."""
+    return translate(TEMPLATE)
 
 
 # --- linters ----------------------------------------------------------------------------
