@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as installed_version
@@ -50,8 +50,9 @@ from med_classifier.adapters.model_store import ModelStore
 from med_classifier.domain.inference import OnnxClassifier
 from med_classifier.domain.manifest import Manifest
 from scripts.lambda_path import lambda_sys_path
+from scripts.local_cognito import LocalUserPool
 from scripts.local_runner import LocalApi, LocalFunctions
-from scripts.local_stack import LOCAL_CREDENTIALS, MotoServer, free_port, s3_client
+from scripts.local_stack import LOCAL_CREDENTIALS, MotoServer, aws_client, free_port, s3_client
 from tests.helpers.models import MALIGNANT_EXAMPLE, breast_cancer_candidate, load_function_module, publish
 from training.breast_cancer import candidate_pipelines, load_wisconsin
 from training.candidate import Candidate
@@ -245,6 +246,15 @@ def train_and_publish(client) -> Setup:
 
 def labels_of_body(body: dict) -> list[int]:
     return [p["class_index"] for p in body["predictions"]]
+
+
+def env_vars_file(workdir: Path, moto_url: str, bucket: str, **parameters: str) -> Path:
+    """The SAM env-vars file every bench serves its functions with: moto, the bench's models bucket, a pointer
+    re-read every 60 s (none changes during a run), and `parameters` on top."""
+    env_file = workdir / "env.json"
+    defaults = {"AWS_ENDPOINT_URL": moto_url, "MODELS_BUCKET": bucket, "POINTER_REFRESH_SECONDS": "60"}
+    env_file.write_text(json.dumps({"Parameters": {**defaults, **parameters}}))
+    return env_file
 
 
 def function_environment(env_file: Path, function: str = "PredictFunction") -> dict[str, str]:
@@ -457,16 +467,32 @@ def stderr_to(log: Path):
         os.close(saved)
 
 
+def signed_in(moto_url: str) -> tuple[LocalUserPool, dict[str, str]]:
+    """The template's user pool in moto (scripts/local_cognito.py) and the demo clinician's Authorization
+    header: every predict route is behind the Cognito authorizer, which the local runner checks."""
+    from scripts.local_cognito import DEMO_USERS, id_token, provision_cognito
+
+    cognito = aws_client("cognito-idp", moto_url)
+    pool = provision_cognito(cognito, REPO_ROOT / "template.yaml", moto_url)
+    return pool, {"Authorization": id_token(cognito, pool.client_id, DEMO_USERS["clinician"])}
+
+
 @contextlib.contextmanager
-def local_api(env_file: Path, log: Path):
+def local_api(env_file: Path, log: Path, moto_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """Our API through the local runner: its URL and the headers a signed-in clinician sends."""
+    from scripts.local_runner.cognito import moto_user_pool
+
+    pool, auth = signed_in(moto_url)
     port = free_port()
-    api = LocalApi(str(REPO_ROOT / "template.yaml"), env_vars_path=str(env_file), host="127.0.0.1", port=port)
+    template = str(REPO_ROOT / "template.yaml")
+    user_pool = moto_user_pool(moto_url, pool.pool_id)
+    api = LocalApi(template, env_vars_path=str(env_file), host="127.0.0.1", port=port, user_pool=user_pool)
     try:
         with stderr_to(log):
             api.start()
             try:
                 wait_until_up(f"{api.url}/health", None, log)
-                yield api.url
+                yield api.url, auth
             finally:
                 api.stop()
     except Exception as error:
@@ -484,22 +510,25 @@ def http_post(session, url: str, body: bytes) -> Callable[[], dict]:
 
 
 def measure_http(
-    endpoints: dict[str, tuple[str, str, Callable[[dict], list[int]]]],
+    endpoints: dict[str, tuple[str, str, Callable[[dict], list[int]], dict[str, str]]],
     rows: dict[int, list],
     expected_labels: list[int],
     budget: Budget,
 ) -> dict[str, dict[int, Latency]]:
-    """Each path (its URL, the body's key for the rows, how to read labels from its answer) timed in turns
-    with the others, over one keep-alive connection each, as a steady client would have."""
+    """Each path (its URL, the body's key for the rows, how to read labels from its answer, the headers its
+    session sends) timed in turns with the others, over one keep-alive connection each, as a steady client
+    would have."""
     warm: dict[str, dict[int, Latency]] = {path: {} for path in endpoints}
     with contextlib.ExitStack() as stack:
         sessions = {path: stack.enter_context(requests.Session()) for path in endpoints}
+        for path, (_, _, _, headers) in endpoints.items():
+            sessions[path].headers.update(headers)
         for n, iterations in zip(rows, budget.http):
             calls = {
                 path: http_post(sessions[path], url, json.dumps({key: rows[n]}).encode())
-                for path, (url, key, _) in endpoints.items()
+                for path, (url, key, _, _) in endpoints.items()
             }
-            for path, (_, _, labels) in endpoints.items():
+            for path, (_, _, labels, _) in endpoints.items():
                 if n == BATCH_ROWS and labels(calls[path]()) != expected_labels:
                     raise RuntimeError(f"{path} does not predict what the pipeline predicts")
             for path, latency in measure_in_turns(calls, iterations, budget.cap_s).items():
@@ -705,12 +734,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         cleanup.callback(moto.stop)
         client = s3_client(moto.url)
         client.create_bucket(Bucket=BUCKET)
-        env_file = workdir / "env.json"
-        env_file.write_text(
-            json.dumps(
-                {"Parameters": {"AWS_ENDPOINT_URL": moto.url, "MODELS_BUCKET": BUCKET, "POINTER_REFRESH_SECONDS": "60"}}
-            )
-        )
+        env_file = env_vars_file(workdir, moto.url, BUCKET)
         function_env = function_environment(env_file)
         os.environ.update(function_env)  # the in-process handler reads them at its first call
 
@@ -736,11 +760,11 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         progress("warm, loopback HTTP: the Flask baseline and our API through the local runner, in turns…")
         with (
             flask_baseline(model_file, workdir / "flask.log") as flask_url,
-            local_api(env_file, workdir / "local-runner.log") as ours_url,
+            local_api(env_file, workdir / "local-runner.log", moto.url) as (ours_url, auth),
         ):
             endpoints = {
-                FLASK_PATH: (f"{flask_url}/predict", "features", lambda answer: answer["predictions"]),
-                OURS_HTTP_PATH: (f"{ours_url}/models/{MODEL_ID}/predict", "instances", labels_of_body),
+                FLASK_PATH: (f"{flask_url}/predict", "features", lambda answer: answer["predictions"], {}),
+                OURS_HTTP_PATH: (f"{ours_url}/models/{MODEL_ID}/predict", "instances", labels_of_body, auth),
             }
             warm.update(measure_http(endpoints, rows_as_lists, expected_labels, budget))
 

@@ -49,11 +49,13 @@ from scripts.bench import (
     MODEL_ID,
     Setup,
     bench_main,
+    env_vars_file,
     flask_baseline,
     fmt_time,
     machine_line,
     print_table,
     progress,
+    signed_in,
     tail,
     train_and_publish,
     wait_until_up,
@@ -117,7 +119,9 @@ def worker_counts(parameter_values: list[int]) -> list[int]:
 
 
 @contextlib.contextmanager
-def runner(env_file: Path, workers: int, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def runner(
+    env_file: Path, workers: int, log: Path, user_pool_id: str, moto_url: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     overrides = [f"{parameter}={workers}" for parameter, _ in FUNCTIONS.values()]
     command = [
@@ -131,6 +135,10 @@ def runner(env_file: Path, workers: int, log: Path) -> Iterator[tuple[str, subpr
         str(env_file),
         "--port",
         str(port),
+        "--user-pool-id",
+        user_pool_id,
+        "--cognito-endpoint",
+        moto_url,
         "--parameter-overrides",
         *overrides,
     ]
@@ -239,11 +247,13 @@ def report(results: list[Result], quick: bool, started: datetime, load: float, e
 # --- the run ---------------------------------------------------------------------------------------
 
 
-def workloads() -> list[Workload]:
+def workloads(auth: dict[str, str]) -> list[Workload]:
+    """What the clients send to our API, signed in with `auth` (its routes need a signed-in caller)."""
     row = json.loads((REPO_ROOT / "events" / "api-predict-breast-cancer.json").read_text())["body"]
+    image_headers = {"Content-Type": "image/png", **auth}
     return [
-        Workload("tabular", f"/models/{MODEL_ID}/predict", row.encode(), JSON_HEADERS),
-        Workload("image", f"/models/{IMAGE_MODEL_ID}/predict", IMAGE.read_bytes(), {"Content-Type": "image/png"}),
+        Workload("tabular", f"/models/{MODEL_ID}/predict", row.encode(), {**JSON_HEADERS, **auth}),
+        Workload("image", f"/models/{IMAGE_MODEL_ID}/predict", IMAGE.read_bytes(), image_headers),
     ]
 
 
@@ -253,27 +263,14 @@ def publish_models(workdir: Path, moto_url: str) -> tuple[Path, Setup]:
     progress("training breast-cancer and smoke-training skin-lesion, publishing both to moto S3…")
     setup = train_and_publish(client)
     publish(ModelStore(BUCKET, client), skin_lesion_candidate())
-    env_file = workdir / "env.json"
-    env_file.write_text(
-        json.dumps(
-            {
-                "Parameters": {
-                    "AWS_ENDPOINT_URL": moto_url,
-                    "MODELS_BUCKET": BUCKET,
-                    "POINTER_REFRESH_SECONDS": "60",
-                    "POWERTOOLS_LOG_LEVEL": "WARNING",
-                }
-            }
-        )
-    )
-    return env_file, setup
+    return env_vars_file(workdir, moto_url, BUCKET, POWERTOOLS_LOG_LEVEL="WARNING"), setup
 
 
 def flask_reference(setup: Setup, workdir: Path, budget: Budget) -> Result:
     """The tabular workload against the Flask + scikit-learn baseline, the same clients."""
     model_file = workdir / "breast_cancer_pipeline.joblib"
     joblib.dump(setup.pipeline, model_file)
-    row = json.loads(workloads()[0].body)["instances"]
+    row = json.loads(workloads({})[0].body)["instances"]
     workload = Workload("tabular", "/predict", json.dumps({"features": row}).encode(), JSON_HEADERS)
     progress(f"Flask baseline: tabular, {CLIENTS} clients × {budget.tabular} requests…")
     with flask_baseline(model_file, workdir / "flask.log") as url:
@@ -289,13 +286,14 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         moto = MotoServer(port=free_port()).start()
         cleanup.callback(moto.stop)
         env_file, setup = publish_models(workdir, moto.url)
+        pool, auth = signed_in(moto.url)
         results.append(flask_reference(setup, workdir, budget))
         for workers in worker_counts([4]):
             progress(f"N = {workers}: starting the local runner…")
             log = workdir / f"runner-{workers}.log"
             try:
-                with runner(env_file, workers, log) as (url, process):
-                    for workload in workloads():
+                with runner(env_file, workers, log, pool.pool_id, moto.url) as (url, process):
+                    for workload in workloads(auth):
                         per_client = budget.tabular if workload.name == "tabular" else budget.image
                         progress(f"N = {workers}: {workload.name}, {CLIENTS} clients × {per_client} requests…")
                         results.append(measure(url, process, workload, workers, per_client, budget))

@@ -47,6 +47,7 @@ from scripts.bench import (
     Profile,
     bench_main,
     cold_start_once,
+    env_vars_file,
     fmt_ratio,
     fmt_time,
     function_environment,
@@ -445,13 +446,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         from med_classifier.adapters.model_store import ModelStore
 
         store = ModelStore(BUCKET, client)
-        env_file = workdir / "env.json"
-        env_file.write_text(
-            json.dumps(
-                {"Parameters": {"AWS_ENDPOINT_URL": moto.url, "MODELS_BUCKET": BUCKET, "POINTER_REFRESH_SECONDS": "60"}}
-            )
-        )
-        function_env = function_environment(env_file, "ImagePredictFunction")
+        function_env = function_environment(env_vars_file(workdir, moto.url, BUCKET), "ImagePredictFunction")
         os.environ.update(function_env)
         _limit_native_threads()
         for model_id, train, data in (

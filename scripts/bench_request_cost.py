@@ -37,7 +37,7 @@ from PIL import Image, ImageFile
 
 from med_classifier.domain.image_files import MAX_JPEG_SCANS, MAX_PNG_CHUNKS
 from med_classifier.settings import ImagePredictSettings
-from scripts.bench import fmt_time, function_environment, local_api, machine_line, progress
+from scripts.bench import env_vars_file, fmt_time, function_environment, local_api, machine_line, progress
 from scripts.local_stack import MotoServer, free_port, s3_client
 from tests.helpers.models import LambdaContext, load_function_module, publish
 
@@ -372,20 +372,16 @@ def run(runs: int, http: bool, markdown: Path | None, request_pixels: int | None
         moto = MotoServer(port=free_port()).start()
         cleanup.callback(moto.stop)
         publish_models(s3_client(moto.url))
-        env_file = workdir / "env.json"
-        parameters = {
-            "AWS_ENDPOINT_URL": moto.url,
-            "MODELS_BUCKET": BUCKET,
-            "POINTER_REFRESH_SECONDS": "600",
-            "MAX_REQUEST_PIXELS": str(limits.request_pixels),
-        }
-        env_file.write_text(json.dumps({"Parameters": parameters}))
+        env_file = env_vars_file(
+            workdir, moto.url, BUCKET, POINTER_REFRESH_SECONDS="600", MAX_REQUEST_PIXELS=str(limits.request_pixels)
+        )
         os.environ.update(function_environment(env_file, "ImagePredictFunction"))
         handler = load_function_module("image_predict")
         measured["in-process"] = measure_all(cases, lambda c, m: in_process(handler, c, m, runs), "in-process")
         if http:
-            url = cleanup.enter_context(local_api(env_file, workdir / "runner.log"))
+            url, auth = cleanup.enter_context(local_api(env_file, workdir / "runner.log", moto.url))
             session = cleanup.enter_context(requests.Session())
+            session.headers.update(auth)
             call = lambda c, m: over_http(session, url, c, m, runs)  # noqa: E731
             measured["HTTP"] = measure_all(cases, call, "HTTP")
     table = report(cases, limits, measured, runs, load)

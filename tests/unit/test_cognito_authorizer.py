@@ -148,3 +148,15 @@ def test_without_a_user_pool_every_guarded_route_answers_401():
     check = CognitoAuthorizerCheck(None, cognito_routes(RESOURCES), None)
     assert call(check, "GET", "/models", forged(id_claims()))[0] == "401 UNAUTHORIZED"
     assert json.loads(call(check, "GET", "/models")[1]) == {"message": "Unauthorized"}
+
+
+def test_a_verified_token_is_not_checked_again_but_its_expiry_is():
+    checked = pool()
+    token = forged(id_claims(exp=NOW + 60))
+    assert checked.verify(token, now=NOW) == id_claims(exp=NOW + 60)
+    checked._keys = KeySet([stranger_key()])  # a second signature check would now fail
+    assert checked.verify(token, now=NOW + 59)["sub"] == "sub-1"
+    with pytest.raises(TokenRefused, match="ExpiredTokenError"):
+        checked.verify(token, now=NOW + 60)  # expired at exp, as the first check would say
+    with pytest.raises(TokenRefused, match="not a token of this pool"):
+        checked.verify(forged(id_claims(exp=NOW + 61)), now=NOW)  # another token is checked in full
