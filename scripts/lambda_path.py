@@ -30,8 +30,18 @@ with yaml_safe_loader_preserved():  # SAM's parser would change yaml.safe_load f
 FUNCTIONS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
 LAYERS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::LayerVersion"}
 MAKEFILE_LAYERS = sorted(name for name, r in LAYERS.items() if r.get("Metadata", {}).get("BuildMethod") == "makefile")
-# The Lambda python3.12 runtime's own packages (/var/runtime): boto3 and its closure. No layer ships them.
-LAMBDA_RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
+# The Lambda python3.12 runtime's own packages (/var/runtime): boto3 and its closure, and snapshot-restore-py
+# (SnapStart's runtime hooks, in every Python managed runtime). No layer ships them.
+LAMBDA_RUNTIME_DISTRIBUTIONS = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "python-dateutil",
+    "six",
+    "urllib3",
+    "snapshot-restore-py",
+)
 
 
 def pinned_versions(requirements_text: str) -> dict[str, str]:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from med_classifier.adapters.model_store import ModelStore
+from med_classifier.domain.golden import golden_examples
+from med_classifier.domain.inference import OnnxClassifier
 from med_classifier.domain.manifest import Manifest, ProductionPointer, new_version, sha256_hex
 from training import tracking
 from training.candidate import Candidate
@@ -47,7 +49,7 @@ def build_manifest(
     import onnx
 
     opset = max(o.version for o in onnx.load_from_string(candidate.onnx).opset_import if o.domain in ("", "ai.onnx"))
-    return Manifest(
+    manifest = Manifest(
         model_id=candidate.model_id,
         version=version,
         created_at=datetime.now(UTC),
@@ -74,6 +76,10 @@ def build_manifest(
         },
         quantization=candidate.quantization,
     )
+    # What serving answers for the golden inputs with this very file: a new function version must
+    # answer the same before it takes traffic (the PreTraffic hook; med_classifier.domain.golden).
+    examples = golden_examples(OnnxClassifier(manifest, candidate.onnx))
+    return manifest.model_copy(update={"golden_examples": examples})
 
 
 def _redact(uri: str) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from med_classifier import NOT_FOR_CLINICAL_USE, services
+from med_classifier import NOT_FOR_CLINICAL_USE, services, snapstart
 from med_classifier.api import fast_path
 from med_classifier.api.image_requests import MEDIA_TYPE_HINT, MEDIA_TYPES, images_from_body
 from med_classifier.api.request_guard import BodyPolicy, refusal
@@ -89,6 +89,14 @@ def fast_answer(event: dict) -> dict | None:
 def resolver() -> APIGatewayRestResolver:
     """The route (routes.py), imported on the first request the fast path does not answer."""
     return load_routes(sys.modules[__name__]).app
+
+
+def prepared() -> None:
+    """What the first requests build, built into the SnapStart snapshot (med_classifier.snapstart)."""
+    settings(), body_policy(), resolver()
+
+
+snapstart.register(logger, prepared, model_cache, "image")
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from med_classifier import NOT_FOR_CLINICAL_USE, services
+from med_classifier import NOT_FOR_CLINICAL_USE, services, snapstart
 from med_classifier.api import fast_path
 from med_classifier.api.request_guard import BodyPolicy, json_policy, refusal
 from med_classifier.api.response_values import predict_fields
@@ -88,6 +88,19 @@ def fast_answer(event: dict) -> dict | None:
 def resolver() -> APIGatewayRestResolver:
     """The routes (routes.py), imported on the first request the fast path does not answer."""
     return load_routes(sys.modules[__name__]).app
+
+
+def prepared() -> None:
+    """What the first requests build, built into the SnapStart snapshot (med_classifier.snapstart)."""
+    body_policy(), views(), resolver()
+
+
+def restored() -> None:
+    global STARTED_AT
+    STARTED_AT = time.time()  # /health's uptime counts from the restore, not from the snapshot
+
+
+snapstart.register(logger, prepared, model_cache, "tabular", restored)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.metrics import MetricUnit
 
-from med_classifier import NOT_FOR_CLINICAL_USE, services
+from med_classifier import NOT_FOR_CLINICAL_USE, services, snapstart
 from med_classifier.adapters.s3_uploads import S3UploadSigner
 from med_classifier.api.caller import RETRAINERS, UPLOADERS, caller_of, require_group
 from med_classifier.api.errors import (
@@ -163,6 +163,14 @@ def get_retrain_job(
     if job is None or job.model != model:
         raise UnknownModel(f"No retraining job {job_id!r} for model {model!r}.")
     return job
+
+
+def prepared() -> None:
+    """What the first request builds, built into the SnapStart snapshot (med_classifier.snapstart)."""
+    body_policy(), _services()
+
+
+snapstart.register(logger, prepared)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -44,6 +44,7 @@ from samcli.local.apigw.local_apigw_service import LocalApigwService
 from samcli.local.apigw.route import Route
 from samcli.local.apigw.service_error_responses import ServiceErrorResponses
 from samcli.local.docker.exceptions import DockerContainerCreationFailedException
+from samcli.local.lambda_service.local_lambda_http_service import LocalLambdaHttpService
 from samcli.local.lambdafn.config import FunctionConfig
 from samcli.local.lambdafn.exceptions import FunctionNotFound
 from werkzeug.datastructures import EnvironHeaders, MIMEAccept
@@ -539,7 +540,8 @@ class LocalApi:
     Usable as a context manager. ``warm`` starts a worker of every function at ``start()``. ``user_pool`` is the
     Cognito user pool whose ID tokens the routes behind the template's Cognito authorizer accept
     (``scripts.local_runner.cognito``); without one they answer 401. ``workers_per_function`` and
-    ``function_credentials``: see ``LocalFunctions``.
+    ``function_credentials``: see ``LocalFunctions``. With ``lambda_port`` it also serves Lambda's Invoke API
+    there (``sam local start-lambda``'s service, over the same workers), which the PreTraffic hook calls.
     """
 
     def __init__(
@@ -553,10 +555,13 @@ class LocalApi:
         user_pool: UserPool | None = None,
         workers_per_function: int | None = None,
         function_credentials: dict[str, dict[str, str]] | None = None,
+        lambda_port: int | None = None,
     ) -> None:
         self.functions = LocalFunctions(
             template, env_vars_path, parameter_overrides, workers_per_function, function_credentials
         )
+        self.lambda_port = lambda_port
+        self._lambda_server: BaseWSGIServer | None = None
         self.user_pool = user_pool
         with yaml_safe_loader_preserved():  # a DefinitionUri is parsed here
             self.api = ApiProvider(self.functions.stacks, cwd=self.functions.base_dir).api
@@ -574,6 +579,10 @@ class LocalApi:
     def routes(self) -> list[Route]:
         return list(self.api.routes)
 
+    @property
+    def lambda_url(self) -> str | None:
+        return f"http://{self.host}:{self.lambda_port}" if self.lambda_port else None
+
     def route_lines(self) -> list[str]:
         """The routes as ``sam local start-api`` announces them."""
         return [
@@ -590,6 +599,13 @@ class LocalApi:
         self._server = PooledWSGIServer(self.host, self.port, app)
         self._serve_thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
         self._serve_thread.start()
+        if self.lambda_port:
+            service = LocalLambdaHttpService(
+                self.functions.lambda_runner, self.lambda_port, self.host, stderr=self.functions.log_stream
+            )
+            service.create()
+            self._lambda_server = PooledWSGIServer(self.host, self.lambda_port, service._app)
+            threading.Thread(target=self._lambda_server.serve_forever, name="local-lambda", daemon=True).start()
         if self.warm:
             self.functions.start_workers()
 
@@ -613,6 +629,10 @@ class LocalApi:
             self._server.server_close()
             self._serve_thread.join()
             self._server = None
+        if self._lambda_server is not None:
+            self._lambda_server.shutdown()
+            self._lambda_server.server_close()
+            self._lambda_server = None
         self.functions.stop()
 
     def invoke_function(self, logical_id: str, event: Any) -> Any:

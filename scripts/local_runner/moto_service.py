@@ -1,11 +1,15 @@
-"""moto in server mode, with the one thing the local training-job emulation needs from it:
-job statuses that tell the truth.
+"""moto in server mode, with what the local emulation needs from it and moto lacks: job statuses
+that tell the truth, and CodeDeploy's lifecycle-hook status (the PreTraffic hook's report).
 
 moto records CreateTrainingJob and SubmitJob but runs nothing: its training jobs are Completed
 the moment they are created, and its Batch jobs try Docker and fail. The runner runs the jobs
 itself (training_jobs.py) and reports each job's status here (POST /_local/job-status), so
 DescribeTrainingJob and DescribeJobs, which the scheduled reconciler asks, answer what the
-local job is really doing. Run as ``python -m scripts.local_runner.moto_service -H host -p port``.
+local job is really doing.
+
+moto has no PutLifecycleEventHookExecutionStatus. Here it ends the deployment (moto's): Failed when
+the hook reports Failed, else Succeeded, as CodeDeploy would once the traffic has shifted; there is no
+traffic to shift locally. Run as ``python -m scripts.local_runner.moto_service -H host -p port``.
 """
 
 import json
@@ -13,6 +17,7 @@ import sys
 
 from moto import server
 from moto.batch import models as batch_models
+from moto.codedeploy import models as codedeploy_models
 from moto.moto_api import state_manager
 from moto.sagemaker import models as sagemaker_models
 
@@ -53,23 +58,56 @@ def set_job_status(report: dict) -> None:
             job.job_stopped_reason = report["reason"]
 
 
-class JobStatusRoute:
-    """WSGI middleware: POST /_local/job-status sets a job's status; everything else is moto."""
+HOOK_STATUS_TARGET = "CodeDeploy_20141006.PutLifecycleEventHookExecutionStatus"
+HOOK_STATUSES = ("Succeeded", "Failed")
+
+
+def put_hook_status(region: str, request: dict) -> tuple[str, dict]:
+    """A PutLifecycleEventHookExecutionStatus call: (HTTP status, JSON answer)."""
+    deployment_id, status = request.get("deploymentId"), request.get("status")
+    if status not in HOOK_STATUSES:
+        return "400 Bad Request", {"__type": "InvalidLifecycleEventHookExecutionStatusException", "message": status}
+    deployments = codedeploy_models.codedeploy_backends[ACCOUNT_ID][region].deployments
+    if deployment_id not in deployments:
+        return "400 Bad Request", {
+            "__type": "DeploymentDoesNotExistException",
+            "message": f"The deployment {deployment_id} does not exist with the user or AWS account.",
+        }
+    deployments[deployment_id].status = status
+    return "200 OK", {"lifecycleEventHookExecutionId": request.get("lifecycleEventHookExecutionId")}
+
+
+def _region(environ) -> str:
+    # Authorization: AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request, ...
+    credential = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2].split("/")
+    return credential[2] if len(credential) > 2 else "us-east-1"
+
+
+def _respond(start_response, status: str, body: bytes, content_type: str) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class LocalRoutes:
+    """WSGI middleware: POST /_local/job-status sets a job's status, CodeDeploy's PutLifecycleEventHookExecutionStatus
+    ends a deployment; everything else is moto."""
 
     def __init__(self, app) -> None:
         self.app = app
 
     def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if environ.get("HTTP_X_AMZ_TARGET") == HOOK_STATUS_TARGET:
+            status, answer = put_hook_status(_region(environ), json.loads(environ["wsgi.input"].read(length) or b"{}"))
+            return _respond(start_response, status, json.dumps(answer).encode(), "application/x-amz-json-1.1")
         if environ.get("PATH_INFO") != STATUS_PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
-        length = int(environ.get("CONTENT_LENGTH") or 0)
         try:
             set_job_status(json.loads(environ["wsgi.input"].read(length)))
             status, body = "204 No Content", b""
         except (AttributeError, KeyError, ValueError, TypeError) as exc:
             status, body = "404 Not Found", f"unknown job or bad report: {exc!r}".encode()
-        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-        return [body]
+        return _respond(start_response, status, body, "text/plain")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
 
     class Dispatcher(dispatcher):  # moto's main() builds its app from this name
         def __call__(self, environ, start_response):
-            return JobStatusRoute(super().__call__)(environ, start_response)
+            return LocalRoutes(super().__call__)(environ, start_response)
 
     server.DomainDispatcherApplication = Dispatcher
     server.main(argv)

@@ -29,6 +29,7 @@ def write_env_file(
     retrain_thresholds: dict[str, int],
     refresh_seconds: int = 1,
     user_pool: LocalUserPool | None = None,
+    lambda_url: str = "",
 ):
     local = json.loads((REPO_ROOT / "events" / "env.json").read_text())["Parameters"]
     pool = {"USER_POOL_ID": user_pool.pool_id, "USER_POOL_CLIENT_ID": user_pool.client_id} if user_pool else {}
@@ -45,6 +46,7 @@ def write_env_file(
                     "RETRAIN_THRESHOLD": "1000",
                     "RETRAIN_THRESHOLDS": json.dumps(retrain_thresholds),
                     "TRAINING_OUTPUT_URI": f"s3://{bucket}/training-output/",
+                    "LAMBDA_ENDPOINT_URL": lambda_url,  # the PreTraffic hook calls the runner's Lambda API
                     **pool,
                 }
             }
@@ -74,7 +76,7 @@ def running_stack(
     retrain_thresholds: dict[str, int],
     emulate_events: bool = True,
 ) -> Iterator[dict]:
-    """Yields {"url", "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "user_pool",
+    """Yields {"url", "lambda_url" (the runner's Lambda Invoke API), "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "user_pool",
     "tokens"}: "tokens" maps each demo user (scripts/local_cognito.py: clinician, ml-admin, no-group) to an ID
     token, and the "http" session sends the ml-admin's, who may call every route.
 
@@ -87,8 +89,14 @@ def running_stack(
     cognito = aws_client("cognito-idp", moto_server.url)
     user_pool = provision_cognito(cognito, REPO_ROOT / "template.yaml", moto_server.url)
     tokens = {name: id_token(cognito, user_pool.client_id, user) for name, user in DEMO_USERS.items()}
+    port, lambda_port = free_port(), free_port()
     env_file = write_env_file(
-        tmp_path_factory.mktemp("env") / "env.json", moto_server.url, bucket, retrain_thresholds, user_pool=user_pool
+        tmp_path_factory.mktemp("env") / "env.json",
+        moto_server.url,
+        bucket,
+        retrain_thresholds,
+        user_pool=user_pool,
+        lambda_url=f"http://127.0.0.1:{lambda_port}",
     )
     env = json.loads(env_file.read_text())["Parameters"]
     resources = provision(lambda service: aws_client(service, moto_server.url), REPO_ROOT / "template.yaml", env)
@@ -96,13 +104,13 @@ def running_stack(
     first = publish(store, breast_cancer_candidate())
     for candidate in (breast_cancer_lite_candidate(), chest_ct_candidate(), skin_lesion_candidate()):
         publish(store, candidate)  # smoke-trained on synthetic data, once per session
-    port = free_port()
     api = LocalApi(
         str(REPO_ROOT / "template.yaml"),
         env_vars_path=str(env_file),
         host="127.0.0.1",
         port=port,
         user_pool=moto_user_pool(moto_server.url, user_pool.pool_id),
+        lambda_port=lambda_port,
     )
     api.start()
     # Retraining jobs run as processes of their own; their MLflow runs go to this stack's folder.
@@ -120,6 +128,7 @@ def running_stack(
     try:
         yield {
             "url": f"http://127.0.0.1:{port}",
+            "lambda_url": api.lambda_url,
             "store": store,
             "s3": client,
             "first": first,

@@ -44,6 +44,7 @@ INTENDED_LAYERS = {
     "UploadCounterFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
     "JobStateFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
     "ReconcilerFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
+    "PreTrafficHookFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
 }
 MODEL_DISTRIBUTIONS = {"onnxruntime", "numpy", "pillow"}  # imported as onnxruntime, numpy, PIL
 # onnxruntime's declared dependencies that only its offline tooling imports (layers/runtime/requirements.txt).

@@ -216,6 +216,15 @@ FUNCTION_GRANTS = {
         "UploadCountsTable": ["dynamodb:UpdateItem"],
         "JobsTable": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
     },
+    # Golden examples from the production manifests, through the new versions (qualified ARNs only),
+    # and the hook's outcome to this stack's deployment groups.
+    "PreTrafficHookFunction": {
+        **READ_MODELS,
+        "PredictFunction:*": ["lambda:InvokeFunction"],
+        "ImagePredictFunction:*": ["lambda:InvokeFunction"],
+        "arn:${AWS::Partition}:codedeploy:${AWS::Region}:${AWS::AccountId}:deploymentgroup:"
+        "${ServerlessDeploymentApplication}/*": ["codedeploy:PutLifecycleEventHookExecutionStatus"],
+    },
 }
 FUNCTION_MANAGED_POLICIES = {
     "PredictFunction": set(),
@@ -224,6 +233,7 @@ FUNCTION_MANAGED_POLICIES = {
     "UploadCounterFunction": {"RetrainLaunchPolicy", "UploadCheckPolicy"},
     "JobStateFunction": {"RetrainLaunchPolicy"},
     "ReconcilerFunction": {"RetrainLaunchPolicy", "RetrainDescribePolicy"},
+    "PreTrafficHookFunction": set(),
 }
 
 
@@ -345,6 +355,8 @@ def is_wildcard_resource(resource) -> bool:
                 text = text.replace("${" + name + "}", value)
         resource = text
     if not isinstance(resource, str):  # Ref / GetAtt of a specific resource
+        return False
+    if re.match(r"\$\{\w+\.Arn\}", resource):  # under one resource of this stack, e.g. a function's versions
         return False
     # The resource part of arn:partition:service:region:account:resource (which may hold colons).
     return set(resource.split(":", 5)[-1]) <= {"*", "/"}

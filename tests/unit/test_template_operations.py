@@ -378,3 +378,69 @@ def test_job_state_emits_retrain_jobs_failed_when_a_job_ends_failed_or_stopped(m
     ]
     expected = (GLOBAL_VARIABLES["POWERTOOLS_METRICS_NAMESPACE"], GLOBAL_VARIABLES["POWERTOOLS_SERVICE_NAME"], [1.0])
     assert emitted == ([expected] if failed else [])
+
+
+# --- Releases: SnapStart and canary deployments (README, "Releases: SnapStart and canary deployments")
+API_FUNCTIONS = ("PredictFunction", "ImagePredictFunction", "RetrainingApiFunction")
+HOOKED = ("PredictFunction", "ImagePredictFunction")  # the functions that serve models, whose golden examples exist
+
+
+@pytest.mark.parametrize("name", API_FUNCTIONS)
+def test_the_api_functions_publish_snapstart_versions_and_release_them_by_canary(name):
+    properties = FUNCTIONS[name]["Properties"]
+    assert properties["AutoPublishAlias"] == "live"
+    assert properties["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    preference = properties["DeploymentPreference"]
+    assert preference["Type"] == {"Ref": "DeploymentType"}
+    assert preference["Alarms"] == [{"Ref": f"{name}CanaryErrorsAlarm"}, {"Ref": "Api5xxRateAlarm"}]
+    hooks = {"PreTraffic": {"Ref": "PreTrafficHookFunction"}} if name in HOOKED else None
+    assert preference.get("Hooks") == hooks
+
+
+def test_only_the_api_functions_take_snapshots_and_aliases():
+    released = {name for name, f in FUNCTIONS.items() if "SnapStart" in f["Properties"]}
+    aliased = {name for name, f in FUNCTIONS.items() if "AutoPublishAlias" in f["Properties"]}
+    assert released == aliased == set(API_FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", API_FUNCTIONS)
+def test_snapstart_functions_stay_within_what_snapstart_supports(name):
+    # SnapStart excludes provisioned concurrency, EFS, ephemeral storage over 512 MB and container images.
+    properties = FUNCTIONS[name]["Properties"]
+    assert "ProvisionedConcurrencyConfig" not in properties
+    assert "FileSystemConfigs" not in properties
+    assert properties.get("EphemeralStorage", {"Size": 512})["Size"] <= 512
+    assert properties.get("PackageType", "Zip") == "Zip"
+    assert TEMPLATE["Globals"]["Function"]["Runtime"] == "python3.12"  # SnapStart's Python runtimes: 3.12 and later
+
+
+def test_the_default_release_is_ten_percent_for_five_minutes():
+    assert PARAMETERS["DeploymentType"]["Default"] == "Canary10Percent5Minutes"
+    assert "AllAtOnce" in PARAMETERS["DeploymentType"]["AllowedValues"]
+
+
+@pytest.mark.parametrize("name", API_FUNCTIONS)
+def test_each_canary_alarm_counts_the_errors_through_the_alias_clients_call(name):
+    properties = ALARMS[f"{name}CanaryErrorsAlarm"]["Properties"]
+    assert (properties["Namespace"], properties["MetricName"], properties["Statistic"]) == (
+        "AWS/Lambda",
+        "Errors",
+        "Sum",
+    )
+    assert properties["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": name}},
+        {"Name": "Resource", "Value": {"Fn::Sub": "${" + name + "}:live"}},
+    ]
+    assert (properties["Threshold"], properties["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert properties["Period"] == 60 and properties["AlarmActions"] == [TOPIC]
+
+
+def test_the_hook_may_be_invoked_by_codedeploy_and_checks_the_versions_this_deployment_publishes():
+    properties = FUNCTIONS["PreTrafficHookFunction"]["Properties"]
+    # SAM's CodeDeploy role (AWSCodeDeployRoleForLambda) may invoke functions named CodeDeployHook_* only.
+    assert properties["FunctionName"] == {"Fn::Sub": "CodeDeployHook_${AWS::StackName}-pre-traffic"}
+    variables = properties["Environment"]["Variables"]
+    assert variables["NEW_PREDICT_VERSION"] == {"Ref": "PredictFunction.Version"}
+    assert variables["NEW_IMAGE_PREDICT_VERSION"] == {"Ref": "ImagePredictFunction.Version"}
+    assert variables["LAMBDA_ENDPOINT_URL"] == ""
+    assert not {"AutoPublishAlias", "DeploymentPreference", "SnapStart", "Events"} & set(properties)

@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # serving imports numpy: functions that run no model must not (their layer has none)
     from .adapters.model_store import ModelStore
+    from .adapters.release_targets import CodeDeployReporter
     from .adapters.s3_uploads import S3UploadSigner
+    from .domain.ports import GoldenPredictor
     from .domain.registry import RegistryView
     from .domain.retraining import Recovery, Retraining
     from .domain.serving import ModelCache
     from .domain.upload_checks import UploadGate
     from .settings import (
         PredictSettings,
+        PreTrafficHookSettings,
         RetrainingApiSettings,
         RetrainingSettings,
         ServingSettings,
@@ -89,3 +92,21 @@ def registry(settings: ServingSettings | RetrainingSettings, store: ModelStore |
     from .domain.registry import RegistryView
 
     return RegistryView(store or model_store(settings))
+
+
+def golden_predictors(settings: PreTrafficHookSettings) -> dict[str, GoldenPredictor]:
+    """The new function version that serves each input kind, called directly (the PreTraffic hook)."""
+    from .adapters.release_targets import LambdaPredictor
+    from .api.release_events import predict_event
+
+    endpoint = settings.lambda_endpoint_url or settings.endpoint_url
+    return {
+        "tabular": LambdaPredictor(settings.new_predict_version, predict_event, endpoint_url=endpoint),
+        "image": LambdaPredictor(settings.new_image_predict_version, predict_event, endpoint_url=endpoint),
+    }
+
+
+def deployment_reporter(settings: PreTrafficHookSettings) -> CodeDeployReporter:
+    from .adapters.release_targets import CodeDeployReporter
+
+    return CodeDeployReporter(endpoint_url=settings.endpoint_url)

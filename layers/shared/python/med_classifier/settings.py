@@ -219,6 +219,17 @@ class ReconcilerSettings(RetrainingSettings):
     """ReconcilerFunction (scheduled): ends claims whose job ended unreported or never started."""
 
 
+class PreTrafficHookSettings(FunctionSettings):
+    """PreTrafficHookFunction: the new predict function versions a canary deployment checks."""
+
+    models_bucket: str
+    # The versions being deployed (template: !Ref <Function>.Version; locally the logical ids).
+    new_predict_version: str
+    new_image_predict_version: str
+    # Where Lambda's Invoke API is: empty on AWS; the local runner's Lambda endpoint locally.
+    lambda_endpoint_url: str = ""
+
+
 # The template's logical id → the settings model of that function.
 FUNCTION_SETTINGS: dict[str, type[FunctionSettings]] = {
     "PredictFunction": PredictSettings,
@@ -227,4 +238,5 @@ FUNCTION_SETTINGS: dict[str, type[FunctionSettings]] = {
     "UploadCounterFunction": UploadCounterSettings,
     "JobStateFunction": JobStateSettings,
     "ReconcilerFunction": ReconcilerSettings,
+    "PreTrafficHookFunction": PreTrafficHookSettings,
 }

@@ -3,11 +3,17 @@ settings name (moto locally; none on AWS)."""
 
 from __future__ import annotations
 
+import weakref
+
 
 def aws_client(service: str, endpoint_url: str | None = None, **options):
     import boto3  # deferred: importing boto3 costs cold-start time
 
     return boto3.client(service, endpoint_url=endpoint_url or None, **options)
+
+
+# Every adapter alive in this process, so that a SnapStart restore can replace their clients at once.
+_ADAPTERS: weakref.WeakSet[ServiceAdapter] = weakref.WeakSet()
 
 
 class ServiceAdapter:
@@ -19,10 +25,36 @@ class ServiceAdapter:
 
     def __init__(self, client=None, endpoint_url: str | None = None):
         self._client = client
+        self._makes_its_client = client is None
         self.endpoint_url = endpoint_url
+        _ADAPTERS.add(self)
 
     @property
     def client(self):
         if self._client is None:
             self._client = aws_client(self.service, self.endpoint_url, **self.client_options)
         return self._client
+
+    def forget_client(self) -> None:
+        """Drops the client this adapter made (its pooled connections and cached credentials); the next
+        call makes a new one. A client passed in is kept."""
+        if self._makes_its_client:
+            self._client = None
+
+
+def make_clients() -> None:
+    """SnapStart's before-snapshot step: every adapter makes its client now, so boto3 and the services'
+    models are loaded in the snapshot (forget_clients then drops the clients, not what they loaded)."""
+    for adapter in list(_ADAPTERS):
+        _ = adapter.client
+
+
+def forget_clients() -> int:
+    """SnapStart's after-restore step: every adapter makes a new client at its next call, so no restored
+    instance reuses a connection opened before the snapshot (or another instance's). Returns how many
+    clients were dropped."""
+    dropped = 0
+    for adapter in list(_ADAPTERS):
+        dropped += adapter._client is not None and adapter._makes_its_client
+        adapter.forget_client()
+    return dropped

@@ -63,6 +63,18 @@ class TrainingData(BaseModel):
     n_uploads: int = 0  # labelled uploads added to the training split (included in n_train)
 
 
+class GoldenExample(BaseModel):
+    """A fixed input and what this version answered for it when it was published (domain/golden.py):
+    a new function version must answer the same (the PreTraffic hook, domain/release_check.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instance: list[float] | None = None  # tabular models: one row
+    image_png: str | None = None  # image models: a base64 PNG
+    label: str
+    probabilities: dict[str, float]
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -88,6 +100,7 @@ class Manifest(BaseModel):
     mlflow: dict[str, str | None] = Field(default_factory=dict)
     # Static INT8 variant: tried or not, fp32 vs int8 size, latency, accuracy, and which is served.
     quantization: dict[str, Any] | None = None
+    golden_examples: list[GoldenExample] = Field(default_factory=list)
 
 
 class ProductionPointer(BaseModel):

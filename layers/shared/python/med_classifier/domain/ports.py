@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: serving imports this module, and need not load the job domain
     from .jobs import JobRecord, JobRequest, JobStateChange
-    from .manifest import Manifest, ProductionPointer
+    from .manifest import GoldenExample, Manifest, ProductionPointer
     from .upload_checks import StoredUpload
     from .uploads import Claim, CounterState, UploadedObject
 
@@ -111,3 +111,20 @@ class UploadStore(Protocol):
     def read_prefix(self, key: str, length: int) -> bytes: ...
 
     def quarantine(self, key: str, target: str, reason: str, stored: StoredUpload) -> None: ...
+
+
+@runtime_checkable
+class GoldenPredictor(Protocol):
+    """Sends a model's golden examples to one function version and returns its predictions, one per
+    example; raises release_check.ReleaseCallFailed when the version does not answer 200."""
+
+    target: str  # what is called, for the report (a function version)
+
+    def predict(self, model_id: str, examples: list[GoldenExample]) -> list[dict]: ...
+
+
+@runtime_checkable
+class DeploymentReporter(Protocol):
+    """Tells the deployment service (CodeDeploy) how a lifecycle hook ended: "Succeeded" or "Failed"."""
+
+    def report(self, deployment_id: str, execution_id: str, status: str) -> None: ...

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
+from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
 from .inference import OnnxClassifier
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
 from .ports import ModelReader
@@ -119,6 +119,34 @@ class ModelCache:
         return LoadedModel(
             manifest=version.manifest, classifier=classifier, pointer=pointer, loaded_at=time.time(), load_ms=load_ms
         )
+
+    def load_production(self, kind: str) -> list[str]:
+        """Loads every production model whose input is `kind` ("tabular" or "image"), each session
+        probed once (OnnxClassifier), and returns their ids: SnapStart's before-snapshot step, so a
+        restored instance answers its first request without reading or loading a model. A model that
+        cannot be loaded is logged and left to the first request, as without SnapStart."""
+        loaded = []
+        for model_id in self.store.list_model_ids():
+            try:
+                pointer = self.store.read_pointer(model_id)
+                if pointer is None or self.store.read_manifest(model_id, pointer.version).input.kind != kind:
+                    continue
+                self.get(model_id)
+                loaded.append(model_id)
+            except Exception as exc:
+                logger.warning("model not loaded before the snapshot", extra={"model": model_id, "error": str(exc)})
+        return loaded
+
+    def refresh_now(self) -> None:
+        """Re-reads every loaded model's pointer now, and loads a version promoted meanwhile: SnapStart's
+        after-restore step (a snapshot may be hours old). It also restamps each check with this
+        instance's clock, which a restore does not carry over from the snapshot's."""
+        for model_id, entry in list(self._entries.items()):
+            entry.checked_at = float("-inf")
+            try:
+                self.get(model_id)
+            except ClassifierError as exc:
+                logger.warning("pointer not refreshed after restore", extra={"model": model_id, "error": str(exc)})
 
     def status(self) -> dict[str, dict]:
         """What this container has loaded, for /health."""
