@@ -9,6 +9,12 @@ CloudFormation itself needs none of this; moto 5.2 does:
   document SAM writes), so each path becomes an ``AWS::ApiGateway::Resource`` and each operation an
   ``AWS::ApiGateway::Method``, and the API gets the name CloudFormation would give it (the title).
 * ``dependency_order``: moto creates resources in template order and does not wait for ``DependsOn``.
+* ``lowercase_names``: moto names an unnamed ECR repository after its logical id, upper case included,
+  which ECR refuses; CloudFormation's own names are lower case.
+* ``stand_in_references``: a resource moto cannot create leaves the Refs to it empty, and a resource that
+  needs one fails (a permission on a Lambda alias); each Ref gets a stand-in value instead.
+
+scripts/rehearse/gaps.py lists these rewrites (REWRITES) with the rest of what the rehearsal does not prove.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ def references(value, resource_ids: Iterable[str]) -> set[str]:
     """The logical ids of `resource_ids` that `value` names (Ref, Fn::GetAtt, Fn::Sub)."""
     ids, found = set(resource_ids), set()
 
-    def walk(item, local: frozenset = frozenset()):
+    def walk(item):
         if isinstance(item, dict):
             for key, argument in item.items():
                 if key == "Ref" and isinstance(argument, str):
@@ -124,6 +130,10 @@ def _http_method(operation: str) -> str:
     return "ANY" if operation == "x-amazon-apigateway-any-method" else operation.upper()
 
 
+# OpenAPI's x-amazon-apigateway-authtype -> a method's AuthorizationType (a Lambda authorizer: CUSTOM).
+AUTHORIZATION_TYPES = {"cognito_user_pools": "COGNITO_USER_POOLS", "awsSigv4": "AWS_IAM"}
+
+
 def authorization(operation: dict, security_definitions: dict) -> tuple[str, bool]:
     """(AuthorizationType, ApiKeyRequired) of an OpenAPI operation as API Gateway imports it."""
     schemes = [name for requirement in operation.get("security", []) for name in requirement]
@@ -132,7 +142,7 @@ def authorization(operation: dict, security_definitions: dict) -> tuple[str, boo
         if name in ("NONE", "api_key"):
             continue
         auth_type = security_definitions.get(name, {}).get("x-amazon-apigateway-authtype", "custom")
-        return ("COGNITO_USER_POOLS" if auth_type == "cognito_user_pools" else "CUSTOM"), api_key
+        return AUTHORIZATION_TYPES.get(auth_type, "CUSTOM"), api_key
     return "NONE", api_key
 
 

@@ -101,7 +101,7 @@ def rehearsal(template: Path, out_dir: Path, run_lint: bool = True) -> Iterator[
         timed("translate and prepare")
         try:
             result.stack = create_stack(moto.url, deployed)
-        except (ClientError, BotoCoreError) as error:
+        except (ClientError, BotoCoreError, TimeoutError) as error:
             suspects = _referencing_skipped(deployed)
             result.stack_error = f"create_stack failed: {str(error)[:1000]}" + (
                 f"\nresources that reference one moto does not create: {'; '.join(suspects)}" if suspects else ""

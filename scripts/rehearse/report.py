@@ -34,6 +34,7 @@ def _moto_version() -> str:
 def summary_rows(r: Rehearsal) -> list[list[object]]:
     seconds = r.timings
     rows = [
+        ["start moto", "a fresh server on localhost", seconds.get("start moto")],
         ["sam package (into moto's S3)", f"{r.artefacts} artefacts uploaded", seconds.get("sam package")],
         [
             "translate (samtranslator) and prepare",

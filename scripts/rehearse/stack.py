@@ -25,9 +25,11 @@ def sam_executable() -> str:
 
 
 def start_moto() -> MotoServer:
-    """A fresh moto on a free port. `localhost`, not 127.0.0.1: moto reads a bucket name off the
-    host of a request to an IP address (virtual-host style), which breaks SAM CLI's uploads."""
-    return MotoServer(port=free_port(), host="localhost").start()
+    """A fresh moto server on a free port of localhost (a host moto's S3 reads path-style: the bucket is
+    the path's first part, as SAM CLI sends it)."""
+    server = MotoServer(port=free_port(), host="localhost")
+    server.module = "moto.server"  # plain moto: no job-status route (scripts.local_runner.moto_service) needed
+    return server.start()
 
 
 def package(template: Path, endpoint: str, output: Path) -> Path:
@@ -63,9 +65,6 @@ class LiveStack:
     resources: dict[str, dict] = field(default_factory=dict)  # logical id -> StackResourceSummary
     outputs: dict[str, str] = field(default_factory=dict)  # output key -> value
     blank_rows: int = 0  # rows moto lists without a logical id (it gives one for resources it skipped)
-
-    def physical_ids(self) -> dict[str, str]:
-        return {lid: r["PhysicalResourceId"] for lid, r in self.resources.items() if r.get("PhysicalResourceId")}
 
 
 def create_stack(endpoint: str, template: dict, timeout: float = 120.0) -> LiveStack:
