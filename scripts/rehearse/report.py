@@ -102,14 +102,16 @@ def render(r: Rehearsal) -> str:
         lines += ["## Checks per resource", ""]
         rows = []
         for resource in c.resources.values():
-            props = list(dict.fromkeys(check.prop for check in resource.checks))
+            counts = Counter(check.prop for check in resource.checks)  # a property checked part by part: (n)
+            props = [f"{prop} ({n})" if n > 1 else prop for prop, n in counts.items()]
             result = _result(resource.checks) if resource.checks else "nothing to compare"
             rows.append([resource.logical_id, resource.type, ", ".join(props) or "-", result])
         lines += _table(["resource", "type", "compared", "result"], rows)
         routes = sum(len(ids) for ids in r.routes_added.values())
         lines += [
-            f"Routes: each path and method of the REST API's Body against moto's resources, methods and "
-            f"integrations ({routes} Resource and Method resources written from it).",
+            "Body (n): each route (path and method) of the REST API's OpenAPI body against moto's resources, methods "
+            f"and integrations ({routes} Resource and Method resources written from it). Environment (n): each "
+            "variable; Policies, Targets, Tags (n): each by name.",
             "",
             "## Outputs",
             "",
