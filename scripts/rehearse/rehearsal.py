@@ -61,6 +61,28 @@ def _referencing_skipped(template: dict) -> list[str]:
     ]
 
 
+def _prepare(result: Rehearsal) -> dict:
+    """The translated template as moto gets it (prepare.py; gaps.REWRITES); fills in what was changed."""
+    conditions = result.translated.get("Resources", {})
+    result.expected, left_out = prepare.resolve_conditions(result.translated)
+    result.left_out = {lid: conditions[lid]["Condition"] for lid in left_out}
+    result.expected, stand_ins = prepare.stand_in_references(result.expected, STAND_INS)
+    result.stand_ins = list(stand_ins)
+    deployed, result.routes_added = prepare.api_body_to_resources(result.expected)
+    deployed, result.named = prepare.lowercase_names(deployed, LOWERCASE_NAMES, STACK_NAME)
+    return prepare.dependency_order(deployed)
+
+
+def _create(result: Rehearsal, endpoint: str, deployed: dict) -> None:
+    try:
+        result.stack = create_stack(endpoint, deployed)
+    except (ClientError, BotoCoreError, TimeoutError) as error:
+        suspects = _referencing_skipped(deployed)
+        result.stack_error = f"create_stack failed: {str(error)[:1000]}" + (
+            f"\nresources that reference one moto does not create: {'; '.join(suspects)}" if suspects else ""
+        )
+
+
 @contextmanager
 def rehearsal(template: Path, out_dir: Path, run_lint: bool = True) -> Iterator[Rehearsal]:
     """The whole rehearsal, yielded once finished while its moto still runs (`result.live` reads it);
@@ -89,23 +111,14 @@ def rehearsal(template: Path, out_dir: Path, run_lint: bool = True) -> Iterator[
         translated_path.write_text(json.dumps(result.translated, indent=1))
         if run_lint:  # about 10 s of one core, beside the steps below
             linting, lint_started = lint.start(translated_path), time.monotonic()
-        conditions = result.translated.get("Resources", {})
-        result.expected, left_out = prepare.resolve_conditions(result.translated)
-        result.left_out = {lid: conditions[lid]["Condition"] for lid in left_out}
-        result.expected, stand_ins = prepare.stand_in_references(result.expected, STAND_INS)
-        result.stand_ins = list(stand_ins)
-        deployed, result.routes_added = prepare.api_body_to_resources(result.expected)
-        deployed, result.named = prepare.lowercase_names(deployed, LOWERCASE_NAMES, STACK_NAME)
-        deployed = prepare.dependency_order(deployed)
-        (out_dir / "deployed.json").write_text(json.dumps(deployed, indent=1))
-        timed("translate and prepare")
         try:
-            result.stack = create_stack(moto.url, deployed)
-        except (ClientError, BotoCoreError, TimeoutError) as error:
-            suspects = _referencing_skipped(deployed)
-            result.stack_error = f"create_stack failed: {str(error)[:1000]}" + (
-                f"\nresources that reference one moto does not create: {'; '.join(suspects)}" if suspects else ""
-            )
+            deployed = _prepare(result)
+            (out_dir / "deployed.json").write_text(json.dumps(deployed, indent=1))
+        except ValueError as error:  # a dependency cycle, a generated logical id already taken
+            result.stack_error, deployed = f"preparing the template for moto failed: {error}", None
+        timed("translate and prepare")
+        if deployed is not None:
+            _create(result, moto.url, deployed)
         timed("create_stack")
         if result.stack and result.stack.status == "CREATE_COMPLETE":
             result.comparison = compare(result.expected, result.stack, result.live)
