@@ -553,7 +553,9 @@ def compare(expected: dict, stack: LiveStack, live: Live) -> Comparison:
             try:
                 COMPARATORS[resource_type](live, resource)
             except (ClientError, BotoCoreError, KeyError, ValueError) as error:  # reading it back failed
-                resource.check("(read back)", "readable", f"{type(error).__name__}: {error}")
+                resource.check("(read back)", "readable", f"{type(error).__name__}: {str(error)[:200]}")
+                compared[lid] = resource
+                continue  # that failure stands for all its properties
         compared[lid] = resource
         checked = {check.prop for check in resource.checks}
         ignored = set(IGNORED_PROPERTIES.get(resource_type, {}))

@@ -10,7 +10,7 @@ tests/unit/test_deploy_rehearsal.py checks each listed type against moto's own m
 
 from __future__ import annotations
 
-from scripts.rehearse.prepare import alias_function_arn
+from scripts.rehearse.prepare import alias_function_arn, first_version_arn
 
 NO_MODEL = "moto's CloudFormation has no model for it: the stack lists it nowhere"
 
@@ -124,10 +124,14 @@ REWRITES: dict[str, str] = {
         "names it (moto's generated name keeps upper case, which ECR refuses)"
     ),
     "Alias references": "Ref to an AWS::Lambda::Alias becomes its function's unqualified ARN (moto has no alias)",
+    "Version references": (
+        "Ref to an AWS::Lambda::Version becomes its function's ARN qualified by 1, the first version of a fresh "
+        "stack (moto gives the Ref no value)"
+    ),
 }
 
 # Type -> name property the rehearsal fills in (REWRITES, ECR repository names).
 LOWERCASE_NAMES = {"AWS::ECR::Repository": "RepositoryName"}
 
 # Type -> the intrinsic that stands for a Ref to a resource of that type (REWRITES, Alias references).
-STAND_INS = {"AWS::Lambda::Alias": alias_function_arn}
+STAND_INS = {"AWS::Lambda::Alias": alias_function_arn, "AWS::Lambda::Version": first_version_arn}

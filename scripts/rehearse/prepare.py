@@ -11,8 +11,8 @@ CloudFormation itself needs none of this; moto 5.2 does:
 * ``dependency_order``: moto creates resources in template order and does not wait for ``DependsOn``.
 * ``lowercase_names``: moto names an unnamed ECR repository after its logical id, upper case included,
   which ECR refuses; CloudFormation's own names are lower case.
-* ``stand_in_references``: a resource moto cannot create leaves the Refs to it empty, and a resource that
-  needs one fails (a permission on a Lambda alias); each Ref gets a stand-in value instead.
+* ``stand_in_references``: moto gives no value to a Ref of a resource it cannot create (a Lambda alias) or
+  of a Lambda version, and a resource that needs one fails; each such Ref gets a stand-in value instead.
 
 scripts/rehearse/gaps.py lists these rewrites (REWRITES) with the rest of what the rehearsal does not prove.
 """
@@ -287,6 +287,18 @@ def alias_function_arn(resource: dict) -> dict:
     return {
         "Fn::Sub": [
             "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${Function}",
+            {"Function": resource["Properties"]["FunctionName"]},
+        ]
+    }
+
+
+def first_version_arn(resource: dict) -> dict:
+    """A stand-in for `Ref` of an AWS::Lambda::Version (the function's ARN qualified by the version number):
+    version 1, the first a fresh stack publishes. moto gives the Ref no value (an environment variable
+    holding it breaks GetFunctionConfiguration)."""
+    return {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${Function}:1",
             {"Function": resource["Properties"]["FunctionName"]},
         ]
     }

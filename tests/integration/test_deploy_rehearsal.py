@@ -32,7 +32,7 @@ def real(tmp_path_factory):
 
 def canary_template(directory: Path) -> Path:
     """template.yaml with PredictFunction published to an alias `live` (SnapStart on versions) and shifted
-    by CodeDeploy (canary, an alarm, a pre-traffic hook function), as the API functions are about to be."""
+    by CodeDeploy (canary, an alarm, a pre-traffic hook function that is given the new version)."""
     template = load_template(TEMPLATE)
     for resource in template["Resources"].values():  # the copy lives elsewhere: code paths made absolute
         properties = resource.get("Properties", {})
@@ -54,6 +54,7 @@ def canary_template(directory: Path) -> Path:
             "CodeUri": str(REPO_ROOT / "functions" / "reconciler"),
             "Handler": "app.lambda_handler",
             "FunctionName": {"Fn::Sub": "CodeDeployHook_${AWS::StackName}-pre-traffic"},
+            "Environment": {"Variables": {"NEW_PREDICT_VERSION": {"Ref": "PredictFunction.Version"}}},
             "Policies": [
                 {
                     "Version": "2012-10-17",
@@ -182,8 +183,11 @@ def test_aliases_versions_and_codedeploy_are_reported_as_skipped_not_crashed_on(
     assert versions and all(
         [c.status for c in canary.comparison.resources[version].checks] == ["pass"] for version in versions
     )
-    hook = {c.prop: c for c in canary.comparison.resources["PreTrafficHookFunction"].checks}
-    assert hook["FunctionName"].actual == "CodeDeployHook_med-classifier-pre-traffic"
+    hook = {(c.prop, c.detail): c for c in canary.comparison.resources["PreTrafficHookFunction"].checks}
+    assert hook["FunctionName", ""].actual == "CodeDeployHook_med-classifier-pre-traffic"
+    predict = canary.stack.resources["PredictFunction"]["PhysicalResourceId"]
+    new_version = hook["Environment", "NEW_PREDICT_VERSION"]  # a Ref to the version: its stand-in
+    assert (new_version.status, new_version.actual.endswith(f":function:{predict}:1")) == ("pass", True)
     rows = {line.split(" | ")[0]: line for line in render(canary).splitlines() if line.startswith("| AWS::")}
     assert "PredictFunctionDeploymentGroup" in rows["| AWS::CodeDeploy::DeploymentGroup"]
     assert "PredictFunctionAliaslive" in rows["| AWS::Lambda::Alias"]

@@ -13,7 +13,7 @@ from moto.cloudformation.parsing import NULL_MODELS, get_model_map
 
 from scripts.rehearse import lint, prepare
 from scripts.rehearse.compare import COMPARATORS, MISSING, Check, canonical, compare, not_created, policy_document
-from scripts.rehearse.gaps import ATTRIBUTES, IGNORED_PROPERTIES, SKIPPED_TYPES
+from scripts.rehearse.gaps import ATTRIBUTES, IGNORED_PROPERTIES, SKIPPED_TYPES, STAND_INS
 from scripts.rehearse.stack import LiveStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -209,6 +209,24 @@ def test_a_repository_without_a_name_gets_cloudformations_lowercase_one():
     assert named["Resources"]["Named"]["Properties"] == {"N": "mine"}
 
 
+def test_a_ref_to_a_version_becomes_the_functions_first_version():
+    template = {
+        "Resources": {
+            "Version": {"Type": "AWS::Lambda::Version", "Properties": {"FunctionName": {"Ref": "Fn"}}},
+            "Hook": {"Type": "F", "Properties": {"Environment": {"Variables": {"NEW": {"Ref": "Version"}}}}},
+        }
+    }
+
+    replaced, _ = prepare.stand_in_references(template, STAND_INS)
+
+    assert replaced["Resources"]["Hook"]["Properties"]["Environment"]["Variables"]["NEW"] == {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${Function}:1",
+            {"Function": {"Ref": "Fn"}},
+        ]
+    }
+
+
 def test_a_ref_to_an_alias_becomes_its_functions_arn_in_properties_subs_and_outputs():
     template = {
         "Resources": {
@@ -225,7 +243,7 @@ def test_a_ref_to_an_alias_becomes_its_functions_arn_in_properties_subs_and_outp
         ]
     }
 
-    replaced, stand_ins = prepare.stand_in_references(template, {"AWS::Lambda::Alias": prepare.alias_function_arn})
+    replaced, stand_ins = prepare.stand_in_references(template, STAND_INS)
 
     assert stand_ins == {"Alias": arn}
     assert replaced["Resources"]["Permission"]["Properties"]["FunctionName"] == arn
