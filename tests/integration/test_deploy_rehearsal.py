@@ -317,7 +317,7 @@ def test_the_api_comparator_fails_on_a_route_moto_does_not_have(real):
 
 
 def test_the_version_comparator_fails_on_a_function_without_versions(canary):
-    other = canary.stack.resources["ImagePredictFunction"]["PhysicalResourceId"]
+    other = canary.stack.resources["ReconcilerFunction"]["PhysicalResourceId"]  # publishes no version
     logical_id, failures = _mismatch(canary, "AWS::Lambda::Version", {"FunctionName": other})
     assert failures == [f"{logical_id}.FunctionName [a published version]: template '{other}', moto '<missing>'"]
 
