@@ -18,7 +18,7 @@ define tool_venv
 	touch $(1)/.installed
 endef
 
-.PHONY: run test lint checkov openapi test-fast mutation venv chromium build validate layer-size bench load train clean
+.PHONY: run test lint checkov rehearse openapi test-fast mutation venv chromium build validate layer-size bench load train clean
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -47,7 +47,7 @@ run: $(STAMP)
 # The e2e and browser tests run in one worker (they share the session's local stacks and trained
 # models: tests/conftest.py), the unit and integration tests in the others.
 TEST_WORKERS ?= 2
-test: lint checkov chromium $(LOCUST_STAMP)
+test: lint checkov rehearse chromium $(LOCUST_STAMP)
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff's rules are in pyproject.toml; `make test` fails on a finding or an unformatted file.
@@ -67,6 +67,12 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 checkov: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
+# Deploy rehearsal (README "Deploy rehearsal"): sam package, the SAM transform and create_stack in a fresh
+# moto, then every logical id, Output and kept property compared with the template, and cfn-lint with the
+# serverless rules; what moto cannot check is listed in the report (artifacts/rehearsal/report.md).
+rehearse: $(STAMP)
+	$(PY) -m scripts.rehearse
 
 # Locust for `make load` and tests/e2e/test_load.py: like checkov, a virtualenv of its own
 # (.venv-tools/locust), installed from requirements-locust.txt (locust and every dependency pinned),

@@ -85,7 +85,8 @@ def translate(template: dict) -> dict:
     for resource in sam_template["Resources"].values():
         properties = resource.get("Properties", {})
         for uri_key in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(uri_key), str):  # local paths become S3 URIs on package
+            uri = properties.get(uri_key)
+            if isinstance(uri, str) and not uri.startswith("s3://"):  # local paths become S3 URIs on package
                 properties[uri_key] = "s3://placeholder-bucket/placeholder-key"
     session = boto3.session.Session(region_name=REGION)
     translator = Translator(managed_policy_map=None, sam_parser=Parser(), plugins=[], boto_session=session)
@@ -99,6 +100,7 @@ class Resolver:
     template: dict  # CloudFormation (translated)
     parameters: dict[str, str]
     names: dict[str, str]  # logical id -> physical name
+    pseudo: dict[str, str] = field(default_factory=lambda: dict(PSEUDO_PARAMETERS))  # AWS::Region...
 
     def condition(self, name: str) -> bool:
         return bool(self._condition(self.template.get("Conditions", {})[name]))
@@ -133,6 +135,8 @@ class Resolver:
                 "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT}:role/{name}",
                 "AWS::ECR::Repository": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}",
                 "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+                "AWS::Events::Rule": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}",
+                "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
             }[resource_type]
         if (resource_type, attribute) == ("AWS::ECR::Repository", "RepositoryUri"):
             return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
@@ -143,8 +147,8 @@ class Resolver:
     def ref(self, name: str):
         if name == "AWS::NoValue":
             return NO_VALUE
-        if name in PSEUDO_PARAMETERS:
-            return PSEUDO_PARAMETERS[name]
+        if name in self.pseudo:
+            return self.pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
         if name in self.template.get("Parameters", {}):
