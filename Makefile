@@ -18,7 +18,7 @@ define tool_venv
 	touch $(1)/.installed
 endef
 
-.PHONY: run test lint checkov rehearse openapi test-fast mutation venv chromium build validate layer-size bench load train clean
+.PHONY: run test lint checkov rehearse openapi test-fast mutation venv chromium build validate layer-size bench load train training-image clean
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -44,6 +44,8 @@ chromium:
 run: $(STAMP)
 	$(PY) -m scripts.local_stack $(RUN_ARGS)
 
+# tests/unit/test_workflows.py runs actionlint (and shellcheck on every `run:` script) on .github/workflows,
+# so `make test` fails on a workflow GitHub would reject.
 # The e2e and browser tests run in one worker (they share the session's local stacks and trained
 # models: tests/conftest.py), the unit and integration tests in the others.
 TEST_WORKERS ?= 2
@@ -119,6 +121,12 @@ train: $(STAMP)
 
 build: $(STAMP)
 	$(VENV)/bin/sam build
+
+# The retraining job's image: builds training/Dockerfile and pushes it to the TrainingImageRepository of the
+# stack samconfig.toml's config env ENV names (default: med-classifier), then prints TrainingImageTag=<tag>
+# to deploy with. Needs Docker and AWS credentials (says which is missing). TAG and REGION override.
+training-image: $(STAMP)
+	$(PY) -m scripts.training_image --env $(or $(ENV),default) $(if $(TAG),--tag $(TAG)) $(if $(REGION),--region $(REGION))
 
 validate: $(STAMP)
 	$(VENV)/bin/sam validate --lint --region us-east-1

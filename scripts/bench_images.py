@@ -101,7 +101,7 @@ class ModelResult:
     cold_phases: dict[str, list[float]] | None = None  # ours: phase -> seconds per run
 
 
-def _limit_native_threads() -> None:
+def limit_native_threads() -> None:
     """One thread for torch and TensorFlow, like the ONNX session (Lambda's vCPU share is small)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -448,7 +448,7 @@ def run(budget: Budget, quick: bool, markdown: Path | None) -> None:
         store = ModelStore(BUCKET, client)
         function_env = function_environment(env_vars_file(workdir, moto.url, BUCKET), "ImagePredictFunction")
         os.environ.update(function_env)
-        _limit_native_threads()
+        limit_native_threads()
         for model_id, train, data in (
             ("skin-lesion", skin_lesion_candidate, ham10000),
             ("chest-ct", chest_ct_candidate, chest_ct),
