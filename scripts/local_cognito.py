@@ -1,6 +1,7 @@
 """The template's Cognito user pool, app client and groups, created in moto as `sam deploy` would
 create them on AWS, and one demo user per group (local only: their passwords are printed by
-`make run` and written here, never used on AWS).
+`make run` and written here, never used on AWS). `create_user` and `id_token` also serve a deployed
+pool (scripts/deploy.py's smoke-test user, scripts/smoke_test.py's sign-in).
 
 Read from template.yaml itself (scripts/local_resources.py does the same for buckets, queues and
 tables): the pool's username attributes and password policy, the client's auth flows, each
@@ -20,7 +21,7 @@ CLIENT_NAME = "med-classifier-local-web"
 
 
 @dataclass(frozen=True)
-class DemoUser:
+class PoolUser:
     username: str  # an email address: the pool signs in by email (UsernameAttributes)
     password: str
     groups: tuple[str, ...]
@@ -28,9 +29,9 @@ class DemoUser:
 
 # Local only (moto): one user per group, and one signed-in user in no group.
 DEMO_USERS = {
-    "clinician": DemoUser("clinician@example.org", "Clinician-demo-2026", ("clinicians",)),
-    "ml-admin": DemoUser("ml-admin@example.org", "MlAdmin-demo-2026", ("ml-admins",)),
-    "no-group": DemoUser("visitor@example.org", "Visitor-demo-2026", ()),
+    "clinician": PoolUser("clinician@example.org", "Clinician-demo-2026", ("clinicians",)),
+    "ml-admin": PoolUser("ml-admin@example.org", "MlAdmin-demo-2026", ("ml-admins",)),
+    "no-group": PoolUser("visitor@example.org", "Visitor-demo-2026", ()),
 }
 
 
@@ -91,7 +92,7 @@ def provision_cognito(cognito, template_path: Path, endpoint_url: str) -> LocalU
     return LocalUserPool(pool_id, client_id, endpoint_url)
 
 
-def create_user(cognito, pool_id: str, user: DemoUser) -> None:
+def create_user(cognito, pool_id: str, user: PoolUser) -> None:
     """A confirmed user with a permanent password in `user.groups` (as an administrator would, then the user's
     first sign-in, set it up on AWS: README, "Who may call what")."""
     try:
@@ -108,13 +109,19 @@ def create_user(cognito, pool_id: str, user: DemoUser) -> None:
         cognito.admin_add_user_to_group(UserPoolId=pool_id, Username=user.username, GroupName=group)
 
 
-def id_token(cognito, client_id: str, user: DemoUser) -> str:
+class SignInChallenge(Exception):
+    """Cognito answered a challenge (a new password, an MFA code) where tokens were expected."""
+
+
+def id_token(cognito, client_id: str, user: PoolUser) -> str:
     """An ID token for `user`, signed in as the page signs in (InitiateAuth, USER_PASSWORD_AUTH)."""
     answer = cognito.initiate_auth(
         ClientId=client_id,
         AuthFlow="USER_PASSWORD_AUTH",
         AuthParameters={"USERNAME": user.username, "PASSWORD": user.password},
     )
+    if "AuthenticationResult" not in answer:
+        raise SignInChallenge(f"Cognito asks for {answer.get('ChallengeName')} before it gives {user.username} tokens")
     return answer["AuthenticationResult"]["IdToken"]
 
 

@@ -10,6 +10,8 @@ stack, the bench and the tests point them elsewhere between runs.
     RETRAIN_HYPERPARAMETERS  Batch: the job's hyperparameters as JSON (SageMaker stages a file)
     RETRAIN_CHANNELS         Batch: channel name → s3:// prefix as JSON
     MED_CLASSIFIER_TOKEN     a Cognito ID token scripts/upload_labelled.py sends (else it signs in locally)
+    SMOKE_PASSWORD           the password scripts/smoke_test.py signs in with (kept off the command line)
+    CI                       set (any value) by CI: scripts/deploy.py deploys without asking to confirm
     AWS_ENDPOINT_URL         moto locally; empty on AWS
 """
 
@@ -37,6 +39,8 @@ class TrainingSettings(FunctionSettings):
     retrain_hyperparameters: dict[str, Any] | None = None  # None: not a Batch job (SageMaker staged it)
     retrain_channels: dict[str, str] = Field(default_factory=dict)
     med_classifier_token: str = ""
+    smoke_password: str = ""
+    ci: str = ""
 
     @field_validator("retrain_hyperparameters", "retrain_channels", mode="before")
     @classmethod

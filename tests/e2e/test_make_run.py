@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from scripts.local_stack import free_port
+from tests.e2e.test_smoke_test import assert_every_check_passes
 from tests.helpers.models import MALIGNANT_EXAMPLE, REPO_ROOT
 from tests.helpers.polling import wait_for
 from training.datasets import chest_ct, ham10000
@@ -179,6 +180,7 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
                 timeout=60,
             )
             assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == label, answer.text
+        assert_every_check_passes(base)  # `make smoke`, the deploy's smoke test, against make run
         retrain_as_the_readme_shows(api_port, admin, state)
     finally:
         stop_stack(first)
