@@ -132,6 +132,24 @@ validate: $(STAMP)
 	$(VENV)/bin/sam validate --lint --region us-east-1
 	$(VENV)/bin/cfn-lint template.yaml
 
+# Deploy to AWS (README, "Deploy to AWS"): sam build, sam deploy --config-env $(ENV) (samconfig.toml),
+# the four models published if the stack's bucket has none, then the smoke test as a throwaway user.
+# DEPLOY_ARGS: --yes (no change-set prompt), --skip-build, --template-file F, --parameter KEY=VALUE.
+ENV ?= staging
+deploy: $(STAMP)
+	$(PY) -m scripts.deploy --env $(ENV) $(DEPLOY_ARGS)
+
+# Smoke test of a running API (scripts/smoke_test.py): by default make run's, as its demo clinician.
+# A deployed stack: make smoke URL=<ApiUrl> SMOKE_USER=<email> SMOKE_PASSWORD=<password>. The password
+# goes by the environment, and the recipe is not echoed, so it is printed nowhere.
+URL ?= http://127.0.0.1:3000
+SMOKE_USER ?= clinician@example.org
+SMOKE_PASSWORD ?= Clinician-demo-2026
+smoke: $(STAMP)
+	@SMOKE_PASSWORD='$(SMOKE_PASSWORD)' $(PY) -m scripts.smoke_test --url '$(URL)' --username '$(SMOKE_USER)' $(SMOKE_ARGS)
+
+.PHONY: deploy smoke
+
 layer-size: build
 	$(PY) scripts/layer_size.py
 
