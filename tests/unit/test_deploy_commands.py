@@ -77,12 +77,13 @@ def test_staging_deploys_unattended_prod_asks_and_default_is_as_before():
     }
 
 
-def test_staging_reserves_less_concurrency_and_prod_keeps_logs_a_year():
+def test_staging_reserves_less_and_shifts_at_once_prod_keeps_logs_a_year_behind_a_canary():
     staging, prod = environment("staging").parameter_overrides, environment("prod").parameter_overrides
     reserved = ("PredictReservedConcurrency", "ImagePredictReservedConcurrency", "RetrainingApiReservedConcurrency")
     assert sum(int(staging[name]) for name in reserved) < sum(int(PARAMETERS[name]["Default"]) for name in reserved)
     assert all(int(staging[name]) > 0 for name in reserved)  # reserved, so capped: a flood stays bounded
     assert prod["LogRetentionDays"] == "365"
+    assert staging["DeploymentType"] == "AllAtOnce" and "DeploymentType" not in prod  # prod: the canary default
     # Account-wide: left to a deploy that means it (README, "Deploy to AWS").
     assert "ManageApiGatewayAccountLogging" not in staging and "ManageApiGatewayAccountLogging" not in prod
 
