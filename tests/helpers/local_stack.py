@@ -76,9 +76,10 @@ def running_stack(
     retrain_thresholds: dict[str, int],
     emulate_events: bool = True,
 ) -> Iterator[dict]:
-    """Yields {"url", "lambda_url" (the runner's Lambda Invoke API), "store", "s3", "first", "http", "env", "resources", "emulation", "moto_url", "user_pool",
-    "tokens"}: "tokens" maps each demo user (scripts/local_cognito.py: clinician, ml-admin, no-group) to an ID
-    token, and the "http" session sends the ml-admin's, who may call every route.
+    """Yields {"url", "lambda_url" (the runner's Lambda Invoke API), "store", "s3", "first", "http", "env",
+    "resources", "emulation", "moto_url", "user_pool", "tokens"}: "tokens" maps each demo user
+    (scripts/local_cognito.py: clinician, ml-admin, no-group) to an ID token, and the "http" session sends
+    the ml-admin's, who may call every route.
 
     Without `emulate_events` nothing consumes the upload queue and no training job that a request
     creates in moto ever runs (its record stays Pending; "emulation" is None): for tests that only
