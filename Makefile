@@ -132,12 +132,12 @@ validate: $(STAMP)
 	$(VENV)/bin/sam validate --lint --region us-east-1
 	$(VENV)/bin/cfn-lint template.yaml
 
-# Deploy to AWS (README, "Deploy to AWS"): sam build, sam deploy --config-env $(ENV) (samconfig.toml),
-# the four models published if the stack's bucket has none, then the smoke test as a throwaway user.
-# DEPLOY_ARGS: --yes (no change-set prompt), --skip-build, --template-file F, --parameter KEY=VALUE.
-ENV ?= staging
+# Deploy to AWS (README, "Deploy to AWS"): sam build, sam deploy --config-env ENV (samconfig.toml; staging
+# unless ENV=prod), the four models published if the stack's bucket has none, then the smoke test as a
+# throwaway user. DEPLOY_ARGS: --yes (no change-set prompt), --skip-build, --template-file F, --region R,
+# --parameter KEY=VALUE; any other option goes to sam deploy as it is (the pipeline's --role-arn, --s3-bucket).
 deploy: $(STAMP)
-	$(PY) -m scripts.deploy --env $(ENV) $(DEPLOY_ARGS)
+	$(PY) -m scripts.deploy --env $(or $(ENV),staging) $(DEPLOY_ARGS)
 
 # Smoke test of a running API (scripts/smoke_test.py): by default make run's, as its demo clinician.
 # A deployed stack: make smoke URL=<ApiUrl> SMOKE_USER=<email> SMOKE_PASSWORD=<password>. The password

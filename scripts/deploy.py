@@ -2,7 +2,8 @@
 
 1. `sam build` (not with --skip-build, nor with --template-file: a template `sam package` already built);
 2. `sam deploy --config-env ENV`: stack name, region, parameters and tags from samconfig.toml; with
-   --no-confirm-changeset when nobody is there to confirm (CI set, or --yes);
+   --no-confirm-changeset when nobody is there to confirm (CI set, or --yes); any option this script does
+   not know goes to `sam deploy` as it is (the pipeline's --role-arn, --s3-bucket: README, CI/CD);
 3. the stack's outputs (CloudFormation DescribeStacks);
 4. each model without models/<model>/production.json in the stack's models bucket is published: this
    machine's version from `make run`'s mirror of its bucket when there is one, else trained here
@@ -24,13 +25,14 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from scripts import smoke_test
 from scripts.local_cognito import PoolUser, create_user
 from scripts.local_stack import DEFAULT_ENV_FILE, MODELS_TO_SEED, REPO_ROOT, load_env_file
+from scripts.training_image import Refusal, credentials_problem, stack_of
 
 ENVIRONMENTS = ("staging", "prod")
 SAMCONFIG = REPO_ROOT / "samconfig.toml"
@@ -38,10 +40,6 @@ SAM = str(Path(sys.executable).with_name("sam"))  # the virtualenv's, pinned in 
 OUTPUTS = ("ApiUrl", "ModelsBucketName", "UserPoolId", "UserPoolClientId")
 SMOKE_USERNAME = "smoke-test@example.org"
 SMOKE_GROUP = "clinicians"  # may predict and ask for upload tickets, may not start a (paid) retraining job
-
-
-class DeployError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -52,16 +50,14 @@ class Environment:
     parameter_overrides: dict[str, str]
 
 
-def environment(name: str, samconfig: Path = SAMCONFIG) -> Environment:
-    """A samconfig.toml environment: [NAME.global.parameters] overlaid by [NAME.deploy.parameters]."""
-    config = tomllib.loads(samconfig.read_text()).get(name, {})
-    if "deploy" not in config:
-        raise DeployError(f"{samconfig.name} has no [{name}.deploy.parameters]")
-    values = {**config.get("global", {}).get("parameters", {}), **config["deploy"]["parameters"]}
-    missing = [key for key in ("stack_name", "region") if key not in values]
-    if missing:
-        raise DeployError(f"{samconfig.name}: [{name}] sets no {', '.join(missing)}")
-    return Environment(name, values["stack_name"], values["region"], parameters(values.get("parameter_overrides", {})))
+def environment(name: str, samconfig: Path = SAMCONFIG, region: str | None = None) -> Environment:
+    """A samconfig.toml environment's stack, region (unless `region` is given) and parameter_overrides."""
+    stack = stack_of(name, samconfig)
+    region = region or stack.region
+    if region is None:
+        raise Refusal(f"no AWS region: pass --region, or set region in {samconfig.name}'s [{name}] env")
+    deploy = tomllib.loads(samconfig.read_text())[name].get("deploy", {}).get("parameters", {})
+    return Environment(name, stack.name, region, parameters(deploy.get("parameter_overrides", {})))
 
 
 def parameters(overrides: dict | Iterable[str]) -> dict[str, str]:
@@ -72,7 +68,7 @@ def parameters(overrides: dict | Iterable[str]) -> dict[str, str]:
     for pair in overrides:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise DeployError(f"--parameter {pair!r} is not KEY=VALUE")
+            raise Refusal(f"--parameter {pair!r} is not KEY=VALUE")
         parsed[key] = value
     return parsed
 
@@ -93,11 +89,13 @@ def sam_commands(
     skip_build: bool = False,
     confirm: bool = True,
     parameter_overrides: dict[str, str] | None = None,
+    sam_args: Sequence[str] = (),
 ) -> list[list[str]]:
-    """What `make deploy` runs, in order. `parameter_overrides` are laid over the environment's:
-    SAM CLI replaces the configured ones with any given on the command line, never merges them."""
+    """What `make deploy` runs, in order. `parameter_overrides` are laid over the environment's: SAM CLI
+    replaces the configured ones with any given on the command line, never merges them. `sam_args` go
+    to `sam deploy` as they are."""
     commands = [] if template_file or skip_build else [[SAM, "build"]]
-    deploy = [SAM, "deploy", "--config-env", env.name]
+    deploy = [SAM, "deploy", "--config-env", env.name, "--region", env.region]
     if template_file:
         deploy += ["--template-file", str(template_file)]
     if not confirm:
@@ -105,6 +103,9 @@ def sam_commands(
     if parameter_overrides:
         merged = {**env.parameter_overrides, **parameter_overrides}
         deploy += ["--parameter-overrides", *(override_argument(key, value) for key, value in merged.items())]
+    deploy += list(sam_args)
+    if "--s3-bucket" in sam_args:  # samconfig.toml's resolve_s3 would name another, and SAM CLI refuses both
+        deploy.append("--no-resolve-s3")
     return [*commands, deploy]
 
 
@@ -113,18 +114,7 @@ def run_commands(commands: list[list[str]], run: Callable = subprocess.run) -> N
         print(f"$ {shlex.join(command)}", flush=True)
         done = run(command, cwd=REPO_ROOT)
         if done.returncode != 0:
-            raise DeployError(f"{Path(command[0]).name} {command[1]} exited with {done.returncode}")
-
-
-def caller(sts) -> str:
-    """Who deploys where, printed before anything runs: the wrong account or no credentials stop here."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        identity = sts.get_caller_identity()
-    except (BotoCoreError, ClientError) as exc:
-        raise DeployError(f"no usable AWS credentials ({exc}): README, Deploy to AWS, step 1") from None
-    return f"account {identity['Account']} as {identity['Arn']}"
+            raise Refusal(f"{Path(command[0]).name} {command[1]} exited with {done.returncode}")
 
 
 def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
@@ -133,11 +123,11 @@ def stack_outputs(cloudformation, stack_name: str) -> dict[str, str]:
     try:
         [stack] = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as exc:
-        raise DeployError(f"stack {stack_name}: {exc.response['Error']['Message']}") from None
+        raise Refusal(f"stack {stack_name}: {exc.response['Error']['Message']}") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     missing = [key for key in OUTPUTS if key not in outputs]
     if missing:
-        raise DeployError(f"stack {stack_name} ({stack['StackStatus']}) has no output {', '.join(missing)}")
+        raise Refusal(f"stack {stack_name} ({stack['StackStatus']}) has no output {', '.join(missing)}")
     return outputs
 
 
@@ -165,7 +155,7 @@ def publish_missing_models(
             environ = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
             exit_code = run(command, cwd=REPO_ROOT, env={**environ, "AWS_REGION": region}).returncode
             if exit_code != 0:
-                raise DeployError(
+                raise Refusal(
                     f"python -m training {model} exited with {exit_code} (2: its gate rejected it): nothing published"
                 )
             done[model] = f"trained {store.read_pointer(model).version}"
@@ -206,23 +196,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.deploy",
         description="sam build + sam deploy --config-env ENV, publish missing models, smoke-test the stack. "
-        "NOT FOR CLINICAL USE.",
+        "Any other option goes to sam deploy as it is. NOT FOR CLINICAL USE.",
     )
     parser.add_argument("--env", required=True, choices=ENVIRONMENTS, help="a samconfig.toml environment")
     parser.add_argument("--template-file", type=Path, help="deploy this packaged template (no build)")
     parser.add_argument("--skip-build", action="store_true", help="deploy what the last sam build built")
-    parser.add_argument("--yes", action="store_true", help="deploy the change set without asking (also when CI is set)")
+    parser.add_argument(
+        "--yes",
+        "--no-confirm-changeset",
+        dest="yes",
+        action="store_true",
+        help="deploy the change set without asking (also when CI is set)",
+    )
+    parser.add_argument("--region", help="the AWS region (default: the environment's in samconfig.toml)")
     parser.add_argument(
         "--parameter",
-        action="append",
+        "--parameter-overrides",
+        dest="parameters",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="a template parameter for this deploy, over samconfig.toml's (repeatable)",
+        help="template parameters for this deploy, laid over samconfig.toml's",
     )
     parser.add_argument(
         "--local-models", type=Path, help="this machine's published models (default: make run's mirror)"
     )
-    return parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    args.sam_args = unknown
+    return args
 
 
 def deploy(args: argparse.Namespace, run: Callable = subprocess.run, smoke: Callable = smoke_test.run) -> str:
@@ -232,23 +234,27 @@ def deploy(args: argparse.Namespace, run: Callable = subprocess.run, smoke: Call
     from med_classifier.adapters.model_store import ModelStore
     from training.settings import training_settings
 
-    env = environment(args.env)
+    env = environment(args.env, region=args.region)
     session = boto3.Session(region_name=env.region)
-    print(f"[deploy] {env.stack_name} in {env.region}, {caller(session.client('sts'))}")
-    confirm = not (args.yes or training_settings().ci)
+    sts = session.client("sts")
+    problem = credentials_problem(sts)
+    if problem:
+        raise Refusal(problem)
+    print(f"[deploy] {env.stack_name} in {env.region}, account {sts.get_caller_identity()['Account']}", flush=True)
     commands = sam_commands(
         env,
         template_file=args.template_file,
         skip_build=args.skip_build,
-        confirm=confirm,
-        parameter_overrides=parameters(args.parameter),
+        confirm=not (args.yes or training_settings().ci),
+        parameter_overrides=parameters(args.parameters),
+        sam_args=args.sam_args,
     )
     run_commands(commands, run)
     outputs = stack_outputs(session.client("cloudformation"), env.stack_name)
     store = ModelStore(outputs["ModelsBucketName"], session.client("s3"))
     publish_missing_models(store, MODELS_TO_SEED, args.local_models or local_models_dir(), env.region, run)
     if not smoke_test_stack(session.client("cognito-idp"), outputs, env.region, smoke):
-        raise DeployError(f"the smoke test failed against {outputs['ApiUrl']} (the stack stays deployed)")
+        raise Refusal(f"the smoke test failed against {outputs['ApiUrl']} (the stack stays deployed)")
     return outputs["ApiUrl"]
 
 
@@ -256,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         url = deploy(args)
-    except DeployError as exc:
+    except Refusal as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1
     print(f"\n  Deployed and smoke-tested — NOT FOR CLINICAL USE\n    web page  {url}/\n    API docs  {url}/docs\n")

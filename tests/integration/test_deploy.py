@@ -16,10 +16,11 @@ from moto import mock_aws
 
 from med_classifier.adapters.model_store import ModelStore
 from scripts import deploy
-from scripts.deploy import SMOKE_USERNAME, DeployError
+from scripts.deploy import SMOKE_USERNAME
 from scripts.local_cognito import PoolUser, id_token, provision_cognito
 from scripts.local_stack import MODELS_TO_SEED, BucketMirror
 from scripts.smoke_test import SignIn
+from scripts.training_image import Refusal
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.models import REPO_ROOT, publish
 
@@ -90,10 +91,10 @@ def test_stack_outputs_are_read_and_a_missing_one_is_named(aws, stack):
     cloudformation = aws.client("cloudformation")
     assert deploy.stack_outputs(cloudformation, STACK) == stack["outputs"]
     create_stack(cloudformation, "half", {"ApiUrl": API_URL})
-    with pytest.raises(DeployError) as missing:
+    with pytest.raises(Refusal) as missing:
         deploy.stack_outputs(cloudformation, "half")
     assert str(missing.value) == "stack half (CREATE_COMPLETE) has no output UserPoolId, UserPoolClientId"
-    with pytest.raises(DeployError) as absent:
+    with pytest.raises(Refusal) as absent:
         deploy.stack_outputs(cloudformation, "no-such-stack")
     assert str(absent.value) == "stack no-such-stack: Stack with id no-such-stack does not exist"
 
@@ -128,7 +129,7 @@ def test_only_missing_models_are_published_from_this_machine_or_trained(stack, l
 
 
 def test_a_model_training_does_not_publish_stops_the_deploy(stack, tmp_path):
-    with pytest.raises(DeployError) as failed:
+    with pytest.raises(Refusal) as failed:
         deploy.publish_missing_models(stack["store"], ["chest-ct"], tmp_path / "none", REGION, Runner(exit_code=2))
     assert str(failed.value) == "python -m training chest-ct exited with 2 (2: its gate rejected it): nothing published"
     assert stack["store"].read_pointer("chest-ct") is None
@@ -178,9 +179,8 @@ def test_the_smoke_user_is_disabled_when_the_smoke_test_fails_or_raises(stack):
     assert cognito.admin_get_user(UserPoolId=pool, Username=SMOKE_USERNAME)["Enabled"] is False
 
 
-def arguments(**changed) -> Namespace:
-    defaults = {"env": "staging", "template_file": None, "skip_build": False, "yes": False, "parameter": []}
-    return Namespace(**{**defaults, "local_models": None, **changed})
+def arguments(*argv: str, local_models) -> Namespace:
+    return deploy.parse_args(["--env", "staging", "--local-models", str(local_models), *argv])
 
 
 def test_deploy_builds_deploys_publishes_and_smoke_tests_in_that_order(stack, local_models, monkeypatch, capsys):
@@ -198,28 +198,26 @@ def test_deploy_builds_deploys_publishes_and_smoke_tests_in_that_order(stack, lo
     assert url == API_URL and smoked == [API_URL]
     assert [command for command, _ in runner.calls] == [
         [deploy.SAM, "build"],
-        [deploy.SAM, "deploy", "--config-env", "staging"],
+        [deploy.SAM, "deploy", "--config-env", "staging", "--region", REGION],
     ]
     out = capsys.readouterr().out
-    assert f"[deploy] {STACK} in {REGION}, account 123456789012 as arn:aws:sts::123456789012:user/moto" in out
-    assert f"$ {deploy.SAM} deploy --config-env staging\n" in out
+    assert f"[deploy] {STACK} in {REGION}, account 123456789012\n" in out
+    assert f"$ {deploy.SAM} deploy --config-env staging --region {REGION}\n" in out
 
 
 def test_deploy_in_ci_does_not_ask_and_a_failed_smoke_test_fails_it(stack, local_models, monkeypatch):
     monkeypatch.setenv("CI", "true")
     runner = Runner(stack["store"])
-    with pytest.raises(DeployError) as failed:
-        deploy.deploy(
-            arguments(env="staging", skip_build=True, local_models=local_models[0]), runner, lambda *a, **k: False
-        )
+    with pytest.raises(Refusal) as failed:
+        deploy.deploy(arguments("--skip-build", local_models=local_models[0]), runner, lambda *a, **k: False)
     assert str(failed.value) == f"the smoke test failed against {API_URL} (the stack stays deployed)"
     assert [command for command, _ in runner.calls] == [
-        [deploy.SAM, "deploy", "--config-env", "staging", "--no-confirm-changeset"]
+        [deploy.SAM, "deploy", "--config-env", "staging", "--region", REGION, "--no-confirm-changeset"]
     ]
 
 
 def test_a_failed_sam_command_stops_the_deploy_before_anything_is_published(stack, local_models):
-    with pytest.raises(DeployError) as failed:
+    with pytest.raises(Refusal) as failed:
         deploy.deploy(arguments(local_models=local_models[0]), Runner(exit_code=1), lambda *a, **k: True)
     assert str(failed.value) == "sam build exited with 1"
     assert stack["store"].list_model_ids() == []

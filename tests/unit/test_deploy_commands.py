@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 from samcli.cli.types import CfnParameterOverridesType
 from samcli.lib.config.samconfig import SamConfig
 
 from scripts import deploy, local_stack
-from scripts.deploy import SAM, DeployError, environment, sam_commands
+from scripts.deploy import SAM, environment, sam_commands
 from scripts.local_resources import load_template
+from scripts.training_image import Refusal
 from tests.helpers.models import REPO_ROOT
+from tests.unit.test_workflows import PIPELINE, load, steps
 
 PARAMETERS = load_template(REPO_ROOT / "template.yaml")["Parameters"]
 
@@ -90,11 +91,15 @@ def test_staging_reserves_less_and_shifts_at_once_prod_keeps_logs_a_year_behind_
 
 def test_the_commands_build_then_deploy_the_environment_with_the_virtualenvs_sam():
     staging = environment("staging")
+    deploy_staging = [SAM, "deploy", "--config-env", "staging", "--region", "us-east-1"]
     assert Path(SAM).is_file() and Path(SAM).parent == Path(deploy.sys.executable).parent
-    assert sam_commands(staging) == [[SAM, "build"], [SAM, "deploy", "--config-env", "staging"]]
-    assert sam_commands(staging, skip_build=True) == [[SAM, "deploy", "--config-env", "staging"]]
-    assert sam_commands(environment("prod"), template_file=Path("packaged.yaml"), confirm=False) == [
-        [SAM, "deploy", "--config-env", "prod", "--template-file", "packaged.yaml", "--no-confirm-changeset"]
+    assert sam_commands(staging) == [[SAM, "build"], deploy_staging]
+    assert sam_commands(staging, skip_build=True) == [deploy_staging]
+    assert sam_commands(
+        environment("prod", region="eu-west-1"), template_file=Path("packaged.yaml"), confirm=False
+    ) == [
+        [SAM, "deploy", "--config-env", "prod", "--region", "eu-west-1", "--template-file", "packaged.yaml"]
+        + ["--no-confirm-changeset"]
     ]
 
 
@@ -111,7 +116,15 @@ def test_parameters_given_for_one_deploy_are_laid_over_the_environments_as_sam_r
     )
     [command] = sam_commands(staging, skip_build=True, parameter_overrides=given)
     start = command.index("--parameter-overrides") + 1
-    assert command[:start] == [SAM, "deploy", "--config-env", "staging", "--parameter-overrides"]
+    assert command[:start] == [
+        SAM,
+        "deploy",
+        "--config-env",
+        "staging",
+        "--region",
+        "us-east-1",
+        "--parameter-overrides",
+    ]
     overrides = command[start:]
     # SAM CLI replaces samconfig's overrides with the command line's, so every one is passed.
     assert CfnParameterOverridesType().convert(tuple(overrides), None, None) == {
@@ -122,20 +135,20 @@ def test_parameters_given_for_one_deploy_are_laid_over_the_environments_as_sam_r
 
 
 def test_a_parameter_that_is_not_key_value_is_refused():
-    with pytest.raises(DeployError) as refused:
+    with pytest.raises(Refusal) as refused:
         deploy.parameters(["LogRetentionDays"])
     assert str(refused.value) == "--parameter 'LogRetentionDays' is not KEY=VALUE"
 
 
-def test_an_environment_samconfig_lacks_is_named(tmp_path):
+def test_an_environment_without_a_region_needs_one_given(tmp_path):
     samconfig = tmp_path / "samconfig.toml"
-    samconfig.write_text('version = 0.1\n[qa.deploy.parameters]\nregion = "eu-west-1"\n')
-    with pytest.raises(DeployError) as unknown:
-        environment("staging", samconfig)
-    assert str(unknown.value) == "samconfig.toml has no [staging.deploy.parameters]"
-    with pytest.raises(DeployError) as unnamed:
+    samconfig.write_text('version = 0.1\n[qa.deploy.parameters]\nstack_name = "med-classifier-qa"\n')
+    with pytest.raises(Refusal) as unknown:
         environment("qa", samconfig)
-    assert str(unnamed.value) == "samconfig.toml: [qa] sets no stack_name"
+    assert str(unknown.value) == "no AWS region: pass --region, or set region in samconfig.toml's [qa] env"
+    assert environment("qa", samconfig, region="eu-west-1") == deploy.Environment(
+        "qa", "med-classifier-qa", "eu-west-1", {}
+    )
 
 
 def test_a_failing_command_stops_the_rest(capsys):
@@ -145,7 +158,7 @@ def test_a_failing_command_stops_the_rest(capsys):
         ran.append(command)
         return subprocess.CompletedProcess(command, 1 if command[1] == "build" else 0)
 
-    with pytest.raises(DeployError) as failed:
+    with pytest.raises(Refusal) as failed:
         deploy.run_commands(sam_commands(environment("staging")), run)
     assert str(failed.value) == "sam build exited with 1" and ran == [[SAM, "build"]]
     assert capsys.readouterr().out == f"$ {SAM} build\n"
@@ -157,15 +170,66 @@ def test_this_machines_models_are_where_make_run_mirrors_its_bucket():
     assert deploy.local_models_dir() == args.state_dir / "s3" / bucket
 
 
-def test_credentials_that_do_not_work_stop_the_deploy_before_anything_runs():
-    sts = boto3.client("sts", region_name="us-east-1")
-    with Stubber(sts) as stub:
-        stub.add_client_error(
-            "get_caller_identity", "ExpiredToken", "The security token included in the request is expired"
-        )
-        with pytest.raises(DeployError) as refused:
-            deploy.caller(sts)
-    assert str(refused.value) == (
-        "no usable AWS credentials (An error occurred (ExpiredToken) when calling the GetCallerIdentity operation: "
-        "The security token included in the request is expired): README, Deploy to AWS, step 1"
+def pipeline_deploy_arguments(job_id: str) -> list[str]:
+    """The arguments the pipeline's deploy job gives `python -m scripts.deploy` (`make deploy ENV=...
+    DEPLOY_ARGS="..."`), its variables given example values."""
+    [run] = [
+        step["run"]
+        for _, _, step in steps({"jobs": {job_id: load(PIPELINE)["jobs"][job_id]}})
+        if "make deploy" in step.get("run", "")
+    ]
+    for name, value in PIPELINE_VALUES.items():
+        run = run.replace(f"${name}", value)
+    [make, target, env, deploy_args] = shlex.split(run)
+    assert (make, target, deploy_args[:12]) == ("make", "deploy", "DEPLOY_ARGS=")
+    return ["--env", env.removeprefix("ENV="), *shlex.split(deploy_args.removeprefix("DEPLOY_ARGS="))]
+
+
+PIPELINE_VALUES = {
+    "STAGING_REGION": "eu-west-1",
+    "PROD_REGION": "eu-central-1",
+    "STAGING_ARTIFACTS_BUCKET": "staging-artifacts",
+    "PROD_ARTIFACTS_BUCKET": "prod-artifacts",
+    "STAGING_CLOUDFORMATION_EXECUTION_ROLE": "arn:aws:iam::111111111111:role/staging-cfn",
+    "PROD_CLOUDFORMATION_EXECUTION_ROLE": "arn:aws:iam::222222222222:role/prod-cfn",
+    "TRAINING_IMAGE_TAG": "c88f2f244c83",
+}
+
+
+@pytest.mark.parametrize("job_id, env", [("deploy-staging", "staging"), ("deploy-prod", "prod")])
+def test_the_pipelines_deploy_reaches_sam_as_sam_cli_reads_it(job_id, env, monkeypatch):
+    """CI/CD's deploy jobs pass sam deploy's own options through `make deploy` (README, CI/CD): SAM CLI
+    must read them, with the environment's samconfig.toml, as one consistent deploy."""
+    from samcli.commands.deploy.command import cli
+
+    args = deploy.parse_args(pipeline_deploy_arguments(job_id))
+    region = PIPELINE_VALUES[f"{env.upper()}_REGION"]
+    assert (args.skip_build, args.yes, args.region) == (True, True, region)
+    configured = environment(env, region=args.region)
+    [command] = sam_commands(
+        configured,
+        template_file=args.template_file,
+        skip_build=args.skip_build,
+        confirm=not args.yes,
+        parameter_overrides=deploy.parameters(args.parameters),
+        sam_args=args.sam_args,
     )
+    assert command[:6] == [SAM, "deploy", "--config-env", env, "--region", region]
+    assert command[6:8] == ["--template-file", f"packaged-{env}.yaml"]
+    monkeypatch.chdir(REPO_ROOT)  # where SAM CLI finds samconfig.toml; the template stands in for the packaged one
+    read = cli.make_context("deploy", [*command[2:6], "--template-file", "template.yaml", *command[8:]]).params
+    assert read["parameter_overrides"] == {
+        **configured.parameter_overrides,
+        "TrainingImageTag": PIPELINE_VALUES["TRAINING_IMAGE_TAG"],
+    }
+    assert read["stack_name"] == f"med-classifier-{env}" and read["confirm_changeset"] is False
+    assert read["role_arn"] == PIPELINE_VALUES[f"{env.upper()}_CLOUDFORMATION_EXECUTION_ROLE"]
+    # The pipeline's artifacts bucket, not one SAM CLI would resolve: it refuses both at once.
+    assert (read["s3_bucket"], read["resolve_s3"]) == (PIPELINE_VALUES[f"{env.upper()}_ARTIFACTS_BUCKET"], False)
+
+
+def test_parameters_come_by_either_name_and_unknown_options_go_to_sam_deploy():
+    args = deploy.parse_args(
+        ["--env", "prod", "--parameter", "A=1", "--role-arn", "arn:r", "--parameter-overrides", "B=2", "C=3", "--yes"]
+    )
+    assert (args.parameters, args.sam_args, args.yes) == (["A=1", "B=2", "C=3"], ["--role-arn", "arn:r"], True)
