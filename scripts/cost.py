@@ -61,7 +61,24 @@ TRAINING_HOUR = {
         0.23, "$0.23 per hour of an ml.m5.xlarge training instance", "https://aws.amazon.com/sagemaker/pricing/"
     ),
 }
-PRICES = (LAMBDA_GB_SECOND, LAMBDA_REQUEST, API_REQUEST, S3_GET, LOG_GB, TRACE, *TRAINING_HOUR.values())
+# SnapStart for Python: each published version's snapshot is cached (billed per GB of memory and second,
+# while the version is active) and each restore billed per GB of memory. Third-party price listings.
+SNAPSTART_CACHE = Price(
+    0.0000015046, "$0.0000015046 per GB-second of SnapStart cache", "https://aws.amazon.com/lambda/pricing/"
+)
+SNAPSTART_RESTORE = Price(0.0001397998, "$0.0001397998 per GB restored", "https://aws.amazon.com/lambda/pricing/")
+MONTH_S = 30 * 24 * 3600
+PRICES = (
+    LAMBDA_GB_SECOND,
+    LAMBDA_REQUEST,
+    API_REQUEST,
+    S3_GET,
+    LOG_GB,
+    TRACE,
+    SNAPSTART_CACHE,
+    SNAPSTART_RESTORE,
+    *TRAINING_HOUR.values(),
+)
 
 
 # --- assumptions ------------------------------------------------------------------------------------------------
@@ -134,6 +151,22 @@ def serving(template: dict, model: str) -> Serving:
     function = routes.get(f"/models/{model}/predict") or routes["/models/{model}/predict"]
     memory = template["Resources"][function]["Properties"].get("MemorySize")
     return Serving(function, int(memory or template["Globals"]["Function"]["MemorySize"]))
+
+
+def snapstart_functions(template: dict) -> dict[str, int]:
+    """{function: MemorySize} of the functions that publish SnapStart versions."""
+    default = int(template["Globals"]["Function"]["MemorySize"])
+    return {
+        name: int(resource["Properties"].get("MemorySize", default))
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function" and "SnapStart" in resource["Properties"]
+    }
+
+
+def snapstart_month(memory_mb: int, restores: float) -> tuple[float, float]:
+    """(the snapshot of one version cached all month, `restores` restores) in USD."""
+    gb = memory_mb / 1024
+    return gb * MONTH_S * SNAPSTART_CACHE.usd, gb * restores * SNAPSTART_RESTORE.usd
 
 
 def parameter(template: dict, name: str):
@@ -340,6 +373,18 @@ def report(template: dict, measured: dict[str, Measured], a: Assumptions, starte
             for model, seconds in TRAINING_JOB_S.items()
         ),
         f"| at most: TrainingMaxRuntimeSeconds | {bound_s / 3600:.1f} h | {usd(training_job(bound_s, instance))} |",
+        "",
+        "SnapStart, per stack and month, whatever the traffic: each function's live version cached all month "
+        "(a deploy adds the previous version's until Lambda drops its snapshot), and its restores "
+        f"(with SnapStart, the table's {a.cold_share:.0%} cold starts are restores):",
+        "",
+        "| function, memory | live version's snapshot cached a month | 10,000 restores |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| `{name}`, {memory} MB | {usd(snapstart_month(memory, 0)[0])} | "
+            f"{usd(snapstart_month(memory, 10_000)[1])} |"
+            for name, memory in snapstart_functions(template).items()
+        ),
         "",
         "Prices: " + "; ".join(f"{p.label} ({p.source})" for p in PRICES) + ".",
         "",

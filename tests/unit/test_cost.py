@@ -120,3 +120,26 @@ def test_the_access_log_line_is_the_templates_format_filled_in():
     fields = json.loads(line)
     assert len(fields) == 17 and fields["resourcePath"] == "/models/{model}/predict" and "$context" not in line
     assert math.isclose(len(line.encode()), 600, rel_tol=0.2)
+
+
+def test_snapstart_costs_a_cached_gb_all_month_and_each_restored_gb():
+    from scripts.cost import snapstart_month
+
+    cache, restores = snapstart_month(1024, 1000)
+    assert cache == pytest.approx(1 * 30 * 24 * 3600 * 0.0000015046)  # $3.90 a month for one 1 GB version
+    assert restores == pytest.approx(1000 * 0.0001397998)
+    assert snapstart_month(2048, 1000) == pytest.approx((2 * cache, 2 * restores))
+
+
+def test_the_snapstart_functions_and_their_memory_come_from_the_template():
+    from scripts.cost import snapstart_functions
+
+    assert snapstart_functions(TEMPLATE) == {
+        "PredictFunction": 1024,
+        "ImagePredictFunction": 2048,
+        "RetrainingApiFunction": 512,
+    }
+    changed = json.loads(json.dumps(TEMPLATE))
+    del changed["Resources"]["RetrainingApiFunction"]["Properties"]["SnapStart"]
+    changed["Resources"]["PredictFunction"]["Properties"]["MemorySize"] = 3008
+    assert snapstart_functions(changed) == {"PredictFunction": 3008, "ImagePredictFunction": 2048}
