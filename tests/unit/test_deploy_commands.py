@@ -15,6 +15,7 @@ from samcli.lib.config.samconfig import SamConfig
 from scripts import deploy, local_stack
 from scripts.deploy import SAM, environment, sam_commands
 from scripts.local_resources import load_template
+from scripts.local_runner.api import yaml_safe_loader_preserved
 from scripts.training_image import Refusal
 from tests.helpers.models import REPO_ROOT
 from tests.unit.test_workflows import PIPELINE, load, steps
@@ -217,7 +218,10 @@ def test_the_pipelines_deploy_reaches_sam_as_sam_cli_reads_it(job_id, env, monke
     assert command[:6] == [SAM, "deploy", "--config-env", env, "--region", region]
     assert command[6:8] == ["--template-file", f"packaged-{env}.yaml"]
     monkeypatch.chdir(REPO_ROOT)  # where SAM CLI finds samconfig.toml; the template stands in for the packaged one
-    read = cli.make_context("deploy", [*command[2:6], "--template-file", "template.yaml", *command[8:]]).params
+    # Reading the options parses the template with SAM CLI's YAML loader, which would stay registered on
+    # yaml.SafeLoader for every later test in this process (MLflow's YAML then breaks).
+    with yaml_safe_loader_preserved():
+        read = cli.make_context("deploy", [*command[2:6], "--template-file", "template.yaml", *command[8:]]).params
     assert read["parameter_overrides"] == {
         **configured.parameter_overrides,
         "TrainingImageTag": PIPELINE_VALUES["TRAINING_IMAGE_TAG"],
