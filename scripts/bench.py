@@ -286,19 +286,8 @@ def lap(name):
 """
 
 
-def ours_cold_start(function_name: str, memory_mb: int) -> str:
-    """The cold-start script for one of our functions (run in its folder, shared layer on PYTHONPATH)."""
-    return (
-        (
-            COLD_START_PROLOGUE
-            + r"""
-import json
-import app
-lap("import handler")
-import boto3
-lap("import boto3")
-import onnxruntime
-lap("import onnxruntime")
+# What both of our scripts end with: the Lambda context, the first call, and the result line.
+FIRST_CALL = r"""
 class Context:
     function_name = "__NAME__"
     memory_limit_in_mb = __MEMORY__
@@ -307,47 +296,60 @@ class Context:
 with open(sys.argv[1]) as file:
     event = json.load(file)
 response = app.lambda_handler(event, Context())
-lap("first call: S3 + session + predict")
+lap("__FIRST_CALL__")
 label = json.loads(response["body"])["predictions"][0]["class_index"] if response["statusCode"] == 200 else None
 print("BENCH_RESULT " + json.dumps({"total": time.time() - spawned, "phases": phases, "label": label}))
 """
-        )
-        .replace("__NAME__", function_name)
-        .replace("__MEMORY__", str(memory_mb))
+
+
+def ours_cold_start(function_name: str, memory_mb: int) -> str:
+    """The cold-start script for one of our functions (run in its folder, shared layer on PYTHONPATH)."""
+    return _our_script(
+        r"""
+import json
+import app
+lap("import handler")
+import boto3
+lap("import boto3")
+import onnxruntime
+lap("import onnxruntime")
+""",
+        function_name,
+        memory_mb,
+        "first call: S3 + session + predict",
     )
 
 
 # SnapStart, simulated: init and the before-snapshot hooks run first (on Lambda, once per published version,
 # before the snapshot); the total is what a restored instance then does before its first response: the
 # after-restore hooks and the first call. Lambda's own restore (mapping the snapshot's memory) is not in it.
-RESTORED_START = r"""
-import json, sys, time
+def restored_start(function_name: str, memory_mb: int) -> str:
+    return _our_script(
+        r"""
+import json
 import app
 import snapshot_restore_py
-class Context:
-    function_name = "PredictFunction"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
-    aws_request_id = "bench-restored"
 for hook, args, kwargs in reversed(snapshot_restore_py.get_before_snapshot()):
     hook(*args, **kwargs)
-with open(sys.argv[1]) as file:
-    event = json.load(file)
-restored = mark = time.time()
+spawned = mark = time.time()  # the restore: what comes before is the snapshot's
 phases = []
-def lap(name):
-    global mark
-    now = time.time()
-    phases.append((name, now - mark))
-    mark = now
 for hook, args, kwargs in snapshot_restore_py.get_after_restore():
     hook(*args, **kwargs)
 lap("after-restore hooks: new clients, pointers re-read")
-response = app.lambda_handler(event, Context())
-lap("first call")
-label = json.loads(response["body"])["predictions"][0]["class_index"] if response["statusCode"] == 200 else None
-print("BENCH_RESULT " + json.dumps({"total": time.time() - restored, "phases": phases, "label": label}))
-"""
+""",
+        function_name,
+        memory_mb,
+        "first call",
+    )
+
+
+def _our_script(body: str, function_name: str, memory_mb: int, first_call: str) -> str:
+    return (
+        (COLD_START_PROLOGUE + body + FIRST_CALL)
+        .replace("__NAME__", function_name)
+        .replace("__MEMORY__", str(memory_mb))
+        .replace("__FIRST_CALL__", first_call)
+    )
 
 
 NATIVE_COLD_START = (
@@ -412,7 +414,14 @@ def cold_starts(
     runs: dict[str, list[dict]] = {"ours": [], "restored": [], "native": []}
     for _ in range(repeats):  # alternate, so drift on the machine hits all alike
         runs["restored"].append(
-            cold_start_once(RESTORED_START, [str(event_file)], FUNCTION_DIR, ours_env, label, lambda_path=True)
+            cold_start_once(
+                restored_start("PredictFunction", 1024),
+                [str(event_file)],
+                FUNCTION_DIR,
+                ours_env,
+                label,
+                lambda_path=True,
+            )
         )
         runs["ours"].append(
             cold_start_once(

@@ -35,11 +35,13 @@ class ServiceAdapter:
             self._client = aws_client(self.service, self.endpoint_url, **self.client_options)
         return self._client
 
-    def forget_client(self) -> None:
+    def forget_client(self) -> bool:
         """Drops the client this adapter made (its pooled connections and cached credentials); the next
-        call makes a new one. A client passed in is kept."""
-        if self._makes_its_client:
+        call makes a new one. A client passed in is kept. Returns whether a client was dropped."""
+        dropped = self._makes_its_client and self._client is not None
+        if dropped:
             self._client = None
+        return dropped
 
 
 def make_clients() -> None:
@@ -53,8 +55,4 @@ def forget_clients() -> int:
     """SnapStart's after-restore step: every adapter makes a new client at its next call, so no restored
     instance reuses a connection opened before the snapshot (or another instance's). Returns how many
     clients were dropped."""
-    dropped = 0
-    for adapter in list(_ADAPTERS):
-        dropped += adapter._client is not None and adapter._makes_its_client
-        adapter.forget_client()
-    return dropped
+    return sum(adapter.forget_client() for adapter in list(_ADAPTERS))
