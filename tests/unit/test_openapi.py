@@ -268,8 +268,12 @@ def test_a_job_has_one_definition_the_domain_record(served):
 def test_renamed_response_models_take_their_fields_from_the_domain(served):
     schemas = served["components"]["schemas"]
     predict = ["model" if f.name == "model_id" else f.name for f in dataclasses.fields(PredictionResult)]
+    # The inputs' summaries (for OOD checks and drift capture) stay out of the response.
+    assert predict[-1] == "inputs"
     assert (
-        list(schemas["PredictResponse"]["properties"]) == predict + ["notice"] == schemas["PredictResponse"]["required"]
+        list(schemas["PredictResponse"]["properties"])
+        == predict[:-1] + ["notice"]
+        == schemas["PredictResponse"]["required"]
     )
     ticket = ["model" if f.name == "model_id" else f.name for f in dataclasses.fields(UploadTicket)]
     assert list(schemas["UploadTicketResponse"]["properties"]) == ticket + ["notice"]

@@ -13,8 +13,14 @@ API_NAMES = {"model_id": "model"}
 
 
 def values_of(record: Any, renamed: dict[str, str]) -> dict[str, Any]:
-    """A domain dataclass instance's field values, under the API's names."""
-    return {renamed.get(f.name, f.name): getattr(record, f.name) for f in dataclasses.fields(record)}
+    """A domain dataclass instance's field values, under the API's names (fields marked
+    in_response=False are left out)."""
+    return {renamed.get(f.name, f.name): getattr(record, f.name) for f in response_fields(record)}
+
+
+def response_fields(source: Any) -> list[dataclasses.Field]:
+    """The fields of a domain dataclass (or instance) that a response carries."""
+    return [f for f in dataclasses.fields(source) if f.metadata.get("in_response", True)]
 
 
 def predict_fields(result: Any, notice: str) -> dict[str, Any]:

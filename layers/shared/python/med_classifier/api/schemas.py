@@ -8,7 +8,6 @@ no field list is written twice."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_type_hints
 
@@ -22,7 +21,7 @@ from ..domain.registry import ModelView as ModelView
 from ..domain.retraining import RetrainingStatus as RetrainingStatus
 from ..domain.serving import PredictionResult
 from ..domain.uploads import UploadTicket
-from .response_values import API_NAMES, predict_fields, values_of
+from .response_values import API_NAMES, predict_fields, response_fields, values_of
 
 # Response models put every field in the JSON, so their schemas require every field.
 RESPONSE = ConfigDict(json_schema_serialization_defaults_required=True)
@@ -107,7 +106,7 @@ def derived_model(
     renamed, retyped, described = renamed or {}, retyped or {}, described or {}
     hints = get_type_hints(source, include_extras=True)
     definitions: dict[str, Any] = {}
-    for source_field in dataclasses.fields(source):
+    for source_field in response_fields(source):
         name_out = renamed.get(source_field.name, source_field.name)
         annotation = retyped.get(name_out, hints[source_field.name])
         definitions[name_out] = (Annotated[annotation, Field(description=described.get(name_out))], ...)

@@ -7,6 +7,8 @@ import time
 import numpy as np
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
+from .calibration import calibrate
+from .decision import decide
 from .errors import IntegrityError
 from .manifest import Manifest, OnnxOutputs
 
@@ -83,9 +85,12 @@ class OnnxClassifier:
         return (spec.height, spec.width, spec.channels)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        outputs = self.manifest.outputs
-        (raw,) = self.session.run([outputs.probabilities], {self.manifest.input.input_name: batch})
-        return class_probabilities(raw, outputs)
+        """The served class probabilities: the ONNX output, calibrated as the manifest says."""
+        manifest = self.manifest
+        (raw,) = self.session.run([manifest.outputs.probabilities], {manifest.input.input_name: batch})
+        return calibrate(
+            class_probabilities(raw, manifest.outputs), manifest.calibration, manifest.outputs.positive_index
+        )
 
     def predict(self, batch: np.ndarray) -> tuple[list[Prediction], float]:
         """Predictions for every row, and the inference time in milliseconds."""
@@ -93,7 +98,7 @@ class OnnxClassifier:
         proba = self.predict_proba(batch)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         classes = self.manifest.classes
-        indices = np.argmax(proba, axis=1)
+        indices = decide(proba, classes, self.manifest.operating_point)
         confidences = proba[np.arange(len(proba)), indices]
         # Python floats in bulk (tolist), not one numpy scalar at a time.
         predictions: list[Prediction] = [

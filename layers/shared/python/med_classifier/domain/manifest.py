@@ -75,6 +75,76 @@ class GoldenExample(BaseModel):
     probabilities: dict[str, float]
 
 
+class OperatingPoint(BaseModel):
+    """Binary models: the decision threshold on the positive class's (calibrated) probability,
+    chosen on cross-validation to reach a target recall of that class (training/operating_point.py).
+    Serving labels a prediction positive when its probability is >= threshold (domain/decision.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    positive_class: str
+    threshold: float = Field(ge=0.0, le=1.0)
+    target_recall: float = Field(gt=0.0, le=1.0)
+    chosen_on: str  # how the threshold was chosen, e.g. "5 x 10-fold stratified CV, out-of-fold"
+    # recall, precision, specificity of the positive class at the threshold: on the chosen-on data
+    # (cross-validation) and on the held-out test set.
+    cv: dict[str, float] = Field(default_factory=dict)
+    test: dict[str, float] = Field(default_factory=dict)
+    # (recall, precision) pairs of the test set's precision-recall curve, a few dozen points, for charts.
+    pr_curve: list[tuple[float, float]] = Field(default_factory=list)
+
+
+class Calibration(BaseModel):
+    """How serving maps the ONNX output's class probabilities to calibrated ones (domain/calibration.py),
+    fitted within the training split. "none": kept as they are (calibration did not help)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["none", "platt", "temperature"] = "none"
+    # platt (binary): p_positive = sigmoid(a * logit(p_positive) + b), positive = OnnxOutputs.positive_index
+    # semantics of the class columns; temperature (any): p = softmax(log(p) / temperature).
+    a: float = 1.0
+    b: float = 0.0
+    temperature: float = Field(default=1.0, gt=0.0)
+    fitted_on: str = ""
+    # Brier score (multiclass: mean over classes of the one-vs-rest score) on the test set.
+    brier_before: float | None = None
+    brier_after: float | None = None
+    # Reliability diagram of the served (calibrated) probabilities on the test set:
+    # (mean predicted probability, observed frequency, count) per bin.
+    reliability: list[tuple[float, float, int]] = Field(default_factory=list)
+
+
+class FeatureReference(BaseModel):
+    """One input feature (tabular) or image statistic (images) as the model saw it in training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    low: float  # values below low or above high are out of distribution
+    high: float
+    # Drift reference: inner bin edges (training quantiles) and the training share in each bin
+    # (len(proportions) == len(edges) + 1).
+    edges: list[float] = Field(default_factory=list)
+    proportions: list[float] = Field(default_factory=list)
+
+
+class OodReference(BaseModel):
+    """What the model saw in training, for out-of-distribution flags (domain/ood.py) and drift
+    (domain/drift.py); thresholds chosen on held-out data to flag at most 5 % of in-distribution inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[FeatureReference]
+    # Images: a confidence score and the value below which a prediction is flagged.
+    score: Literal["max_softmax", "energy"] | None = None
+    score_threshold: float | None = None
+    # Share of the held-out (in-distribution) test inputs this reference flags.
+    false_flag_rate: float | None = None
+    # Training class proportions (drift: class-mix shift).
+    class_mix: dict[str, float] = Field(default_factory=dict)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -101,6 +171,10 @@ class Manifest(BaseModel):
     # Static INT8 variant: tried or not, fp32 vs int8 size, latency, accuracy, and which is served.
     quantization: dict[str, Any] | None = None
     golden_examples: list[GoldenExample] = Field(default_factory=list)
+    # None in versions published before these existed: argmax decision, uncalibrated, no OOD flags.
+    operating_point: OperatingPoint | None = None
+    calibration: Calibration | None = None
+    ood: OodReference | None = None
 
 
 class ProductionPointer(BaseModel):

@@ -112,12 +112,16 @@ def _too_many_pixels(opened: OpenedImage, pixel_limit: int, full_size_jpeg: bool
 def decode_opened(opened: OpenedImage, spec: ImageInput):
     """Decode an opened image; returns a Pillow image in the colour mode the model takes ("RGB"
     or "L"). Raises InvalidInput (truncated or corrupt pixel data)."""
+    return _to_mode(_decoded_as_sent(opened), "RGB" if spec.channels == 3 else "L")
+
+
+def _decoded_as_sent(opened: OpenedImage):
+    """The decoded image in its own mode, EXIF orientation applied."""
     from PIL import Image, ImageOps
 
     try:
         opened.image.load()
-        image = ImageOps.exif_transpose(opened.image)
-        return _to_mode(image, "RGB" if spec.channels == 3 else "L")
+        return ImageOps.exif_transpose(opened.image)
     except OSError as exc:  # Pillow: "image file is truncated", "broken data stream"
         raise InvalidInput(f"The image is truncated or corrupt: {exc}.") from exc
     except (ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -176,10 +180,20 @@ def tensor_from_bytes(data: bytes, spec: ImageInput, pixel_limit: int = DEFAULT_
 def batch_from_bytes(
     images: Sequence[bytes], spec: ImageInput, limits: PixelLimits = DEFAULT_PIXEL_LIMITS
 ) -> np.ndarray:
-    """One request's images -> an (N, ...) float32 batch. Every header is read and checked against
+    """One request's images -> an (N, ...) float32 batch (decode_batch without the statistics)."""
+    return decode_batch(images, spec, limits, statistics=False)[0]
+
+
+def decode_batch(
+    images: Sequence[bytes], spec: ImageInput, limits: PixelLimits = DEFAULT_PIXEL_LIMITS, *, statistics: bool = True
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """One request's images -> an (N, ...) float32 batch and each image's statistics as sent
+    (domain.image_statistics; empty when not asked for). Every header is read and checked against
     both limits before any image is decoded, so a refused request costs no decoding. In a batch
     an error names the image (images[i]); its class, hence its status, is the image's own."""
     import numpy as np
+
+    from .image_statistics import image_statistics
 
     opened, total = [], 0
     for index, data in enumerate(images):
@@ -191,11 +205,14 @@ def batch_from_bytes(
                 "are accepted per request. Send fewer or smaller images.",
                 details=[{"max_request_pixels": limits.per_request, "max_image_pixels": limits.per_image}],
             )
-    tensors = [
-        _for_item(index, len(opened), lambda item: to_tensor(decode_opened(item, spec), spec), item)
-        for index, item in enumerate(opened)
-    ]
-    return np.stack(tensors)
+    tensors, summaries = [], []
+    mode = "RGB" if spec.channels == 3 else "L"
+    for index, item in enumerate(opened):
+        as_sent = _for_item(index, len(opened), _decoded_as_sent, item)
+        if statistics:
+            summaries.append(image_statistics(as_sent))
+        tensors.append(to_tensor(_to_mode(as_sent, mode), spec))
+    return np.stack(tensors), summaries
 
 
 def _for_item(index: int, count: int, step, *args):

@@ -17,7 +17,7 @@ from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavaila
 from .inference import OnnxClassifier
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
 from .ports import ModelReader
-from .preprocessing import DEFAULT_PIXEL_LIMITS, PixelLimits, batch_from_bytes
+from .preprocessing import DEFAULT_PIXEL_LIMITS, PixelLimits, decode_batch
 
 logger = logging.getLogger(__name__)
 
@@ -161,12 +161,19 @@ class ModelCache:
         }
 
 
+# A PredictionResult field with this metadata stays out of the response body.
+NOT_IN_RESPONSE = {"in_response": False}
+
+
 @dataclass(frozen=True)
 class PredictionResult:
     model_id: str
     version: str
     predictions: list
     inference_ms: float
+    # Each input's summary, in request order (tabular: feature name -> value; images:
+    # domain.image_statistics), for out-of-distribution checks and drift capture.
+    inputs: list[dict[str, float]] = field(default_factory=list, metadata=NOT_IN_RESPONSE)
 
 
 def predict_rows(
@@ -183,7 +190,11 @@ def predict_rows(
     matrix = rows_to_matrix(rows, spec, max_rows, numbers_only=numbers_only)
     predictions, elapsed_ms = loaded.classifier.predict(matrix)
     return PredictionResult(
-        model_id=model_id, version=loaded.pointer.version, predictions=predictions, inference_ms=elapsed_ms
+        model_id=model_id,
+        version=loaded.pointer.version,
+        predictions=predictions,
+        inference_ms=elapsed_ms,
+        inputs=[dict(zip(spec.feature_names, row)) for row in matrix.tolist()],
     )
 
 
@@ -199,7 +210,12 @@ def predict_images(
         raise InvalidInput(
             f'Model {model_id!r} takes feature rows, not images: send {{"instances": [...]}} as application/json.'
         )
-    predictions, elapsed_ms = loaded.classifier.predict(batch_from_bytes(images, spec, limits))
+    batch, statistics = decode_batch(images, spec, limits)
+    predictions, elapsed_ms = loaded.classifier.predict(batch)
     return PredictionResult(
-        model_id=model_id, version=loaded.pointer.version, predictions=predictions, inference_ms=elapsed_ms
+        model_id=model_id,
+        version=loaded.pointer.version,
+        predictions=predictions,
+        inference_ms=elapsed_ms,
+        inputs=statistics,
     )
