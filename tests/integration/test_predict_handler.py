@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.helpers.charted_models import calibration, operating_point, publish_copies
 from tests.helpers.models import (
     MALIGNANT_EXAMPLE,
     REPO_ROOT,
@@ -36,6 +37,7 @@ SUMMARY_KEYS = [
     "quantization",
     "training_data",
     "mlflow",
+    "gate",
 ]
 
 
@@ -210,6 +212,34 @@ def test_new_version_is_served_without_redeploy(handler, store):
     newer = publish(store, breast_cancer_candidate())
     _, after = call(handler, event("api-predict-breast-cancer.json"))
     assert before["version"] != after["version"] == newer.version
+
+
+def test_the_registry_shows_the_production_versions_gate_operating_point_and_calibration(handler, store):
+    """What the page charts (tests/browser/test_charts.py); left out for a version without them."""
+    without, charted = publish_copies(
+        store,
+        "breast-cancer",
+        [
+            {"operating_point": None, "calibration": None},
+            {"operating_point": operating_point("malignant"), "calibration": calibration()},
+        ],
+        promote=1,
+    )
+    _, listed = call(handler, event("api-list-models.json"))
+    _, one = call(handler, model_view_event())
+    for body in (listed["models"][0], one):
+        assert body["production_version"] == charted.version
+        assert body["gate"] == charted.gate and body["gate"]["passed"] is True
+        assert body["operating_point"] == operating_point("malignant").model_dump(mode="json")
+        assert body["operating_point"]["pr_curve"][-1] == [1.0, 0.79] and body["operating_point"]["threshold"] == 0.23
+        assert body["calibration"] == calibration().model_dump(mode="json")
+        assert body["calibration"]["reliability"][0] == [0.03, 0.0, 52]
+    store.promote("breast-cancer", without.version)
+    _, listed = call(handler, event("api-list-models.json"))
+    _, one = call(handler, model_view_event())
+    for body in (listed["models"][0], one):
+        assert body["production_version"] == without.version
+        assert "operating_point" not in body and "calibration" not in body and "gate" in body
 
 
 # --- bodies refused before Powertools parses them (med_classifier.api.request_guard) -------------------

@@ -287,7 +287,10 @@ def test_the_model_view_extends_the_summary_and_leaves_out_what_it_does_not_have
     summary, view = schemas["ModelSummary"], schemas["ModelView"]
     assert list(view["properties"]) == list(summary["properties"]) + ["versions", "retraining"]
     # Left out (not null) when there is nothing to say: the manifest's keys and a tabular model's retraining.
-    assert {"description", "input", "training_data", "retraining"}.isdisjoint(view["required"])
+    left_out = {"description", "input", "training_data", "retraining", "gate", "operating_point", "calibration"}
+    assert left_out.isdisjoint(view["required"])
+    assert view["properties"]["operating_point"]["anyOf"][0] == {"$ref": "#/components/schemas/OperatingPoint"}
+    assert view["properties"]["calibration"]["anyOf"][0] == {"$ref": "#/components/schemas/Calibration"}
     assert {"model", "production_version", "n_versions", "versions", "quantization"} <= set(view["required"])
 
 

@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import ConfigDict, Field
 
 from .errors import IntegrityError, UnknownModel
-from .manifest import ImageInput, Manifest, ProductionPointer, TabularInput, TrainingData, is_valid_model_id
+from .manifest import (
+    Calibration,
+    ImageInput,
+    Manifest,
+    OperatingPoint,
+    ProductionPointer,
+    TabularInput,
+    TrainingData,
+    is_valid_model_id,
+)
 from .ports import ModelReader
 from .retraining import RetrainingStatus
 
@@ -57,6 +66,11 @@ class ModelSummary:
     ] = None
     training_data: Absent[TrainingData] = None
     mlflow: Absent[dict[str, str | None]] = None
+    # What the page charts: the gate's thresholds (min_/max_ + metric name, and passed), the
+    # decision threshold of a binary model and its calibration (absent in versions without them).
+    gate: Absent[dict[str, float | bool | str]] = None
+    operating_point: Absent[OperatingPoint] = None
+    calibration: Absent[Calibration] = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,9 @@ def summary(manifest: Manifest) -> dict:
         "quantization": _quantization_summary(manifest.quantization),
         "training_data": manifest.training_data,
         "mlflow": manifest.mlflow,
+        "gate": manifest.gate,
+        "operating_point": manifest.operating_point,
+        "calibration": manifest.calibration,
     }
 
 
