@@ -19,6 +19,7 @@ from med_classifier.domain.drift import (
     drift_report,
     monitor_models,
     psi,
+    reference_bins,
 )
 from med_classifier.domain.manifest import (
     FeatureReference,
@@ -339,3 +340,11 @@ def test_a_model_whose_report_fails_is_named_and_the_run_goes_on(caplog):
     run = monitor_models(models, MemoryMonitoring(), timedelta(hours=1), NOW)
     assert (run.reports, run.failed) == ([], {"tumour": "IntegrityError"})
     assert "drift report not written" in caplog.text
+
+
+def test_reference_bins_split_training_values_at_their_quantiles():
+    edges, shares = reference_bins(list(range(100)), n_bins=4)
+    assert edges == [24.75, 49.5, 74.25]
+    assert shares == [0.25, 0.25, 0.25, 0.25]
+    assert reference_bins([1.0] * 10 + [2.0] * 10, n_bins=10)[0] == [1.0, 1.5, 2.0]  # repeated edges merged
+    assert reference_bins([3.0]) == ([], [1.0])

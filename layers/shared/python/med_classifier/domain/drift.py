@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -84,6 +85,13 @@ def bin_proportions(values: Sequence[float], edges: Sequence[float]) -> list[flo
         counts[bisect.bisect_right(edges, value)] += 1
     total = sum(counts)
     return [c / total for c in counts] if total else [0.0] * len(counts)
+
+
+def reference_bins(values: Sequence[float], n_bins: int = 10) -> tuple[list[float], list[float]]:
+    """A FeatureReference's drift bins from the training values: inner edges at their n_bins-quantiles
+    (repeated edges merged: a feature with few distinct values gets fewer bins) and each bin's share."""
+    edges = sorted(set(statistics.quantiles(values, n=n_bins, method="inclusive"))) if len(values) > 1 else []
+    return edges, bin_proportions(values, edges)
 
 
 def psi(expected: Sequence[float], observed: Sequence[float]) -> float:
