@@ -116,11 +116,17 @@ def format_report(report: dict, top: int = 5) -> str:
             else "no reference"
         ),
         "  OOD rate: " + (f"{ood:.1%} ({report['n_ood_flagged']} flagged)" if ood is not None else "no flags"),
-        "  | feature | PSI |",
-        "  | --- | --- |",
-        *(f"  | {f['name']} | {f['psi']:.3f} |" for f in report["features"][:top]),
-        f"  drifted features (PSI >= {report['thresholds']['psi_drift']}): {len(report['drifted_features'])}",
     ]
+    if report["features"]:
+        lines += [
+            "  | feature | PSI |",
+            "  | --- | --- |",
+            *(f"  | {f['name']} | {f['psi']:.3f} |" for f in report["features"][:top]),
+            f"  drifted features (PSI >= {report['thresholds']['psi_drift']}): {len(report['drifted_features'])} "
+            f"of {len(report['features'])}",
+        ]
+    else:
+        lines.append("  features: " + "; ".join(report["reasons"]) if report["reasons"] else "  features: none")
     return "\n".join(lines)
 
 

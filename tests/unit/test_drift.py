@@ -202,6 +202,15 @@ def test_predictions_without_ood_flags_give_no_ood_rate():
     assert (report_of(records).ood_rate, report_of(records).status) == (None, "ok")
 
 
+def test_a_window_with_nothing_to_compare_is_no_reference_not_ok():
+    records = [record(35, in_distribution=None) for _ in range(40)]
+    report = report_of(records, ood=None)
+    assert report.status == "no_reference"
+    assert report.reasons == [
+        "nothing to compare: the production manifest has no drift reference and no OOD flags were captured"
+    ]
+
+
 def test_fewer_records_than_the_minimum_give_no_verdict():
     report = report_of([record(35)] * 5, min_records=30)
     assert report.status == "insufficient_data"

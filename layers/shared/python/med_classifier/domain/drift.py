@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # A bin with no values would make PSI infinite (log of 0); its share counts as this instead.
 EMPTY_BIN_SHARE = 1e-4
-Status = Literal["ok", "warn", "drift", "insufficient_data"]
+Status = Literal["ok", "warn", "drift", "insufficient_data", "no_reference"]
 
 
 class DriftThresholds(BaseModel):
@@ -181,6 +181,9 @@ def drift_report(
     ood_rate = n_flagged / len(flags) if flags else None
 
     status, reasons = verdict(features, class_mix, ood_rate, thresholds)
+    if not features and class_mix is None and ood_rate is None:
+        status = "no_reference"  # nothing was compared: "ok" would claim what nobody checked
+        reasons = ["nothing to compare: the production manifest has no drift reference and no OOD flags were captured"]
     if len(records) < thresholds.min_records:
         status = "insufficient_data"
         reasons = [f"{len(records)} captured predictions in the window, fewer than {thresholds.min_records}"]
