@@ -82,7 +82,12 @@ def test_a_replayed_drifted_stream_is_captured_reported_and_served(stack, capsys
     s3, predict, monitor = stack
     answer = predict.lambda_handler(drift_event(), LambdaContext())
     assert answer["statusCode"] == 404, answer
-    assert json.loads(answer["body"])["error"]["code"] == "no_drift_report"
+    assert json.loads(answer["body"])["error"] == {
+        "code": "no_drift_report",
+        "message": "No drift report for 'breast-cancer' yet: the drift monitor writes one on its schedule, "
+        "from the predictions captured since.",
+        "details": [],
+    }
 
     rows = drifted_rows(ROWS)
     for start in range(0, ROWS, 20):

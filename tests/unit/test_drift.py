@@ -357,3 +357,39 @@ def test_reference_bins_split_training_values_at_their_quantiles():
     assert shares == [0.25, 0.25, 0.25, 0.25]
     assert reference_bins([1.0] * 10 + [2.0] * 10, n_bins=10)[0] == [1.0, 1.5, 2.0]  # repeated edges merged
     assert reference_bins([3.0]) == ([], [1.0])
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_capture_settings_come_from_their_variables_and_capture_is_off_without_a_bucket():
+    from med_classifier import services
+    from med_classifier.settings import DriftMonitorSettings, ImagePredictSettings
+
+    environ = {
+        "MODELS_BUCKET": "m",
+        "CAPTURE_SAMPLE_RATE": "0.5",
+        "CAPTURE_BATCH_SIZE": "7",
+        "CAPTURE_FLUSH_SECONDS": "3",
+    }
+    settings = ImagePredictSettings.from_environ(environ)
+    assert settings.capture_policy == CapturePolicy(sample_rate=0.5, batch_size=7, flush_seconds=3.0)
+    assert services.capture_buffer(settings) is None  # no MONITORING_BUCKET
+    assert services.capture_buffer(settings.model_copy(update={"monitoring_bucket": "b"})) is not None
+    off = settings.model_copy(update={"monitoring_bucket": "b", "capture_sample_rate": 0.0})
+    assert services.capture_buffer(off) is None
+    defaults = ImagePredictSettings.from_environ({"MODELS_BUCKET": "m"})
+    assert defaults.capture_policy == CapturePolicy(sample_rate=0.1, batch_size=100, flush_seconds=300.0)
+    drift = DriftMonitorSettings.from_environ({"MODELS_BUCKET": "m", "MONITORING_BUCKET": "b"})
+    assert drift.drift_window_minutes == 1440
+
+
+@pytest.mark.parametrize("variable, value", [("CAPTURE_SAMPLE_RATE", "1.5"), ("CAPTURE_BATCH_SIZE", "0")])
+def test_capture_settings_out_of_range_are_refused_naming_the_variable(variable, value):
+    from pydantic import ValidationError
+
+    from med_classifier.settings import PredictSettings
+
+    with pytest.raises(ValidationError) as info:
+        PredictSettings.from_environ({"MODELS_BUCKET": "m", variable: value})
+    assert variable in str(info.value)
