@@ -32,6 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = REPO_ROOT / "events" / "env.json"
 # All four models; breast-cancer first (seconds), the image models last (minutes).
 MODELS_TO_SEED = ("breast-cancer", "breast-cancer-lite", "chest-ct", "skin-lesion")
+# Template parameters `make run` overrides: the drift monitor runs every minute (README, "Drift monitoring"),
+# so a replayed stream shows in its report soon after.
+LOCAL_PARAMETER_OVERRIDES = {"DriftSchedule": "rate(1 minute)"}
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -191,7 +194,7 @@ class EventEmulation:
     """What `sam local` lacks, for the API's functions: Lambda's SQS event sources
     (UploadCounter), the training jobs the functions create in moto, run as local
     processes that report their state changes through the template's EventBridge rules,
-    and the template's schedules (ReconcilerFunction)."""
+    and the template's schedules (ReconcilerFunction, DriftMonitorFunction)."""
 
     def __init__(
         self,
@@ -206,7 +209,7 @@ class EventEmulation:
 
         self.sources = sqs_event_sources(api.functions, queue_urls, aws_client("sqs", moto_url))
         self.jobs = LocalTrainingJobs(api.functions, moto_url, credentials=training_credentials)
-        # The template's schedules (the reconciler) at their rate, or every `schedule_seconds` (tests).
+        # The template's schedules (reconciler, drift monitor) at their rate, or every `schedule_seconds` (tests).
         self.schedules = [ScheduleSource(api.functions, s, schedule_seconds) for s in schedules(api.functions.stacks)]
 
     def start(self) -> EventEmulation:
@@ -312,6 +315,7 @@ def start_services(stack: Stack, args: argparse.Namespace, env: dict[str, str]) 
         env_vars_path=str(env_file),
         host=args.host,
         port=args.port,
+        parameter_overrides=LOCAL_PARAMETER_OVERRIDES,
         user_pool=moto_user_pool(moto_url, user_pool.pool_id),
         workers_per_function=args.workers_per_function,
         function_credentials=function_credentials,

@@ -34,6 +34,8 @@ from med_classifier.settings import ImagePredictSettings
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
+    from med_classifier.domain.capture import CaptureBuffer
+
 logger = Logger()
 metrics = Metrics()
 
@@ -73,7 +75,15 @@ def predicted(model: str, event: dict) -> PredictionResult:
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedImages", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
+    if (buffer := capture_buffer()) is not None:
+        buffer.add(model, result)  # drift capture: never raises (domain/capture.py)
     return result
+
+
+@functools.cache
+def capture_buffer() -> CaptureBuffer | None:
+    """Drift capture (README, "Drift monitoring"): None when the function has no monitoring bucket."""
+    return services.capture_buffer(settings())
 
 
 def fast_answer(event: dict) -> dict | None:

@@ -28,7 +28,9 @@ from med_classifier.settings import PredictSettings
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
+    from med_classifier.adapters.capture_store import S3MonitoringStore
     from med_classifier.adapters.model_store import ModelStore
+    from med_classifier.domain.capture import CaptureBuffer
     from med_classifier.domain.registry import RegistryView
     from med_classifier.domain.retraining import Retraining
 
@@ -71,7 +73,21 @@ def predicted(model: str, rows: list, *, numbers_only: bool = False) -> Predicti
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
+    if (buffer := capture_buffer()) is not None:
+        buffer.add(model, result)  # drift capture: never raises (domain/capture.py)
     return result
+
+
+@functools.cache
+def monitoring() -> S3MonitoringStore | None:
+    """The monitoring bucket (README, "Drift monitoring"): GET /models/{model}/drift reads its reports."""
+    return services.monitoring_store(settings())
+
+
+@functools.cache
+def capture_buffer() -> CaptureBuffer | None:
+    """Drift capture: None when the function has no monitoring bucket."""
+    return services.capture_buffer(settings(), monitoring())
 
 
 def fast_answer(event: dict) -> dict | None:

@@ -30,6 +30,7 @@ from med_classifier.api.errors import (
 from med_classifier.api.openapi import OPENAPI_DOC, SIGN_IN_REQUIRED, html_doc, openapi_response, swagger_ui_response
 from med_classifier.api.page import page_response
 from med_classifier.api.schemas import (
+    DriftReportResponse,
     HealthResponse,
     ModelList,
     ModelView,
@@ -38,7 +39,7 @@ from med_classifier.api.schemas import (
     SignInConfig,
     predict_response,
 )
-from med_classifier.domain.errors import InvalidInput
+from med_classifier.domain.errors import InvalidInput, NoDriftReport
 
 # The handler module (app.py), given by med_classifier.api.routes_loader.load_routes before this
 # module runs: a KeyError here means it was imported some other way.
@@ -169,6 +170,31 @@ def predict(model: ModelId, request: Annotated[PredictRequest, Body(embed=False)
     if rows and not any(isinstance(item, (list, dict)) for item in rows):
         rows = [rows]  # legacy: one flat row
     return predict_response(handler.predicted(model, rows), NOT_FOR_CLINICAL_USE)
+
+
+@app.get(
+    "/models/<model>/drift",
+    summary="The drift monitor's latest report for one model: PSI per feature, class-mix shift, OOD rate",
+    description="Written every DriftSchedule by the drift monitor from the predictions captured in the last "
+    'DriftWindowMinutes (README, "Drift monitoring"). ' + NOT_FOR_CLINICAL_USE,
+    tags=["Models"],
+    security=SIGN_IN_REQUIRED,
+    responses={
+        200: {"description": "The latest report"},
+        401: NOT_SIGNED_IN,
+        404: error_doc("Unknown model, or no drift report for it yet"),
+    },
+)
+def get_drift(model: ModelId) -> DriftReportResponse:
+    handler.views()[0].production_manifest(model)  # unknown model: 404 unknown_model
+    store = handler.monitoring()
+    report = store.latest_report(model) if store is not None else None
+    if report is None:
+        raise NoDriftReport(
+            f"No drift report for {model!r} yet: the drift monitor writes one on its schedule, "
+            "from the predictions captured since."
+        )
+    return DriftReportResponse(**report, notice=NOT_FOR_CLINICAL_USE)
 
 
 register_error_handlers(app, handler.logger)

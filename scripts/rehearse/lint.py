@@ -38,6 +38,11 @@ ACCEPTED: dict[tuple[str, str], str] = {
         "(ReconcilerFunction's checkov CKV_AWS_116 skip)"
     ),
     ("ES1007", "ReconcilerFunctionSchedulePermission"): "the same schedule: a failed run needs no destination",
+    ("ES4000", "DriftMonitorFunctionSchedule"): (
+        "a missed drift run is redone by the next one (DriftSchedule), which recomputes every report, and its "
+        "event carries nothing (DriftMonitorFunction's checkov CKV_AWS_116 skip)"
+    ),
+    ("ES1007", "DriftMonitorFunctionSchedulePermission"): "the same schedule: a failed run needs no destination",
 }
 
 

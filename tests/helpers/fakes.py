@@ -5,6 +5,7 @@ with the same signatures."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from med_classifier.domain.errors import IntegrityError
 from med_classifier.domain.jobs import STATES, TERMINAL_STATES, JobRecord, JobRequest, JobStateChange
@@ -198,3 +199,35 @@ class MemoryUploads:
         data, _ = self._get("quarantine", key)
         self.objects[target] = (data, {REASON_KEY: reason})
         del self.objects[key]
+
+
+class MemoryMonitoring:
+    """A MonitoringStore in lists: each written capture batch with its model and time, and the reports.
+    `fail_writes` makes write_captures raise (a store that is down)."""
+
+    def __init__(self):
+        self.batches: list[tuple[str, list[dict], datetime]] = []
+        self.reports: dict[str, list[dict]] = {}
+        self.fail_writes = False
+
+    def write_captures(self, model_id: str, records: list[dict], written_at: datetime) -> str:
+        if self.fail_writes:
+            raise ConnectionError("monitoring store unreachable")
+        self.batches.append((model_id, list(records), written_at))
+        return f"captures/{model_id}/{len(self.batches)}.jsonl"
+
+    def read_captures(self, model_id: str, since: datetime, until: datetime) -> list[dict]:
+        return [
+            record
+            for model, records, _ in self.batches
+            if model == model_id
+            for record in records
+            if since <= datetime.fromisoformat(record["captured_at"]) <= until
+        ]
+
+    def write_report(self, model_id: str, report: dict, generated_at: datetime) -> list[str]:
+        self.reports.setdefault(model_id, []).append(report)
+        return [f"drift/{model_id}/latest.json"]
+
+    def latest_report(self, model_id: str) -> dict | None:
+        return self.reports.get(model_id, [None])[-1]

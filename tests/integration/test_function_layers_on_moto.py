@@ -1,9 +1,9 @@
-"""The four functions that run no model, called on their sample events in an interpreter that has
+"""The functions that run no model, called on their sample events in an interpreter that has
 only their layers (tests/unit/test_function_layers.py) against moto in server mode: importing a
 handler is not enough, since a package imported lazily on a request path would be missing only
 then. One labelled upload and one manual retrain go through the whole loop: the retraining API
 signs the upload and starts a job, the counter counts the upload, the job-state function records
-the job's end and the reconciler checks the claims."""
+the job's end and the reconciler checks the claims; the drift monitor reports on its schedule."""
 
 from __future__ import annotations
 
@@ -75,3 +75,11 @@ def test_the_retraining_loop_runs_with_only_the_layers_of_its_functions(moto_url
         assert set(called["modules"]) & {"onnxruntime", "PIL"} == set(), name
     assert "numpy" in api["modules"]
     assert {"numpy"} & {*counter["modules"], *reconciler["modules"], *job_state["modules"]} == set()
+
+
+def test_the_drift_monitor_runs_with_only_its_layers(moto_url, tmp_path):
+    # Pure-Python drift (domain/drift.py): the service layer has no numpy, and the run must not need it.
+    called = call("DriftMonitorFunction", [sample_event("eventbridge-scheduled-drift.json")], moto_url, tmp_path)
+    (result,) = called["results"]
+    assert result["statuses"] == {MODEL: "insufficient_data"} and result["drifting"] == [], result
+    assert set(called["modules"]) & {"numpy", "onnxruntime", "PIL"} == set()

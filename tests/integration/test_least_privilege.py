@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow  # moto in server mode and one interpreter per fun
 
 TEMPLATE = REPO_ROOT / "template.yaml"
 ENV = json.loads((EVENTS / "env.json").read_text())["Parameters"]
-MODELS, UPLOADS = ENV["MODELS_BUCKET"], ENV["UPLOADS_BUCKET"]
+MODELS, UPLOADS, MONITORING = ENV["MODELS_BUCKET"], ENV["UPLOADS_BUCKET"], ENV["MONITORING_BUCKET"]
 COUNTS, JOBS = ENV["UPLOAD_COUNTS_TABLE"], ENV["JOBS_TABLE"]
 ORIGINAL_DATA_PREFIX = "datasets"  # so the training role's original-data channel exists
 MODEL, LABEL = "colour-test", "green"  # a hand-built image model: nothing is trained
@@ -45,6 +45,7 @@ FUNCTIONS = (
     "UploadCounterFunction",
     "JobStateFunction",
     "ReconcilerFunction",
+    "DriftMonitorFunction",
 )
 
 
@@ -109,9 +110,10 @@ def test_enforcement_is_on_for_unknown_and_known_callers(stack):
 # --- the retraining loop, each function with its own credentials -------------------------------
 
 
-def call(stack: Stack, function: str, events: list[dict], tmp_path) -> list:
+def call(stack: Stack, function: str, events: list[dict], tmp_path, **variables: str) -> list:
     """The handler's answers, run in the function's Lambda path with its role's credentials only."""
-    environment = function_environment(function, {"AWS_ENDPOINT_URL": stack.url, **stack.credentials(function)})
+    overrides = {"AWS_ENDPOINT_URL": stack.url, **stack.credentials(function), **variables}
+    environment = function_environment(function, overrides)
     environment.pop("AWS_PROFILE", None)
     directory = tmp_path / function
     directory.mkdir(exist_ok=True)
@@ -195,6 +197,18 @@ def test_the_image_predict_function_serves_with_its_role(stack, tmp_path):
     event = for_model(event, MODEL)
     [answer] = call(stack, "ImagePredictFunction", [event], tmp_path)
     assert answer["statusCode"] == 200, answer
+
+
+def test_the_drift_monitor_reports_with_its_own_role(stack, tmp_path):
+    """The predict function captures with its role, the drift monitor reads the captures and the
+    production manifest and writes the report with its own."""
+    event = sample_event("api-predict-chest-ct-json.json")
+    [answer] = call(stack, "ImagePredictFunction", [for_model(event, MODEL)], tmp_path, CAPTURE_BATCH_SIZE="1")
+    assert answer["statusCode"] == 200, answer
+    assert stack.admin("s3").list_objects_v2(Bucket=MONITORING, Prefix=f"captures/{MODEL}/")["KeyCount"] >= 1
+    [result] = call(stack, "DriftMonitorFunction", [sample_event("eventbridge-scheduled-drift.json")], tmp_path)
+    assert result["statuses"][MODEL] == "insufficient_data", result  # a hand-built model: no reference, few captures
+    assert stack.admin("s3").head_object(Bucket=MONITORING, Key=f"drift/{MODEL}/latest.json")
 
 
 def test_the_local_runner_gives_each_function_its_own_role(stack, tmp_path):
@@ -337,8 +351,10 @@ S3_DENIED = {
         put(MODELS, f"models/{MODEL}/production.json"),
         get(MODELS, f"models/{MODEL}/production.json"),
     ],
-    # The predict functions write nothing anywhere and read only models/.
+    # The predict functions write only their drift captures, and read only models/ (and drift reports).
     "PredictFunction": [
+        put(MONITORING, f"drift/{MODEL}/latest.json"),
+        get(MONITORING, f"captures/{MODEL}/any.jsonl"),
         put(MODELS, f"models/{MODEL}/production.json"),
         delete(MODELS, f"models/{MODEL}/production.json"),
         put(UPLOADS, f"uploads/{MODEL}/{LABEL}/planted.png"),
@@ -346,6 +362,7 @@ S3_DENIED = {
         get(MODELS, "training-output/any/model.tar.gz"),
     ],
     "ImagePredictFunction": [
+        get(MONITORING, f"drift/{MODEL}/latest.json"),
         put(MODELS, f"models/{MODEL}/production.json"),
         put(MODELS, f"models/{MODEL}/9/model.onnx"),
         put(UPLOADS, f"uploads/{MODEL}/{LABEL}/planted.png"),
@@ -353,6 +370,12 @@ S3_DENIED = {
     ],
     "JobStateFunction": [get(MODELS, f"models/{MODEL}/production.json"), put(UPLOADS, "uploads/x/y/z.png")],
     "ReconcilerFunction": [get(MODELS, f"models/{MODEL}/production.json"), put(UPLOADS, "uploads/x/y/z.png")],
+    # The drift monitor: reads models and captures, writes reports only.
+    "DriftMonitorFunction": [
+        put(MONITORING, f"captures/{MODEL}/planted.jsonl"),
+        put(MODELS, f"models/{MODEL}/production.json"),
+        get(UPLOADS, f"uploads/{MODEL}/{LABEL}/any.png"),
+    ],
     # The training job: its channels, version files, the pointer (never deleted) and training-output/.
     "TrainingJobRole": [
         get(UPLOADS, "quarantine/any.png"),
@@ -372,8 +395,20 @@ S3_ALLOWED = {
         put(UPLOADS, "quarantine/allowed.png"),
         get(UPLOADS, f"uploads/{MODEL}/{LABEL}/signed.png"),
     ],
-    "PredictFunction": [get(MODELS, f"models/{MODEL}/production.json")],
-    "ImagePredictFunction": [get(MODELS, f"models/{MODEL}/production.json")],
+    "PredictFunction": [
+        get(MODELS, f"models/{MODEL}/production.json"),
+        put(MONITORING, f"captures/{MODEL}/allowed.jsonl"),
+        get(MONITORING, f"drift/{MODEL}/seeded.json"),
+    ],
+    "ImagePredictFunction": [
+        get(MODELS, f"models/{MODEL}/production.json"),
+        put(MONITORING, f"captures/{MODEL}/allowed.jsonl"),
+    ],
+    "DriftMonitorFunction": [
+        get(MODELS, f"models/{MODEL}/production.json"),
+        get(MONITORING, f"captures/{MODEL}/any.jsonl"),
+        put(MONITORING, f"drift/{MODEL}/allowed.json"),
+    ],
     "TrainingJobRole": [
         put(MODELS, f"models/{MODEL}/99/model.onnx"),
         put(MODELS, f"models/{MODEL}/99/manifest.json"),
@@ -399,6 +434,8 @@ def seeded(stack):
         "training-output/other-job/output/model.tar.gz",
     ):
         s3.put_object(Bucket=UPLOADS if not key.startswith("training-output") else MODELS, Key=key, Body=labelled_png())
+    for key in (f"captures/{MODEL}/any.jsonl", f"drift/{MODEL}/seeded.json"):
+        s3.put_object(Bucket=MONITORING, Key=key, Body=b"{}")
     return stack
 
 

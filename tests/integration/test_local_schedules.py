@@ -11,7 +11,7 @@ import pytest
 from scripts.local_runner import LocalFunctions
 from scripts.local_runner.event_sources import Schedule, ScheduleSource, rate_seconds, schedules
 from scripts.local_runner.moto_service import STATUS_PATH
-from scripts.local_stack import MotoServer, free_port
+from scripts.local_stack import LOCAL_PARAMETER_OVERRIDES, MotoServer, free_port
 from tests.helpers.polling import wait_for
 from tests.helpers.runner_projects import function_project, local_functions
 
@@ -86,9 +86,18 @@ def test_enabled_schedules_are_read_from_the_resolved_template(functions):
     assert schedules(functions.stacks) == [Schedule("Reconciler", "Tick", "rate(5 minutes)")]
 
 
-def test_the_template_reconciler_runs_on_a_schedule():
+def test_the_template_reconciler_and_drift_monitor_run_on_schedules():
     stacks = LocalFunctions("template.yaml").stacks
-    assert schedules(stacks) == [Schedule("ReconcilerFunction", "Schedule", "rate(10 minutes)")]
+    assert schedules(stacks) == [
+        Schedule("ReconcilerFunction", "Schedule", "rate(10 minutes)"),
+        Schedule("DriftMonitorFunction", "Schedule", "rate(1 hour)"),
+    ]
+
+
+def test_make_run_runs_the_drift_monitor_every_minute():
+    stacks = LocalFunctions("template.yaml", parameter_overrides=LOCAL_PARAMETER_OVERRIDES).stacks
+    assert Schedule("DriftMonitorFunction", "Schedule", "rate(1 minute)") in schedules(stacks)
+    assert Schedule("ReconcilerFunction", "Schedule", "rate(10 minutes)") in schedules(stacks)
 
 
 def test_a_schedule_invokes_its_function_with_eventbridges_scheduled_event(functions, project):

@@ -45,6 +45,7 @@ INTENDED_LAYERS = {
     "JobStateFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
     "ReconcilerFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
     "PreTrafficHookFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],
+    "DriftMonitorFunction": ["ServiceRuntimeLayer", "SharedCodeLayer"],  # domain/drift.py is pure Python
 }
 MODEL_DISTRIBUTIONS = {"onnxruntime", "numpy", "pillow"}  # imported as onnxruntime, numpy, PIL
 # onnxruntime's declared dependencies that only its offline tooling imports (layers/runtime/requirements.txt).

@@ -181,6 +181,7 @@ SUCCESS = {
     ("/health", "get"): ("200", "application/json", "HealthResponse"),
     ("/models", "get"): ("200", "application/json", "ModelList"),
     ("/models/{model}", "get"): ("200", "application/json", "ModelView"),
+    ("/models/{model}/drift", "get"): ("200", "application/json", "DriftReportResponse"),
     ("/models/{model}/predict", "post"): ("200", "application/json", "PredictResponse"),
     ("/openapi.json", "get"): ("200", "application/json", None),
     ("/docs", "get"): ("200", "text/html", {"type": "string"}),
@@ -211,6 +212,7 @@ def test_every_operation_documents_its_success_and_its_schema(served):
 ERRORS = {
     ("/models", "get"): {"401"},
     ("/models/{model}", "get"): {"401", "404"},
+    ("/models/{model}/drift", "get"): {"401", "404"},
     ("/models/{model}/predict", "post"): {"400", "401", "404", "413", "415", "422", "503"},
     ("/models/skin-lesion/predict", "post"): {"400", "401", "404", "413", "415", "422", "503"},
     ("/models/chest-ct/predict", "post"): {"400", "401", "404", "413", "415", "422", "503"},

@@ -8,14 +8,31 @@ import inspect
 
 import pytest
 
+from med_classifier.adapters.capture_store import S3MonitoringStore
 from med_classifier.adapters.jobs_table import JobsTable
 from med_classifier.adapters.launchers import BatchLauncher, SageMakerLauncher
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.adapters.s3_uploads import S3UploadSigner
 from med_classifier.adapters.upload_counter import UploadCounter
 from med_classifier.adapters.upload_store import S3UploadStore
-from med_classifier.domain.ports import CounterStore, JobStore, Launcher, ModelReader, UploadSigner, UploadStore
-from tests.helpers.fakes import MemoryCounter, MemoryJobs, MemoryStore, MemoryUploads, RecordingLauncher
+from med_classifier.domain.ports import (
+    CaptureWriter,
+    CounterStore,
+    JobStore,
+    Launcher,
+    ModelReader,
+    MonitoringStore,
+    UploadSigner,
+    UploadStore,
+)
+from tests.helpers.fakes import (
+    MemoryCounter,
+    MemoryJobs,
+    MemoryMonitoring,
+    MemoryStore,
+    MemoryUploads,
+    RecordingLauncher,
+)
 
 IMPLEMENTATIONS = [
     (ModelReader, ModelStore),
@@ -30,6 +47,10 @@ IMPLEMENTATIONS = [
     (UploadSigner, S3UploadSigner),
     (UploadStore, S3UploadStore),
     (UploadStore, MemoryUploads),
+    (CaptureWriter, S3MonitoringStore),
+    (CaptureWriter, MemoryMonitoring),
+    (MonitoringStore, S3MonitoringStore),
+    (MonitoringStore, MemoryMonitoring),
 ]
 
 

@@ -190,13 +190,18 @@ READ_MODELS = {"ModelsBucket/models/*": ["s3:GetObject"], "ModelsBucket": ["s3:L
 # (RetrainLaunchPolicy, RetrainDescribePolicy, UploadCheckPolicy) are checked on their own.
 # UploadCounter's count is a TransactWriteItems (a Put and an Update): IAM authorises its items as
 # PutItem and UpdateItem, and has no TransactWriteItems action.
+# The predict functions' drift capture batches (adapters/capture_store.py), nothing else of that bucket.
+WRITE_CAPTURES = {"MonitoringBucket/captures/*": ["s3:PutObject"]}
 FUNCTION_GRANTS = {
     "PredictFunction": {
         **READ_MODELS,
         "UploadCountsTable": ["dynamodb:GetItem"],  # Retraining.status: the counter
         "JobsTable/index/by-model": ["dynamodb:Query"],  # Retraining.status: recent jobs
+        **WRITE_CAPTURES,
+        "MonitoringBucket/drift/*": ["s3:GetObject"],  # GET /models/{model}/drift
+        "MonitoringBucket": ["s3:ListBucket"],  # its 404 before the first report
     },
-    "ImagePredictFunction": READ_MODELS,
+    "ImagePredictFunction": {**READ_MODELS, **WRITE_CAPTURES},
     "RetrainingApiFunction": {
         **READ_MODELS,
         "UploadsBucket/uploads/*": ["s3:PutObject"],  # the presigned POST's signer
@@ -218,6 +223,13 @@ FUNCTION_GRANTS = {
     },
     # Golden examples from the production manifests, through the new versions (qualified ARNs only),
     # and the hook's outcome to this stack's deployment groups.
+    # Drift monitoring: the production manifests, a window's captures, the reports.
+    "DriftMonitorFunction": {
+        **READ_MODELS,
+        "MonitoringBucket/captures/*": ["s3:GetObject"],
+        "MonitoringBucket": ["s3:ListBucket"],
+        "MonitoringBucket/drift/*": ["s3:PutObject"],
+    },
     "PreTrafficHookFunction": {
         **READ_MODELS,
         "PredictFunction:*": ["lambda:InvokeFunction"],
@@ -234,6 +246,7 @@ FUNCTION_MANAGED_POLICIES = {
     "JobStateFunction": {"RetrainLaunchPolicy"},
     "ReconcilerFunction": {"RetrainLaunchPolicy", "RetrainDescribePolicy"},
     "PreTrafficHookFunction": set(),
+    "DriftMonitorFunction": set(),
 }
 
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # serving imports numpy: functions that run no model must not (their layer has none)
+    from .adapters.capture_store import S3MonitoringStore
     from .adapters.model_store import ModelStore
     from .adapters.release_targets import CodeDeployReporter
     from .adapters.s3_uploads import S3UploadSigner
+    from .domain.capture import CaptureBuffer
     from .domain.ports import GoldenPredictor
     from .domain.registry import RegistryView
     from .domain.retraining import Recovery, Retraining
     from .domain.serving import ModelCache
     from .domain.upload_checks import UploadGate
     from .settings import (
+        DriftMonitorSettings,
         PredictSettings,
         PreTrafficHookSettings,
         RetrainingApiSettings,
@@ -29,7 +32,7 @@ if TYPE_CHECKING:  # serving imports numpy: functions that run no model must not
     )
 
 
-def model_store(settings: ServingSettings | RetrainingSettings) -> ModelStore:
+def model_store(settings: ServingSettings | RetrainingSettings | DriftMonitorSettings) -> ModelStore:
     from .adapters.model_store import ModelStore
 
     return ModelStore(settings.models_bucket, endpoint_url=settings.endpoint_url)
@@ -110,3 +113,24 @@ def deployment_reporter(settings: PreTrafficHookSettings) -> CodeDeployReporter:
     from .adapters.release_targets import CodeDeployReporter
 
     return CodeDeployReporter(endpoint_url=settings.endpoint_url)
+
+
+def monitoring_store(settings: ServingSettings | DriftMonitorSettings) -> S3MonitoringStore | None:
+    """The monitoring bucket (captures, drift reports), or None when the function is given none."""
+    from .adapters.capture_store import S3MonitoringStore
+
+    return (
+        S3MonitoringStore(settings.monitoring_bucket, endpoint_url=settings.endpoint_url)
+        if settings.monitoring_bucket
+        else None
+    )
+
+
+def capture_buffer(settings: ServingSettings, store: S3MonitoringStore | None = None) -> CaptureBuffer | None:
+    """The predict functions' drift capture (domain/capture.py), or None when capture is off."""
+    from .domain.capture import CaptureBuffer
+
+    store = store or monitoring_store(settings)
+    if store is None or settings.capture_sample_rate == 0:
+        return None
+    return CaptureBuffer(store, settings.capture_policy)

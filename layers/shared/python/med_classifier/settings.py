@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .adapters.launch_settings import BACKENDS, SAGEMAKER, LaunchSettings
 from .api.image_requests import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGES, ImageLimits
+from .domain.capture import CapturePolicy
 from .domain.preprocessing import DEFAULT_MAX_PIXELS, DEFAULT_MAX_REQUEST_PIXELS
 from .domain.uploads import DEFAULT_EXPIRES_SECONDS, DEFAULT_MAX_UPLOAD_BYTES, UploadLimits
 
@@ -66,6 +67,16 @@ class FunctionSettings(BaseModel):
 class ServingSettings(FunctionSettings):
     models_bucket: str
     pointer_refresh_seconds: float = Field(default=60.0, ge=0)
+    # Drift capture (README, "Drift monitoring"): a sample of predictions' input summaries and labels,
+    # written to the monitoring bucket in batches; no bucket, no capture.
+    monitoring_bucket: str = ""
+    capture_sample_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    capture_batch_size: int = Field(default=100, ge=1)
+    capture_flush_seconds: float = Field(default=300.0, ge=0)
+
+    @property
+    def capture_policy(self) -> CapturePolicy:
+        return CapturePolicy(self.capture_sample_rate, self.capture_batch_size, self.capture_flush_seconds)
 
 
 class ThresholdSettings(FunctionSettings):
@@ -219,6 +230,14 @@ class ReconcilerSettings(RetrainingSettings):
     """ReconcilerFunction (scheduled): ends claims whose job ended unreported or never started."""
 
 
+class DriftMonitorSettings(FunctionSettings):
+    """DriftMonitorFunction (scheduled): each production model's captures of the last window vs its manifest."""
+
+    models_bucket: str
+    monitoring_bucket: str
+    drift_window_minutes: int = Field(default=24 * 60, ge=1)
+
+
 class PreTrafficHookSettings(FunctionSettings):
     """PreTrafficHookFunction: the new predict function versions a canary deployment checks."""
 
@@ -239,4 +258,5 @@ FUNCTION_SETTINGS: dict[str, type[FunctionSettings]] = {
     "JobStateFunction": JobStateSettings,
     "ReconcilerFunction": ReconcilerSettings,
     "PreTrafficHookFunction": PreTrafficHookSettings,
+    "DriftMonitorFunction": DriftMonitorSettings,
 }

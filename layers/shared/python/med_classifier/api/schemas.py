@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 # Domain results the API returns as they are (re-exported: the API's response types, one place).
+from ..domain.drift import DriftReport
 from ..domain.inference import Prediction as Prediction
 from ..domain.jobs import JobRecord as JobRecord
 from ..domain.registry import ModelSummary as ModelSummary
@@ -266,3 +267,14 @@ class RetrainRequest(BaseModel):
             **{f"gate_min_{k}": repr(v) for k, v in gate.min.items()},
             **{f"gate_max_{k}": repr(v) for k, v in gate.max.items()},
         }
+
+
+# --- drift monitoring --------------------------------------------------------------------
+
+
+class DriftReportResponse(DriftReport):
+    """GET /models/{model}/drift: the drift monitor's latest report (domain/drift.py)."""
+
+    model_config = RESPONSE
+
+    notice: Notice

@@ -68,3 +68,10 @@ class Forbidden(ClassifierError):
 
     status_code = 403
     code = "forbidden"
+
+
+class NoDriftReport(ClassifierError):
+    """The model exists but the drift monitor has written no report for it yet."""
+
+    status_code = 404
+    code = "no_drift_report"

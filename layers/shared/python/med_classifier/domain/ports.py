@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # annotations only: serving imports this module, and need not load the job domain
+    from datetime import datetime
+
     from .jobs import JobRecord, JobRequest, JobStateChange
     from .manifest import GoldenExample, Manifest, ProductionPointer
     from .upload_checks import StoredUpload
@@ -128,3 +130,21 @@ class DeploymentReporter(Protocol):
     """Tells the deployment service (CodeDeploy) how a lifecycle hook ended: "Succeeded" or "Failed"."""
 
     def report(self, deployment_id: str, execution_id: str, status: str) -> None: ...
+
+
+@runtime_checkable
+class CaptureWriter(Protocol):
+    """Writes one batch of a model's capture records (domain/capture.py) as one object."""
+
+    def write_captures(self, model_id: str, records: list[dict], written_at: datetime) -> str: ...
+
+
+@runtime_checkable
+class MonitoringStore(CaptureWriter, Protocol):
+    """The captures of a window, and the drift reports (domain/drift.py)."""
+
+    def read_captures(self, model_id: str, since: datetime, until: datetime) -> list[dict]: ...
+
+    def write_report(self, model_id: str, report: dict, generated_at: datetime) -> list[str]: ...
+
+    def latest_report(self, model_id: str) -> dict | None: ...
