@@ -16,12 +16,15 @@ from .manifest import Manifest, OnnxOutputs
 # A plain dict, not a dataclass: a batch of 100 is built and written as JSON (orjson) in a third
 # of the time.
 class Prediction(TypedDict):
-    """One row's or image's prediction: the most probable class, and every class's probability."""
+    """One row's or image's prediction: the most probable class, every class's probability, and
+    whether the input is like what the model saw in training (domain.ood; set by domain.serving)."""
 
     label: str
     class_index: int
     confidence: float
     probabilities: dict[str, float]
+    in_distribution: bool | None  # None: the version has no out-of-distribution reference (not checked)
+    ood_reasons: list[str]
 
 
 def class_probabilities(raw: np.ndarray, outputs: OnnxOutputs) -> np.ndarray:
