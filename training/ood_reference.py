@@ -171,7 +171,8 @@ def image_reference(
             "score": SCORE,
             "chosen_on": f"training range widened by max({margin:g} x range, {IMAGE_MARGIN_FLOOR:g}) per image "
             f"statistic, the smallest margin flagging at most {STATISTICS_BUDGET:.1%} of the validation split; "
-            f"{SCORE} threshold: statistics and score together flag at most {VALIDATION_BUDGET:.1%} of it",
+            f"{SCORE} threshold: statistics and score together flag an expected {VALIDATION_BUDGET:.1%} of new "
+            "in-distribution images at most (conformal, on the validation split)",
         },
         "valid": {"values": valid_values, "inputs": valid[1]},
         "test": {"values": file_statistics(test[0], spec), "inputs": test[1]},
@@ -184,16 +185,18 @@ def served_probabilities(classifier: OnnxClassifier, inputs: np.ndarray) -> np.n
     return np.concatenate([classifier.predict_proba(inputs[i : i + BATCH]) for i in range(0, len(inputs), BATCH)])
 
 
-def score_threshold(flagged_by_statistics: np.ndarray, scores: np.ndarray) -> float:
-    """The highest threshold (scores below it are flagged) at which statistics and score together
-    flag at most VALIDATION_BUDGET of the validation inputs: one of their scores."""
-    allowed = int(np.floor(VALIDATION_BUDGET * len(scores) + 1e-9))
-    threshold = float(np.min(scores)) if len(scores) else 0.0
-    for candidate in np.unique(scores):
-        if np.sum(flagged_by_statistics | (scores < candidate)) > allowed:
-            break
-        threshold = float(candidate)
-    return threshold
+def score_threshold(flagged_by_statistics: np.ndarray, scores: np.ndarray) -> float | None:
+    """The threshold (scores below it are flagged) that flags the k lowest-scoring validation inputs
+    the statistics did not flag, k as large as (statistics' flags + k) / (n + 1) <= VALIDATION_BUDGET
+    allows: a new in-distribution input ranks among those k with probability k / (n + 1) (the
+    conformal argument), so the expected share flagged stays within the budget. Halfway between
+    the k-th and the next score. None when the validation split is too small for k >= 1."""
+    n = len(scores)
+    k = int(np.floor(VALIDATION_BUDGET * (n + 1) + 1e-9)) - int(np.sum(flagged_by_statistics))
+    remaining = np.sort(scores[~flagged_by_statistics])
+    if k < 1 or len(remaining) <= k:
+        return None
+    return float((remaining[k - 1] + remaining[k]) / 2)
 
 
 def finish(ood: dict[str, Any] | None, classifier: OnnxClassifier) -> OodReference | None:
@@ -209,6 +212,9 @@ def finish(ood: dict[str, Any] | None, classifier: OnnxClassifier) -> OodReferen
         unscored = reference.model_copy(update={"score_threshold": None})
         by_statistics = np.asarray([not ok for ok, _ in assess(unscored, names, valid["values"], probabilities)])
         threshold = score_threshold(by_statistics, max_softmax(probabilities))
+        if threshold is None:
+            chosen_on = f"{reference.chosen_on} (none: {len(by_statistics)} validation images are too few)"
+            reference = reference.model_copy(update={"score": None, "chosen_on": chosen_on})
         reference = reference.model_copy(update={"score_threshold": threshold})
     test = ood["test"]
     probabilities = served_probabilities(classifier, test["inputs"])
