@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # training's progress
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="measure-ood-") as state:
         os.environ["LOCAL_STATE_DIR"] = state  # synthetic data sets and nothing else go here
