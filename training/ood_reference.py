@@ -21,7 +21,7 @@ calls `finish(candidate.ood, classifier)` with the served classifier (after any 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from med_classifier.domain.image_statistics import STATISTICS
 from med_classifier.domain.manifest import ImageInput, OodReference
-from med_classifier.domain.ood import assess, max_softmax
+from med_classifier.domain.ood import FLAT, NO_COLOUR, assess, max_softmax
 
 if TYPE_CHECKING:
     from med_classifier.domain.inference import OnnxClassifier
@@ -40,6 +40,8 @@ TARGET_FALSE_FLAG_RATE = 0.05
 # Share of held-out in-distribution inputs a reference may flag where its margins and threshold are
 # chosen: half the target, so that the test set (never seen while choosing) stays under it.
 VALIDATION_BUDGET = 0.025
+# The largest chance a score threshold may leave of flagging more than TARGET_FALSE_FLAG_RATE.
+RISK = 0.01
 # Image statistics alone may flag this much of the validation split; the score takes the rest.
 STATISTICS_BUDGET = 0.01
 # Margins tried, as a fraction of each feature's training range (max - min).
@@ -47,6 +49,9 @@ MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 # Image statistics are on 0..1 scales: at least this much room each side (a constant statistic,
 # e.g. transparent_fraction 0 for every JPEG, would otherwise flag any change).
 IMAGE_MARGIN_FLOOR = 0.02
+# A margin never takes an image statistic's low below "none at all" (flat, colourless) unless
+# training images were so: a blank or grayscale image is then always flagged with its plain reason.
+NOTHING_BELOW = {"contrast": FLAT, "colourfulness": NO_COLOUR}
 DECILES = np.linspace(0.1, 0.9, 9)
 TABULAR_FOLDS = 5
 SCORE = "max_softmax"
@@ -75,9 +80,15 @@ def flagged_share(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> floa
     return float(np.mean(np.any((values < low) | (values > high), axis=1)))
 
 
-def features(names: Sequence[str], train: np.ndarray, margin: float, floor: float = 0.0) -> list[dict[str, Any]]:
-    """FeatureReference fields of each column of the training values."""
+def features(
+    names: Sequence[str], train: np.ndarray, margin: float, floor: float = 0.0, lowest: Mapping[str, float] = {}
+) -> list[dict[str, Any]]:
+    """FeatureReference fields of each column of the training values. `lowest`: a value a feature's
+    low never goes below unless training values did (a margin must not admit "no contrast at all")."""
     low, high = bounds(train, margin, floor)
+    for i, name in enumerate(names):
+        if name in lowest:
+            low[i] = max(low[i], min(train[:, i].min(), lowest[name]))
     references = []
     for i, name in enumerate(names):
         edges, proportions = drift_bins(train[:, i])
@@ -166,7 +177,7 @@ def image_reference(
     margin = smallest_margin(share_at, STATISTICS_BUDGET)
     return {
         "reference": {
-            "features": features(list(STATISTICS), train, margin, IMAGE_MARGIN_FLOOR),
+            "features": features(list(STATISTICS), train, margin, IMAGE_MARGIN_FLOOR, NOTHING_BELOW),
             "class_mix": class_mix(y_train, classes),
             "score": SCORE,
             "chosen_on": f"training range widened by max({margin:g} x range, {IMAGE_MARGIN_FLOOR:g}) per image "
@@ -187,16 +198,22 @@ def served_probabilities(classifier: OnnxClassifier, inputs: np.ndarray) -> np.n
 
 def score_threshold(flagged_by_statistics: np.ndarray, scores: np.ndarray) -> float | None:
     """The threshold (scores below it are flagged) that flags the k lowest-scoring validation inputs
-    the statistics did not flag, k as large as (statistics' flags + k) / (n + 1) <= VALIDATION_BUDGET
-    allows: a new in-distribution input ranks among those k with probability k / (n + 1) (the
-    conformal argument), so the expected share flagged stays within the budget. Halfway between
-    the k-th and the next score. None when the validation split is too small for k >= 1."""
-    n = len(scores)
-    k = int(np.floor(VALIDATION_BUDGET * (n + 1) + 1e-9)) - int(np.sum(flagged_by_statistics))
+    the statistics did not flag, halfway between the k-th and the next score. With m = the
+    statistics' flags + k of n validation inputs, the share of new in-distribution inputs flagged
+    is Beta(m, n + 1 - m) distributed (conformal ranks): k is the largest with an expected share
+    m / (n + 1) within VALIDATION_BUDGET and a chance of at most RISK that the share exceeds
+    TARGET_FALSE_FLAG_RATE. None when no k >= 1 qualifies (too few validation inputs)."""
+    from scipy.stats import beta
+
+    n, statistics = len(scores), int(np.sum(flagged_by_statistics))
     remaining = np.sort(scores[~flagged_by_statistics])
-    if k < 1 or len(remaining) <= k:
-        return None
-    return float((remaining[k - 1] + remaining[k]) / 2)
+    chosen = None
+    for k in range(1, len(remaining)):
+        flagged = statistics + k
+        if flagged / (n + 1) > VALIDATION_BUDGET or beta.sf(TARGET_FALSE_FLAG_RATE, flagged, n + 1 - flagged) > RISK:
+            break
+        chosen = k
+    return None if chosen is None else float((remaining[chosen - 1] + remaining[chosen]) / 2)
 
 
 def finish(ood: dict[str, Any] | None, classifier: OnnxClassifier) -> OodReference | None:

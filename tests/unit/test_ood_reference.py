@@ -42,22 +42,37 @@ def test_the_smallest_margin_within_budget_and_the_largest_when_none_is():
     assert smallest_margin(lambda m: 1.0, 0.05) == ood_reference.MARGINS[-1]
 
 
-def test_the_score_threshold_flags_the_k_lowest_scores_the_budget_allows():
-    scores = np.linspace(0.5, 0.99, 199)  # n + 1 = 200: a 2.5 % budget allows 5 flags
-    threshold = score_threshold(np.zeros(199, dtype=bool), scores)
-    assert threshold == pytest.approx((scores[4] + scores[5]) / 2)
-    assert np.sum(scores < threshold) == 5
+def test_the_score_threshold_flags_the_k_lowest_scores_within_budget_and_risk():
+    scores = np.linspace(0.5, 0.99, 400)  # n + 1 = 401: a 2.5 % budget allows 10 flags, and the risk too
+    threshold = score_threshold(np.zeros(400, dtype=bool), scores)
+    assert threshold == pytest.approx((scores[9] + scores[10]) / 2)
+    assert np.sum(scores < threshold) == 10
+
+
+def test_the_risk_of_exceeding_5_percent_limits_the_threshold_where_the_budget_would_not():
+    # n = 199: the budget allows 5 flags, but P(share > 5 %) = 0.027 at 5 and 0.0094 at 4 (RISK = 0.01).
+    scores = np.linspace(0.5, 0.99, 199)
+    assert np.sum(scores < score_threshold(np.zeros(199, dtype=bool), scores)) == 4
 
 
 def test_images_the_statistics_flag_use_up_the_score_budget_first():
     scores = np.linspace(0.5, 0.99, 199)
     by_statistics = np.zeros(199, dtype=bool)
     by_statistics[[100, 150]] = True
-    assert np.sum(scores < score_threshold(by_statistics, scores)) == 3
+    assert np.sum(scores < score_threshold(by_statistics, scores)) == 2
 
 
-def test_too_few_validation_images_give_no_threshold():
-    assert score_threshold(np.zeros(38, dtype=bool), np.linspace(0.5, 1, 38)) is None
+@pytest.mark.parametrize("n", [38, 62])
+def test_too_few_validation_images_give_no_threshold(n):
+    assert score_threshold(np.zeros(n, dtype=bool), np.linspace(0.5, 1, n)) is None
+
+
+def test_a_margin_never_takes_contrast_or_colourfulness_below_none_at_all():
+    train = np.asarray([[0.02, 0.05], [0.3, 0.4]])  # contrast, colourfulness
+    contrast, colour = features(["contrast", "colourfulness"], train, margin=1.0, lowest={"contrast": 0.01})
+    assert contrast["low"] == 0.01 and colour["low"] == pytest.approx(-0.3)
+    grayscale = features(["colourfulness"], np.asarray([[0.0], [0.0]]), 0.0, 0.02, lowest={"colourfulness": 0.02})
+    assert grayscale[0]["low"] == 0.0  # training images were colourless: so may inputs be
 
 
 def test_no_reference_material_no_reference():
