@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from med_classifier.domain.ood import NO_COLOUR
+from med_classifier.domain.preprocessing import decode_batch
 from scripts.measure_ood import (
     converted,
     image_verdicts,
@@ -164,6 +166,9 @@ def test_grayscale_images_sent_to_the_colour_model_are_flagged_as_such(models, n
 
 def test_colour_images_sent_to_the_grayscale_model_are_flagged_as_such(models, new_images):
     _, served_model = model(models, "chest-ct")
-    for in_distribution, reasons in image_verdicts(served_model, new_images["skin-lesion"]):
+    images = new_images["skin-lesion"]
+    colourful = [decode_batch([d], served_model.manifest.input)[1][0]["colourfulness"] > NO_COLOUR for d in images]
+    assert sum(colourful) > len(images) / 2
+    for in_colour, (in_distribution, reasons) in zip(colourful, image_verdicts(served_model, images)):
         assert in_distribution is False
-        assert "the image is in colour; this model was trained on grayscale images" in reasons
+        assert ("the image is in colour; this model was trained on grayscale images" in reasons) == in_colour
