@@ -11,6 +11,7 @@ import numpy as np
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
 from training.metrics import log_parity, parity_figures
+from training.ood_reference import tabular_reference
 
 log = logging.getLogger("training")
 
@@ -186,6 +187,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         converter={"skl2onnx": skl2onnx.__version__},
         training_data=training_data(data, len(y_train), len(y_test)),
         evaluation={"y_true": y_test, "proba": proba, "cv": cv},
+        ood=tabular_reference(data.feature_names, CLASSES, X_train, y_train, X_test, options.seed),
     )
 
 

@@ -28,6 +28,7 @@ from training.breast_cancer import (
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
 from training.metrics import log_parity
+from training.ood_reference import tabular_reference
 
 log = logging.getLogger("training")
 
@@ -222,6 +223,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
             "history": keras_export.history_records(final.history),
             "native_model": final.model,
         },  # in memory only: the benchmark compares against it
+        ood=tabular_reference(FEATURES, CLASSES, X_train, y_train, X_test, seed),
     )
 
 

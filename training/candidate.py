@@ -49,6 +49,9 @@ class Candidate:
     evaluation: dict[str, Any] = field(default_factory=dict)
     # Set by the pipeline when a quantised variant replaced the fp32 export.
     quantization: dict[str, Any] | None = None
+    # The out-of-distribution reference's material (training.ood_reference): the pipeline
+    # finishes it with the served model into the manifest's OodReference.
+    ood: dict[str, Any] | None = None
 
     def parity_failures(self) -> list[str]:
         return [

@@ -112,6 +112,22 @@ def calibration_sample(x_train: np.ndarray, seed: int) -> np.ndarray:
     return x_train[np.random.default_rng(seed).permutation(len(x_train))[:CALIBRATION_SIZE]]
 
 
+def image_reference_of(data: ImageData, spec: ImageInput, options: TrainOptions, classes: list[str]) -> dict:
+    """training.ood_reference's material for this run: the training files (uploads too), the
+    validation and test files with their tensors."""
+    from training.ood_reference import image_reference
+
+    paths = data.dataset.paths
+    return image_reference(
+        classes,
+        spec,
+        [paths[i] for i in data.parts.train] + [path for path, _ in options.extra_train],
+        data.y_train,
+        ([paths[i] for i in data.parts.valid], data.x_valid),
+        ([paths[i] for i in data.parts.test], data.x_test),
+    )
+
+
 def image_candidate(
     options: TrainOptions,
     data: ImageData,
@@ -141,5 +157,6 @@ def image_candidate(
             "history": history,
             "native_model": native_model,
         },
+        ood=image_reference_of(data, spec, options, model_fields["classes"]),
         **model_fields,
     )

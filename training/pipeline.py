@@ -16,7 +16,7 @@ from med_classifier.adapters.model_store import ModelStore
 from med_classifier.domain.golden import golden_examples
 from med_classifier.domain.inference import OnnxClassifier
 from med_classifier.domain.manifest import Manifest, ProductionPointer, new_version, sha256_hex
-from training import tracking
+from training import ood_reference, tracking
 from training.candidate import Candidate
 from training.champion import ChampionResult
 from training.gate import GateResult, PromotionGate
@@ -78,8 +78,11 @@ def build_manifest(
     )
     # What serving answers for the golden inputs with this very file: a new function version must
     # answer the same before it takes traffic (the PreTraffic hook; med_classifier.domain.golden).
-    examples = golden_examples(OnnxClassifier(manifest, candidate.onnx))
-    return manifest.model_copy(update={"golden_examples": examples})
+    classifier = OnnxClassifier(manifest, candidate.onnx)
+    examples = golden_examples(classifier)
+    return manifest.model_copy(
+        update={"golden_examples": examples, "ood": ood_reference.finish(candidate.ood, classifier)}
+    )
 
 
 def _redact(uri: str) -> str:

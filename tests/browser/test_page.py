@@ -65,10 +65,25 @@ def test_tabular_predict_with_the_prefilled_example(page, stack):
     page.keyboard.press("Enter")
     expect(page.locator(".predicted-label")).to_have_text("malignant")
     expect(page.locator(".confidence")).to_contain_text("%")
+    expect(page.locator("#predict-result .ood-warning")).to_have_count(0)  # the example is in distribution
     assert set(bars(page)) == {"malignant", "benign"}
     widths = page.locator("#predict-result .bars .fill").evaluate_all("els => els.map(e => e.style.width)")
     assert len(widths) == 2 and all(w.endswith("%") for w in widths) and float(widths[0][:-1]) > 50
     expect(page.locator("#inference-time")).to_contain_text(re.compile(r"inference \d+\.\d\d ms"))
+    page.shot()
+
+
+def test_an_absurd_value_gets_a_visible_warning_with_its_reason(page, stack):
+    open_model(page, stack, "breast-cancer")
+    page.fill("#feature-0", "-3e38")
+    page.click("#tabular-predict")
+    warning = page.locator("#predict-result .ood-warning")
+    expect(warning).to_be_visible()
+    expect(warning).to_have_attribute("role", "note")
+    expect(warning).to_contain_text("unlike the model's training data")
+    expect(warning.locator("li")).to_have_text(
+        [re.compile(r"^mean radius = -3e\+38 is outside the range seen in training \(.+ to .+\)$")]
+    )
     page.shot()
 
 

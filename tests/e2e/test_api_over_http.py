@@ -27,6 +27,17 @@ def test_public_example_row_comes_back_malignant(stack):
     assert prediction["label"] == "malignant" and prediction["confidence"] > 0.9
 
 
+def test_an_absurd_radius_over_http_is_flagged_out_of_distribution(stack):
+    absurd = [-3e38, *MALIGNANT_EXAMPLE[1:]]
+    response = stack["http"].post(stack["url"] + PREDICT, json={"instances": [MALIGNANT_EXAMPLE, absurd]}, timeout=30)
+    assert response.status_code == 200
+    usual, flagged = response.json()["predictions"]
+    assert (usual["in_distribution"], usual["ood_reasons"]) == (True, [])
+    assert flagged["in_distribution"] is False
+    (reason,) = flagged["ood_reasons"]
+    assert reason.startswith("mean radius = -3e+38 is outside the range seen in training (")
+
+
 @pytest.mark.parametrize(
     "body, status, fragment",
     [

@@ -146,7 +146,17 @@ def test_a_model_with_versions_but_none_in_production_is_503(handler, store):
 def test_the_response_body_keeps_its_keys(handler):
     status, body = call(handler, image_event(image_bytes("red"), "image/png"))
     assert status == 200 and list(body) == ["model", "version", "predictions", "inference_ms", "notice"]
-    assert list(body["predictions"][0]) == ["label", "class_index", "confidence", "probabilities"]
+    prediction = body["predictions"][0]
+    assert list(prediction) == [
+        "label",
+        "class_index",
+        "confidence",
+        "probabilities",
+        "in_distribution",
+        "ood_reasons",
+    ]
+    # A version published without an out-of-distribution reference: not checked.
+    assert (prediction["in_distribution"], prediction["ood_reasons"]) == (None, [])
 
 
 # --- bounded cost: checks on the raw event and on every image header before decoding ---------------------

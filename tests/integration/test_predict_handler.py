@@ -13,6 +13,7 @@ from tests.helpers.models import (
     LambdaContext,
     breast_cancer_candidate,
     load_function_module,
+    manifest_for,
     publish,
 )
 from tests.integration.conftest import BUCKET
@@ -90,6 +91,25 @@ def test_sample_event_predicts_malignant(handler):
     assert prediction["confidence"] > 0.9 and set(prediction["probabilities"]) == {"malignant", "benign"}
     assert body["model"] == "breast-cancer" and body["version"] and body["inference_ms"] >= 0
     assert "NOT FOR CLINICAL USE" in body["notice"]
+
+
+def radius_reference():
+    return manifest_for(breast_cancer_candidate()).ood.features[0]
+
+
+@pytest.mark.parametrize("shape", ["instances", "features"])  # the fast path, and the resolver's legacy shape
+def test_an_absurd_radius_is_flagged_out_of_distribution_naming_the_feature(handler, shape):
+    absurd = [-3e38, *MALIGNANT_EXAMPLE[1:]]
+    status, body = call(handler, predict_event({shape: [MALIGNANT_EXAMPLE, absurd]}))
+    assert status == 200
+    usual, flagged = body["predictions"]
+    assert (usual["in_distribution"], usual["ood_reasons"]) == (True, [])
+    radius = radius_reference()
+    assert radius.name == "mean radius" and radius.low < 6.981 and radius.high > 28.11
+    assert (flagged["in_distribution"], flagged["ood_reasons"]) == (
+        False,
+        [f"mean radius = -3e+38 is outside the range seen in training ({radius.low:.4g} to {radius.high:.4g})"],
+    )
 
 
 def test_legacy_features_and_named_rows_agree(handler, store):

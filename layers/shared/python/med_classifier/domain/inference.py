@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
 from .calibration import calibrate
@@ -16,12 +18,25 @@ from .manifest import Manifest, OnnxOutputs
 # A plain dict, not a dataclass: a batch of 100 is built and written as JSON (orjson) in a third
 # of the time.
 class Prediction(TypedDict):
-    """One row's or image's prediction: the most probable class, and every class's probability."""
+    """One row's or image's prediction: the most probable class, every class's probability, and
+    whether the input is like what the model saw in training."""
 
     label: str
     class_index: int
     confidence: float
     probabilities: dict[str, float]
+    # Set by domain.serving (domain.ood).
+    in_distribution: Annotated[
+        bool | None,
+        Field(
+            description="false: the input is unlike the model's training data (ood_reasons say how): do not "
+            "trust this prediction. null: not checked (a version published without an out-of-distribution reference)"
+        ),
+    ]
+    ood_reasons: Annotated[
+        list[str],
+        Field(description="Why the input is out of distribution, naming features and values; empty when it is not"),
+    ]
 
 
 def class_probabilities(raw: np.ndarray, outputs: OnnxOutputs) -> np.ndarray:

@@ -124,7 +124,8 @@ class FeatureReference(BaseModel):
     low: float  # values below low or above high are out of distribution
     high: float
     # Drift reference: inner bin edges (training quantiles) and the training share in each bin
-    # (len(proportions) == len(edges) + 1).
+    # (len(proportions) == len(edges) + 1); bin i holds edges[i-1] <= value < edges[i]
+    # (numpy.searchsorted(edges, value, side="right")).
     edges: list[float] = Field(default_factory=list)
     proportions: list[float] = Field(default_factory=list)
 
@@ -139,10 +140,14 @@ class OodReference(BaseModel):
     # Images: a confidence score and the value below which a prediction is flagged.
     score: Literal["max_softmax", "energy"] | None = None
     score_threshold: float | None = None
+    # Share of the held-out (in-distribution) test inputs whose score is below score_threshold.
+    score_flag_rate: float | None = None
     # Share of the held-out (in-distribution) test inputs this reference flags.
     false_flag_rate: float | None = None
     # Training class proportions (drift: class-mix shift).
     class_mix: dict[str, float] = Field(default_factory=dict)
+    # How low/high and score_threshold were chosen (data, quantiles, margin), for people.
+    chosen_on: str = ""
 
 
 class Manifest(BaseModel):

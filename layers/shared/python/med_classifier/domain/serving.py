@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
-from .inference import OnnxClassifier
+from .inference import OnnxClassifier, Prediction
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
+from .ood import Verdict, assess, assess_summaries
 from .ports import ModelReader
 from .preprocessing import DEFAULT_PIXEL_LIMITS, PixelLimits, decode_batch
 
@@ -176,6 +177,17 @@ class PredictionResult:
     inputs: list[dict[str, float]] = field(default_factory=list, metadata=NOT_IN_RESPONSE)
 
 
+def flag_out_of_distribution(predictions: list[Prediction], verdicts: list[Verdict]) -> None:
+    """Each prediction gets its input's out-of-distribution verdict (domain.ood)."""
+    for prediction, (in_distribution, reasons) in zip(predictions, verdicts, strict=True):
+        prediction["in_distribution"] = in_distribution
+        prediction["ood_reasons"] = reasons
+
+
+def _probabilities(predictions: list[Prediction]) -> list[dict[str, float]]:
+    return [prediction["probabilities"] for prediction in predictions]
+
+
 def predict_rows(
     cache: ModelCache, model_id: str, rows: list, max_rows: int, *, numbers_only: bool = False
 ) -> PredictionResult:
@@ -189,6 +201,9 @@ def predict_rows(
         raise InvalidInput(f"Model {model_id!r} takes images, not feature rows.")
     matrix = rows_to_matrix(rows, spec, max_rows, numbers_only=numbers_only)
     predictions, elapsed_ms = loaded.classifier.predict(matrix)
+    flag_out_of_distribution(
+        predictions, assess(loaded.manifest.ood, spec.feature_names, matrix, _probabilities(predictions))
+    )
     return PredictionResult(
         model_id=model_id,
         version=loaded.pointer.version,
@@ -212,6 +227,9 @@ def predict_images(
         )
     batch, statistics = decode_batch(images, spec, limits)
     predictions, elapsed_ms = loaded.classifier.predict(batch)
+    flag_out_of_distribution(
+        predictions, assess_summaries(loaded.manifest.ood, statistics, _probabilities(predictions))
+    )
     return PredictionResult(
         model_id=model_id,
         version=loaded.pointer.version,
