@@ -118,7 +118,9 @@ def test_a_replayed_drifted_stream_is_captured_reported_and_served(stack, capsys
     assert per_model["MaxFeaturePSI"] == [pytest.approx(report["max_feature_psi"])]
     assert per_model["ClassMixShift"] == [pytest.approx(report["class_mix"]["psi"])]
     assert per_model["CapturedPredictions"] == [ROWS]
-    assert "OodRate" not in per_model  # no prediction carried an in_distribution flag
+    # Every prediction carried its in_distribution flag (the manifest has an OOD reference).
+    assert report["ood_rate"] is not None
+    assert per_model["OodRate"] == [pytest.approx(report["ood_rate"])]
     assert ["model", "service"] in [sorted(d) for d in per_model["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
     (stack_wide,) = [line for line in emitted if "ModelsDrifting" in line]
     assert "model" not in stack_wide and stack_wide["ModelsDrifting"] == [1.0]

@@ -79,10 +79,11 @@ def test_the_template_guards_every_route_but_the_open_ones():
     guarded = {(method, pattern.pattern) for method, pattern in cognito_routes(RESOURCES)}
     assert ("POST", "^/models/[^/]+/uploads$") in guarded and ("POST", "^/models/[^/]+/retrain$") in guarded
     assert ("GET", "^/models$") in guarded and ("POST", "^/models/chest\\-ct/predict$") in guarded
+    assert ("GET", "^/models/[^/]+/drift$") in guarded
     assert not {
         (m, p) for m, p in guarded if p in ("^/$", "^/health$", "^/openapi\\.json$", "^/docs$", "^/auth/config$")
     }
-    assert len(guarded) == 8
+    assert len(guarded) == 9
 
 
 def test_the_routes_are_found_in_the_stacks_sam_cli_resolves_too():
@@ -95,7 +96,7 @@ def test_the_routes_are_found_in_the_stacks_sam_cli_resolves_too():
         event = stack.resources["PredictFunction"]["Properties"]["Events"]["ListModels"]["Properties"]
         assert event["RestApiId"] == "MedClassifierApi"
         resolved = {(m, p.pattern) for m, p in cognito_routes(stack.resources)}
-        assert resolved == {(m, p.pattern) for m, p in cognito_routes(RESOURCES)} and len(resolved) == 8
+        assert resolved == {(m, p.pattern) for m, p in cognito_routes(RESOURCES)} and len(resolved) == 9
     finally:
         functions.stop()
 
