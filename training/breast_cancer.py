@@ -230,7 +230,8 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         framework={"scikit-learn": sklearn.__version__},
         converter={"skl2onnx": skl2onnx.__version__},
         training_data=training_data(data, len(y_train), len(y_test)),
-        evaluation={"y_true": y_test, "proba": proba, "cv": cv},
+        # native_model: the fitted pipeline, in memory only (parity tests compare against it)
+        evaluation={"y_true": y_test, "proba": proba, "cv": cv, "native_model": pipeline},
         **serving.candidate_fields(),
     )
 

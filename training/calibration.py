@@ -67,17 +67,22 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def fit_platt(proba: np.ndarray, y_true: np.ndarray, positive_index: int) -> tuple[float, float]:
-    """(a, b) minimising the log loss of sigmoid(a * logit(p) + b), p the positive_index column."""
+    """(a, b) minimising the cross-entropy of sigmoid(a * logit(p) + b), p the positive_index
+    column, against Platt's targets (n+ + 1) / (n+ + 2) and 1 / (n- + 2) rather than 1 and 0: on
+    perfectly separated data the fit stays finite instead of pushing every probability to 0 or 1."""
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     z = _logit(np.asarray(proba, dtype=np.float64)[:, positive_index])
-    t = (np.asarray(y_true) == positive_index).astype(np.float64)
+    positive = np.asarray(y_true) == positive_index
+    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+    t = np.where(positive, (n_positive + 1) / (n_positive + 2), 1 / (n_negative + 2))
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
         s = params[0] * z + params[1]
         # log(1 + e^s) - t*s, stable for large |s|
         value = np.mean(np.logaddexp(0.0, s) - t * s)
-        residual = 1.0 / (1.0 + np.exp(-s)) - t
+        residual = expit(s) - t
         return float(value), np.array([np.mean(residual * z), np.mean(residual)])
 
     result = minimize(loss, np.array([1.0, 0.0]), jac=True, method="BFGS")
@@ -85,17 +90,22 @@ def fit_platt(proba: np.ndarray, y_true: np.ndarray, positive_index: int) -> tup
 
 
 def fit_temperature(proba: np.ndarray, y_true: np.ndarray) -> float:
-    """T minimising the log loss of softmax(log(p) / T)."""
+    """T minimising the cross-entropy of softmax(log(p) / T) against targets smoothed as Platt's
+    are: 1 / (n + 2) of the weight spread over the other classes, so that a validation split the
+    model gets all right does not drive T to its bound."""
     from scipy.optimize import minimize_scalar
 
     log_p = np.log(np.clip(np.asarray(proba, dtype=np.float64), EPS, 1.0))
-    rows = np.arange(len(log_p))
-    y = np.asarray(y_true, dtype=np.int64)
+    n, k = log_p.shape
+    smoothing = 1.0 / (n + 2)
+    targets = np.full((n, k), smoothing / (k - 1))
+    targets[np.arange(n), np.asarray(y_true, dtype=np.int64)] = 1.0 - smoothing
 
     def loss(log_t: float) -> float:
         logits = log_p / np.exp(log_t)
         logits -= logits.max(axis=1, keepdims=True)
-        return float(np.mean(np.log(np.exp(logits).sum(axis=1)) - logits[rows, y]))
+        log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return float(-np.mean(np.sum(targets * log_softmax, axis=1)))
 
     result = minimize_scalar(loss, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded")
     return float(np.exp(result.x))

@@ -1,6 +1,6 @@
 """Operating points of the binary models: the decision threshold on the positive class's calibrated
-probability, chosen on cross-validation (or a validation split) as the highest one whose recall of
-that class reaches a target; serving applies it (med_classifier.domain.decision.decide), and the
+probability, chosen on cross-validation (or a validation split) as (about) the highest one whose
+recall of that class reaches a target; serving applies it (med_classifier.domain.decision.decide), and the
 test metrics the gate checks are measured at it. NOT FOR CLINICAL USE.
 """
 
@@ -22,17 +22,22 @@ PR_CURVE_POINTS = 40  # the manifest keeps a downsampled test precision-recall c
 
 
 def choose_threshold(scores: np.ndarray, is_positive: np.ndarray, target_recall: float) -> float:
-    """The highest threshold t such that labelling `scores >= t` positive finds at least
-    target_recall of the positives: the score of the ceil(target_recall * n_positive)-th highest
-    positive."""
+    """A threshold t such that labelling `scores >= t` positive finds at least target_recall of the
+    positives, as high as it can be: every t in (s_next, s_m] labels the data alike, s_m the score
+    of the ceil(target_recall * n_positive)-th highest positive and s_next the next lower score of
+    any example; the midpoint leaves unseen cases the most room on either side (on a small
+    validation split s_m itself would sit right on its lowest positive)."""
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target recall must be in (0, 1], got {target_recall}")
-    positives = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(is_positive, dtype=bool)])[::-1]
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = np.sort(scores[np.asarray(is_positive, dtype=bool)])[::-1]
     if not len(positives):
         raise ValueError("cannot choose a threshold: no positive examples to measure recall on")
     # the 1e-9 keeps 0.99 * 100 (= 99.00000000000001 in floating point) at 99 positives
     needed = max(1, math.ceil(target_recall * len(positives) - 1e-9))
-    return float(positives[needed - 1])
+    highest = positives[needed - 1]
+    below = scores[scores < highest]
+    return float((highest + below.max()) / 2) if len(below) else float(highest)
 
 
 def rates(scores: np.ndarray, is_positive: np.ndarray, threshold: float) -> dict[str, float]:
