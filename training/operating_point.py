@@ -19,6 +19,11 @@ from training.calibration import ServedOutput, fit_calibration
 log = logging.getLogger("training")
 
 PR_CURVE_POINTS = 40  # the manifest keeps a downsampled test precision-recall curve
+# A missed positive costs at least as much as a false alarm, so the threshold on a calibrated
+# probability never rises above the equal-cost one: a target the data reaches higher up is met at
+# 0.5 too (recall only grows as the threshold falls). Without this cap a network whose validation
+# outputs saturate at 1.0 would get a threshold of 0.99999…, missing every slightly less sure case.
+MAX_THRESHOLD = 0.5
 
 
 def choose_threshold(scores: np.ndarray, is_positive: np.ndarray, target_recall: float) -> float:
@@ -26,7 +31,7 @@ def choose_threshold(scores: np.ndarray, is_positive: np.ndarray, target_recall:
     positives, as high as it can be: every t in (s_next, s_m] labels the data alike, s_m the score
     of the ceil(target_recall * n_positive)-th highest positive and s_next the next lower score of
     any example; the midpoint leaves unseen cases the most room on either side (on a small
-    validation split s_m itself would sit right on its lowest positive)."""
+    validation split s_m itself would sit right on its lowest positive). Never above MAX_THRESHOLD."""
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target recall must be in (0, 1], got {target_recall}")
     scores = np.asarray(scores, dtype=np.float64)
@@ -37,7 +42,8 @@ def choose_threshold(scores: np.ndarray, is_positive: np.ndarray, target_recall:
     needed = max(1, math.ceil(target_recall * len(positives) - 1e-9))
     highest = positives[needed - 1]
     below = scores[scores < highest]
-    return float((highest + below.max()) / 2) if len(below) else float(highest)
+    threshold = (highest + below.max()) / 2 if len(below) else highest
+    return float(min(threshold, MAX_THRESHOLD))
 
 
 def rates(scores: np.ndarray, is_positive: np.ndarray, threshold: float) -> dict[str, float]:

@@ -151,6 +151,8 @@ def _precision_recall_png(candidate: Candidate, path: Path) -> None:
         color="crimson",
         label=f"operating point: p >= {point.threshold:.3f} (target recall {point.target_recall})",
     )
+    ax.set_xlabel(f"recall of {point.positive_class}")
+    ax.set_ylabel(f"precision of {point.positive_class}")
     ax.legend(loc="lower left")
     ax.set_title(f"{candidate.model_id}: precision-recall, test set")
     fig.tight_layout()

@@ -8,16 +8,17 @@ import pytest
 
 from med_classifier.domain.decision import decide
 from med_classifier.domain.manifest import OperatingPoint
-from training.operating_point import choose, choose_threshold, fit_serving, pr_curve, rates
+from training.operating_point import MAX_THRESHOLD, choose, choose_threshold, fit_serving, pr_curve, rates
 
-SCORES = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
-POSITIVE = np.array([1, 1, 0, 1, 1, 0, 1, 0, 0, 0], dtype=bool)  # 5 positives: 0.95 0.9 0.7 0.6 0.4
+# scores / 2: every threshold below the 0.5 ceiling
+SCORES = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]) / 2
+POSITIVE = np.array([1, 1, 0, 1, 1, 0, 1, 0, 0, 0], dtype=bool)  # 5 positives: 0.95 0.9 0.7 0.6 0.4 (/ 2)
 
 
 @pytest.mark.parametrize(
     ("target", "threshold"),
     # midway between the lowest positive that must be found and the next lower score
-    [(1.0, 0.35), (0.99, 0.35), (0.8, 0.55), (0.79, 0.55), (0.6, 0.65), (0.2, 0.925), (0.01, 0.925)],
+    [(1.0, 0.175), (0.99, 0.175), (0.8, 0.275), (0.79, 0.275), (0.6, 0.325), (0.2, 0.4625), (0.01, 0.4625)],
 )
 def test_threshold_is_midway_below_the_lowest_positive_the_target_recall_needs(target, threshold):
     chosen = choose_threshold(SCORES, POSITIVE, target)
@@ -31,12 +32,20 @@ def test_threshold_is_midway_below_the_lowest_positive_the_target_recall_needs(t
 
 
 def test_threshold_is_the_lowest_positive_when_nothing_scores_lower():
-    assert choose_threshold(np.array([0.9, 0.2, 0.4]), np.array([True, True, False]), 1.0) == 0.2
+    assert choose_threshold(np.array([0.4, 0.2, 0.3]), np.array([True, True, False]), 1.0) == 0.2
+
+
+def test_threshold_never_rises_above_the_equal_cost_one():
+    # saturated outputs: the target is reached up to 0.99995, and at the 0.5 ceiling too
+    scores = np.array([1.0, 1.0, 1.0, 0.9999, 0.2, 0.1])
+    positive = np.array([True, True, True, True, False, False])
+    assert choose_threshold(scores, positive, 0.75) == MAX_THRESHOLD == 0.5
+    assert rates(scores, positive, MAX_THRESHOLD)["recall"] == 1.0
 
 
 def test_target_exactly_reachable_in_floating_point():
     # 0.99 * 100 is 99.00000000000001 in floating point: still 99 of 100 positives, not all 100
-    scores = np.linspace(1.0, 0.01, 100)
+    scores = np.linspace(0.5, 0.01, 100)
     assert choose_threshold(scores, np.ones(100, dtype=bool), 0.99) == pytest.approx((scores[98] + scores[99]) / 2)
 
 
@@ -58,8 +67,8 @@ def test_target_recall_out_of_range_is_refused(target):
 
 
 def test_rates_at_a_threshold():
-    # >= 0.6: predicted positive 0.95 0.9 0.8 0.7 0.6 -> tp 4, fp 1; negatives 0.5 0.3 0.2 0.1 -> tn 4, fn 1 (0.4)
-    assert rates(SCORES, POSITIVE, 0.6) == {"recall": 0.8, "precision": 0.8, "specificity": 0.8}
+    # >= 0.3: predicted positive 0.95 0.9 0.8 0.7 0.6 (/ 2) -> tp 4, fp 1; below: tn 4, fn 1 (0.4 / 2)
+    assert rates(SCORES, POSITIVE, 0.3) == {"recall": 0.8, "precision": 0.8, "specificity": 0.8}
 
 
 def test_pr_curve_is_downsampled_and_keeps_both_ends():
@@ -76,8 +85,8 @@ def test_choose_reports_the_figures_where_it_was_chosen():
     proba = np.column_stack([SCORES, 1 - SCORES])  # column 0 = "malignant"
     y = np.where(POSITIVE, 0, 1)
     point = choose(proba, y, ["malignant", "benign"], "malignant", 0.8, "cv")
-    assert point.threshold == pytest.approx(0.55) and point.chosen_on == "cv"
-    assert point.cv == rates(SCORES, POSITIVE, 0.6) == {"recall": 0.8, "precision": 0.8, "specificity": 0.8}
+    assert point.threshold == pytest.approx(0.275) and point.chosen_on == "cv"
+    assert point.cv == rates(SCORES, POSITIVE, 0.3) == {"recall": 0.8, "precision": 0.8, "specificity": 0.8}
 
 
 def test_fit_serving_measures_the_test_set_at_the_threshold_chosen_on_the_fitting_data():
