@@ -97,3 +97,14 @@ def test_rows_just_above_and_below_the_threshold_are_labelled_accordingly(model)
     for t, expected in ((below, "benign"), (above, "malignant")):
         predictions, _ = classifier.predict(mixed(t))
         assert predictions[0]["label"] == expected
+
+
+def test_the_target_recall_option_sets_the_operating_point():
+    from training import breast_cancer
+    from training.candidate import TrainOptions
+
+    candidate = breast_cancer.train(TrainOptions(smoke=True, target_recall=0.9))
+    point = OperatingPoint(**candidate.operating_point)
+    assert point.target_recall == 0.9 and candidate.params["target_recall"] == 0.9
+    assert point.cv["recall"] >= 0.9 and point.chosen_on.startswith("2 x 3-fold stratified CV")
+    assert candidate.metrics["test_recall"] == point.test["recall"]

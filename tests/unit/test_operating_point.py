@@ -119,3 +119,21 @@ def test_fit_serving_measures_the_test_set_at_the_threshold_chosen_on_the_fittin
     fields = serving.candidate_fields()
     assert OperatingPoint(**fields["operating_point"]) == point
     assert fields["calibration"]["brier_before"] is not None
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.1"])
+def test_cli_refuses_a_target_recall_outside_0_1(value, capsys):
+    from training import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["breast-cancer", "--target-recall", value, "--no-publish"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.rstrip().endswith("error: --target-recall must be in (0, 1]")
+
+
+def test_cli_passes_the_target_recall_to_the_trainer():
+    from training import cli
+
+    parser = cli.build_parser()
+    assert cli._options(parser.parse_args(["chest-ct", "--target-recall", "0.9"])).target_recall == 0.9
+    assert cli._options(parser.parse_args(["chest-ct"])).target_recall is None  # the trainer's default
