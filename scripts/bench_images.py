@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from med_classifier.domain.calibration import calibrate
 from med_classifier.domain.inference import OnnxClassifier, class_probabilities
 from med_classifier.domain.manifest import ImageInput, OnnxOutputs
 from med_classifier.domain.preprocessing import tensor_from_bytes
@@ -131,6 +132,13 @@ def _native_proba(framework: str, model, batch: np.ndarray, outputs: dict) -> np
     return class_probabilities(_native_callable(framework, model, batch)(), OnnxOutputs(**outputs))
 
 
+def _served_native_proba(framework: str, model, batch: np.ndarray, classifier: OnnxClassifier) -> np.ndarray:
+    """The native model's probabilities, calibrated as the classifier's manifest says (as served)."""
+    outputs = classifier.manifest.outputs
+    native = _native_proba(framework, model, batch, outputs.model_dump())
+    return calibrate(native, classifier.manifest.calibration, outputs.positive_index)
+
+
 def _save_native(framework: str, model, batch: np.ndarray, folder: Path) -> Path:
     if framework == "torch":
         import torch
@@ -205,6 +213,7 @@ def bench_image_model(
     workdir: Path,
     budget: Budget,
 ) -> ModelResult:
+    from training.calibration import ServedOutput
     from training.quantize import evaluate_int8
     from training.trainers import trainer
 
@@ -223,6 +232,7 @@ def bench_image_model(
         candidate.outputs["probabilities"],
         candidate.evaluation,
         trainer(model_id).DEFAULT_GATE,
+        ServedOutput.of(candidate.classes, candidate.outputs, candidate.calibration, candidate.operating_point),
     )  # the decision training makes
     int8 = OnnxClassifier(manifest, quantized.onnx_int8) if quantized.onnx_int8 else None
     _check_native_and_onnx_agree(model_id, framework, native, fp32, batch, candidate.outputs, expected_label, expected)
@@ -252,7 +262,7 @@ def bench_image_model(
 
 
 def _check_native_and_onnx_agree(model_id, framework, native, fp32, batch, outputs, expected_label, expected) -> None:
-    checks = {"fp32": fp32.predict_proba(batch), "native": _native_proba(framework, native, batch, outputs)}
+    checks = {"fp32": fp32.predict_proba(batch), "native": _served_native_proba(framework, native, batch, fp32)}
     if int(np.argmax(checks["fp32"])) != expected or int(np.argmax(checks["native"])) != expected:
         raise RuntimeError(f"{model_id}: the example is not predicted as {expected_label}: {checks}")
     if float(np.max(np.abs(checks["fp32"] - checks["native"]))) > 1e-4:
@@ -320,7 +330,7 @@ def bench_lite(candidate, store, budget: Budget) -> ModelResult:
     row = np.asarray([candidate.input_spec["example"]], dtype=np.float32)
     classifier = OnnxClassifier(manifest, candidate.onnx)
     if (
-        float(np.max(np.abs(classifier.predict_proba(row) - _native_proba("keras", native, row, candidate.outputs))))
+        float(np.max(np.abs(classifier.predict_proba(row) - _served_native_proba("keras", native, row, classifier))))
         > 1e-4
     ):
         raise RuntimeError("breast-cancer-lite: native and ONNX disagree on the bench row")

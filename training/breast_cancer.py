@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.calibration import ServedOutput
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
 from training.metrics import log_parity, parity_figures
 from training.ood_reference import tabular_reference
+from training.operating_point import fit_serving
 
 log = logging.getLogger("training")
 
@@ -21,10 +23,15 @@ CLASSES = ["malignant", "benign"]
 MALIGNANT = 0
 INPUT_NAME = "features"
 PROBABILITY_OUTPUT = "probabilities"
+OUTPUTS = {"probabilities": PROBABILITY_OUTPUT, "probability_format": "probabilities"}
 # Missing a malignancy costs far more than a false alarm: gate on its recall, and on
 # how much that recall varies across folds.
 DEFAULT_GATE = PromotionGate(minimums={"test_recall": 0.95}, maximums={"cv_recall_std": 0.05})
 TEST_SIZE = 0.2
+# Operating point: the malignant threshold reaching this recall on out-of-fold predictions of
+# repeated stratified CV on the training split (smoke runs: fewer repeats and folds).
+TARGET_RECALL = 0.99
+CV_REPEATS, SMOKE_CV_REPEATS = 5, 2
 
 
 @dataclass(frozen=True)
@@ -106,10 +113,13 @@ def choose(cv_results: dict[str, dict[str, float]]) -> str:
     return max(cv_results, key=lambda n: (round(cv_results[n]["cv_recall_mean"], 6), -cv_results[n]["cv_recall_std"]))
 
 
-def test_metrics(y_true, proba) -> dict[str, float]:
+def test_metrics(y_true, proba, operating_point=None) -> dict[str, float]:
+    """Labels as serving decides them: at the operating point when given, else the most probable class."""
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-    y_pred = np.argmax(proba, axis=1)
+    from med_classifier.domain.decision import decide
+
+    y_pred = decide(proba, CLASSES, operating_point)
     return {
         "test_accuracy": float(accuracy_score(y_true, y_pred)),
         "test_precision": float(precision_score(y_true, y_pred, pos_label=MALIGNANT, zero_division=0)),
@@ -135,14 +145,34 @@ def export_onnx(pipeline, n_features: int) -> bytes:
     return onnx_model.SerializeToString()
 
 
-def parity(pipeline, onnx_bytes: bytes, X: np.ndarray) -> dict[str, float | int]:
-    """Native vs ONNX Runtime on every row: identical labels, max |Δp|."""
+def parity(pipeline, onnx_bytes: bytes, X: np.ndarray, served: ServedOutput | None = None) -> dict[str, float | int]:
+    """Native vs ONNX Runtime on every row: identical labels, max |Δp| (with `served`: of the
+    calibrated probabilities and the labels decided at the operating point)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     X32 = X.astype(np.float32)
     (onnx_proba,) = session.run([PROBABILITY_OUTPUT], {INPUT_NAME: X32})
-    return parity_figures(pipeline.predict_proba(X32), onnx_proba)
+    return parity_figures(pipeline.predict_proba(X32), onnx_proba, served)
+
+
+def out_of_fold_proba(pipeline, X, y, k_folds: int, repeats: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold class probabilities of `repeats` differently shuffled stratified k-fold CVs,
+    stacked (repeats * len(y) rows), and their labels."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    proba = [
+        cross_val_predict(
+            pipeline,
+            X,
+            y,
+            cv=StratifiedKFold(n_splits=k_folds, shuffle=True, random_state=seed + repeat),
+            method="predict_proba",
+            n_jobs=1,
+        )
+        for repeat in range(repeats)
+    ]
+    return np.concatenate(proba), np.tile(y, repeats)
 
 
 def train(options: TrainOptions = TrainOptions()) -> Candidate:
@@ -163,12 +193,27 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     cv = cross_validate_candidates(X_train, y_train, k_folds, options.seed)
     chosen = choose(cv)
     log.info("chosen by CV malignant recall: %s", chosen)
+    repeats = SMOKE_CV_REPEATS if options.smoke else CV_REPEATS
+    log.info("calibration and operating point: %d x %d-fold stratified CV, out-of-fold…", repeats, k_folds)
+    oof_proba, oof_y = out_of_fold_proba(
+        candidate_pipelines(options.seed)[chosen], X_train, y_train, k_folds, repeats, options.seed
+    )
     pipeline = candidate_pipelines(options.seed)[chosen].fit(X_train, y_train)
-    proba = pipeline.predict_proba(X_test)
-    metrics = {**cv[chosen], **test_metrics(y_test, proba)}
+    serving = fit_serving(
+        classes=CLASSES,
+        outputs=OUTPUTS,
+        fit_proba=oof_proba,
+        fit_y=oof_y,
+        fitted_on=f"{repeats} x {k_folds}-fold stratified CV on the training split, out-of-fold",
+        test_proba=pipeline.predict_proba(X_test),
+        y_test=y_test,
+        target=(CLASSES[MALIGNANT], options.target_recall or TARGET_RECALL),
+    )
+    proba = serving.test_proba
+    metrics = {**cv[chosen], **test_metrics(y_test, proba, serving.served.operating_point)}
     log_test_metrics(metrics)
     onnx_bytes = export_onnx(pipeline, data.X.shape[1])
-    check = parity(pipeline, onnx_bytes, data.X)
+    check = parity(pipeline, onnx_bytes, data.X, serving.served)
     log_parity(check)
     return Candidate(
         model_id=MODEL_ID,
@@ -176,7 +221,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         task="binary",
         classes=CLASSES,
         input_spec=tabular_input(INPUT_NAME, data.feature_names, data.X[0]),
-        outputs={"probabilities": PROBABILITY_OUTPUT, "probability_format": "probabilities"},
+        outputs=OUTPUTS,
         onnx=onnx_bytes,
         metrics=metrics,
         parity=check,
@@ -186,8 +231,10 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         framework={"scikit-learn": sklearn.__version__},
         converter={"skl2onnx": skl2onnx.__version__},
         training_data=training_data(data, len(y_train), len(y_test)),
-        evaluation={"y_true": y_test, "proba": proba, "cv": cv},
+        # native_model: the fitted pipeline, in memory only (parity tests compare against it)
+        evaluation={"y_true": y_test, "proba": proba, "cv": cv, "native_model": pipeline},
         ood=tabular_reference(data.feature_names, CLASSES, X_train, y_train, X_test, options.seed),
+        **serving.candidate_fields(),
     )
 
 
@@ -210,6 +257,8 @@ def _params(options: TrainOptions, k_folds: int, chosen: str, classifier) -> dic
         "smoke": options.smoke,
         "random_state": options.seed,
         "test_size": TEST_SIZE,
+        "target_recall": options.target_recall or TARGET_RECALL,
+        "cv_repeats": SMOKE_CV_REPEATS if options.smoke else CV_REPEATS,
         **{
             f"clf_{k}": v
             for k, v in classifier.get_params().items()

@@ -22,6 +22,9 @@ class TrainOptions:
     # Labelled uploads (image path, class name) that image trainers add to the training
     # split only; labels are checked by the caller (training.retrain).
     extra_train: tuple[tuple[Path, str], ...] = ()
+    # Binary models: recall of the positive class the operating point must reach on
+    # cross-validation (training/operating_point.py); None: the trainer's default.
+    target_recall: float | None = None
 
 
 @dataclass
@@ -49,6 +52,9 @@ class Candidate:
     evaluation: dict[str, Any] = field(default_factory=dict)
     # Set by the pipeline when a quantised variant replaced the fp32 export.
     quantization: dict[str, Any] | None = None
+    # Manifest OperatingPoint (binary models) and Calibration, as dicts (training/operating_point.py).
+    operating_point: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
     # The out-of-distribution reference's material (training.ood_reference): the pipeline
     # finishes it with the served model into the manifest's OodReference.
     ood: dict[str, Any] | None = None

@@ -43,7 +43,7 @@ def compare_with_production(
             reasons=[f"production {pointer.version} takes other classes or input; cannot compare on the same test set"],
         )
     proba = OnnxClassifier(manifest, production.onnx).predict_proba(candidate.evaluation["x_eval"])
-    metrics = classification_metrics(candidate.evaluation["y_true"], proba, manifest.classes)
+    metrics = classification_metrics(candidate.evaluation["y_true"], proba, manifest.classes, manifest.operating_point)
     reasons = [
         f"{name} {candidate.metrics[name]:.4f} < production {pointer.version} {metrics[name]:.4f}"
         + (f" - {max_regression}" if max_regression else "")

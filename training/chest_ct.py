@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.calibration import ServedOutput
 from training.candidate import Candidate, TrainOptions
 from training.datasets import chest_ct as chest_ct_data
 from training.datasets.chest_ct import CLASSES
@@ -24,6 +25,7 @@ from training.datasets.common import ImageDataset, Split
 from training.gate import PromotionGate
 from training.image_training import ImageData, RunLength, image_candidate, image_data, load_dataset, run_length
 from training.metrics import classification_metrics, log_parity
+from training.operating_point import Serving, fit_serving
 
 log = logging.getLogger("training")
 
@@ -62,6 +64,10 @@ SYNTHETIC_PER_CLASS, SMOKE_PER_CLASS = 160, 40
 SMOKE_CAP = {"train": 48, "valid": 12, "test": 24}
 MAX_SHIFT = 8  # pixels, each direction
 MAX_BRIGHTNESS = 0.05  # in [0, 1] pixel units, before normalisation
+# Operating point: the adenocarcinoma threshold reaching this recall on the validation split
+# (a few dozen tumour slices: 0.95 tolerates one or two misses there, 0.99 would not).
+POSITIVE_CLASS = "adenocarcinoma"
+TARGET_RECALL = 0.95
 AUGMENTATION = f"hflip, shift<={MAX_SHIFT}px, brightness+-{MAX_BRIGHTNESS}"
 
 
@@ -247,8 +253,9 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     spec = image_input()
     data = image_data(options, load_data(options), spec, _smoke_subset)
     fitted = fit(initial_model(options.pretrained), data, length, options.seed)
-    proba, metrics = _evaluate(fitted.model, data)
-    onnx_bytes, check = _export(fitted.model, data.x_test)
+    serving = _fit_serving(fitted.model, data, options.target_recall or TARGET_RECALL)
+    proba, metrics = serving.test_proba, _evaluate(data, serving)
+    onnx_bytes, check = _export(fitted.model, data.x_test, serving.served)
     framework, converter = keras_export.versions()
     return image_candidate(
         options,
@@ -269,15 +276,29 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         params=_params(options, length, fitted),
         framework=framework,
         converter=converter,
+        **serving.candidate_fields(),
     )
 
 
-def _evaluate(model, data: ImageData) -> tuple[np.ndarray, dict[str, float]]:
-    """The Keras model's test probabilities and test metrics."""
+def _fit_serving(model, data: ImageData, target_recall: float) -> Serving:
+    """Calibration and operating point fitted on the Keras model's validation-split output."""
     from training.keras_export import keras_outputs
 
-    proba = keras_outputs(model, data.x_test).astype(np.float64)
-    metrics = classification_metrics(data.y_test, proba, CLASSES)
+    return fit_serving(
+        classes=list(CLASSES),
+        outputs={"probabilities": OUTPUT_NAME},
+        fit_proba=keras_outputs(model, data.x_valid).astype(np.float64),
+        fit_y=data.y_valid,
+        fitted_on=f"validation split ({len(data.y_valid)} images)",
+        test_proba=keras_outputs(model, data.x_test).astype(np.float64),
+        y_test=data.y_test,
+        target=(POSITIVE_CLASS, target_recall),
+    )
+
+
+def _evaluate(data: ImageData, serving: Serving) -> dict[str, float]:
+    """Test metrics of the served (calibrated) probabilities, labels at the operating point."""
+    metrics = classification_metrics(data.y_test, serving.test_proba, CLASSES, serving.served.operating_point)
     log.info(
         "test: accuracy %.4f  adenocarcinoma recall %.4f  precision %.4f  roc_auc %.4f",
         metrics["test_accuracy"],
@@ -285,15 +306,16 @@ def _evaluate(model, data: ImageData) -> tuple[np.ndarray, dict[str, float]]:
         metrics["test_precision_adenocarcinoma"],
         metrics.get("test_roc_auc", float("nan")),
     )
-    return proba, metrics
+    return metrics
 
 
-def _export(model, x_test: np.ndarray) -> tuple[bytes, dict[str, float | int]]:
-    """The ONNX file and its parity with Keras on the test tensors."""
+def _export(model, x_test: np.ndarray, served: ServedOutput) -> tuple[bytes, dict[str, float | int]]:
+    """The ONNX file and its parity with Keras on the test tensors, of the served output
+    (calibrated, labels at the operating point)."""
     from training import keras_export
 
     onnx_bytes = keras_export.to_onnx(model, INPUT_NAME, (IMAGE_SIZE, IMAGE_SIZE, 1), OUTPUT_NAME)
-    check = keras_export.parity(model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, x_test)
+    check = keras_export.parity(model, onnx_bytes, INPUT_NAME, OUTPUT_NAME, x_test, served=served)
     log_parity(check)
     log.info("ONNX: %.0f KB", len(onnx_bytes) / 1024)
     return onnx_bytes, check
@@ -318,4 +340,5 @@ def _params(options: TrainOptions, length: RunLength, fitted: Fit) -> dict:
         "pretrained": str(options.pretrained) if options.pretrained else "none",
         "smoke": options.smoke,
         "seed": options.seed,
+        "target_recall": options.target_recall or TARGET_RECALL,
     }

@@ -68,6 +68,13 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         help="local weights file to start from (never downloaded); default: from scratch",
     )
     parser.add_argument("--no-quantize", action="store_true", help="skip the static INT8 variant (image models)")
+    parser.add_argument(
+        "--target-recall",
+        type=float,
+        default=None,
+        help="binary models: recall of the positive class (malignant, adenocarcinoma) the decision threshold "
+        "must reach on cross-validation (default: breast-cancer 0.99, breast-cancer-lite 0.95, chest-ct 0.95)",
+    )
 
 
 def _add_gate_options(parser: argparse.ArgumentParser) -> None:
@@ -105,6 +112,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--batch-size must be at least 1")
     if args.data_dir is not None and not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a directory")
+    if args.target_recall is not None and not 0.0 < args.target_recall <= 1.0:
+        parser.error("--target-recall must be in (0, 1]")
     if args.pretrained is not None and not args.pretrained.is_file():
         parser.error(f"--pretrained {args.pretrained} is not a file")
     if not args.no_publish and not args.bucket:
@@ -132,6 +141,7 @@ def _options(args: argparse.Namespace) -> TrainOptions:
         batch_size=args.batch_size,
         pretrained=args.pretrained,
         quantize=not args.no_quantize,
+        target_recall=args.target_recall,
     )
 
 

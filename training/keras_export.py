@@ -11,8 +11,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.calibration import ServedOutput
 
 log = logging.getLogger("training")
 
@@ -152,11 +156,13 @@ def parity(
     output_name: str,
     x: np.ndarray,
     to_proba: Callable[[np.ndarray], np.ndarray] = lambda raw: raw,
+    served: ServedOutput | None = None,
 ) -> dict[str, float | int]:
     """Keras vs onnxruntime on the same float32 rows: identical labels and max |Δp| of the
-    class-probability columns (`to_proba` turns a raw output into those columns)."""
+    class-probability columns (`to_proba` turns a raw output into those columns; with
+    `served`, calibrated and labelled as serving does)."""
     from training.metrics import parity_figures
 
     native = to_proba(np.asarray(keras_outputs(model, x), dtype=np.float64))
     exported = to_proba(np.asarray(onnx_outputs(onnx_bytes, input_name, output_name, x), dtype=np.float64))
-    return parity_figures(native, exported)
+    return parity_figures(native, exported, served)

@@ -6,16 +6,23 @@ import logging
 
 import numpy as np
 
+from med_classifier.domain.decision import decide
+from med_classifier.domain.manifest import OperatingPoint
+from training.calibration import ServedOutput
+
 log = logging.getLogger("training")
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str], operating_point: OperatingPoint | None = None
+) -> dict[str, float]:
     """Test-split accuracy, macro F1, per-class precision and recall, ROC AUC (binary: of
-    class 1 vs 0; multiclass: macro one-vs-rest over the classes present)."""
+    class 1 vs 0; multiclass: macro one-vs-rest over the classes present). Labels as serving
+    decides them: at the operating point when there is one, else the most probable class."""
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
     y_true = np.asarray(y_true)
-    y_pred = np.argmax(proba, axis=1)
+    y_pred = decide(np.asarray(proba), classes, operating_point)
     labels = list(range(len(classes)))
     precision, recall, _, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     metrics = {
@@ -37,16 +44,24 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
     return metrics
 
 
-def parity_figures(native_proba: np.ndarray, exported_proba: np.ndarray) -> dict[str, float | int]:
+def parity_figures(
+    native_proba: np.ndarray, exported_proba: np.ndarray, served: ServedOutput | None = None
+) -> dict[str, float | int]:
     """Native model vs its ONNX export on the same rows: rows, label mismatches and the
-    largest absolute class-probability difference (what Candidate.parity_limits bound)."""
+    largest absolute class-probability difference (what Candidate.parity_limits bound).
+    With `served`, of what serving answers: both calibrated, labels decided at the operating point."""
     native = np.asarray(native_proba, dtype=np.float64)
     exported = np.asarray(exported_proba, dtype=np.float64)
     if native.shape != exported.shape:
         raise RuntimeError(f"native model gives shape {native.shape}, ONNX {exported.shape}")
+    if served is not None:
+        native, exported = served.proba(native), served.proba(exported)
+        native_labels, exported_labels = served.labels(native), served.labels(exported)
+    else:
+        native_labels, exported_labels = np.argmax(native, 1), np.argmax(exported, 1)
     return {
         "rows": int(native.shape[0]),
-        "label_mismatches": int(np.sum(np.argmax(native, 1) != np.argmax(exported, 1))),
+        "label_mismatches": int(np.sum(native_labels != exported_labels)),
         "max_abs_prob_diff": float(np.max(np.abs(native - exported))) if len(native) else 0.0,
     }
 

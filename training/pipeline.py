@@ -15,8 +15,16 @@ import numpy as np
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.domain.golden import golden_examples
 from med_classifier.domain.inference import OnnxClassifier
-from med_classifier.domain.manifest import Manifest, ProductionPointer, new_version, sha256_hex
+from med_classifier.domain.manifest import (
+    Calibration,
+    Manifest,
+    OperatingPoint,
+    ProductionPointer,
+    new_version,
+    sha256_hex,
+)
 from training import ood_reference, tracking
+from training.calibration import ServedOutput
 from training.candidate import Candidate
 from training.champion import ChampionResult
 from training.gate import GateResult, PromotionGate
@@ -75,6 +83,8 @@ def build_manifest(
             "registry_version": registry_version,
         },
         quantization=candidate.quantization,
+        operating_point=candidate.operating_point,
+        calibration=candidate.calibration,
     )
     # What serving answers for the golden inputs with this very file: a new function version must
     # answer the same before it takes traffic (the PreTraffic hook; med_classifier.domain.golden).
@@ -101,7 +111,7 @@ def _confusion_matrix_png(candidate: Candidate, path: Path) -> None:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     y_true = candidate.evaluation["y_true"]
-    y_pred = np.argmax(candidate.evaluation["proba"], axis=1)
+    y_pred = _served(candidate).labels(candidate.evaluation["proba"])
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ConfusionMatrixDisplay.from_predictions(
         y_true,
@@ -112,6 +122,69 @@ def _confusion_matrix_png(candidate: Candidate, path: Path) -> None:
         labels=list(range(len(candidate.classes))),
     )
     ax.set_title(f"{candidate.model_id}: test set")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _served(candidate: Candidate) -> ServedOutput:
+    return ServedOutput.of(candidate.classes, candidate.outputs, candidate.calibration, candidate.operating_point)
+
+
+def _precision_recall_png(candidate: Candidate, path: Path) -> None:
+    """Test precision-recall curve of the positive class (binary models with an operating point),
+    the operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    point = OperatingPoint(**candidate.operating_point)
+    positive = candidate.classes.index(point.positive_class)
+    y_true = np.asarray(candidate.evaluation["y_true"]) == positive
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    PrecisionRecallDisplay.from_predictions(
+        y_true, np.asarray(candidate.evaluation["proba"])[:, positive], name=point.positive_class, ax=ax
+    )
+    ax.plot(
+        point.test["recall"],
+        point.test["precision"],
+        "o",
+        color="crimson",
+        label=f"operating point: p >= {point.threshold:.3f} (target recall {point.target_recall})",
+    )
+    ax.set_xlabel(f"recall of {point.positive_class}")
+    ax.set_ylabel(f"precision of {point.positive_class}")
+    ax.legend(loc="lower left")
+    ax.set_title(f"{candidate.model_id}: precision-recall, test set")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _reliability_png(candidate: Candidate, path: Path) -> None:
+    """Reliability diagram on the test set, before (raw model output) and after calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calibration = Calibration(**candidate.calibration)
+    point = candidate.operating_point
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    for name, bins, brier in (
+        ("before", calibration.reliability_before, calibration.brier_before),
+        (f"after ({calibration.method})", calibration.reliability, calibration.brier_after),
+    ):
+        predicted, observed, _ = zip(*bins, strict=True) if bins else ((), (), ())
+        ax.plot(predicted, observed, marker="o", label=f"{name}: Brier {brier:.4f}")
+    what = f"P({point['positive_class']})" if point else "top-class confidence"
+    ax.set_xlabel(f"mean predicted {what}")
+    ax.set_ylabel("observed frequency" if point else "observed accuracy")
+    ax.legend(loc="upper left")
+    ax.set_title(f"{candidate.model_id}: reliability, test set")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -156,6 +229,7 @@ def apply_quantization(candidate: Candidate, gate: PromotionGate) -> tuple[Candi
         candidate.outputs["probabilities"],
         candidate.evaluation,
         gate,
+        _served(candidate),
     )
     quantization = report.as_manifest_dict(sha256_hex(candidate.onnx))
     if not report.chosen:
@@ -176,7 +250,7 @@ def apply_quantization(candidate: Candidate, gate: PromotionGate) -> tuple[Candi
 def _classification_report(candidate: Candidate) -> str:
     from sklearn.metrics import classification_report
 
-    y_pred = np.argmax(candidate.evaluation["proba"], axis=1)
+    y_pred = _served(candidate).labels(candidate.evaluation["proba"])
     return classification_report(
         candidate.evaluation["y_true"],
         y_pred,
@@ -290,6 +364,7 @@ def _log_run(candidate: Candidate, version: str, gate: PromotionGate, decision: 
         mlflow.log_metrics({f"production_{k}": v for k, v in comparison.production_metrics.items()})
     for epoch in candidate.evaluation.get("history", []):
         mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in epoch.items() if k != "epoch"}, step=int(epoch["epoch"]))
+    mlflow.log_metrics(_served_metrics(candidate))
     if candidate.quantization:
         q = candidate.quantization
         mlflow.log_metrics(
@@ -299,6 +374,19 @@ def _log_run(candidate: Candidate, version: str, gate: PromotionGate, decision: 
                 "int8_served": float(q["chosen"]),
             }
         )
+
+
+def _served_metrics(candidate: Candidate) -> dict[str, float]:
+    """Calibration's test Brier scores and the operating point's threshold and figures."""
+    metrics: dict[str, float] = {}
+    calibration, point = candidate.calibration, candidate.operating_point
+    if calibration and calibration.get("brier_before") is not None:
+        metrics.update(brier_before=calibration["brier_before"], brier_after=calibration["brier_after"])
+    if point:
+        metrics["threshold"] = point["threshold"]
+        metrics.update({f"operating_point_cv_{k}": v for k, v in point["cv"].items()})
+        metrics.update({f"operating_point_test_{k}": v for k, v in point["test"].items()})
+    return metrics
 
 
 def _log_artifacts(
@@ -323,10 +411,18 @@ def _log_artifacts(
             "gate": {"passed": verdict.passed, "reasons": verdict.reasons, **verdict.thresholds},
             "training_data": candidate.training_data,
             "quantization": candidate.quantization,
+            "operating_point": candidate.operating_point,
+            "calibration": candidate.calibration,
         }
         (tmp_path / "run_summary.json").write_text(json.dumps(summary, indent=2))
         for name in ("confusion_matrix.png", "roc.png", "classification_report.txt", "run_summary.json"):
             mlflow.log_artifact(str(tmp_path / name))
+        if candidate.operating_point:
+            _precision_recall_png(candidate, tmp_path / "precision_recall.png")
+            mlflow.log_artifact(str(tmp_path / "precision_recall.png"))
+        if candidate.calibration:
+            _reliability_png(candidate, tmp_path / "reliability.png")
+            mlflow.log_artifact(str(tmp_path / "reliability.png"))
         for name, data in onnx_variants.items():
             if data is not None:
                 (tmp_path / name).write_bytes(data)

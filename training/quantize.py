@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from training.calibration import ServedOutput
 from training.gate import GateResult, PromotionGate
 from training.metrics import classification_metrics
 
@@ -114,14 +115,22 @@ def quantize_static_int8(onnx_fp32: bytes, input_name: str, calibration: np.ndar
 
 
 def evaluate_int8(
-    onnx_fp32: bytes, classes: list[str], input_spec: dict, output_name: str, evaluation: dict, gate: PromotionGate
+    onnx_fp32: bytes,
+    classes: list[str],
+    input_spec: dict,
+    output_name: str,
+    evaluation: dict,
+    gate: PromotionGate,
+    served: ServedOutput | None = None,
 ) -> QuantizationReport:
-    """Build the INT8 variant, measure both on the same tensors, decide."""
+    """Build the INT8 variant, measure both on the same tensors, decide. With `served`, both
+    are measured as serving answers: calibrated, labels at the operating point."""
+    served = served or ServedOutput(list(classes))
     input_name = input_spec["input_name"]
     x_eval, y_true = evaluation["x_eval"], np.asarray(evaluation["y_true"])
     fp32_session = _session(onnx_fp32)
-    fp32_proba = _run(fp32_session, input_name, output_name, x_eval)
-    fp32_metrics = classification_metrics(y_true, fp32_proba, classes)
+    fp32_proba = served.proba(_run(fp32_session, input_name, output_name, x_eval))
+    fp32_metrics = classification_metrics(y_true, fp32_proba, classes, served.operating_point)
     fp32 = {
         "bytes": float(len(onnx_fp32)),
         "test_accuracy": fp32_metrics["test_accuracy"],
@@ -133,15 +142,15 @@ def evaluate_int8(
     except Exception as exc:  # an op the quantiser cannot handle: keep fp32, say why
         log.warning("INT8 quantisation failed, keeping fp32: %s", exc)
         return QuantizationReport(False, [f"quantisation failed: {exc}"], None, fp32)
-    int8_proba = _run(int8_session, input_name, output_name, x_eval)
-    int8_metrics = classification_metrics(y_true, int8_proba, classes)
+    int8_proba = served.proba(_run(int8_session, input_name, output_name, x_eval))
+    int8_metrics = classification_metrics(y_true, int8_proba, classes, served.operating_point)
     fp32["latency_ms_p50"], int8_ms = paired_latency_ms(fp32_session, int8_session, input_name, output_name, x_eval[:1])
     int8 = {
         "bytes": float(len(onnx_int8)),
         "latency_ms_p50": int8_ms,
         "test_accuracy": int8_metrics["test_accuracy"],
         "test_macro_f1": int8_metrics["test_macro_f1"],
-        "label_agreement_with_fp32": float(np.mean(np.argmax(int8_proba, 1) == np.argmax(fp32_proba, 1))),
+        "label_agreement_with_fp32": float(np.mean(served.labels(int8_proba) == served.labels(fp32_proba))),
         "max_abs_prob_diff_vs_fp32": float(np.max(np.abs(int8_proba - fp32_proba))),
         "speedup_vs_fp32": fp32["latency_ms_p50"] / int8_ms,
     }

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from training.calibration import ServedOutput
 from training.candidate import Candidate, TrainOptions
 from training.datasets import ham10000
 from training.datasets.common import ImageDataset, Split
 from training.gate import PromotionGate
 from training.image_training import ImageData, RunLength, image_candidate, image_data, load_dataset, run_length
 from training.metrics import classification_metrics, parity_figures
+from training.operating_point import fit_serving
 
 log = logging.getLogger("training")
 
@@ -461,15 +463,19 @@ def export_onnx(model) -> bytes:
     return proto.SerializeToString()
 
 
-def parity(model, onnx_bytes: bytes, x: np.ndarray) -> tuple[dict[str, float | int], np.ndarray]:
-    """Native torch (eval mode) vs onnxruntime on the same tensors; also returns the
-    native probabilities."""
+def parity(native_proba: np.ndarray, onnx_bytes: bytes, x: np.ndarray, served: ServedOutput) -> dict[str, float | int]:
+    """Native torch's probabilities on the tensors x (eval mode) vs onnxruntime's, as served
+    (calibrated)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     (onnx_proba,) = session.run([OUTPUT_NAME], {INPUT_NAME: x})
-    native = _predict(with_softmax(model), x).astype(np.float64)
-    return parity_figures(native, onnx_proba), native
+    return parity_figures(native_proba, onnx_proba, served)
+
+
+def native_proba(model, x: np.ndarray) -> np.ndarray:
+    """The trained network's class probabilities (eval mode), float64."""
+    return _predict(with_softmax(model), x).astype(np.float64)
 
 
 # ------------------------------------------------------------------------------ train
@@ -506,7 +512,19 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     log.info("class weights (inverse frequency): %s", ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights)))
     model, pretrained = _initial_model(options.pretrained, length)
     fitted = fit(model, data, length, weights=weights, seed=options.seed)
-    onnx_bytes, check, proba = _export(fitted.model, data.x_test)
+    # Temperature scaling fitted on the validation split; multiclass: no operating point.
+    test_raw = native_proba(fitted.model, data.x_test)
+    serving = fit_serving(
+        classes=list(CLASSES),
+        outputs={"probabilities": OUTPUT_NAME},
+        fit_proba=native_proba(fitted.model, data.x_valid),
+        fit_y=data.y_valid,
+        fitted_on=f"validation split ({len(data.y_valid)} images)",
+        test_proba=test_raw,
+        y_test=data.y_test,
+    )
+    proba = serving.test_proba
+    onnx_bytes, check = _export(fitted.model, test_raw, data.x_test, serving.served)
     framework, converter = versions()
     return image_candidate(
         options,
@@ -527,6 +545,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         params=_params(options, length, fitted, pretrained),
         framework=framework,
         converter=converter,
+        **serving.candidate_fields(),
     )
 
 
@@ -567,10 +586,12 @@ def _parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _export(model, x_test: np.ndarray) -> tuple[bytes, dict[str, float | int], np.ndarray]:
-    """The ONNX file, its parity with PyTorch on the test tensors, and PyTorch's test probabilities."""
+def _export(
+    model, test_proba: np.ndarray, x_test: np.ndarray, served: ServedOutput
+) -> tuple[bytes, dict[str, float | int]]:
+    """The ONNX file and its parity with PyTorch (test_proba: its probabilities on x_test), as served."""
     onnx_bytes = export_onnx(model)
-    check, proba = parity(model, onnx_bytes, x_test)
+    check = parity(test_proba, onnx_bytes, x_test, served)
     log.info(
         "ONNX %d bytes; parity over %d test images: %d label mismatches, max |Δp| %.2e",
         len(onnx_bytes),
@@ -578,7 +599,7 @@ def _export(model, x_test: np.ndarray) -> tuple[bytes, dict[str, float | int], n
         check["label_mismatches"],
         check["max_abs_prob_diff"],
     )
-    return onnx_bytes, check, proba
+    return onnx_bytes, check
 
 
 def _metrics(y_test: np.ndarray, proba: np.ndarray, fitted: Fit, started: float) -> dict[str, float]:

@@ -138,7 +138,7 @@ def test_chest_ct_serves_example_images_through_the_shared_preprocessing():
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, on the mismatched file
 def test_chest_ct_starts_from_pretrained_weights(state_dir, tmp_path):
-    from training.keras_export import tensorflow
+    from training.keras_export import onnx_outputs, tensorflow
 
     tensorflow(0)
     # A network that cannot learn (zero kernels: zero activations, zero gradients) and
@@ -158,8 +158,10 @@ def test_chest_ct_starts_from_pretrained_weights(state_dir, tmp_path):
 
     candidate = chest_ct.train(TrainOptions(smoke=True, seed=42, epochs=1, pretrained=weights))
     assert candidate.params["pretrained"] == str(weights)
-    assert candidate.metrics["test_recall_adenocarcinoma"] == 0.0  # the file's weights, not a fresh start
-    assert np.all(candidate.evaluation["proba"][:, 0] > 0.99)
+    # the file's weights, not a fresh start: the exported network still says "normal" for every image
+    # (what is served differs: calibration and the operating point make sense of a constant output)
+    raw = onnx_outputs(candidate.onnx, "image", chest_ct.OUTPUT_NAME, candidate.evaluation["x_eval"])
+    assert np.all(raw[:, 0] > 0.99)
 
     with pytest.raises(ValueError, match="weights.h5"):
         chest_ct.train(TrainOptions(smoke=True, pretrained=tmp_path / "model.h5"))

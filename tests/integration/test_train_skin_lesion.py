@@ -7,8 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
+from med_classifier.domain.calibration import calibrate
 from med_classifier.domain.inference import OnnxClassifier
-from med_classifier.domain.manifest import ImageInput
+from med_classifier.domain.manifest import Calibration, ImageInput
 from med_classifier.domain.preprocessing import tensor_from_bytes
 from tests.helpers.models import manifest_for
 from tests.helpers.skin_lesion import skin_lesion_candidate
@@ -60,7 +61,9 @@ def test_smoke_training_passes_the_gate_with_parity(candidate):
 
     with torch.inference_mode():  # the in-memory PyTorch model the benchmark compares against
         native = evaluation["native_model"](torch.from_numpy(evaluation["x_eval"][:4])).numpy()
-    np.testing.assert_allclose(native, evaluation["proba"][:4], atol=1e-6)
+    # evaluation["proba"]: the served probabilities, calibrated as the manifest will say
+    calibrated = calibrate(native, Calibration(**candidate.calibration))
+    np.testing.assert_allclose(calibrated, evaluation["proba"][:4], atol=1e-6)
     history = evaluation["history"]
     assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
     assert {"loss", "val_loss", "val_accuracy", "val_macro_f1"} <= set(history[0])

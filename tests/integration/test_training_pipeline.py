@@ -50,6 +50,13 @@ def test_cli_smoke_run_logs_to_mlflow_and_publishes(s3, store, state_dir, capsys
         assert metric in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "classification_report.txt", "run_summary.json", "manifest.json"} <= artifacts
+    # operating point and calibration: the PR curve with the point marked, reliability before/after
+    assert {"precision_recall.png", "reliability.png"} <= artifacts
+    point, calibration = manifest.operating_point, manifest.calibration
+    assert run.data.metrics["threshold"] == point.threshold and point.target_recall == 0.99
+    assert run.data.metrics["brier_before"] == calibration.brier_before
+    assert run.data.metrics["brier_after"] == calibration.brier_after
+    assert manifest.metrics["test_recall"] == point.test["recall"]  # the gate's recall is at the threshold
     registered = client.get_model_version_by_alias("breast-cancer", PRODUCTION_ALIAS)
     assert registered.run_id == run.info.run_id and str(registered.version) == manifest.mlflow["registry_version"]
     from med_classifier.domain.manifest import sha256_hex

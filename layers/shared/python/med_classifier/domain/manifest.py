@@ -113,6 +113,8 @@ class Calibration(BaseModel):
     # Reliability diagram of the served (calibrated) probabilities on the test set:
     # (mean predicted probability, observed frequency, count) per bin.
     reliability: list[tuple[float, float, int]] = Field(default_factory=list)
+    # The same bins of the uncalibrated probabilities (the model's output as it is).
+    reliability_before: list[tuple[float, float, int]] = Field(default_factory=list)
 
 
 class FeatureReference(BaseModel):
