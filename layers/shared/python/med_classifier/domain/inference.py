@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import NotRequired
 
 import numpy as np
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
@@ -10,6 +11,7 @@ from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only 
 from .calibration import calibrate
 from .decision import decide
 from .errors import IntegrityError
+from .explanations import FeatureContributions, OcclusionMap
 from .manifest import Manifest, OnnxOutputs
 
 
@@ -22,6 +24,8 @@ class Prediction(TypedDict):
     class_index: int
     confidence: float
     probabilities: dict[str, float]
+    # Only when the request asked for it (domain/explanations.py).
+    explanation: NotRequired[FeatureContributions | OcclusionMap]
 
 
 def class_probabilities(raw: np.ndarray, outputs: OnnxOutputs) -> np.ndarray:

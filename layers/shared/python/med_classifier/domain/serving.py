@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
-from .inference import OnnxClassifier
+from .explanations import check_budget, feature_contributions, occlusion_maps
+from .inference import OnnxClassifier, Prediction
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
 from .ports import ModelReader
 from .preprocessing import DEFAULT_PIXEL_LIMITS, PixelLimits, decode_batch
@@ -176,11 +177,21 @@ class PredictionResult:
     inputs: list[dict[str, float]] = field(default_factory=list, metadata=NOT_IN_RESPONSE)
 
 
+def _classes(predictions: list[Prediction]) -> list[int]:
+    return [prediction["class_index"] for prediction in predictions]
+
+
+def _attach(predictions: list[Prediction], explanations: list) -> None:
+    for prediction, explanation in zip(predictions, explanations, strict=True):
+        prediction["explanation"] = explanation
+
+
 def predict_rows(
-    cache: ModelCache, model_id: str, rows: list, max_rows: int, *, numbers_only: bool = False
+    cache: ModelCache, model_id: str, rows: list, max_rows: int, *, numbers_only: bool = False, explain: bool = False
 ) -> PredictionResult:
     """Tabular prediction: resolve the production model, validate rows against its
-    manifest, run it (``numbers_only``: see tabular.rows_to_matrix)."""
+    manifest, run it (``numbers_only``: see tabular.rows_to_matrix); ``explain``: each
+    prediction with its feature contributions (domain/explanations.py)."""
     from .tabular import rows_to_matrix
 
     loaded = cache.get(model_id)
@@ -188,7 +199,11 @@ def predict_rows(
     if spec.kind != "tabular":
         raise InvalidInput(f"Model {model_id!r} takes images, not feature rows.")
     matrix = rows_to_matrix(rows, spec, max_rows, numbers_only=numbers_only)
+    if explain:
+        check_budget("tabular", len(matrix))
     predictions, elapsed_ms = loaded.classifier.predict(matrix)
+    if explain:
+        _attach(predictions, feature_contributions(loaded.classifier, matrix, _classes(predictions)))
     return PredictionResult(
         model_id=model_id,
         version=loaded.pointer.version,
@@ -199,19 +214,29 @@ def predict_rows(
 
 
 def predict_images(
-    cache: ModelCache, model_id: str, images: list[bytes], limits: PixelLimits = DEFAULT_PIXEL_LIMITS
+    cache: ModelCache,
+    model_id: str,
+    images: list[bytes],
+    limits: PixelLimits = DEFAULT_PIXEL_LIMITS,
+    *,
+    explain: bool = False,
 ) -> PredictionResult:
     """Image prediction: resolve the production model, check every image's header against the
     pixel limits, preprocess them with the manifest's spec (the same code training evaluated
-    with), run them as one batch."""
+    with), run them as one batch; ``explain``: each prediction with its occlusion map
+    (domain/explanations.py)."""
     loaded = cache.get(model_id)
     spec = loaded.manifest.input
     if spec.kind != "image":
         raise InvalidInput(
             f'Model {model_id!r} takes feature rows, not images: send {{"instances": [...]}} as application/json.'
         )
+    if explain:
+        check_budget("image", len(images))
     batch, statistics = decode_batch(images, spec, limits)
     predictions, elapsed_ms = loaded.classifier.predict(batch)
+    if explain:
+        _attach(predictions, occlusion_maps(loaded.classifier, batch, _classes(predictions)))
     return PredictionResult(
         model_id=model_id,
         version=loaded.pointer.version,
