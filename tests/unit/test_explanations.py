@@ -27,7 +27,7 @@ from tests.helpers.models import breast_cancer_candidate, manifest_for
 from training import breast_cancer
 
 # float32 probabilities resolve log-odds to about 6e-8 * e^|log-odds|: the exactness check takes the
-# rows whose log-odds, and every variant's, stay within this bound (most of the data set).
+# rows whose variants' log-odds stay within this bound (most of the data set).
 LOG_ODDS_BOUND = 6.0
 
 
@@ -52,23 +52,27 @@ def test_the_linear_models_contributions_are_its_coefficients_times_the_standard
     explained = feature_contributions(classifier, X, classes.tolist())
 
     scaler, regression = pipeline.named_steps["scaler"], pipeline.named_steps["classifier"]
-    slope = calibration.a if calibration else 1.0
+    slope, intercept = (calibration.a, calibration.b) if calibration else (1.0, 0.0)
     # coef_ is for class 1 (benign); the malignant class's log-odds are their negation.
-    standardised = (X - scaler.mean_) / scaler.scale_
-    benign = slope * regression.coef_[0] * standardised
+    benign = slope * regression.coef_[0] * (X - scaler.mean_) / scaler.scale_
     expected = np.where(classes[:, None] == 1, benign, -benign)
-    logit = slope * pipeline.decision_function(X) + (calibration.b if calibration else 0.0)
-    resolved = (np.abs(logit) < LOG_ODDS_BOUND) & (np.abs(logit[:, None] - benign).max(axis=1) < LOG_ODDS_BOUND)
-    assert resolved.sum() > 150  # of 569 rows
+    logit = slope * pipeline.decision_function(X) + intercept  # benign's, as served
+    baseline_logit = slope * pipeline.decision_function(scaler.mean_[None])[0] + intercept
+    # Each contribution is measured on the baseline row with one feature changed: resolved where those
+    # variants' log-odds are.
+    resolved = np.abs(baseline_logit + benign).max(axis=1) < LOG_ODDS_BOUND
+    assert resolved.sum() > 450  # of 569 rows, the public malignant example among them
+    assert resolved[0] and abs(logit[0]) > LOG_ODDS_BOUND  # row 0 (the example): its own log-odds are not
 
     names = manifest.input.feature_names
     got = np.asarray([[e["contributions"][name] for name in names] for e in explained])
     np.testing.assert_allclose(got[resolved], expected[resolved], atol=1e-3)
-    # They add up to the log-odds' change from the baseline row (the training means) to the row.
-    log_odds = np.asarray([e["log_odds"] for e in explained])
     baseline = np.asarray([e["baseline_log_odds"] for e in explained])
-    np.testing.assert_allclose(got[resolved].sum(axis=1), (log_odds - baseline)[resolved], atol=5e-3)
-    np.testing.assert_allclose(np.abs(log_odds[resolved]), np.abs(logit[resolved]), atol=1e-3)
+    np.testing.assert_allclose(baseline, np.where(classes == 1, baseline_logit, -baseline_logit), atol=1e-5)
+    # With the baseline's log-odds they add up to the row's (the linear model has no interactions).
+    np.testing.assert_allclose(
+        got[resolved].sum(axis=1) + baseline[resolved], np.where(classes == 1, logit, -logit)[resolved], atol=5e-3
+    )
     assert {e["method"] for e in explained} == {"baseline_replacement"}
     assert [e["explained_class"] for e in explained] == [p["label"] for p in predictions]
 

@@ -1,11 +1,14 @@
 """Explanations on request: which inputs moved a prediction, computed through the served ONNX session
 (so with the served calibration), in batched runs.
 
-Tabular: each feature replaced by its training mean (the manifest's TabularInput.baseline), one at a
-time; a feature's contribution is how much the explained class's log-odds fall when it is replaced.
-For a linear model on standardised features (breast-cancer's scaler + logistic regression) this is
-exact: contribution_i = coef_i * (x_i - mean_i) / scale_i, and they sum to logit(x) - logit(baseline);
-a Platt calibration, affine in the logit, scales them all by its slope.
+Tabular: the baseline row is every feature's training mean (the manifest's TabularInput.baseline); a
+feature's contribution is how much the explained class's log-odds change when that feature alone goes
+from its mean to the row's value. For a linear model on standardised features (breast-cancer's
+scaler + logistic regression) this is exact: contribution_i = coef_i * (x_i - mean_i) / scale_i, the
+same as taking the feature out of the row, and they sum to logit(x) - logit(baseline); a Platt
+calibration, affine in the logit, scales them all by its slope. Probabilities come from the session in
+float32 (onnxruntime's logistic also saturates near |log-odds| 17): log-odds are resolved to about
+6e-8 * e^|log-odds|, so a row's own log-odds may be clipped where its contributions are not.
 
 Images: occlusion sensitivity. The model input is cut into a GRID x GRID grid of patches; each
 patch in turn is set to 0, the normalised training mean; the drop in the explained class's
@@ -21,7 +24,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
-from .calibration import EPS
 from .errors import InvalidInput, PayloadTooLarge
 from .manifest import ImageInput, TabularInput
 
@@ -36,7 +38,7 @@ OCCLUSION_METHOD = "occlusion"
 GRID = 6
 HEATMAP_SIZE = 64  # pixels per side of the heatmap PNG (the page scales it to the image)
 # The most items one request may ask to be explained (README "Explanations": measured cost).
-# A row costs n_features + 1 rows of inference (tens of µs); an image GRID * GRID + 1 images
+# A row costs n_features rows of inference (tens of µs); an image GRID * GRID + 1 images
 # (tens of ms): four images stay far below the image function's timeout and a person's patience.
 MAX_EXPLAINED_ROWS = 100
 MAX_EXPLAINED_IMAGES = 4
@@ -45,16 +47,18 @@ MAX_EXPLAINED_IMAGES = 4
 _COLOURS = np.asarray([(13, 8, 135), (126, 3, 168), (204, 71, 120), (248, 149, 64), (240, 249, 33)], np.float64)
 
 
+_TINY = float(np.finfo(np.float32).tiny)  # log-odds up to about 87
+
+
 class FeatureContributions(TypedDict):
     """A tabular prediction's explanation."""
 
     method: str
     explained_class: str
-    log_odds: float
-    baseline_log_odds: float
-    # feature name -> change in the explained class's log-odds the feature's value causes against
-    # its training mean; largest magnitude first. They sum to log_odds - baseline_log_odds for a
-    # linear model (exactly), approximately otherwise.
+    baseline_log_odds: float  # the explained class's, at the baseline row
+    # feature name -> change in the explained class's log-odds when that feature alone goes from its
+    # training mean to the row's value; largest magnitude first. With baseline_log_odds they add up
+    # to the row's log-odds: exactly for a linear model, approximately otherwise.
     contributions: dict[str, float]
 
 
@@ -83,12 +87,13 @@ def check_budget(kind: str, count: int) -> None:
 
 
 def _log_odds(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """log(p / (1 - p)) of each row's class, with 1 - p summed from the other columns (more precise
-    than subtracting when p is close to 1)."""
+    """log(p / (1 - p)) of each row's class, with 1 - p read from the other columns: a graph that
+    computes the small probability itself (a sigmoid or softmax) keeps it to float32's smallest
+    normal number, where 1 - p would round to 0 from log-odds of about 17."""
     rows = np.arange(len(proba))
     chosen = proba[rows, classes]
     others = proba[rows, 1 - classes] if proba.shape[1] == 2 else proba.sum(axis=1) - chosen
-    return np.log(np.clip(chosen, EPS, 1.0)) - np.log(np.clip(others, EPS, 1.0))
+    return np.log(np.clip(chosen, _TINY, 1.0)) - np.log(np.clip(others, _TINY, 1.0))
 
 
 def feature_contributions(
@@ -106,19 +111,20 @@ def feature_contributions(
         )
     n_rows, n_features = matrix.shape
     baseline = np.asarray(spec.baseline, dtype=np.float32)
-    # Per row: the row itself, then n_features copies with one feature each set to its baseline;
-    # the baseline row last. One ONNX run for all.
-    variants = np.repeat(matrix[:, None, :], n_features + 1, axis=1)
+    # Per row: n_features copies of the baseline row with one feature each set to the row's value;
+    # the baseline row last. One ONNX run for all. (Each feature's change is measured
+    # from the baseline rather than by taking it out of the row: the same for a linear model, and its
+    # log-odds stay within what float32 probabilities resolve when the row's own do not, as for the
+    # public malignant example, whose served probability is 1.0.)
+    variants = np.repeat(baseline[None, None, :], n_rows, axis=0).repeat(n_features, axis=1)
     features = np.arange(n_features)
-    variants[:, features + 1, features] = baseline
-    batch = np.concatenate([variants.reshape(-1, n_features), baseline[None, :]]).astype(np.float32, copy=False)
+    variants[:, features, features] = matrix
+    batch = np.concatenate([variants.reshape(-1, n_features), baseline[None, :]])
     proba = classifier.predict_proba(batch)
     classes = np.asarray(class_indices)
-    per_variant = np.repeat(classes, n_features + 1)
-    log_odds = _log_odds(proba[:-1], per_variant).reshape(n_rows, n_features + 1)
-    baseline_proba = np.repeat(proba[-1:], n_rows, axis=0)
-    baseline_log_odds = _log_odds(baseline_proba, classes)
-    contributions = log_odds[:, :1] - log_odds[:, 1:]
+    log_odds = _log_odds(proba[:-1], np.repeat(classes, n_features)).reshape(n_rows, n_features)
+    baseline_log_odds = _log_odds(np.repeat(proba[-1:], n_rows, axis=0), classes)
+    contributions = log_odds - baseline_log_odds[:, None]
     explanations: list[FeatureContributions] = []
     for row, class_index in enumerate(class_indices):
         order = np.argsort(-np.abs(contributions[row]), kind="stable")
@@ -126,7 +132,6 @@ def feature_contributions(
             {
                 "method": FEATURE_METHOD,
                 "explained_class": manifest.classes[class_index],
-                "log_odds": float(log_odds[row, 0]),
                 "baseline_log_odds": float(baseline_log_odds[row]),
                 "contributions": {spec.feature_names[i]: float(contributions[row, i]) for i in order.tolist()},
             }
