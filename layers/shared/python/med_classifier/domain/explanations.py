@@ -42,11 +42,9 @@ HEATMAP_SIZE = 64  # pixels per side of the heatmap PNG (the page scales it to t
 # (tens of ms): four images stay far below the image function's timeout and a person's patience.
 MAX_EXPLAINED_ROWS = 100
 MAX_EXPLAINED_IMAGES = 4
-# Heatmap colour map, from no drop to the largest drop in the map: anchors interpolated linearly
-# (dark blue -> purple -> orange -> yellow, perceptually ordered and readable by most colour-blind people).
+# Heatmap colour map, from no drop to the largest drop in the map: matplotlib's "plasma" at five points,
+# interpolated linearly (dark blue -> purple -> orange -> yellow, rising in lightness throughout).
 _COLOURS = np.asarray([(13, 8, 135), (126, 3, 168), (204, 71, 120), (248, 149, 64), (240, 249, 33)], np.float64)
-
-
 _TINY = float(np.finfo(np.float32).tiny)  # log-odds up to about 87
 
 
