@@ -220,7 +220,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         description="Wisconsin diagnostic breast cancer (30 features): malignant vs benign.",
         task="binary",
         classes=CLASSES,
-        input_spec=tabular_input(INPUT_NAME, data.feature_names, data.X[0]),
+        input_spec=tabular_input(INPUT_NAME, data.feature_names, data.X[0], X_train),
         outputs=OUTPUTS,
         onnx=onnx_bytes,
         metrics=metrics,
@@ -270,12 +270,13 @@ def _params(options: TrainOptions, k_folds: int, chosen: str, classifier) -> dic
 # Shared with breast-cancer-lite: the same data set, log lines and manifest fields.
 
 
-def tabular_input(input_name: str, feature_names: list[str], example_row: np.ndarray) -> dict:
+def tabular_input(input_name: str, feature_names: list[str], example_row: np.ndarray, X_train: np.ndarray) -> dict:
     return {
         "kind": "tabular",
         "feature_names": feature_names,
         "input_name": input_name,
         "example": [float(v) for v in example_row],
+        "baseline": [float(v) for v in X_train.mean(axis=0)],  # explanations' reference row
     }
 
 

@@ -225,7 +225,7 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         "perimeter): malignant vs benign. Keras MLP.",
         task="binary",
         classes=CLASSES,
-        input_spec=tabular_input(INPUT_NAME, FEATURES, X[0]),
+        input_spec=tabular_input(INPUT_NAME, FEATURES, X[0], X_train),
         outputs=OUTPUTS,
         onnx=onnx_bytes,
         metrics=metrics,

@@ -66,12 +66,13 @@ def body_bytes(event: dict) -> bytes:
     return body.encode("utf-8", "surrogatepass")  # a raw image sent as text: the decoder refuses it
 
 
-def predicted(model: str, event: dict) -> PredictionResult:
-    """The route's and the fast path's prediction, with its metrics."""
+def predicted(model: str, event: dict, *, explain: bool = False) -> PredictionResult:
+    """The route's and the fast path's prediction, with its metrics (``explain``: the query parameter;
+    a JSON body can ask too)."""
     content_type = fast_path.header(event, "content-type")
-    images = images_from_body(model, content_type, body_bytes(event), settings().image_limits)
+    request = images_from_body(model, content_type, body_bytes(event), settings().image_limits)
     limits = PixelLimits(settings().max_image_pixels, settings().max_request_pixels)
-    result = predict_images(model_cache(), model, images, limits)
+    result = predict_images(model_cache(), model, request.images, limits, explain=explain or request.explain)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedImages", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
@@ -88,9 +89,10 @@ def capture_buffer() -> CaptureBuffer | None:
 
 def fast_answer(event: dict) -> dict | None:
     """A request answered without the resolver (med_classifier.api.fast_path): the route reads its
-    body itself, so every request can take this path; an error goes to the resolver."""
+    body itself, so every request can take this path but one with ?explain (the route reads it); an error
+    goes to the resolver."""
     model = fast_path.predict_model(event)
-    if model is None:
+    if model is None or fast_path.asks_explanation(event):
         return None
     return fast_path.answer(lambda: predict_fields(predicted(model, event), NOT_FOR_CLINICAL_USE))
 

@@ -19,7 +19,7 @@ from med_classifier.api.errors import NOT_SIGNED_IN, error_doc, register_error_h
 from med_classifier.api.image_requests import image_request_body
 from med_classifier.api.openapi import SIGN_IN_REQUIRED
 from med_classifier.api.request_guard import DEFAULT_MAX_JSON_DEPTH
-from med_classifier.api.schemas import PredictResponse, predict_response
+from med_classifier.api.schemas import ExplainQuery, PredictResponse, predict_response
 
 # The handler module (app.py), given by med_classifier.api.routes_loader.load_routes before this
 # module runs: a KeyError here means it was imported some other way.
@@ -50,15 +50,23 @@ register_error_handlers(app, handler.logger)
             "A body over MaxImageRequestBytes, an image over MaxImageBytes (the message points to the upload "
             "route), more than MaxImagesPerRequest images, an image that decodes to more than MaxImagePixels "
             "pixels (decompression-bomb guard), more than MaxRequestPixels decoded pixels in all, or a file of "
-            "more chunks, segments or scans than any encoder writes (in a batch, the message names images[i])"
+            "more chunks, segments or scans than any encoder writes (in a batch, the message names images[i]), "
+            "or more images than one request may have explained (4)"
         ),
         415: error_doc(
             "Not a JPEG or PNG image, no Content-Type, or a media type other than image/jpeg, image/png, "
             "application/json"
         ),
-        422: error_doc("A truncated or corrupt image (in a batch, the message names images[i]), or malformed JSON"),
+        422: error_doc(
+            "A truncated or corrupt image (in a batch, the message names images[i]), malformed JSON, or an "
+            "explain that is not a boolean"
+        ),
         503: error_doc("The model has no loadable version"),
     },
 )
-def predict(model: Annotated[str, Path(description="Model id, e.g. skin-lesion")]) -> PredictResponse:
-    return predict_response(handler.predicted(model, app.current_event.raw_event), NOT_FOR_CLINICAL_USE)
+def predict(
+    model: Annotated[str, Path(description="Model id, e.g. skin-lesion")], explain: ExplainQuery = False
+) -> PredictResponse:
+    return predict_response(
+        handler.predicted(model, app.current_event.raw_event, explain=explain), NOT_FOR_CLINICAL_USE
+    )

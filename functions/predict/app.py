@@ -66,10 +66,10 @@ def views() -> tuple[RegistryView, Retraining | None]:
     return services.registry(settings(), model_store()), services.retraining_status(settings())
 
 
-def predicted(model: str, rows: list, *, numbers_only: bool = False) -> PredictionResult:
+def predicted(model: str, rows: list, *, numbers_only: bool = False, explain: bool = False) -> PredictionResult:
     """The route's and the fast path's prediction, with its metrics."""
     limit = settings().max_predict_rows
-    result = predict_rows(model_cache(), model, rows, max_rows=limit, numbers_only=numbers_only)
+    result = predict_rows(model_cache(), model, rows, max_rows=limit, numbers_only=numbers_only, explain=explain)
     metrics.add_dimension(name="model", value=model)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(result.predictions))
     metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=result.inference_ms)
@@ -93,7 +93,7 @@ def capture_buffer() -> CaptureBuffer | None:
 def fast_answer(event: dict) -> dict | None:
     """A well-formed {"instances": [...]} answered without the resolver (med_classifier.api.fast_path)."""
     model = fast_path.predict_model(event)
-    rows = fast_path.instances(event) if model else None
+    rows = fast_path.instances(event) if model and not fast_path.asks_explanation(event) else None
     if rows is None:
         return None
     plain = fast_path.numbers_only(event)

@@ -31,6 +31,7 @@ from med_classifier.api.openapi import OPENAPI_DOC, SIGN_IN_REQUIRED, html_doc, 
 from med_classifier.api.page import page_response
 from med_classifier.api.schemas import (
     DriftReportResponse,
+    ExplainQuery,
     HealthResponse,
     ModelList,
     ModelView,
@@ -148,13 +149,18 @@ def get_model(model: ModelId) -> ModelView:
         400: INVALID_JSON,
         401: NOT_SIGNED_IN,
         404: UNKNOWN_MODEL,
-        413: error_doc("More rows than MaxPredictRows, or a body over MaxPredictRequestBytes"),
+        413: error_doc(
+            "More rows than MaxPredictRows, a body over MaxPredictRequestBytes, or more rows than one request "
+            "may have explained (100)"
+        ),
         415: UNSUPPORTED_BODY,
         422: error_doc("Invalid rows (the message names the row and feature), an image model, or " + SCHEMA_MISMATCH),
         503: error_doc("The model has no loadable version"),
     },
 )
-def predict(model: ModelId, request: Annotated[PredictRequest, Body(embed=False)]) -> PredictResponse:
+def predict(
+    model: ModelId, request: Annotated[PredictRequest, Body(embed=False)], explain: ExplainQuery = False
+) -> PredictResponse:
     registry = handler.views()[0]
     if request.images is not None:  # the manifest says which kind; no need to load the model here
         kind = registry.production_manifest(model).input.kind
@@ -169,7 +175,7 @@ def predict(model: ModelId, request: Annotated[PredictRequest, Body(embed=False)
     rows = request.instances if request.instances is not None else request.features
     if rows and not any(isinstance(item, (list, dict)) for item in rows):
         rows = [rows]  # legacy: one flat row
-    return predict_response(handler.predicted(model, rows), NOT_FOR_CLINICAL_USE)
+    return predict_response(handler.predicted(model, rows, explain=explain or request.explain), NOT_FOR_CLINICAL_USE)
 
 
 @app.get(

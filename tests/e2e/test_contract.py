@@ -157,6 +157,7 @@ def predict(api: Api) -> Exchanges:
     api.publish_unpromoted(breast_cancer_candidate())
     return [
         (200, api.post(path, json={"instances": [MALIGNANT_EXAMPLE, MALIGNANT_EXAMPLE]})),
+        (200, api.post(path, json={"instances": [MALIGNANT_EXAMPLE], "explain": True})),
         (400, api.post(path, **NOT_JSON)),
         (401, api.post(path, json={"instances": [MALIGNANT_EXAMPLE]}, headers=ANONYMOUS)),
         (404, api.post("/models/no-such-model/predict", json={"instances": [MALIGNANT_EXAMPLE]})),
@@ -174,10 +175,13 @@ def image_route(api: Api, model: str, example: bytes, candidate: Callable) -> Ex
     exchanges = [
         (200, api.post(path, data=example, **raw)),
         (200, api.post(path, json={"images": [b64(example), b64(example)]})),
+        (200, api.post(path + "?explain=true", data=example, **raw)),
         (400, api.post(path, **TOO_DEEP)),
         (401, api.post(path, data=example, headers={**raw["headers"], **ANONYMOUS})),
         (413, api.post(path, data=png(Image.new("L", (9000, 6000))), **raw)),  # decompression-bomb guard
         (413, api.post(path, json={"images": [b64(example)] * 17})),  # MaxImagesPerRequest is 16
+        (413, api.post(path, json={"images": [b64(example)] * 5, "explain": True})),  # 4 explained per request
+        (422, api.post(path, json={"images": [b64(example)], "explain": "yes"})),
         (415, api.post(path, data=b"GIF89a....", headers={"Content-Type": "image/gif"})),
         (415, api.post(path, data=b"definitely not an image", **raw)),
         (422, api.post(path, data=NOISE_PNG[:3000], **raw)),  # truncated

@@ -16,14 +16,14 @@ def as_json(*items) -> bytes:
 
 
 def test_raw_image_body_and_content_type_parameters():
-    assert images_from_body("skin-lesion", "image/png", PNG) == [PNG]
-    assert images_from_body("skin-lesion", "Image/JPEG; charset=binary", b"\xff\xd8data") == [b"\xff\xd8data"]
+    assert images_from_body("skin-lesion", "image/png", PNG).images == [PNG]
+    assert images_from_body("skin-lesion", "Image/JPEG; charset=binary", b"\xff\xd8data").images == [b"\xff\xd8data"]
 
 
 def test_json_with_base64_images_and_data_urls():
     encoded = base64.b64encode(PNG).decode()
     body = as_json(encoded, "data:image/png;base64," + encoded)
-    assert images_from_body("skin-lesion", "application/json", body) == [PNG, PNG]
+    assert images_from_body("skin-lesion", "application/json", body).images == [PNG, PNG]
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_oversized_image_points_to_the_upload_path():
 def test_too_many_images():
     limits = ImageLimits(max_images=2)
     encoded = base64.b64encode(PNG).decode()
-    assert len(images_from_body("chest-ct", "application/json", as_json(encoded, encoded), limits)) == 2
+    assert len(images_from_body("chest-ct", "application/json", as_json(encoded, encoded), limits).images) == 2
     with pytest.raises(PayloadTooLarge, match="at most 2"):
         images_from_body("chest-ct", "application/json", as_json(encoded, encoded, encoded), limits)
 
@@ -93,4 +93,4 @@ def test_a_base64_image_one_byte_over_the_limit_is_too_large():
     )
     assert images_from_body(
         "chest-ct", "application/json", as_json(base64.b64encode(b"\x89" * 256).decode()), ImageLimits(256)
-    )
+    ).images

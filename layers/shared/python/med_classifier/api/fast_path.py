@@ -95,6 +95,14 @@ def numbers_only(event: Mapping) -> bool:
     return body.count('"') == 2 and "u" not in body and "l" not in body
 
 
+def asks_explanation(event: Mapping) -> bool:
+    """True when the query string names explain: the resolver reads it (a boolean query parameter,
+    validated as the route declares it), so such a request is not answered here."""
+    return any(
+        "explain" in (event.get(key) or {}) for key in ("queryStringParameters", "multiValueQueryStringParameters")
+    )
+
+
 def answer(predict: Callable[[], dict]) -> dict | None:
     """The response for the body `predict` returns, or None when it raised: the domain refused the
     request, or something failed; the resolver then runs the route and answers in its words."""

@@ -34,11 +34,18 @@ def _too_large(model_id: str, what: str, max_bytes: int) -> PayloadTooLarge:
     )
 
 
+@dataclass(frozen=True)
+class ImageRequest:
+    images: list[bytes]
+    explain: bool = False  # the JSON body's "explain" (a raw image body has only the query parameter)
+
+
 def images_from_body(
     model_id: str, content_type: str | None, body: bytes, limits: ImageLimits = ImageLimits()
-) -> list[bytes]:
-    """The image files in a request body. Raises UnsupportedMediaType, PayloadTooLarge
-    or InvalidInput; image bytes are not decoded here (preprocessing does that)."""
+) -> ImageRequest:
+    """The image files in a request body, and whether its JSON asks for explanations. Raises
+    UnsupportedMediaType, PayloadTooLarge or InvalidInput; image bytes are not decoded here
+    (preprocessing does that)."""
     max_bytes, max_images = limits.max_bytes, limits.max_images
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type in IMAGE_CONTENT_TYPES:
@@ -46,7 +53,7 @@ def images_from_body(
             raise InvalidInput("The request body is empty: send the image file as the body.")
         if len(body) > max_bytes:
             raise _too_large(model_id, "The image", max_bytes)
-        return [body]
+        return ImageRequest([body])
     if not media_type:
         raise UnsupportedMediaType(f"The request has no Content-Type: send {MEDIA_TYPE_HINT}.")
     if media_type != JSON:
@@ -61,8 +68,15 @@ def images_from_body(
             "The body is neither an image nor JSON. Send image/jpeg or image/png, or "
             '{"images": ["<base64>", ...]} as application/json.'
         ) from None
-    if not isinstance(document, dict) or not isinstance(document.get("images"), list) or set(document) - {"images"}:
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("images"), list)
+        or set(document) - {"images", "explain"}
+    ):
         raise InvalidInput('Expected {"images": ["<base64 JPEG or PNG>", ...]} for an image model.')
+    explain = document.get("explain", False)
+    if not isinstance(explain, bool):
+        raise InvalidInput('"explain" must be true or false.')
     encoded = document["images"]
     if not encoded:
         raise InvalidInput('"images" is empty: send at least one image.')
@@ -71,7 +85,9 @@ def images_from_body(
             f"{len(encoded)} images in one request; at most {max_images} are accepted.",
             details=[{"max_images": max_images}],
         )
-    return [_decode_base64(model_id, index, item, max_bytes) for index, item in enumerate(encoded)]
+    return ImageRequest(
+        [_decode_base64(model_id, index, item, max_bytes) for index, item in enumerate(encoded)], explain
+    )
 
 
 def _decode_base64(model_id: str, index: int, item, max_bytes: int) -> bytes:

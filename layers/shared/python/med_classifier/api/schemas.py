@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, create_model
 
 # Domain results the API returns as they are (re-exported: the API's response types, one place).
 from ..domain.drift import DriftReport
@@ -71,6 +72,20 @@ EXAMPLE_MALIGNANT_ROW = [
 ]
 
 
+# domain/explanations.py; the limits are MAX_EXPLAINED_ROWS and MAX_EXPLAINED_IMAGES there.
+EXPLAIN_ROWS = (
+    "true: each prediction also has an `explanation`: every feature's contribution to the predicted class's "
+    "log-odds against the training mean (at most 100 rows per request)"
+)
+EXPLAIN_IMAGES = (
+    "true: each prediction also has an `explanation`: an occlusion-sensitivity map of the predicted class "
+    "(6 x 6 patches) and its heatmap as a small PNG (at most 4 images per request)"
+)
+ExplainQuery = Annotated[
+    bool, Query(description='Same as "explain": true in a JSON body (a raw image body can only ask this way)')
+]
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -90,6 +105,7 @@ class PredictRequest(BaseModel):
         description="Not taken here: image models have routes of their own (POST /models/skin-lesion/predict, "
         "POST /models/chest-ct/predict), which take this field. Sent here, it is answered 422 with the reason.",
     )
+    explain: StrictBool = Field(default=False, description=EXPLAIN_ROWS)
 
 
 def derived_model(
@@ -100,6 +116,7 @@ def derived_model(
     renamed: Mapping[str, str] | None = None,
     retyped: Mapping[str, Any] | None = None,
     described: Mapping[str, str] | None = None,
+    config: ConfigDict = RESPONSE,
     **added: Any,
 ) -> type[BaseModel]:
     """A response model with the fields of the domain dataclass `source` (in its order; `renamed`
@@ -111,7 +128,7 @@ def derived_model(
         name_out = renamed.get(source_field.name, source_field.name)
         annotation = retyped.get(name_out, hints[source_field.name])
         definitions[name_out] = (Annotated[annotation, Field(description=described.get(name_out))], ...)
-    return create_model(name, __config__=RESPONSE, __doc__=doc, **definitions, **added)
+    return create_model(name, __config__=config, __doc__=doc, **definitions, **added)
 
 
 Notice = Annotated[str, Field(description="Research and education only: NOT FOR CLINICAL USE")]
@@ -123,6 +140,9 @@ PredictResponse = derived_model(
     renamed=API_NAMES,
     retyped={"predictions": list[Prediction]},
     described={"version": "The production version that answered", "inference_ms": "ONNX Runtime time"},
+    # Every field of its own is required; RESPONSE would also require a prediction's `explanation`,
+    # there only when asked for (pydantic requires a TypedDict's NotRequired keys under that setting).
+    config=ConfigDict(),
     notice=(Notice, ...),
 )
 
@@ -239,6 +259,7 @@ class ImagesRequest(BaseModel):
         description="One or more base64-encoded JPEG or PNG files (a data: URL prefix is accepted), "
         "at most MaxImagesPerRequest (16) of at most MaxImageBytes (4 MiB) each",
     )
+    explain: bool = Field(default=False, description=EXPLAIN_IMAGES)
 
 
 class GateOverrides(BaseModel):

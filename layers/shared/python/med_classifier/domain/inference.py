@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, NotRequired
 
 import numpy as np
 from pydantic import Field
@@ -12,6 +12,7 @@ from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only 
 from .calibration import calibrate
 from .decision import decide
 from .errors import IntegrityError
+from .explanations import FeatureContributions, OcclusionMap
 from .manifest import Manifest, OnnxOutputs
 
 
@@ -37,6 +38,8 @@ class Prediction(TypedDict):
         list[str],
         Field(description="Why the input is out of distribution, naming features and values; empty when it is not"),
     ]
+    # Only when the request asked for it (domain/explanations.py).
+    explanation: NotRequired[FeatureContributions | OcclusionMap]
 
 
 def class_probabilities(raw: np.ndarray, outputs: OnnxOutputs) -> np.ndarray:

@@ -24,6 +24,8 @@ class TabularInput(BaseModel):
     input_name: str
     # One real row a person can start from (forms, docs, smoke checks).
     example: list[float] | None = None
+    # Each feature's training mean: what explanations replace a feature with (domain/explanations.py).
+    baseline: list[float] | None = None
 
     @property
     def n_features(self) -> int:

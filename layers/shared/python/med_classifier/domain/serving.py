@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import ClassifierError, IntegrityError, InvalidInput, ModelUnavailable, UnknownModel
+from .explanations import check_budget, feature_contributions, occlusion_maps
 from .inference import OnnxClassifier, Prediction
 from .manifest import Manifest, ProductionPointer, is_valid_model_id
 from .ood import Verdict, assess, assess_summaries
@@ -188,11 +189,21 @@ def _probabilities(predictions: list[Prediction]) -> list[dict[str, float]]:
     return [prediction["probabilities"] for prediction in predictions]
 
 
+def _classes(predictions: list[Prediction]) -> list[int]:
+    return [prediction["class_index"] for prediction in predictions]
+
+
+def _attach(predictions: list[Prediction], explanations: list) -> None:
+    for prediction, explanation in zip(predictions, explanations, strict=True):
+        prediction["explanation"] = explanation
+
+
 def predict_rows(
-    cache: ModelCache, model_id: str, rows: list, max_rows: int, *, numbers_only: bool = False
+    cache: ModelCache, model_id: str, rows: list, max_rows: int, *, numbers_only: bool = False, explain: bool = False
 ) -> PredictionResult:
     """Tabular prediction: resolve the production model, validate rows against its
-    manifest, run it (``numbers_only``: see tabular.rows_to_matrix)."""
+    manifest, run it (``numbers_only``: see tabular.rows_to_matrix); ``explain``: each
+    prediction with its feature contributions (domain/explanations.py)."""
     from .tabular import rows_to_matrix
 
     loaded = cache.get(model_id)
@@ -200,10 +211,14 @@ def predict_rows(
     if spec.kind != "tabular":
         raise InvalidInput(f"Model {model_id!r} takes images, not feature rows.")
     matrix = rows_to_matrix(rows, spec, max_rows, numbers_only=numbers_only)
+    if explain:
+        check_budget("tabular", len(matrix))
     predictions, elapsed_ms = loaded.classifier.predict(matrix)
     flag_out_of_distribution(
         predictions, assess(loaded.manifest.ood, spec.feature_names, matrix, _probabilities(predictions))
     )
+    if explain:
+        _attach(predictions, feature_contributions(loaded.classifier, matrix, _classes(predictions)))
     return PredictionResult(
         model_id=model_id,
         version=loaded.pointer.version,
@@ -214,22 +229,32 @@ def predict_rows(
 
 
 def predict_images(
-    cache: ModelCache, model_id: str, images: list[bytes], limits: PixelLimits = DEFAULT_PIXEL_LIMITS
+    cache: ModelCache,
+    model_id: str,
+    images: list[bytes],
+    limits: PixelLimits = DEFAULT_PIXEL_LIMITS,
+    *,
+    explain: bool = False,
 ) -> PredictionResult:
     """Image prediction: resolve the production model, check every image's header against the
     pixel limits, preprocess them with the manifest's spec (the same code training evaluated
-    with), run them as one batch."""
+    with), run them as one batch; ``explain``: each prediction with its occlusion map
+    (domain/explanations.py)."""
     loaded = cache.get(model_id)
     spec = loaded.manifest.input
     if spec.kind != "image":
         raise InvalidInput(
             f'Model {model_id!r} takes feature rows, not images: send {{"instances": [...]}} as application/json.'
         )
+    if explain:
+        check_budget("image", len(images))
     batch, statistics = decode_batch(images, spec, limits)
     predictions, elapsed_ms = loaded.classifier.predict(batch)
     flag_out_of_distribution(
         predictions, assess_summaries(loaded.manifest.ood, statistics, _probabilities(predictions))
     )
+    if explain:
+        _attach(predictions, occlusion_maps(loaded.classifier, batch, _classes(predictions)))
     return PredictionResult(
         model_id=model_id,
         version=loaded.pointer.version,
