@@ -22,6 +22,28 @@ class TrainOptions:
     # Labelled uploads (image path, class name) that image trainers add to the training
     # split only; labels are checked by the caller (training.retrain).
     extra_train: tuple[tuple[Path, str], ...] = ()
+    # Start from `pretrained` (a production version's native weights: training.retrain) with the
+    # trainer's fine-tuning schedule: fewer epochs, a lower learning rate.
+    fine_tune: bool = False
+
+
+@dataclass(frozen=True)
+class NativeWeightsFile:
+    """The trained network's weights in its framework's format (NativeWeights.format), published
+    next to model.onnx for later fine-tuning."""
+
+    format: str
+    data: bytes
+
+    def describe(self):
+        from med_classifier.domain.manifest import NATIVE_WEIGHTS_FILES, NativeWeights, sha256_hex
+
+        return NativeWeights(
+            format=self.format,
+            file=NATIVE_WEIGHTS_FILES[self.format],
+            sha256=sha256_hex(self.data),
+            size_bytes=len(self.data),
+        )
 
 
 @dataclass
@@ -49,6 +71,8 @@ class Candidate:
     evaluation: dict[str, Any] = field(default_factory=dict)
     # Set by the pipeline when a quantised variant replaced the fp32 export.
     quantization: dict[str, Any] | None = None
+    # Image models: the native weights, published with the version (ModelStore.publish).
+    native_weights: NativeWeightsFile | None = None
 
     def parity_failures(self) -> list[str]:
         return [
