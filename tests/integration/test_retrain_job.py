@@ -182,7 +182,7 @@ def test_tampered_production_weights_fail_the_job_before_training(jobs, store, s
     assert store.read_pointer(MODEL).version == production.version
 
 
-@pytest.mark.parametrize("case", ["no_native_weights", "fine_tune_false", "nothing_in_production"])
+@pytest.mark.parametrize("case", ["no_native_weights", "fine_tune_false", "other_classes", "nothing_in_production"])
 def test_without_production_weights_the_job_trains_from_scratch_and_says_so(
     jobs, store, paths, monkeypatch, caplog, case
 ):
@@ -193,6 +193,9 @@ def test_without_production_weights_the_job_trains_from_scratch_and_says_so(
     elif case == "fine_tune_false":
         publish(store, chest_ct_candidate())
         extra, why = {"fine_tune": "false"}, "fine_tune=false"
+    elif case == "other_classes":  # its weights would mean other things to this network
+        other = publish(store, dataclasses.replace(chest_ct_candidate(), classes=list(reversed(CLASSES))))
+        why = f"production {other.version} takes other classes or input"
     else:
         why = "nothing in production"
     seen = []
