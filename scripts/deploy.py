@@ -170,7 +170,12 @@ def copy_local_version(store, local_dir: Path, model: str) -> str:
     folder = local_dir / "models" / model
     version = ProductionPointer.model_validate_json((folder / "production.json").read_bytes()).version
     manifest = Manifest.model_validate_json((folder / version / "manifest.json").read_bytes())
-    store.publish(manifest, (folder / version / "model.onnx").read_bytes())
+    weights = manifest.native_weights  # image models' (for fine-tuning), published with the version
+    store.publish(
+        manifest,
+        (folder / version / "model.onnx").read_bytes(),
+        native_weights=(folder / version / weights.file).read_bytes() if weights else None,
+    )
     return version
 
 

@@ -25,6 +25,28 @@ class TrainOptions:
     # Binary models: recall of the positive class the operating point must reach on
     # cross-validation (training/operating_point.py); None: the trainer's default.
     target_recall: float | None = None
+    # Start from `pretrained` (a production version's native weights: training.retrain) with the
+    # trainer's fine-tuning schedule: fewer epochs, a lower learning rate.
+    fine_tune: bool = False
+
+
+@dataclass(frozen=True)
+class NativeWeightsFile:
+    """The trained network's weights in its framework's format (NativeWeights.format), published
+    next to model.onnx for later fine-tuning."""
+
+    format: str
+    data: bytes
+
+    def describe(self):
+        from med_classifier.domain.manifest import NATIVE_WEIGHTS_FILES, NativeWeights, sha256_hex
+
+        return NativeWeights(
+            format=self.format,
+            file=NATIVE_WEIGHTS_FILES[self.format],
+            sha256=sha256_hex(self.data),
+            size_bytes=len(self.data),
+        )
 
 
 @dataclass
@@ -58,6 +80,8 @@ class Candidate:
     # The out-of-distribution reference's material (training.ood_reference): the pipeline
     # finishes it with the served model into the manifest's OodReference.
     ood: dict[str, Any] | None = None
+    # Image models: the native weights, published with the version (ModelStore.publish).
+    native_weights: NativeWeightsFile | None = None
 
     def parity_failures(self) -> list[str]:
         return [

@@ -24,6 +24,8 @@ class ChampionResult:
     production_version: str | None  # None: nothing in production yet
     production_metrics: dict[str, float] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)  # why the candidate must not replace production
+    # Candidate minus production for each metric both were measured on (the job record shows them).
+    deltas: dict[str, float] = field(default_factory=dict)
 
 
 def compare_with_production(
@@ -57,4 +59,10 @@ def compare_with_production(
         pointer.version,
         ", ".join(f"{name} {metrics[name]:.4f}" for name in gate.minimums if name in metrics),
     )
-    return ChampionResult(pointer.version, metrics, reasons)
+    return ChampionResult(pointer.version, metrics, reasons, metric_deltas(candidate.metrics, metrics))
+
+
+def metric_deltas(candidate: dict[str, float], production: dict[str, float]) -> dict[str, float]:
+    """Candidate minus production for each metric production was measured on that the candidate
+    also has (positive: the candidate is higher)."""
+    return {name: candidate[name] - value for name, value in production.items() if name in candidate}

@@ -18,12 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from training.calibration import ServedOutput
-from training.candidate import Candidate, TrainOptions
+from training.candidate import Candidate, NativeWeightsFile, TrainOptions
 from training.datasets import chest_ct as chest_ct_data
 from training.datasets.chest_ct import CLASSES
 from training.datasets.common import ImageDataset, Split
 from training.gate import PromotionGate
-from training.image_training import ImageData, RunLength, image_candidate, image_data, load_dataset, run_length
+from training.image_training import (
+    FineTuning,
+    ImageData,
+    RunLength,
+    image_candidate,
+    image_data,
+    load_dataset,
+    run_length,
+)
 from training.metrics import classification_metrics, log_parity
 from training.operating_point import Serving, fit_serving
 
@@ -58,6 +66,8 @@ LEARNING_RATE = 2e-3
 BATCH_SIZE = 16
 EPOCHS, SMOKE_EPOCHS = 30, 8
 PATIENCE, SMOKE_PATIENCE = 6, 3
+# Retraining from production's weights (training.retrain): a tenth of the learning rate, fewer epochs.
+FINE_TUNING = FineTuning(epochs=8, smoke_epochs=3, patience=3, learning_rate=LEARNING_RATE / 10)
 WARMUP_EPOCHS = 3  # early stopping ignores these: val loss is erratic while BN settles
 SYNTHETIC_PER_CLASS, SMOKE_PER_CLASS = 160, 40
 # Smoke runs on a real data set keep at most this many images per class and split.
@@ -182,7 +192,9 @@ def fit(model, data: ImageData, length: RunLength, seed: int) -> Fit:
     from training import keras_export
 
     model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        optimizer=keras.optimizers.Adam(length.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
     class_weight = balanced_class_weights(data.y_train)
     stopper = keras.callbacks.EarlyStopping(
@@ -249,6 +261,8 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         patience=PATIENCE,
         smoke_patience=SMOKE_PATIENCE,
         batch_size=BATCH_SIZE,
+        learning_rate=LEARNING_RATE,
+        fine_tuning=FINE_TUNING,
     )
     spec = image_input()
     data = image_data(options, load_data(options), spec, _smoke_subset)
@@ -277,7 +291,18 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         framework=framework,
         converter=converter,
         **serving.candidate_fields(),
+        native_weights=native_weights(fitted.model),
     )
+
+
+def native_weights(model) -> NativeWeightsFile:
+    """The network's weights as Keras writes them (a .weights.h5 file: what initial_model loads)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.weights.h5"
+        model.save_weights(path)
+        return NativeWeightsFile(format="keras_weights_h5", data=path.read_bytes())
 
 
 def _fit_serving(model, data: ImageData, target_recall: float) -> Serving:
@@ -330,7 +355,7 @@ def _params(options: TrainOptions, length: RunLength, fitted: Fit) -> dict:
         "epochs_run": len(fitted.history.history["loss"]),
         "best_epoch": fitted.best_epoch,
         "batch_size": length.batch_size,
-        "learning_rate": LEARNING_RATE,
+        "learning_rate": length.learning_rate,
         "optimizer": "adam",
         "dropout": DROPOUT,
         "image_size": IMAGE_SIZE,
@@ -341,4 +366,5 @@ def _params(options: TrainOptions, length: RunLength, fitted: Fit) -> dict:
         "smoke": options.smoke,
         "seed": options.seed,
         "target_recall": options.target_recall or TARGET_RECALL,
+        "fine_tune": options.fine_tune,
     }

@@ -38,17 +38,48 @@ class RunLength:
     epochs: int  # at most; early stopping may end the run sooner
     patience: int  # epochs without a val-loss improvement before stopping
     batch_size: int
+    learning_rate: float  # the optimiser's (peak) rate
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """A trainer's fine-tuning schedule (TrainOptions.fine_tune). It starts from a production
+    version's weights, which fit the data already: fewer epochs and a learning rate a tenth of
+    the from-scratch one, so the new images adjust the model instead of relearning it (and
+    early stopping keeps the epoch with the lowest validation loss)."""
+
+    epochs: int
+    smoke_epochs: int  # tests: still from the production weights, fewer epochs
+    patience: int
+    learning_rate: float
 
 
 def run_length(
-    options: TrainOptions, *, epochs: int, smoke_epochs: int, patience: int, smoke_patience: int, batch_size: int
+    options: TrainOptions,
+    *,
+    epochs: int,
+    smoke_epochs: int,
+    patience: int,
+    smoke_patience: int,
+    batch_size: int,
+    learning_rate: float,
+    fine_tuning: FineTuning,
 ) -> RunLength:
-    """--epochs and --batch-size when given, else the trainer's defaults (smoke runs: fewer
-    epochs, less patience)."""
+    """--epochs and --batch-size when given, else the trainer's defaults: from scratch (smoke
+    runs: fewer epochs, less patience) or, with options.fine_tune, its fine-tuning schedule."""
+    if options.fine_tune and options.pretrained is None:
+        raise ValueError("fine-tuning starts from a model's weights: TrainOptions.pretrained is required")
+    if options.fine_tune:
+        default_epochs = fine_tuning.smoke_epochs if options.smoke else fine_tuning.epochs
+        patience, learning_rate = fine_tuning.patience, fine_tuning.learning_rate
+    else:
+        default_epochs = smoke_epochs if options.smoke else epochs
+        patience = smoke_patience if options.smoke else patience
     return RunLength(
-        epochs=options.epochs or (smoke_epochs if options.smoke else epochs),
-        patience=smoke_patience if options.smoke else patience,
+        epochs=options.epochs or default_epochs,
+        patience=patience,
         batch_size=options.batch_size or batch_size,
+        learning_rate=learning_rate,
     )
 
 

@@ -85,6 +85,7 @@ def build_manifest(
         quantization=candidate.quantization,
         operating_point=candidate.operating_point,
         calibration=candidate.calibration,
+        native_weights=candidate.native_weights.describe() if candidate.native_weights else None,
     )
     # What serving answers for the golden inputs with this very file: a new function version must
     # answer the same before it takes traffic (the PreTraffic hook; med_classifier.domain.golden).
@@ -461,7 +462,8 @@ def _publish(
     if store is None:
         mlflow.set_tag("outcome", "gate_passed_not_published")
         return None
-    pointer = store.publish(manifest, candidate.onnx, promote=True)
+    weights = candidate.native_weights.data if candidate.native_weights else None
+    pointer = store.publish(manifest, candidate.onnx, promote=True, native_weights=weights)
     MlflowClient().set_registered_model_alias(candidate.model_id, PRODUCTION_ALIAS, registry_version)
     mlflow.set_tag("outcome", "published")
     log.info(

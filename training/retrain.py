@@ -1,17 +1,21 @@
 """python -m training.retrain [train] — the retraining job (SageMaker training job or
 AWS Batch, same image; see training/job_contract.py). NOT FOR CLINICAL USE.
 
-Trains an image model on its data set (channel `original`, else the deterministic
-synthetic set) plus the labelled uploads (channel `uploads`, <label>/<file>), then runs
-the shared pipeline: parity, INT8, the promotion gate, and a comparison with the
-production version on the same test tensors. Publishes only a candidate that passes
-both. Writes model/outcome.json (and the published model.onnx + manifest.json) and
-records the outcome in the jobs table. Exit 0 when the job decided (promoted or
-rejected), 1 when it failed (output/failure says why; nothing is half-published).
+Fine-tunes the production version's native weights (verified against its manifest) with
+the trainer's fine-tuning schedule, on the model's data set (channel `original`, else the
+deterministic synthetic set) plus the labelled uploads (channel `uploads`, <label>/<file>),
+built by the same preprocessing; without production weights (nothing in production, a
+version published before they were kept, other classes or input, or fine_tune=false) it
+trains from scratch, and says so in its log. Then the shared pipeline: parity, INT8, the
+promotion gate, and a comparison with the production version on the same test tensors.
+Publishes only a candidate that passes both. Writes model/outcome.json (and the published
+model.onnx + manifest.json) and records the outcome, with the per-metric deltas against
+production, in the jobs table. Exit 0 when the job decided (promoted or rejected), 1 when
+it failed (output/failure says why; nothing is half-published).
 
 Hyperparameters (strings, as SageMaker passes them): model (required), models_bucket
-(required), job_id, jobs_table, smoke, seed, epochs, batch_size, quantize,
-max_regression, gate_min_<metric>, gate_max_<metric>.
+(required), job_id, jobs_table, smoke (tests: a smaller data set and fewer epochs), seed,
+epochs, batch_size, quantize, fine_tune, max_regression, gate_min_<metric>, gate_max_<metric>.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +58,15 @@ class JobSettings:
     batch_size: int | None = None
     quantize: bool = True
     max_regression: float = 0.0  # how far below production a metric with a gate minimum may fall
+    fine_tune: bool = True  # from production's native weights when it has them; false: from scratch
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """What the job fine-tunes: a production version's native weights, verified and on disk."""
+
+    version: str
+    weights: Path
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,7 @@ _OPTIONAL = {
     "batch_size": _number(int, 1),
     "quantize": _bool,
     "max_regression": _number(float, 0.0),
+    "fine_tune": _bool,
 }
 _REQUIRED = ("model", "models_bucket")
 _GATE_PREFIXES = ("gate_min_", "gate_max_")
@@ -179,8 +194,10 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     module = image_trainer(settings.model)
     uploads = collect_uploads(paths.channel("uploads"), list(module.CLASSES), module.image_input())
-    candidate = module.train(_train_options(paths, settings, uploads))
     store = ModelStore(settings.models_bucket, endpoint_url=endpoint)
+    with tempfile.TemporaryDirectory(prefix="production-weights-") as folder:
+        start = starting_point(store, module, settings, Path(folder))
+        candidate = module.train(_train_options(paths, settings, uploads, start))
     outcome = finish(
         candidate,
         settings.gate,
@@ -196,6 +213,8 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
         "reasons": outcome.gate.reasons,
         "metrics": dict(outcome.manifest.metrics),
         "production_version": outcome.champion.production_version,
+        "fine_tuned_from": start.version if start else None,
+        "deltas": outcome.champion.deltas,
         "n_uploads": len(uploads.images),
         "skipped_uploads": uploads.skipped,
     }
@@ -207,14 +226,47 @@ def run(paths: JobPaths, settings: JobSettings) -> dict:
         metrics=result["metrics"],
         reasons=result["reasons"],
         production_version=result["production_version"],
+        deltas=result["deltas"],
+        fine_tuned_from=result["fine_tuned_from"],
     ):
         log.warning("job %s: the jobs table did not accept the outcome (unknown or already finished)", settings.job_id)
     return result
 
 
-def _train_options(paths: JobPaths, settings: JobSettings, uploads: Uploads):
+def starting_point(store: ModelStore, module: ModuleType, settings: JobSettings, folder: Path) -> StartingPoint | None:
+    """Production's native weights, checked against its manifest's sha256 (a mismatch fails
+    the job: IntegrityError) and written to `folder`; None, logged, when the job trains from
+    scratch instead."""
+    model = settings.model
+    pointer = store.read_pointer_or_none(model) if settings.fine_tune else None
+    manifest = store.read_manifest(model, pointer.version) if pointer is not None else None
+    if not settings.fine_tune:
+        why = "fine_tune=false"
+    elif manifest is None:
+        why = "nothing in production"
+    elif manifest.native_weights is None:
+        why = f"production {manifest.version} has no native weights (published before they were kept)"
+    elif manifest.classes != list(module.CLASSES) or manifest.input != module.image_input():
+        why = f"production {manifest.version} takes other classes or input"
+    else:
+        path = folder / manifest.native_weights.file
+        path.write_bytes(store.read_native_weights(manifest))
+        log.info(
+            "%s: fine-tuning production %s's native weights (%s, sha256 %s…, verified against its manifest)",
+            model,
+            manifest.version,
+            manifest.native_weights.file,
+            manifest.native_weights.sha256[:12],
+        )
+        return StartingPoint(manifest.version, path)
+    log.warning("%s: %s: training from scratch", model, why)
+    return None
+
+
+def _train_options(paths: JobPaths, settings: JobSettings, uploads: Uploads, start: StartingPoint | None):
     """The trainer's options: the job's settings, the `original` channel as the data set
-    when it holds anything (else the synthetic set) and the uploads for the training split."""
+    when it holds anything (else the synthetic set), the uploads for the training split, and
+    production's weights with the fine-tuning schedule when the job starts from them."""
     from training.candidate import TrainOptions
 
     original = paths.channel("original")
@@ -236,6 +288,8 @@ def _train_options(paths: JobPaths, settings: JobSettings, uploads: Uploads):
         batch_size=settings.batch_size,
         quantize=settings.quantize,
         extra_train=uploads.images,
+        pretrained=start.weights if start else None,
+        fine_tune=start is not None,
     )
 
 

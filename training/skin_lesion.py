@@ -23,11 +23,19 @@ from pathlib import Path
 import numpy as np
 
 from training.calibration import ServedOutput
-from training.candidate import Candidate, TrainOptions
+from training.candidate import Candidate, NativeWeightsFile, TrainOptions
 from training.datasets import ham10000
 from training.datasets.common import ImageDataset, Split
 from training.gate import PromotionGate
-from training.image_training import ImageData, RunLength, image_candidate, image_data, load_dataset, run_length
+from training.image_training import (
+    FineTuning,
+    ImageData,
+    RunLength,
+    image_candidate,
+    image_data,
+    load_dataset,
+    run_length,
+)
 from training.metrics import classification_metrics, parity_figures
 from training.operating_point import fit_serving
 
@@ -69,6 +77,8 @@ WEIGHT_DECAY = 1e-4
 BATCH_SIZE = 32
 EPOCHS = 24
 PATIENCE = 6  # epochs without a val-loss improvement before stopping
+# Retraining from production's weights (training.retrain): a tenth of the learning rate, a third of the epochs.
+FINE_TUNING = FineTuning(epochs=8, smoke_epochs=3, patience=3, learning_rate=LEARNING_RATE / 10)
 MIN_DELTA = 1e-4
 SYNTHETIC_PER_CLASS = 120  # nv gets twice as many: 960 images
 # Smoke runs: a small synthetic set, fewer epochs; on a real data set (--data-dir),
@@ -273,7 +283,8 @@ def fit(model, data: ImageData, length: RunLength, *, weights: np.ndarray, seed:
     weight = torch.tensor(weights, dtype=torch.float32)
     epochs, batch_size = length.epochs, length.batch_size
     xt, yt = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train.astype(np.int64))
-    step = _optimisation_step(model, weight, epochs, steps_per_epoch=max(1, math.ceil(len(xt) / batch_size)))
+    steps_per_epoch = max(1, math.ceil(len(xt) / batch_size))
+    step = _optimisation_step(model, weight, epochs, steps_per_epoch, length.learning_rate)
     history: list[dict] = []
     best = _BestEpoch()
     for epoch in range(1, epochs + 1):
@@ -308,13 +319,13 @@ def _learning_rate_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))) * 0.97 + 0.03
 
 
-def _optimisation_step(model, weight, epochs: int, steps_per_epoch: int):
+def _optimisation_step(model, weight, epochs: int, steps_per_epoch: int, learning_rate: float):
     """A function that takes one AdamW step (weighted cross-entropy, scheduled learning
     rate) on a batch and returns the batch's loss."""
     import torch
     import torch.nn.functional as F
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY)
     total = epochs * steps_per_epoch
     warmup = min(steps_per_epoch, total // 4 or 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, warmup, total))
@@ -504,6 +515,8 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         patience=PATIENCE,
         smoke_patience=SMOKE["patience"],
         batch_size=BATCH_SIZE,
+        learning_rate=LEARNING_RATE,
+        fine_tuning=FINE_TUNING,
     )
     spec = image_input()
     data = image_data(options, load_data(options), spec, _smoke_subset)
@@ -546,7 +559,19 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         framework=framework,
         converter=converter,
         **serving.candidate_fields(),
+        native_weights=native_weights(fitted.model),
     )
+
+
+def native_weights(model) -> NativeWeightsFile:
+    """The network's state_dict as torch.save writes it (what load_pretrained reads)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return NativeWeightsFile(format="torch_state_dict", data=buffer.getvalue())
 
 
 def _seed(seed: int) -> None:
@@ -577,7 +602,7 @@ def _initial_model(pretrained_path: Path | None, length: RunLength):
         length.epochs,
         length.patience,
         length.batch_size,
-        LEARNING_RATE,
+        length.learning_rate,
     )
     return model, pretrained
 
@@ -629,7 +654,7 @@ def _params(options: TrainOptions, length: RunLength, fitted: Fit, pretrained: d
         "epochs": length.epochs,
         "epochs_run": len(fitted.history),
         "batch_size": length.batch_size,
-        "learning_rate": LEARNING_RATE,
+        "learning_rate": length.learning_rate,
         "weight_decay": WEIGHT_DECAY,
         "optimizer": "AdamW+cosine",
         "width_multiplier": WIDTH_MULTIPLIER,
@@ -646,6 +671,7 @@ def _params(options: TrainOptions, length: RunLength, fitted: Fit, pretrained: d
         "smoke": options.smoke,
         "seed": options.seed,
         "opset": OPSET,
+        "fine_tune": options.fine_tune,
     }
 
 

@@ -37,10 +37,12 @@ SAGEMAKER, BATCH = "sagemaker", "batch"
 ACCOUNT_ID = "123456789012"  # moto's
 # The training image's ENTRYPOINT, run by this interpreter.
 DEFAULT_ENTRY_POINT = (sys.executable, *IMAGE_ENTRY_POINT[1:])
-# What a job process gets from the runner's environment (what any process needs, and where the caller keeps local
-# state such as MLflow's store); the rest is the job's own environment and the local AWS settings.
+# What a job process gets from the runner's environment (what any process needs, the same import path as the
+# runner's, and where the caller keeps local state such as MLflow's store); the rest is the job's own environment
+# and the local AWS settings.
 HOST_VARIABLES = (
     "PATH",
+    "PYTHONPATH",
     "HOME",
     "LANG",
     "LC_ALL",

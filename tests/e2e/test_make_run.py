@@ -145,6 +145,8 @@ def test_make_run_serves_and_restarts_without_retraining(tmp_path):
                     **local,
                     "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
                     "MODELS_BUCKET": "models-make-run",
+                    # --quick-train publishes smoke-trained models: the retrain fine-tunes them on the same smoke set.
+                    "RETRAIN_HYPERPARAMETERS": json.dumps({"smoke": "true"}),
                 }
             }
         )

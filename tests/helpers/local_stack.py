@@ -45,6 +45,9 @@ def write_env_file(
                     "POWERTOOLS_LOG_LEVEL": "WARNING",
                     "RETRAIN_THRESHOLD": "1000",
                     "RETRAIN_THRESHOLDS": json.dumps(retrain_thresholds),
+                    # Jobs fine-tune the smoke-trained production versions on the smoke data set (make run: the
+                    # full fine-tuning schedule); still from production's native weights.
+                    "RETRAIN_HYPERPARAMETERS": json.dumps({"smoke": "true"}),
                     "TRAINING_OUTPUT_URI": f"s3://{bucket}/training-output/",
                     "LAMBDA_ENDPOINT_URL": lambda_url,  # the PreTraffic hook calls the runner's Lambda API
                     **pool,

@@ -38,7 +38,8 @@ def manifest_for(candidate: Candidate, version: str | None = None) -> Manifest:
 
 def publish(store: ModelStore, candidate: Candidate, promote: bool = True) -> Manifest:
     manifest = manifest_for(candidate)
-    store.publish(manifest, candidate.onnx, promote=promote)
+    weights = candidate.native_weights.data if candidate.native_weights else None
+    store.publish(manifest, candidate.onnx, promote=promote, native_weights=weights)
     return manifest
 
 

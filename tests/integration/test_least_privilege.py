@@ -291,6 +291,9 @@ def test_a_retraining_job_runs_with_the_training_role(stack, tmp_path, monkeypat
     assert (record.state, record.outcome) == (COMPLETED, "promoted")
     # The pointer moved: written by the role (test_retrain_job.py: why max_regression 0.05 makes this promote).
     assert admin_store.read_pointer(model).version == outcome["version"] != production.version
+    # It read production's native weights and published the new version's (model.weights.h5), within the role.
+    assert outcome["fine_tuned_from"] == production.version
+    assert admin_store.read_native_weights(admin_store.read_manifest(model, outcome["version"])) is not None
 
 
 # --- outside each policy: AccessDenied ---------------------------------------------------------

@@ -5,9 +5,12 @@ the pipeline's handling of its reasons."""
 
 import dataclasses
 import json
+import logging
 import uuid
+from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 
 from med_classifier.adapters.jobs_table import JobsTable
@@ -98,9 +101,18 @@ def hyperparameters(job_id: str, **extra: str) -> dict[str, str]:
     return {"model": MODEL, "job_id": job_id, "models_bucket": BUCKET, "jobs_table": TABLE, "smoke": "true", **extra}
 
 
-def test_job_promotes_a_candidate_no_worse_than_production(jobs, store, production, paths):
+def test_job_promotes_a_candidate_no_worse_than_production(jobs, store, production, paths, monkeypatch):
     from mlflow import MlflowClient
 
+    started_from = []
+    real_initial_model = chest_ct.initial_model
+
+    def recording_initial_model(pretrained):
+        model = real_initial_model(pretrained)
+        started_from.append((Path(pretrained).read_bytes(), [w.copy() for w in model.get_weights()]))
+        return model
+
+    monkeypatch.setattr(chest_ct, "initial_model", recording_initial_model)
     job_id = pending_job(jobs)
     # Production and candidate are smoke runs on the same synthetic set: both score 1.0
     # here (training is deterministic), but another CPU's kernels might cost the candidate
@@ -133,6 +145,73 @@ def test_job_promotes_a_candidate_no_worse_than_production(jobs, store, producti
     assert run.data.tags["outcome"] == "published" and run.data.tags["production_version"] == production.version
     assert run.data.metrics["production_test_accuracy"] == production.metrics["test_accuracy"]
     assert run.data.params["n_uploads"] == "6"
+
+    # It fine-tuned production: the network started with production's published weights (read back
+    # and hash-checked), with the fine-tuning schedule (smoke: fewer epochs).
+    ((weights_file, initial),) = started_from
+    assert weights_file == store.read_native_weights(production)
+    champion = chest_ct_candidate().evaluation["native_model"].get_weights()  # production's network, in memory
+    assert len(initial) == len(champion) and all(np.array_equal(a, b) for a, b in zip(initial, champion))
+    assert run.data.params["fine_tune"] == "True"
+    assert float(run.data.params["learning_rate"]) == chest_ct.FINE_TUNING.learning_rate
+    assert run.data.params["epochs"] == str(chest_ct.FINE_TUNING.smoke_epochs)
+    assert outcome["fine_tuned_from"] == record.fine_tuned_from == production.version
+    # The new version keeps its own weights for the next job.
+    assert store.read_native_weights(manifest) is not None and manifest.native_weights.file == "model.weights.h5"
+    # Deltas: candidate minus production on each metric production was measured on, in the record too.
+    assert outcome["deltas"] == record.deltas and set(chest_ct.DEFAULT_GATE.minimums) <= set(record.deltas)
+    for name, delta in record.deltas.items():
+        assert delta == pytest.approx(manifest.metrics[name] - run.data.metrics[f"production_{name}"])
+
+
+def test_tampered_production_weights_fail_the_job_before_training(jobs, store, s3, production, paths, monkeypatch):
+    monkeypatch.setattr(chest_ct, "train", lambda options: pytest.fail("trained from unverified weights"))
+    job_id = pending_job(jobs)
+    write_job(paths, hyperparameters(job_id), upload_files())
+    s3.put_object(Bucket=BUCKET, Key=f"models/{MODEL}/{production.version}/model.weights.h5", Body=b"tampered")
+
+    assert retrain.main(["train"]) == 1
+
+    described = production.native_weights
+    assert paths.failure.read_text() == (
+        f"IntegrityError: {MODEL}/{production.version}/model.weights.h5 sha256 {sha256_hex(b'tampered')[:12]}… "
+        f"(8 bytes) does not match the manifest's {described.sha256[:12]}… ({described.size_bytes} bytes)"
+    )
+    assert (jobs.get(job_id).state, jobs.get(job_id).failure_code) == (FAILED, "job_error")
+    assert store.list_versions(MODEL) == [production.version]
+    assert store.read_pointer(MODEL).version == production.version
+
+
+@pytest.mark.parametrize("case", ["no_native_weights", "fine_tune_false", "other_classes", "nothing_in_production"])
+def test_without_production_weights_the_job_trains_from_scratch_and_says_so(
+    jobs, store, paths, monkeypatch, caplog, case
+):
+    extra = {}
+    if case == "no_native_weights":  # a version published before native weights were kept
+        old = publish(store, dataclasses.replace(chest_ct_candidate(), native_weights=None))
+        why = f"production {old.version} has no native weights (published before they were kept)"
+    elif case == "fine_tune_false":
+        publish(store, chest_ct_candidate())
+        extra, why = {"fine_tune": "false"}, "fine_tune=false"
+    elif case == "other_classes":  # its weights would mean other things to this network
+        other = publish(store, dataclasses.replace(chest_ct_candidate(), classes=list(reversed(CLASSES))))
+        why = f"production {other.version} takes other classes or input"
+    else:
+        why = "nothing in production"
+    seen = []
+
+    def train(options):
+        seen.append(options)
+        raise RuntimeError("stop: the options are what this test checks")
+
+    monkeypatch.setattr(chest_ct, "train", train)
+    write_job(paths, hyperparameters(pending_job(jobs), **extra))
+    with caplog.at_level(logging.INFO, logger="training"):
+        assert retrain.main(["train"]) == 1
+
+    ((options,),) = [seen]
+    assert options.pretrained is None and options.fine_tune is False
+    assert f"{MODEL}: {why}: training from scratch" in caplog.messages
 
 
 def test_batch_job_with_a_stricter_gate_is_rejected_and_production_stays(

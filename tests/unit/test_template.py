@@ -297,9 +297,13 @@ def test_the_training_role_reads_its_channels_and_writes_only_versions_and_point
         ("s3:GetObject", "ModelsBucket/models/*"),
         ("s3:ListBucket", "ModelsBucket"),
         ("s3:PutObject", "ModelsBucket/models/*/*/model.onnx"),
+        ("s3:PutObject", "ModelsBucket/models/*/*/model.pt"),  # native weights, for fine-tuning
+        ("s3:PutObject", "ModelsBucket/models/*/*/model.weights.h5"),
         ("s3:PutObject", "ModelsBucket/models/*/*/manifest.json"),
         ("s3:PutObject", "ModelsBucket/models/*/production.json"),  # the job promotes itself
         ("s3:DeleteObject", "ModelsBucket/models/*/*/model.onnx"),  # a failed publish; never the pointer
+        ("s3:DeleteObject", "ModelsBucket/models/*/*/model.pt"),
+        ("s3:DeleteObject", "ModelsBucket/models/*/*/model.weights.h5"),
         ("s3:DeleteObject", "ModelsBucket/models/*/*/manifest.json"),
         ("s3:PutObject", "ModelsBucket/training-output/*"),
         ("dynamodb:UpdateItem", "JobsTable"),

@@ -13,7 +13,7 @@ from ..domain.jobs import COMPLETED, IN_PROGRESS, PENDING, STATES, TERMINAL_STAT
 from .aws_clients import ServiceAdapter
 
 MODEL_INDEX = "by-model"
-_JSON_FIELDS = ("reasons", "metrics")
+_JSON_FIELDS = ("reasons", "metrics", "deltas")
 
 
 def _attribute(name: str, value) -> dict:
@@ -117,6 +117,8 @@ class JobsTable(ServiceAdapter):
         metrics: dict[str, float],
         reasons: list[str],
         production_version: str | None,
+        deltas: dict[str, float] | None = None,
+        fine_tuned_from: str | None = None,
     ) -> bool:
         """What the job concluded; the job calls it once, then its process exits and the
         service reports Completed. Also marks the job Completed at once, so readers need
@@ -128,6 +130,8 @@ class JobsTable(ServiceAdapter):
             "metrics": metrics,
             "reasons": reasons,
             "production_version": production_version,
+            "deltas": deltas,
+            "fine_tuned_from": fine_tuned_from,
             "state": COMPLETED,
             "ended_at": at,
             "updated_at": at,

@@ -2,11 +2,13 @@
 
 Layout (DESIGN.md):
     models/{model}/{version}/model.onnx
+    models/{model}/{version}/model.pt | model.weights.h5   native weights (image models; manifest.native_weights)
     models/{model}/{version}/manifest.json
     models/{model}/production.json   {"version", "sha256", "promoted_at", "previous"}
 
-A version is written completely or not at all: model first, manifest last (a version
-without a manifest is invisible), and anything written is deleted again on failure.
+A version is written completely or not at all: model and native weights first, manifest
+last (a version without a manifest is invisible), and anything written is deleted again on
+failure.
 The pointer only ever moves to a version that was read back and verified.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ..domain.errors import IntegrityError
-from ..domain.manifest import Manifest, ProductionPointer, sha256_hex
+from ..domain.manifest import Manifest, NativeWeights, ProductionPointer, sha256_hex
 from ..domain.ports import ModelVersion
 from .aws_clients import ServiceAdapter
 
@@ -133,20 +135,43 @@ class ModelStore(ServiceAdapter):
             )
         return ModelVersion(manifest=manifest, onnx=onnx)
 
+    def read_native_weights(self, manifest: Manifest) -> bytes | None:
+        """The version's native weights, verified against its manifest; None when the manifest
+        records none (a version published before they were kept, or a tabular model)."""
+        described = manifest.native_weights
+        if described is None:
+            return None
+        name = f"{manifest.model_id}/{manifest.version}/{described.file}"
+        data = self._get(self.version_prefix(manifest.model_id, manifest.version) + described.file)
+        if data is None:
+            raise IntegrityError(f"{name} is missing")
+        actual = sha256_hex(data)
+        if actual != described.sha256 or len(data) != described.size_bytes:
+            raise IntegrityError(
+                f"{name} sha256 {actual[:12]}… ({len(data)} bytes) does not match the manifest's "
+                f"{described.sha256[:12]}… ({described.size_bytes} bytes)"
+            )
+        return data
+
     # writes ---------------------------------------------------------------
-    def publish(self, manifest: Manifest, onnx: bytes, *, promote: bool = True) -> ProductionPointer | None:
-        """Write a complete new version; move the pointer to it when ``promote``."""
+    def publish(
+        self, manifest: Manifest, onnx: bytes, *, promote: bool = True, native_weights: bytes | None = None
+    ) -> ProductionPointer | None:
+        """Write a complete new version (with its native weights when the manifest describes
+        them); move the pointer to it when ``promote``."""
         if sha256_hex(onnx) != manifest.onnx_sha256 or len(onnx) != manifest.onnx_bytes:
             raise IntegrityError("manifest's onnx_sha256/onnx_bytes do not describe the model bytes")
+        _check_native_weights(manifest.native_weights, native_weights)
+        files = [("model.onnx", onnx, "application/octet-stream")]
+        if manifest.native_weights is not None:
+            files.append((manifest.native_weights.file, native_weights, "application/octet-stream"))
+        files.append(("manifest.json", manifest.model_dump_json(indent=2).encode(), "application/json"))
         prefix = self.version_prefix(manifest.model_id, manifest.version)
         if self._exists(prefix + "model.onnx") or self._exists(prefix + "manifest.json"):
             raise IntegrityError(f"{manifest.model_id}/{manifest.version} already exists: versions are immutable")
         written: list[str] = []
         try:
-            for name, body, content_type in (
-                ("model.onnx", onnx, "application/octet-stream"),
-                ("manifest.json", manifest.model_dump_json(indent=2).encode(), "application/json"),
-            ):
+            for name, body, content_type in files:
                 try:
                     self.client.put_object(
                         Bucket=self.bucket,
@@ -166,6 +191,7 @@ class ModelStore(ServiceAdapter):
                     raise
                 written.append(prefix + name)
             self.read_version(manifest.model_id, manifest.version)
+            self.read_native_weights(manifest)
         except BaseException:
             for key in written:
                 try:
@@ -199,3 +225,14 @@ class ModelStore(ServiceAdapter):
             return self.read_pointer(model_id)
         except IntegrityError:
             return None
+
+
+def _check_native_weights(described: NativeWeights | None, data: bytes | None) -> None:
+    """The manifest's native_weights and the bytes given to publish agree: both absent, or the
+    bytes are the ones it describes."""
+    if described is None and data is None:
+        return
+    if described is None or data is None:
+        raise IntegrityError("native weights and the manifest's native_weights must be given together")
+    if sha256_hex(data) != described.sha256 or len(data) != described.size_bytes:
+        raise IntegrityError("manifest's native_weights sha256/size_bytes do not describe the weights bytes")

@@ -97,6 +97,14 @@ class JobRecord:
         FailureCode | None, Field(description="Why it failed, as a stable code (the details are in the logs)")
     ] = None
     failure_reason: Annotated[str | None, Field(description="Why it failed, in one short sentence")] = None
+    fine_tuned_from: Annotated[
+        str | None,
+        Field(description="The production version whose native weights it fine-tuned (none: from scratch)"),
+    ] = None
+    deltas: Annotated[
+        dict[str, float],
+        Field(description="Candidate minus production_version on the candidate's test set, per compared metric"),
+    ] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

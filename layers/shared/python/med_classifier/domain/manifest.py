@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_SCHEMA_VERSION = 1
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -154,6 +154,28 @@ class OodReference(BaseModel):
     chosen_on: str = ""
 
 
+NATIVE_WEIGHTS_FILES = {"torch_state_dict": "model.pt", "keras_weights_h5": "model.weights.h5"}
+
+
+class NativeWeights(BaseModel):
+    """The trained network's weights in its framework's own format, published next to model.onnx
+    (the file name is fixed per format: the training role may write only these keys) so a
+    retraining job can fine-tune from production (training/retrain.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["torch_state_dict", "keras_weights_h5"]
+    file: Literal["model.pt", "model.weights.h5"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size_bytes: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _file_matches_format(self) -> NativeWeights:
+        if NATIVE_WEIGHTS_FILES[self.format] != self.file:
+            raise ValueError(f"{self.format} weights are published as {NATIVE_WEIGHTS_FILES[self.format]}")
+        return self
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -184,6 +206,8 @@ class Manifest(BaseModel):
     operating_point: OperatingPoint | None = None
     calibration: Calibration | None = None
     ood: OodReference | None = None
+    # None in versions published before native weights were kept: a retrain trains from scratch.
+    native_weights: NativeWeights | None = None
 
 
 class ProductionPointer(BaseModel):
