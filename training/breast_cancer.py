@@ -193,22 +193,8 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
     cv = cross_validate_candidates(X_train, y_train, k_folds, options.seed)
     chosen = choose(cv)
     log.info("chosen by CV malignant recall: %s", chosen)
-    repeats = SMOKE_CV_REPEATS if options.smoke else CV_REPEATS
-    log.info("calibration and operating point: %d x %d-fold stratified CV, out-of-fold…", repeats, k_folds)
-    oof_proba, oof_y = out_of_fold_proba(
-        candidate_pipelines(options.seed)[chosen], X_train, y_train, k_folds, repeats, options.seed
-    )
     pipeline = candidate_pipelines(options.seed)[chosen].fit(X_train, y_train)
-    serving = fit_serving(
-        classes=CLASSES,
-        outputs=OUTPUTS,
-        fit_proba=oof_proba,
-        fit_y=oof_y,
-        fitted_on=f"{repeats} x {k_folds}-fold stratified CV on the training split, out-of-fold",
-        test_proba=pipeline.predict_proba(X_test),
-        y_test=y_test,
-        target=(CLASSES[MALIGNANT], options.target_recall or TARGET_RECALL),
-    )
+    serving = _fit_serving(chosen, pipeline, X_train, y_train, X_test, y_test, k_folds, options)
     proba = serving.test_proba
     metrics = {**cv[chosen], **test_metrics(y_test, proba, serving.served.operating_point)}
     log_test_metrics(metrics)
@@ -235,6 +221,25 @@ def train(options: TrainOptions = TrainOptions()) -> Candidate:
         evaluation={"y_true": y_test, "proba": proba, "cv": cv, "native_model": pipeline},
         ood=tabular_reference(data.feature_names, CLASSES, X_train, y_train, X_test, options.seed),
         **serving.candidate_fields(),
+    )
+
+
+def _fit_serving(chosen: str, pipeline, X_train, y_train, X_test, y_test, k_folds: int, options: TrainOptions):
+    """Calibration and operating point fitted on repeated stratified CV's out-of-fold predictions."""
+    repeats = SMOKE_CV_REPEATS if options.smoke else CV_REPEATS
+    log.info("calibration and operating point: %d x %d-fold stratified CV, out-of-fold…", repeats, k_folds)
+    oof_proba, oof_y = out_of_fold_proba(
+        candidate_pipelines(options.seed)[chosen], X_train, y_train, k_folds, repeats, options.seed
+    )
+    return fit_serving(
+        classes=CLASSES,
+        outputs=OUTPUTS,
+        fit_proba=oof_proba,
+        fit_y=oof_y,
+        fitted_on=f"{repeats} x {k_folds}-fold stratified CV on the training split, out-of-fold",
+        test_proba=pipeline.predict_proba(X_test),
+        y_test=y_test,
+        target=(CLASSES[MALIGNANT], options.target_recall or TARGET_RECALL),
     )
 
 
