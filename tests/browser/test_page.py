@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.helpers import IMAGES, MODELS, model_view, open_model, sign_in
@@ -69,6 +70,11 @@ def test_tabular_predict_with_the_prefilled_example(page, stack):
     assert set(bars(page)) == {"malignant", "benign"}
     widths = page.locator("#predict-result .bars .fill").evaluate_all("els => els.map(e => e.style.width)")
     assert len(widths) == 2 and all(w.endswith("%") for w in widths) and float(widths[0][:-1]) > 50
+    # Drawn as wide as its share of the track (an inline span would ignore its width and draw nothing).
+    drawn = page.locator("#predict-result .bars li.top").evaluate(
+        "li => li.querySelector('.fill').getBoundingClientRect().width / li.querySelector('.track').clientWidth"
+    )
+    assert drawn == pytest.approx(float(widths[0][:-1]) / 100, abs=0.02)
     expect(page.locator("#inference-time")).to_contain_text(re.compile(r"inference \d+\.\d\d ms"))
     page.shot()
 
