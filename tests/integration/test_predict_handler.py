@@ -39,6 +39,8 @@ SUMMARY_KEYS = [
     "training_data",
     "mlflow",
     "gate",
+    "operating_point",
+    "calibration",
 ]
 
 

@@ -188,7 +188,10 @@ def test_manual_retrain_conflicts_with_a_running_job(aws):
     assert raised.value.status_code == 409 and job.job_id in raised.value.message
 
 
-def test_sagemaker_launcher_creates_the_training_job(aws):
+def test_sagemaker_launcher_creates_the_training_job(aws, monkeypatch):
+    # make run's jobs take the full schedule (events/env.json: {}); a deployment may set any.
+    assert json.loads(ENV["RETRAIN_HYPERPARAMETERS"]) == {}
+    monkeypatch.setenv("RETRAIN_HYPERPARAMETERS", '{"smoke": "true"}')
     settings = UploadCounterSettings.from_environ().launch()
     retraining = service(SageMakerLauncher(settings), threshold=1)
     job = retraining.record_upload(upload(1)).started

@@ -43,6 +43,8 @@ def test_lite_smoke_run_passes_its_gate_with_parity_on_every_row():
     ):
         assert 0.0 <= candidate.metrics[name] <= 1.0
     assert candidate.params["k_folds"] == 3 and candidate.params["smoke"] is True
+    baseline = candidate.input_spec.pop("baseline")  # the training split's means (explanations)
+    assert len(baseline) == 4 and 10 < baseline[0] < 20 and 0.05 < baseline[2] < 0.2
     assert candidate.input_spec == {
         "kind": "tabular",
         "feature_names": breast_cancer_lite.FEATURES,
