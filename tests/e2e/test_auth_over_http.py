@@ -21,6 +21,7 @@ UNAUTHORIZED = (401, {"message": "Unauthorized"})
 REQUESTS = {
     ("GET", "/models"): {},
     ("GET", "/models/chest-ct"): {},
+    ("GET", "/models/chest-ct/drift"): {},
     ("POST", "/models/breast-cancer/predict"): {"json": {"instances": [[1.0] * 30]}},
     ("POST", "/models/skin-lesion/predict"): {"data": b"", "headers": {"Content-Type": "image/png"}},
     ("POST", "/models/chest-ct/predict"): {"data": b"", "headers": {"Content-Type": "image/png"}},

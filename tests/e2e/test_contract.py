@@ -151,6 +151,20 @@ def get_model(api: Api) -> Exchanges:
     ]
 
 
+@operation("/models/{model}/drift", "get")
+def get_drift(api: Api) -> Exchanges:
+    # The stack's drift monitor runs on its schedule and writes a report for every production model.
+    def report():
+        response = api.get("/models/breast-cancer/drift")
+        return response if response.status_code == 200 else None
+
+    return [
+        (200, wait_for(report, 120, "the drift monitor's first breast-cancer report")),
+        (404, api.get("/models/no-such-model/drift")),
+        (401, api.get("/models/breast-cancer/drift", headers=ANONYMOUS)),
+    ]
+
+
 @operation("/models/{model}/predict", "post")
 def predict(api: Api) -> Exchanges:
     path = "/models/breast-cancer/predict"
