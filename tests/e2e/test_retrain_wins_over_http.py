@@ -13,6 +13,7 @@ import time
 from tests.e2e.conftest import RETRAIN_THRESHOLDS
 from tests.helpers.models import REPO_ROOT
 from tests.helpers.polling import wait_for
+from tests.helpers.retraining_http import job_status, model_view, served_version
 from training import skin_lesion
 from training.datasets import ham10000
 
@@ -22,32 +23,9 @@ IMAGE = REPO_ROOT / "events" / "images" / "skin-lesion-mel.png"
 JOB_TIMEOUT = 600
 
 
-def model_view(stack) -> dict:
-    response = stack["http"].get(f"{stack['url']}/models/{MODEL}", timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def job_status(stack, job_id) -> dict:
-    response = stack["http"].get(f"{stack['url']}/models/{MODEL}/retrain/{job_id}", timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def served_version(stack) -> str:
-    response = stack["http"].post(
-        f"{stack['url']}/models/{MODEL}/predict",
-        data=ham10000.example_image("mel"),
-        headers={"Content-Type": "image/png"},
-        timeout=60,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["version"]
-
-
 def test_a_retrain_from_uploads_fine_tunes_production_and_is_promoted(stack):
     before = wait_for(
-        lambda: (view := model_view(stack))["retraining"]["active_job"] is None and view,
+        lambda: (view := model_view(stack, MODEL))["retraining"]["active_job"] is None and view,
         JOB_TIMEOUT,
         "no skin-lesion job to be running before the uploads",
     )
@@ -69,7 +47,7 @@ def test_a_retrain_from_uploads_fine_tunes_production_and_is_promoted(stack):
     )
     uploaded_at = time.monotonic()
     started = wait_for(
-        lambda: [job for job in model_view(stack)["retraining"]["jobs"] if job["job_id"] not in jobs_before],
+        lambda: [job for job in model_view(stack, MODEL)["retraining"]["jobs"] if job["job_id"] not in jobs_before],
         60,
         "the uploads to start one job",
     )
@@ -77,7 +55,7 @@ def test_a_retrain_from_uploads_fine_tunes_production_and_is_promoted(stack):
     job_id = started[0]["job_id"]
 
     finished = wait_for(
-        lambda: (s := job_status(stack, job_id))["state"] in ("Completed", "Failed") and s,
+        lambda: (s := job_status(stack, MODEL, job_id))["state"] in ("Completed", "Failed") and s,
         JOB_TIMEOUT,
         "the skin-lesion job to finish",
         interval=1,
@@ -89,11 +67,12 @@ def test_a_retrain_from_uploads_fine_tunes_production_and_is_promoted(stack):
     assert gated <= set(deltas) and all(deltas[name] >= 0 for name in gated), deltas
     assert set(deltas) <= set(finished["metrics"])
     # The model view's recent jobs show the same record.
-    (listed,) = [job for job in model_view(stack)["retraining"]["jobs"] if job["job_id"] == job_id]
+    (listed,) = [job for job in model_view(stack, MODEL)["retraining"]["jobs"] if job["job_id"] == job_id]
     assert listed["deltas"] == deltas and listed["fine_tuned_from"] == production
 
     new_version = finished["version"]
-    wait_for(lambda: served_version(stack) == new_version, 60, "predict to answer with the new version")
+    png = ham10000.example_image("mel")
+    wait_for(lambda: served_version(stack, MODEL, png) == new_version, 60, "predict to answer with the new version")
     manifest = stack["store"].read_manifest(MODEL, new_version)
     assert manifest.training_data.n_uploads >= copies
     assert len(stack["store"].read_native_weights(manifest)) == manifest.native_weights.size_bytes  # the next start

@@ -14,35 +14,13 @@ from scripts.local_stack import aws_client
 from scripts.upload_labelled import upload
 from tests.e2e.conftest import RETRAIN_THRESHOLDS
 from tests.helpers.polling import wait_for
+from tests.helpers.retraining_http import job_status, model_view, served_version
 from tests.helpers.tokens import subject
 from training.datasets import chest_ct
 
 MODEL = "chest-ct"
 THRESHOLD = RETRAIN_THRESHOLDS[MODEL]
 JOB_TIMEOUT = 300
-
-
-def get_model(stack) -> dict:
-    response = stack["http"].get(f"{stack['url']}/models/{MODEL}", timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def job_status(stack, job_id) -> dict:
-    response = stack["http"].get(f"{stack['url']}/models/{MODEL}/retrain/{job_id}", timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def predict_version(stack) -> str:
-    response = stack["http"].post(
-        f"{stack['url']}/models/{MODEL}/predict",
-        data=chest_ct.example_image("normal"),
-        headers={"Content-Type": "image/png"},
-        timeout=60,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["version"]
 
 
 def images(tmp_path, count):
@@ -63,7 +41,7 @@ def uploaded_objects(stack) -> int:
 def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(stack, tmp_path):
     # Compared with the counter as this test finds it: other tests may have run first.
     before = wait_for(
-        lambda: (view := get_model(stack))["retraining"]["active_job"] is None and view,
+        lambda: (view := model_view(stack, MODEL))["retraining"]["active_job"] is None and view,
         JOB_TIMEOUT,
         "no job to be running before the uploads",
     )
@@ -71,7 +49,7 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
     assert counter["threshold"] == THRESHOLD and counter["uploads_since_last_job"] < THRESHOLD
     jobs_before = {job["job_id"] for job in counter["jobs"]}
     objects_before = uploaded_objects(stack)
-    assert predict_version(stack) == production
+    assert served_version(stack, MODEL, chest_ct.example_image("normal")) == production
 
     # More than one threshold's worth at once, uploaded concurrently: one job, not two (and not a
     # second one when it ends: fewer than a threshold's worth remain pending).
@@ -107,7 +85,7 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
 
     total = counter["total_uploads"] + len(batch)
     counted = wait_for(
-        lambda: (view := get_model(stack))["retraining"]["total_uploads"] == total and view,
+        lambda: (view := model_view(stack, MODEL))["retraining"]["total_uploads"] == total and view,
         60,
         "the counter to count every upload once",
     )
@@ -118,7 +96,7 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
     assert counted["retraining"]["active_job"] == job["job_id"]
 
     finished = wait_for(
-        lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
+        lambda: (s := job_status(stack, MODEL, job["job_id"]))["state"] in ("Completed", "Failed") and s,
         JOB_TIMEOUT,
         "the job to finish",
         interval=1,
@@ -129,7 +107,8 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
     assert finished["started_at"] and finished["ended_at"] and finished["metrics"]["test_accuracy"] > 0
     new_version = finished["version"]
 
-    wait_for(lambda: predict_version(stack) == new_version, 30, "predict to answer with the new version")
+    png = chest_ct.example_image("normal")
+    wait_for(lambda: served_version(stack, MODEL, png) == new_version, 30, "predict to answer with the new version")
     elapsed = time.monotonic() - uploaded_at
     print(
         f"\n[loop] threshold-crossing uploads -> new version serving: {elapsed:.1f} s; job record: "
@@ -151,15 +130,15 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
         )
     )
 
-    after = get_model(stack)
+    after = model_view(stack, MODEL)
     assert after["production_version"] == new_version
     manifest = stack["store"].read_manifest(MODEL, new_version)
     assert manifest.training_data.n_uploads == objects_before + len(batch)  # every labelled upload of the model
     # The job's EventBridge "Completed" released the model: no job active, the rest of the uploads pending.
-    wait_for(lambda: get_model(stack)["retraining"]["active_job"] is None, 30, "the model to be released")
+    wait_for(lambda: model_view(stack, MODEL)["retraining"]["active_job"] is None, 30, "the model to be released")
     pending = counter["uploads_since_last_job"] + len(batch) - job["uploads"]
-    assert get_model(stack)["retraining"]["uploads_since_last_job"] == pending
-    assert job_status(stack, job["job_id"])["service_status"] == "Completed"  # SageMaker's word, via EventBridge
+    assert model_view(stack, MODEL)["retraining"]["uploads_since_last_job"] == pending
+    assert job_status(stack, MODEL, job["job_id"])["service_status"] == "Completed"  # SageMaker's word, via EventBridge
     (ran,) = [j for j in stack["emulation"].jobs.jobs if j.name == job["job_id"]]
     assert ran.status == "Completed" and ran.exit_code == 0
     # The reconciler ran on its schedule all along (every 2 s here) and did not end the running job early:
@@ -169,7 +148,7 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
 
 
 def test_a_job_the_gate_rejects_leaves_production_serving(stack):
-    production = get_model(stack)["production_version"]
+    production = model_view(stack, MODEL)["production_version"]
     versions_before = stack["store"].list_versions(MODEL)
     url = f"{stack['url']}/models/{MODEL}/retrain"
     anonymous = stack["http"].post(url, json={}, headers={"Authorization": None}, timeout=30)
@@ -187,15 +166,15 @@ def test_a_job_the_gate_rejects_leaves_production_serving(stack):
     assert conflict.status_code == 409 and job["job_id"] in conflict.json()["error"]["message"]
 
     finished = wait_for(
-        lambda: (s := job_status(stack, job["job_id"]))["state"] in ("Completed", "Failed") and s,
+        lambda: (s := job_status(stack, MODEL, job["job_id"]))["state"] in ("Completed", "Failed") and s,
         JOB_TIMEOUT,
         "the job to finish",
         interval=1,
     )
     assert (finished["state"], finished["outcome"]) == ("Completed", "rejected"), finished
     assert any("test_accuracy" in reason for reason in finished["reasons"]), finished["reasons"]
-    assert get_model(stack)["production_version"] == production
-    assert predict_version(stack) == production
+    assert model_view(stack, MODEL)["production_version"] == production
+    assert served_version(stack, MODEL, chest_ct.example_image("normal")) == production
     assert stack["store"].list_versions(MODEL) == versions_before  # nothing half-published
 
 

@@ -1,0 +1,24 @@
+"""What the e2e retraining tests ask the local stack over HTTP: a model's view, a job's status and
+which version predict answers with."""
+
+from __future__ import annotations
+
+
+def model_view(stack, model: str) -> dict:
+    response = stack["http"].get(f"{stack['url']}/models/{model}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def job_status(stack, model: str, job_id: str) -> dict:
+    response = stack["http"].get(f"{stack['url']}/models/{model}/retrain/{job_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def served_version(stack, model: str, png: bytes) -> str:
+    response = stack["http"].post(
+        f"{stack['url']}/models/{model}/predict", data=png, headers={"Content-Type": "image/png"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["version"]
