@@ -49,7 +49,7 @@ run: $(STAMP)
 # The e2e and browser tests run in one worker (they share the session's local stacks and trained
 # models: tests/conftest.py), the unit and integration tests in the others.
 TEST_WORKERS ?= 2
-test: lint checkov rehearse chromium $(LOCUST_STAMP)
+test: lint checkov chromium $(LOCUST_STAMP)
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff's rules are in pyproject.toml; `make test` fails on a finding or an unformatted file.
@@ -73,6 +73,7 @@ checkov: $(CHECKOV_STAMP)
 # Deploy rehearsal (README "Deploy rehearsal"): sam package, the SAM transform and create_stack in a fresh
 # moto, then every logical id, Output and kept property compared with the template, and cfn-lint with the
 # serverless rules; what moto cannot check is listed in the report (artifacts/rehearsal/report.md).
+# `make test` runs the same rehearsal as tests/integration/test_deploy_rehearsal.py.
 rehearse: $(STAMP)
 	$(PY) -m scripts.rehearse
 

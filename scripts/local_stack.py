@@ -201,7 +201,7 @@ class EventEmulation:
         api,
         queue_urls: dict[str, str],
         moto_url: str,
-        schedule_seconds: float | None = None,
+        schedule_seconds: dict[str, float] | None = None,
         training_credentials: dict[str, str] | None = None,
     ):
         from scripts.local_runner.event_sources import ScheduleSource, schedules, sqs_event_sources
@@ -209,8 +209,12 @@ class EventEmulation:
 
         self.sources = sqs_event_sources(api.functions, queue_urls, aws_client("sqs", moto_url))
         self.jobs = LocalTrainingJobs(api.functions, moto_url, credentials=training_credentials)
-        # The template's schedules (reconciler, drift monitor) at their rate, or every `schedule_seconds` (tests).
-        self.schedules = [ScheduleSource(api.functions, s, schedule_seconds) for s in schedules(api.functions.stacks)]
+        # The template's schedules (reconciler, drift monitor) at their rate, or every `schedule_seconds[function
+        # id]` seconds (tests).
+        periods = schedule_seconds or {}
+        self.schedules = [
+            ScheduleSource(api.functions, s, periods.get(s.function_id)) for s in schedules(api.functions.stacks)
+        ]
 
     def start(self) -> EventEmulation:
         for source in self.sources:

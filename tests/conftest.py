@@ -1,6 +1,9 @@
 import os
+import shutil
 
 import pytest
+
+from tests.helpers.shared_training import new_session_folder
 
 # Fixtures that test modules opt into by name (pytest.mark.usefixtures).
 pytest_plugins = ["tests.helpers.properties"]
@@ -20,6 +23,19 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+
+def pytest_configure(config):
+    """The controlling process (not an xdist worker) makes the folder in which the workers share their
+    smoke-trained models (tests/helpers/shared_training.py)."""
+    if not hasattr(config, "workerinput"):
+        config.shared_models_folder = new_session_folder()
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "shared_models_folder", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ the held-out test inputs the finished reference flags (domain.ood, as serving do
 as false_flag_rate; the target is at most TARGET_FALSE_FLAG_RATE.
 
 Also the drift reference (drift monitoring reads it): each feature's inner decile edges and the
-training share in each bin, and the training class mix.
+training share in each bin (domain.drift.reference_bins, the monitor's own binning), and the
+training class mix.
 
 A trainer puts `tabular_reference(...)` or `image_reference(...)` into Candidate.ood; the pipeline
 calls `finish(candidate.ood, classifier)` with the served classifier (after any quantisation).
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from med_classifier.domain.drift import reference_bins
 from med_classifier.domain.image_statistics import STATISTICS
 from med_classifier.domain.manifest import ImageInput, OodReference
 from med_classifier.domain.ood import FLAT, NO_COLOUR, assess, max_softmax
@@ -52,18 +54,9 @@ IMAGE_MARGIN_FLOOR = 0.02
 # A margin never takes an image statistic's low below "none at all" (flat, colourless) unless
 # training images were so: a blank or grayscale image is then always flagged with its plain reason.
 NOTHING_BELOW = {"contrast": FLAT, "colourfulness": NO_COLOUR}
-DECILES = np.linspace(0.1, 0.9, 9)
 TABULAR_FOLDS = 5
 SCORE = "max_softmax"
 BATCH = 256
-
-
-def drift_bins(values: np.ndarray) -> tuple[list[float], list[float]]:
-    """Inner decile edges of `values` (duplicates merged) and the share of values in each bin
-    (bin i: edges[i-1] <= v < edges[i], as FeatureReference documents)."""
-    edges = np.unique(np.quantile(values, DECILES))
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    return edges.tolist(), (counts / max(len(values), 1)).tolist()
 
 
 def bounds(values: np.ndarray, margin: float, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +84,7 @@ def features(
             low[i] = max(low[i], min(train[:, i].min(), lowest[name]))
     references = []
     for i, name in enumerate(names):
-        edges, proportions = drift_bins(train[:, i])
+        edges, proportions = reference_bins(train[:, i].tolist())
         references.append(
             {"name": name, "low": float(low[i]), "high": float(high[i]), "edges": edges, "proportions": proportions}
         )

@@ -100,80 +100,18 @@ def image_input():
 # ---------------------------------------------------------------------------- model
 
 
-def _divisible(value: float, divisor: int = 8) -> int:
-    """MobileNet's channel rounding: a multiple of 8, never more than 10 % below value."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
 def build_model():
-    """MobileNetV2-style network: inverted residual blocks (1x1 expand, 3x3 depthwise,
-    1x1 linear projection, residual when shapes allow), width multiplier, logits out."""
-    from torch import nn
+    """MobileNetV2-style network (training/skin_lesion_network.py): inverted residual blocks (1x1
+    expand, 3x3 depthwise, 1x1 linear projection, residual when shapes allow), width multiplier,
+    logits out."""
+    from training.skin_lesion_network import MobileNetV2Small
 
-    def conv_bn(inp: int, out: int, kernel: int = 1, stride: int = 1, groups: int = 1, relu: bool = True):
-        layers = [
-            nn.Conv2d(inp, out, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out, momentum=BN_MOMENTUM),
-        ]
-        # Not in place: in-place activations make the dynamo exporter's functionalisation
-        # pass several seconds slower, and buy little memory at this size.
-        return layers + [nn.ReLU6()] if relu else layers
-
-    class InvertedResidual(nn.Module):
-        def __init__(self, inp: int, out: int, stride: int, expand: int):
-            super().__init__()
-            hidden = inp * expand
-            layers = conv_bn(inp, hidden) if expand != 1 else []
-            layers += conv_bn(hidden, hidden, 3, stride, groups=hidden)  # depthwise
-            layers += conv_bn(hidden, out, relu=False)  # linear bottleneck
-            self.block = nn.Sequential(*layers)
-            self.residual = stride == 1 and inp == out
-
-        def forward(self, x):
-            return x + self.block(x) if self.residual else self.block(x)
-
-    class MobileNetV2Small(nn.Module):
-        def __init__(self):
-            super().__init__()
-            channels = _divisible(32 * WIDTH_MULTIPLIER)
-            layers = conv_bn(3, channels, 3, 2)
-            for t, c, n, s in BLOCKS:
-                out = _divisible(c * WIDTH_MULTIPLIER)
-                for i in range(n):
-                    layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
-                    channels = out
-            layers += conv_bn(channels, LAST_CHANNELS)
-            self.features = nn.Sequential(*layers)
-            self.classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(LAST_CHANNELS, len(CLASSES)))
-            for module in self.modules():
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                elif isinstance(module, nn.BatchNorm2d):
-                    nn.init.ones_(module.weight)
-                    nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.Linear):
-                    nn.init.normal_(module.weight, 0, 0.01)
-                    nn.init.zeros_(module.bias)
-
-        def forward(self, x):
-            return self.classifier(self.features(x).mean(dim=(2, 3)))
-
-    return MobileNetV2Small()
+    return MobileNetV2Small(len(CLASSES), BLOCKS, WIDTH_MULTIPLIER, LAST_CHANNELS, DROPOUT, BN_MOMENTUM)
 
 
 def with_softmax(model):
     """The served graph: logits -> class probabilities."""
-    import torch
-    from torch import nn
-
-    class Probabilities(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, image):
-            return torch.softmax(self.net(image), dim=1)
+    from training.skin_lesion_network import Probabilities
 
     return Probabilities(model)
 

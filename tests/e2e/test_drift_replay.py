@@ -1,5 +1,5 @@
 """The README's replay (scripts/replay_drift.py) against the local stack: the drifted stream goes through
-the API, the predict functions capture it, the drift monitor runs on its schedule (every 2 s here) and
+the API, the predict functions capture it, the drift monitor runs on its schedule (every 10 s here) and
 GET /models/{model}/drift serves a report that counts the stream."""
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ chest CT images never land in the repository's .local/; it is restored afterward
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import tempfile
 
+from tests.helpers.shared_training import shared_across_workers
 from training.candidate import Candidate, TrainOptions
 
 
@@ -29,7 +29,7 @@ def temporary_state_dir():
                 os.environ["LOCAL_STATE_DIR"] = previous
 
 
-@functools.cache
+@shared_across_workers
 def breast_cancer_lite_candidate(seed: int = 42) -> Candidate:
     from training import breast_cancer_lite
 
@@ -37,7 +37,7 @@ def breast_cancer_lite_candidate(seed: int = 42) -> Candidate:
         return breast_cancer_lite.train(TrainOptions(smoke=True, seed=seed))
 
 
-@functools.cache
+@shared_across_workers
 def chest_ct_candidate(seed: int = 42) -> Candidate:
     from training import chest_ct
 

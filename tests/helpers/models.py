@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from med_classifier.adapters.model_store import ModelStore
 from med_classifier.api.schemas import EXAMPLE_MALIGNANT_ROW
 from med_classifier.domain.manifest import Manifest, new_version
+from tests.helpers.shared_training import shared_across_workers
 from training import breast_cancer
 from training.candidate import Candidate, TrainOptions
 from training.gate import PromotionGate
@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MALIGNANT_EXAMPLE = EXAMPLE_MALIGNANT_ROW  # Wisconsin row 0, the public malignant example
 
 
-@functools.cache
+@shared_across_workers
 def breast_cancer_candidate(seed: int = 42) -> Candidate:
     return breast_cancer.train(TrainOptions(k_folds=5, seed=seed))
 

@@ -4,16 +4,16 @@ removed afterwards: never .local/ in the repo, never the caller's LOCAL_STATE_DI
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from tests.helpers.shared_training import shared_across_workers
 from training.candidate import Candidate, TrainOptions
 
 
-@functools.cache
+@shared_across_workers
 def skin_lesion_candidate(seed: int = 42) -> Candidate:
     from training import skin_lesion
 

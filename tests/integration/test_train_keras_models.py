@@ -173,7 +173,25 @@ def test_chest_ct_starts_from_pretrained_weights(state_dir, tmp_path):
         chest_ct.initial_model(tmp_path / "lite.weights.h5")
 
 
-def test_chest_ct_cli_smoke_run(state_dir):
+def test_chest_ct_cli_smoke_run(state_dir, monkeypatch):
+    """The CLI end to end (gate, INT8 attempt, MLflow) on the session's smoke model: the trainer is handed
+    the options the CLI built and returns the cached candidate instead of training a second time."""
+    from mlflow import MlflowClient
+
+    candidate, calls = chest_ct_candidate(), []
+
+    def train(options):
+        calls.append(options)
+        return candidate
+
+    monkeypatch.setattr(chest_ct, "train", train)
     assert cli.main(["chest-ct", "--smoke", "--no-publish"]) == 0
+    (options,) = calls
+    assert options.smoke and options.seed == 42 and options.pretrained is None and options.data_dir is None
     assert (state_dir / "mlflow" / "mlflow.db").exists()
-    assert (state_dir / "data" / "chest-ct-synthetic-42-40" / "SYNTHETIC.txt").exists()
+    client = MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("chest-ct").experiment_id])
+    assert run.data.tags["outcome"] == "gate_passed_not_published"
+    # The smoke run's synthetic images go to the state dir, in a folder of their seed and size.
+    dataset = chest_ct.load_data(options)
+    assert dataset.synthetic and (state_dir / "data" / "chest-ct-synthetic-42-40" / "SYNTHETIC.txt").exists()

@@ -1,4 +1,4 @@
-"""training/ood_reference.py's pure parts: drift bins, ranges with a margin, the margin's and the
+"""training/ood_reference.py's pure parts: features' drift bins, ranges with a margin, the margin's and the
 score threshold's choice."""
 
 from __future__ import annotations
@@ -8,18 +8,19 @@ import pytest
 
 from med_classifier.domain.manifest import OodReference
 from training import ood_reference
-from training.ood_reference import bounds, class_mix, drift_bins, features, score_threshold, smallest_margin
+from training.ood_reference import bounds, class_mix, features, score_threshold, smallest_margin
 
 
-def test_drift_bins_are_inner_deciles_with_the_training_share_in_each_bin():
-    edges, proportions = drift_bins(np.arange(100, dtype=float))
-    assert edges == pytest.approx([9.9, 19.8, 29.7, 39.6, 49.5, 59.4, 69.3, 79.2, 89.1])
-    assert proportions == pytest.approx([0.1] * 10)
+def test_a_features_drift_bins_are_its_inner_deciles_with_the_training_share_in_each_bin():
+    (feature,) = features(["x"], np.arange(100, dtype=float)[:, None], margin=0.0)
+    assert feature["edges"] == pytest.approx([9.9, 19.8, 29.7, 39.6, 49.5, 59.4, 69.3, 79.2, 89.1])
+    assert feature["proportions"] == pytest.approx([0.1] * 10)
 
 
 def test_a_constant_feature_has_one_edge_and_every_value_in_the_bin_from_it():
     # bin i holds edges[i-1] <= v < edges[i]: the constant sits in the last bin.
-    assert drift_bins(np.zeros(20)) == ([0.0], [0.0, 1.0])
+    (feature,) = features(["x"], np.zeros((20, 1)), margin=0.0)
+    assert (feature["edges"], feature["proportions"]) == ([0.0], [0.0, 1.0])
 
 
 def test_bounds_widen_the_training_range_by_the_margin_or_the_floor():

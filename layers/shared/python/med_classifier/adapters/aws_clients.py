@@ -44,6 +44,16 @@ class ServiceAdapter:
         return dropped
 
 
+class BucketAdapter(ServiceAdapter):
+    """An adapter over one S3 bucket."""
+
+    service = "s3"
+
+    def __init__(self, bucket: str, client=None, endpoint_url: str | None = None):
+        super().__init__(client, endpoint_url)
+        self.bucket = bucket
+
+
 def make_clients() -> None:
     """SnapStart's before-snapshot step: every adapter makes its client now, so boto3 and the services'
     models are loaded in the snapshot (forget_clients then drops the clients, not what they loaded)."""

@@ -13,7 +13,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from .aws_clients import ServiceAdapter
+from .aws_clients import BucketAdapter
 from .model_store import _not_found
 
 CAPTURES_PREFIX = "captures/"
@@ -29,14 +29,8 @@ def latest_report_key(model_id: str) -> str:
     return f"{DRIFT_PREFIX}{model_id}/latest.json"
 
 
-class S3MonitoringStore(ServiceAdapter):
+class S3MonitoringStore(BucketAdapter):
     """The CaptureWriter (the predict functions) and MonitoringStore (the drift monitor, the drift route)."""
-
-    service = "s3"
-
-    def __init__(self, bucket: str, client=None, endpoint_url: str | None = None):
-        super().__init__(client, endpoint_url)
-        self.bucket = bucket
 
     @property
     def client_options(self) -> dict:

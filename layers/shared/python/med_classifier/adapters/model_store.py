@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from ..domain.errors import IntegrityError
 from ..domain.manifest import Manifest, NativeWeights, ProductionPointer, sha256_hex
 from ..domain.ports import ModelVersion
-from .aws_clients import ServiceAdapter
+from .aws_clients import BucketAdapter
 
 MODELS_PREFIX = "models/"
 
@@ -41,14 +41,8 @@ def _precondition_failed(exc: Exception) -> bool:
     return isinstance(exc, ClientError) and exc.response["Error"]["Code"] in ("PreconditionFailed", "412")
 
 
-class ModelStore(ServiceAdapter):
+class ModelStore(BucketAdapter):
     """The ModelReader adapter, plus the writes training needs (publish, promote)."""
-
-    service = "s3"
-
-    def __init__(self, bucket: str, client=None, endpoint_url: str | None = None):
-        super().__init__(client, endpoint_url)
-        self.bucket = bucket
 
     # keys -----------------------------------------------------------------
     @staticmethod

@@ -3,18 +3,12 @@ content type, the size and the uploader (user metadata `uploader`, read by the u
 
 from __future__ import annotations
 
-from .aws_clients import ServiceAdapter
+from .aws_clients import BucketAdapter
 
 UPLOADER_FIELD = "x-amz-meta-uploader"  # S3 stores it as the object's user metadata "uploader"
 
 
-class S3UploadSigner(ServiceAdapter):
-    service = "s3"
-
-    def __init__(self, bucket: str, client=None, endpoint_url: str | None = None):
-        super().__init__(client, endpoint_url)
-        self.bucket = bucket
-
+class S3UploadSigner(BucketAdapter):
     @property
     def client_options(self) -> dict:
         from botocore.config import Config

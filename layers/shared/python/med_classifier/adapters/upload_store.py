@@ -11,20 +11,14 @@ because S3 hiccuped.
 from __future__ import annotations
 
 from ..domain.upload_checks import REASON_KEY, UPLOADER_KEY, StoredUpload, UploadGone
-from .aws_clients import ServiceAdapter
+from .aws_clients import BucketAdapter
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 # S3 user metadata holds at most 2 KB: an uploader (a Cognito sub is 36 characters) is kept to this.
 MAX_UPLOADER_CHARS = 256
 
 
-class S3UploadStore(ServiceAdapter):
-    service = "s3"
-
-    def __init__(self, bucket: str, client=None, endpoint_url: str | None = None):
-        super().__init__(client, endpoint_url)
-        self.bucket = bucket
-
+class S3UploadStore(BucketAdapter):
     def _gone(self, exc: Exception) -> bool:
         response = getattr(exc, "response", None) or {}
         return str(response.get("Error", {}).get("Code")) in _MISSING
