@@ -51,8 +51,9 @@ LAYERS = ("unit", "integration", "e2e", "browser")
 
 
 # Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) these layers' tests run in one worker,
-# in order: they share the session's local stacks and trained models, which a second worker would
-# build again. Unit and integration tests spread over the other workers meanwhile.
+# in order: they share the session's local stacks, which a second worker would build again. Unit and
+# integration tests spread over the other workers meanwhile, and so does a stack-layer module that
+# starts a stack of its own and names its own xdist group (tests/e2e/test_make_run.py).
 STACK_LAYERS = ("e2e", "browser")
 
 
@@ -66,5 +67,5 @@ def pytest_collection_modifyitems(items):
         if layer not in LAYERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(LAYERS)}}}/")
         item.add_marker(layer)
-        if layer in STACK_LAYERS:
+        if layer in STACK_LAYERS and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group("local-stacks"))

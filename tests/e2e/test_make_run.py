@@ -19,6 +19,10 @@ from training.datasets import chest_ct, ham10000
 
 READY = "Local stack ready"
 
+# It starts `make run`'s stack itself, not the session's (tests/conftest.py): a group of its own lets the
+# other xdist worker run it while this one runs the tests that share the session's stacks.
+pytestmark = pytest.mark.xdist_group("make-run")
+
 
 def start_stack(env_file, state_dir, port, log_path):
     log = open(log_path, "w")
