@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from scripts.local_cognito import DEMO_USERS
 from scripts.local_stack import aws_client
-from tests.browser.helpers import IMAGES, claims, open_model, sign_in
+from tests.browser.helpers import IMAGES, claims, model_view, open_model, sign_in
 
 
 def api_requests(page) -> list:
@@ -199,6 +199,8 @@ def test_sign_out_forgets_the_user_and_the_next_action_needs_sign_in(page, stack
     sign_in(page, "ml-admin")
     expect(page.locator("#user-groups")).to_have_text("ml-admins")
     expect(page.locator("#model-select")).to_have_value("breast-cancer")  # the address still names it
+    # As open_model does: the model's view has arrived (its production version is shown) before predicting.
+    expect(page.locator("#model-facts")).to_contain_text(model_view(stack, "breast-cancer")["production_version"])
     page.click("#tabular-predict")
     expect(page.locator(".predicted-label")).to_have_text("malignant")
     assert claims(requests[-1].headers["authorization"])["email"] == DEMO_USERS["ml-admin"].username

@@ -8,7 +8,6 @@ has): those are provoked on a second local API, served from the same template, w
 bucket starts empty."""
 
 import base64
-import functools
 import io
 import json
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from PIL import Image
 
 from med_classifier.adapters.model_store import ModelStore
 from scripts.local_stack import free_port
-from tests.e2e.conftest import RETRAIN_THRESHOLDS
+from tests.e2e.conftest import RETRAIN_THRESHOLDS, RejectedJob
 from tests.helpers.image_models import colour_candidate
 from tests.helpers.keras_models import chest_ct_candidate
 from tests.helpers.local_stack import write_env_file
@@ -33,15 +32,15 @@ from training.datasets import chest_ct, ham10000
 
 BARE_BUCKET = "med-classifier-models-e2e-bare"
 UNLAUNCHABLE = "colour-unlaunchable"  # an image model in the bare deployment, whose jobs cannot start
-JOB_TIMEOUT = 300
 ANONYMOUS = {"Authorization": None}  # the stack's session signs in as an ml-admin; this drops it
 
 
 class Api:
     """The running stack, the bare one, and the retraining job some checks need (started once)."""
 
-    def __init__(self, stack: dict, bare_url: str):
+    def __init__(self, stack: dict, bare_url: str, retrain_job: RejectedJob):
         self.stack, self.url, self.bare_url, self.http = stack, stack["url"], bare_url, stack["http"]
+        self.retrain_job = retrain_job  # a manual chest-ct job with a gate no model passes, ended
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.http.get(self.url + path, timeout=60, **kwargs)
@@ -58,27 +57,6 @@ class Api:
 
     def publish_unpromoted(self, candidate) -> None:
         publish(ModelStore(BARE_BUCKET, self.stack["s3"]), candidate, promote=False)
-
-    @functools.cached_property
-    def retrain_job(self) -> tuple[requests.Response, requests.Response, str]:
-        """A manual chest-ct job with a gate no model passes (production keeps serving): the 202 that
-        started it, the 409 of a second request while it runs, and its id once it has ended."""
-        wait_for(
-            lambda: self.get("/models/chest-ct").json()["retraining"]["active_job"] is None,
-            JOB_TIMEOUT,
-            "no chest-ct job to be running",
-        )
-        body = {"reason": "e2e contract: impossible gate", "gate": {"min": {"test_accuracy": 1.01}}}
-        started = self.post("/models/chest-ct/retrain", json=body)
-        conflict = self.post("/models/chest-ct/retrain", json={})
-        job_id = started.json()["job_id"]
-        wait_for(
-            lambda: self.get(f"/models/chest-ct/retrain/{job_id}").json()["state"] in ("Completed", "Failed"),
-            JOB_TIMEOUT,
-            "the contract test's retraining job to end",
-            interval=1,
-        )
-        return started, conflict, job_id
 
 
 Exchanges = list[tuple[int, requests.Response]]
@@ -237,14 +215,13 @@ def create_upload(api: Api) -> Exchanges:
 @operation("/models/{model}/retrain", "post")
 def start_retrain(api: Api) -> Exchanges:
     path = "/models/chest-ct/retrain"
-    started, conflict, _ = api.retrain_job
     return [
-        (202, started),
+        (202, api.retrain_job.started),
         (400, api.post(path, headers={"Content-Type": "application/json"}, data='{"reason": ')),
         (401, api.post(path, json={}, headers=ANONYMOUS)),  # API Gateway's Cognito authorizer
         (403, api.post(path, json={}, headers=api.as_user("clinician"))),  # the function: not an ml-admin
         (404, api.post("/models/no-such-model/retrain", json={})),
-        (409, conflict),
+        (409, api.retrain_job.conflict),
         (413, api.post(path, data=OVER_64_KIB["data"], headers={**OVER_64_KIB["headers"]})),
         (415, api.post(path, data="now please", headers={"Content-Type": "text/plain"})),
         (422, api.post("/models/breast-cancer/retrain", json={})),  # a tabular model
@@ -255,7 +232,7 @@ def start_retrain(api: Api) -> Exchanges:
 
 @operation("/models/{model}/retrain/{job_id}", "get")
 def get_retrain_job(api: Api) -> Exchanges:
-    job_id = api.retrain_job[2]
+    job_id = api.retrain_job.started.json()["job_id"]
     return [
         (200, api.get(f"/models/chest-ct/retrain/{job_id}")),
         (401, api.get(f"/models/chest-ct/retrain/{job_id}", headers=ANONYMOUS)),
@@ -302,8 +279,8 @@ def bare_url(stack, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def api(stack, bare_url) -> Api:
-    return Api(stack, bare_url)
+def api(stack, bare_url, impossible_gate_job) -> Api:
+    return Api(stack, bare_url, impossible_gate_job)
 
 
 @pytest.fixture(scope="module")

@@ -147,35 +147,24 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
     assert reconciler.invocations > 0
 
 
-def test_a_job_the_gate_rejects_leaves_production_serving(stack):
-    production = model_view(stack, MODEL)["production_version"]
-    versions_before = stack["store"].list_versions(MODEL)
+def test_a_job_the_gate_rejects_leaves_production_serving(stack, impossible_gate_job):
     url = f"{stack['url']}/models/{MODEL}/retrain"
     anonymous = stack["http"].post(url, json={}, headers={"Authorization": None}, timeout=30)
     assert (anonymous.status_code, anonymous.json()) == (401, {"message": "Unauthorized"})
     as_clinician = {"Authorization": stack["tokens"]["clinician"]}
     assert stack["http"].post(url, json={}, headers=as_clinician, timeout=30).status_code == 403
-    response = stack["http"].post(  # the session's ml-admin
-        url, json={"reason": "e2e: impossible gate", "gate": {"min": {"test_accuracy": 1.01}}}, timeout=30
-    )
-    assert response.status_code == 202, response.text
-    job = response.json()
-    assert job["trigger"] == "manual" and job["state"] == "Pending"
-    assert job["requested_by"] == subject(stack["tokens"]["ml-admin"])
-    conflict = stack["http"].post(url, json={}, timeout=30)
-    assert conflict.status_code == 409 and job["job_id"] in conflict.json()["error"]["message"]
+    # The session's ml-admin started a job with a gate no model passes (tests/e2e/conftest.py).
+    job = impossible_gate_job
+    started = job.started.json()
+    assert started["trigger"] == "manual" and started["state"] == "Pending"
+    assert started["requested_by"] == subject(stack["tokens"]["ml-admin"])
+    assert job.conflict.status_code == 409 and started["job_id"] in job.conflict.json()["error"]["message"]
 
-    finished = wait_for(
-        lambda: (s := job_status(stack, MODEL, job["job_id"]))["state"] in ("Completed", "Failed") and s,
-        JOB_TIMEOUT,
-        "the job to finish",
-        interval=1,
-    )
-    assert (finished["state"], finished["outcome"]) == ("Completed", "rejected"), finished
-    assert any("test_accuracy" in reason for reason in finished["reasons"]), finished["reasons"]
-    assert model_view(stack, MODEL)["production_version"] == production
-    assert served_version(stack, MODEL, chest_ct.example_image("normal")) == production
-    assert stack["store"].list_versions(MODEL) == versions_before  # nothing half-published
+    assert (job.finished["state"], job.finished["outcome"]) == ("Completed", "rejected"), job.finished
+    assert any("test_accuracy" in reason for reason in job.finished["reasons"]), job.finished["reasons"]
+    assert job.production_after == job.production_before
+    assert job.served_after == job.production_before
+    assert job.versions_after == job.versions_before  # nothing half-published
 
 
 @pytest.mark.parametrize(
