@@ -8,7 +8,7 @@ import requests
 
 from tests.helpers.local_stack import running_moto, running_stack
 from tests.helpers.polling import wait_for
-from tests.helpers.retraining_http import job_status, model_view, served_version
+from tests.helpers.retraining_http import ended_job, model_view, served_version
 from training.datasets import chest_ct
 
 BUCKET = "med-classifier-models-e2e"
@@ -60,12 +60,7 @@ def impossible_gate_job(stack) -> RejectedJob:
     conflict = stack["http"].post(url, json={}, timeout=30)
     assert started.status_code == 202, started.text
     job_id = started.json()["job_id"]
-    finished = wait_for(
-        lambda: (status := job_status(stack, model, job_id))["state"] in ("Completed", "Failed") and status,
-        JOB_TIMEOUT,
-        "the impossible-gate job to end",
-        interval=1,
-    )
+    finished = ended_job(stack, model, job_id, JOB_TIMEOUT)
     return RejectedJob(
         started=started,
         conflict=conflict,

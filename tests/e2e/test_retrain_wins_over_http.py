@@ -13,7 +13,7 @@ import time
 from tests.e2e.conftest import RETRAIN_THRESHOLDS
 from tests.helpers.models import REPO_ROOT
 from tests.helpers.polling import wait_for
-from tests.helpers.retraining_http import job_status, model_view, served_version
+from tests.helpers.retraining_http import ended_job, model_view, served_version
 from training import skin_lesion
 from training.datasets import ham10000
 
@@ -54,12 +54,7 @@ def test_a_retrain_from_uploads_fine_tunes_production_and_is_promoted(stack):
     assert len(started) == 1 and started[0]["trigger"] == "uploads", started
     job_id = started[0]["job_id"]
 
-    finished = wait_for(
-        lambda: (s := job_status(stack, MODEL, job_id))["state"] in ("Completed", "Failed") and s,
-        JOB_TIMEOUT,
-        "the skin-lesion job to finish",
-        interval=1,
-    )
+    finished = ended_job(stack, MODEL, job_id, JOB_TIMEOUT)
     assert (finished["state"], finished["outcome"]) == ("Completed", "promoted"), finished
     assert finished["fine_tuned_from"] == finished["production_version"] == production
     deltas = finished["deltas"]

@@ -12,15 +12,14 @@ import requests
 
 from scripts.local_stack import aws_client
 from scripts.upload_labelled import upload
-from tests.e2e.conftest import RETRAIN_THRESHOLDS
+from tests.e2e.conftest import JOB_TIMEOUT, RETRAIN_THRESHOLDS
 from tests.helpers.polling import wait_for
-from tests.helpers.retraining_http import job_status, model_view, served_version
+from tests.helpers.retraining_http import ended_job, job_status, model_view, served_version
 from tests.helpers.tokens import subject
 from training.datasets import chest_ct
 
 MODEL = "chest-ct"
 THRESHOLD = RETRAIN_THRESHOLDS[MODEL]
-JOB_TIMEOUT = 300
 
 
 def images(tmp_path, count):
@@ -95,12 +94,7 @@ def test_uploads_past_the_threshold_retrain_once_and_the_new_version_is_served(s
     assert job["trigger"] == "uploads" and job["backend"] == "sagemaker" and job["uploads"] >= THRESHOLD
     assert counted["retraining"]["active_job"] == job["job_id"]
 
-    finished = wait_for(
-        lambda: (s := job_status(stack, MODEL, job["job_id"]))["state"] in ("Completed", "Failed") and s,
-        JOB_TIMEOUT,
-        "the job to finish",
-        interval=1,
-    )
+    finished = ended_job(stack, MODEL, job["job_id"], JOB_TIMEOUT)
     assert finished["state"] == "Completed", finished
     assert finished["outcome"] == "promoted", finished
     assert finished["production_version"] == production and finished["version"] != production
